@@ -1,0 +1,54 @@
+"""`python -m shipyard.agent --state-dir DIR`: the agent process (usually spawned by ensure_agent).
+
+Kept free of CLI dependencies (typer, rich): the agent is long-lived and should start fast and small.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from shipyard.errors import AgentError
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
+    """uvloop when installed: the built-in router's throughput depends on it."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop
+    return uvloop.new_event_loop
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m shipyard.agent", description="shipyard host agent")
+    parser.add_argument("--state-dir", required=True, type=Path,
+                        help="agent state dir (a project's .shipyard/agent)")
+    parser.add_argument("--metrics-listen", metavar="HOST:PORT",
+                        help="also serve /metrics over TCP (for Prometheus)")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+    from shipyard.agent.runtime import serve
+
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(serve(args.state_dir, args.metrics_listen))
+    except AgentError as exc:
+        print(f"shipyard agent: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"shipyard agent: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""Agent errors that carry an HTTP status, so the admin API and its client map them both ways.
+
+They stay inside shipyard's tree (subclasses of AgentError), so the CLI needs no extra handling; the
+status lets a caller tell "no such instance" (404) from "port already taken" (409) without parsing text.
+"""
+
+from __future__ import annotations
+
+from shipyard.errors import AgentError
+
+
+class AgentRequestError(AgentError):
+    """The agent refused a request; `status` is the HTTP status it answered with."""
+
+    status = 400
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        if status is not None:
+            self.status = status
+
+
+class NotFoundError(AgentRequestError):
+    status = 404
+
+
+class ConflictError(AgentRequestError):
+    status = 409

@@ -1,0 +1,299 @@
+"""RouterServer: the listening socket, the backend set, dispatch/retry, drain, stats, timeouts.
+
+Everything on the request path is synchronous callbacks; the only tasks are new upstream connects
+(pooled connections are reused synchronously) and one sweeper that enforces timeouts once per
+interval, so no per-request timer handles are created.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from .backends import Backend, BackendState, Balancer, split_address
+from .client import ClientConnection, Exchange
+from .metrics import Counters, aggregate
+from .upstream import UpstreamConnection
+
+
+class RouterServer:
+    """One listening port routing to one (service, env)'s weighted backends."""
+
+    def __init__(
+        self,
+        name: str,
+        listen: str,
+        *,
+        response_timeout: float = 60.0,
+        connect_timeout: float = 5.0,
+        keepalive_timeout: float = 75.0,
+        pool_idle_timeout: float = 30.0,
+        max_attempts: int = 3,
+    ) -> None:
+        self.name = name
+        self.listen = listen
+        self.host, self.port = split_address(listen)
+        self.response_timeout = response_timeout
+        self.connect_timeout = connect_timeout
+        self.keepalive_timeout = keepalive_timeout
+        self.pool_idle_timeout = pool_idle_timeout
+        self.max_attempts = max(1, max_attempts)
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # bound in start()
+        self.states: dict[str, BackendState] = {}  # every address ever routed to (current or retired)
+        self.current: list[BackendState] = []  # the routing set, in the order given
+        self.balancer = Balancer()
+        self.counters: dict[tuple[str, str], Counters] = {}
+        self.clients: set[ClientConnection] = set()
+        self.unrouted = 0
+        self.closing = False
+        self._server: asyncio.AbstractServer | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self._connects: set[asyncio.Task[None]] = set()
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Bind and listen; an address already in use raises OSError here, not on the first request."""
+        self.loop = asyncio.get_running_loop()
+        self.closing = False
+        self._server = await self.loop.create_server(
+            lambda: ClientConnection(self), self.host, self.port, reuse_address=True, backlog=1024
+        )
+        if self.port == 0:  # ephemeral port (tests): report the real one
+            sock = self._server.sockets[0]
+            self.port = sock.getsockname()[1]
+            self.listen = f"{self.host}:{self.port}"
+        self._sweeper = self.loop.create_task(self._sweep())
+
+    async def close(self) -> None:
+        """Stop listening, then close every client and backend connection."""
+        self.closing = True
+        if self._server is not None:
+            self._server.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for task in list(self._connects):
+            task.cancel()
+        for client in list(self.clients):
+            client.closing = True
+            client.transport.abort()
+        for state in self.states.values():
+            state.close_idle()
+            for conn in list(state.busy):
+                conn.close()
+        if self._server is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), 5.0)
+            self._server = None
+        if self._sweeper is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+
+    # -- backends ---------------------------------------------------------------------------------
+    def set_backends(self, backends: list[Backend]) -> None:
+        """Replace the routing set at once; the next request already uses the new weights."""
+        seen: set[str] = set()
+        new: list[BackendState] = []
+        for b in backends:
+            if b.weight < 0:
+                raise ValueError(f"backend {b.address}: weight must be >= 0, got {b.weight}")
+            if b.address in seen:
+                raise ValueError(f"backend {b.address} listed twice")
+            seen.add(b.address)
+            state = self.states.get(b.address)
+            if state is None:
+                state = self.states[b.address] = BackendState(b, self._counters_for(b))
+            else:
+                if state.backend.revision != b.revision:
+                    state.counters = self._counters_for(b)
+                    state.close_idle()  # a new process may sit on a recycled port
+                state.backend = b
+                state.weight = b.weight
+                if b.weight > 0:
+                    state.draining = False
+            new.append(state)
+        for state in self.current:
+            if state.address not in seen:
+                state.weight = 0
+                state.close_idle()  # nothing will reuse them; drain() still waits for in-flight ones
+        self.current = new
+        self.balancer.update(new)
+
+    def _counters_for(self, b: Backend) -> Counters:
+        key = (b.address, b.revision)
+        counters = self.counters.get(key)
+        if counters is None:
+            counters = self.counters[key] = Counters()
+        return counters
+
+    # -- request path -----------------------------------------------------------------------------
+    def dispatch(self, ex: Exchange) -> None:
+        """Pick a backend for this one request and send it there (pooled connection if any)."""
+        state = self.balancer.pick(ex.tried)
+        if state is None:
+            if ex.attempts == 0:
+                self.unrouted += 1
+                ex.client.respond_error(ex, 503)
+            else:
+                ex.client.respond_error(ex, 502)
+            return
+        ex.attempts += 1
+        ex.state = state
+        state.in_flight += 1
+        conn = state.pop_idle()
+        if conn is not None:
+            conn.attach(ex)
+            return
+        task = self.loop.create_task(self._connect(state, ex))
+        self._connects.add(task)
+        task.add_done_callback(self._connects.discard)
+
+    async def _connect(self, state: BackendState, ex: Exchange) -> None:
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                _, conn = await self.loop.create_connection(
+                    lambda: UpstreamConnection(self, state), state.host, state.port
+                )
+        except (OSError, TimeoutError):
+            if ex.state is state:  # still ours (the client may have gone meanwhile)
+                ex.release()
+                state.counters.errors += 1
+                self.retry_or_fail(ex, state)
+            return
+        if ex.done or ex.state is not state or self.closing:
+            # The client went away while we connected: keep the fresh connection for the next one.
+            if state.draining or self.closing:
+                conn.close()
+            else:
+                state.idle.append(conn)
+            return
+        conn.attach(ex)
+
+    def retry_or_fail(self, ex: Exchange, failed: BackendState) -> None:
+        """Re-send a request that got no response byte, if it is still whole; 502 otherwise."""
+        if ex.done:
+            return
+        if ex.chunks is None or ex.responded or ex.attempts >= self.max_attempts:
+            self.fail(ex, failed, 502)
+            return
+        if ex.tried is None:
+            ex.tried = set()
+        ex.tried.add(failed.address)
+        self.dispatch(ex)
+
+    def fail(self, ex: Exchange, state: BackendState, status: int) -> None:
+        """Answer a proxy-generated 502/504 and count it against the backend that caused it."""
+        state.counters.errors += 1
+        state.counters.record(status, self.loop.time() - ex.started)
+        ex.client.respond_error(ex, status)
+
+    # -- drain ------------------------------------------------------------------------------------
+    async def drain(self, address: str, timeout: float, ws_timeout: float | None = None) -> int:
+        """Wait for a backend that no longer gets requests to finish what it has.
+
+        HTTP requests get ``timeout``; upgraded tunnels get their own ``ws_timeout`` (long-lived
+        websockets would otherwise hold every deploy for the full budget) and are then closed. Returns
+        how many connections were still open when it gave up: 0 means the backend can stop cleanly.
+        """
+        state = self.states.get(address)
+        if state is None:
+            return 0
+        if state in self.current and state.weight > 0:
+            raise ValueError(f"drain {address}: set its weight to 0 or remove it from the set first")
+        if ws_timeout is None:
+            ws_timeout = timeout
+        state.draining = True
+        state.close_idle()
+        event = state.waiter = state.waiter or asyncio.Event()
+        start = self.loop.time()
+
+        async def wait_until(done: Any, budget: float) -> bool:
+            deadline = start + budget
+            while not done():
+                remaining = deadline - self.loop.time()
+                if remaining <= 0:
+                    return False
+                event.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(event.wait(), remaining)
+            return True
+
+        try:
+            http_ok, ws_ok = await asyncio.gather(
+                wait_until(lambda: state.in_flight <= 0, timeout),
+                wait_until(lambda: not state.tunnels, ws_timeout),
+            )
+        finally:
+            state.waiter = None
+        left = 0 if http_ok else state.in_flight
+        if not ws_ok:
+            for conn in list(state.tunnels):
+                left += 1
+                conn.close()
+        state.close_idle()
+        return left
+
+    # -- observation ------------------------------------------------------------------------------
+    def pair_counters(self) -> list[tuple[tuple[str, str], Counters]]:
+        return sorted(self.counters.items())
+
+    def stats(self) -> dict[str, Any]:
+        """JSON-able snapshot: the routing set with live gauges, counters per backend and per revision."""
+
+        def row(s: BackendState) -> dict[str, Any]:
+            b = s.backend
+            return {
+                "address": b.address,
+                "weight": s.weight,
+                "revision": b.revision,
+                "instance": b.instance,
+                "in_flight": s.in_flight,
+                "open_tunnels": len(s.tunnels),
+            }
+
+        in_set = {s.address for s in self.current}
+        pairs = self.pair_counters()
+        return {
+            "name": self.name,
+            "listen": self.listen,
+            "backends": [row(s) for s in self.current],
+            "retired": [
+                row(s)
+                for s in self.states.values()
+                if s.address not in in_set and (s.in_flight or s.tunnels)
+            ],
+            "per_backend": {k: c.as_dict() for k, c in aggregate((a, c) for (a, _), c in pairs).items()},
+            "per_revision": {k: c.as_dict() for k, c in aggregate((r, c) for (_, r), c in pairs).items()},
+            "unrouted": self.unrouted,
+        }
+
+    # -- timeouts ---------------------------------------------------------------------------------
+    async def _sweep(self) -> None:
+        """Enforce response, client keep-alive and pool idle timeouts without per-request timers."""
+        interval = max(0.05, min(1.0, self.response_timeout / 4, self.keepalive_timeout / 4))
+        while True:
+            await asyncio.sleep(interval)
+            now = self.loop.time()
+            for state in list(self.states.values()):
+                for conn in list(state.busy):
+                    ex = conn.exchange
+                    if ex is None or conn.tunnel:
+                        continue
+                    if not ex.complete or conn.rx != conn.seen_rx or conn.seen_ex is not ex:
+                        conn.seen_rx, conn.seen_ex, conn.idle_since = conn.rx, ex, now
+                    elif now - conn.idle_since >= self.response_timeout:
+                        conn.timed_out()
+                if state.idle:
+                    for conn in [c for c in state.idle if now - c.idle_since >= self.pool_idle_timeout]:
+                        state.idle.remove(conn)
+                        conn.close()
+            for client in list(self.clients):
+                if (
+                    client.active is None
+                    and client.tunnel is None
+                    and not client.queue
+                    and now - client.last_active >= self.keepalive_timeout
+                ):
+                    client.closing = True
+                    client.transport.close()

@@ -1,0 +1,154 @@
+"""What the agent must remember across its own restarts, and the one file it is kept in.
+
+The agent may be SIGKILLed at any moment while its apps keep running; the next agent adopts them from
+this file. So it is rewritten after every change, atomically (temp file, fsync, os.replace), so a
+reader never sees half of it. It holds the apps' environments (which may carry secrets), hence 0600.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+STARTING, RUNNING, BACKOFF, STOPPING, STOPPED, EXITED = (
+    "starting", "running", "backoff", "stopping", "stopped", "exited")
+LIVE = frozenset({STARTING, RUNNING, BACKOFF})       # the agent should keep these running
+TERMINAL = frozenset({STOPPED, EXITED})
+
+STATE_VERSION = 1
+
+
+@dataclass
+class InstanceRecord:
+    """One supervised app instance: how to (re)start it and what happened to it last."""
+
+    id: str
+    service: str
+    env: str
+    revision: str
+    cwd: str
+    argv: list[str]
+    port: int
+    log_path: str
+    deployment: str | None = None
+    environ: dict[str, str] = field(default_factory=dict)
+    stop_timeout: float = 10.0
+    labels: dict[str, str] = field(default_factory=dict)
+    restart: bool = True
+    state: str = STARTING
+    pid: int | None = None
+    pid_start: int | None = None         # /proc start time of `pid`, to tell it from a reused pid
+    restarts: int = 0
+    started_at: float | None = None
+    expires_at: float | None = None
+    next_restart_at: float | None = None
+    exit_code: int | None = None
+    signal: int | None = None
+    killed: bool = False
+    stopped_at: float | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def public(self) -> dict[str, Any]:
+        """The API view: everything a caller may see (no environment, which can hold secrets)."""
+        return {
+            "id": self.id, "service": self.service, "env": self.env, "revision": self.revision,
+            "deployment": self.deployment, "address": self.address, "port": self.port, "pid": self.pid,
+            "state": self.state, "restarts": self.restarts, "started_at": self.started_at,
+            "expires_at": self.expires_at, "next_restart_at": self.next_restart_at,
+            "exit_code": self.exit_code, "signal": self.signal, "killed": self.killed,
+            "stopped_at": self.stopped_at, "stop_timeout": self.stop_timeout,
+            "log_path": self.log_path, "labels": dict(self.labels),
+        }
+
+    def stop_result(self) -> dict[str, Any]:
+        """How the instance ended, as DELETE /v1/instances/{id} reports it."""
+        return {"id": self.id, "state": self.state, "exit_code": self.exit_code, "signal": self.signal,
+                "killed": self.killed}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> InstanceRecord:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class RouterRecord:
+    """A built-in router to recreate on the same address with the same backends after a restart."""
+
+    service: str
+    env: str
+    listen: str
+    backends: list[dict[str, Any]] = field(default_factory=list)
+
+    def public(self) -> dict[str, Any]:
+        return {"service": self.service, "env": self.env, "listen": self.listen,
+                "backends": [dict(b) for b in self.backends]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RouterRecord:
+        return cls(service=data["service"], env=data["env"], listen=data["listen"],
+                   backends=list(data.get("backends") or []))
+
+
+@dataclass
+class AgentState:
+    instances: list[InstanceRecord] = field(default_factory=list)
+    routers: list[RouterRecord] = field(default_factory=list)
+
+
+class StateFile:
+    """state.json: loaded once at agent start, saved whole after every change."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self) -> AgentState:
+        """Read the file; a missing one is an empty state, an unreadable one is set aside, not fatal.
+
+        Refusing to start over a corrupt file would leave the user with no agent at all; keeping the
+        bad copy lets them recover by hand what the agent could not.
+        """
+        try:
+            raw = self.path.read_text()
+        except FileNotFoundError:
+            return AgentState()
+        try:
+            data = json.loads(raw)
+            return AgentState(
+                instances=[InstanceRecord.from_dict(d) for d in data.get("instances", [])],
+                routers=[RouterRecord.from_dict(d) for d in data.get("routers", [])],
+            )
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
+            os.replace(self.path, aside)
+            log.error("state file %s is unreadable (%s); moved to %s, starting empty", self.path, exc, aside)
+            return AgentState()
+
+    def save(self, state: AgentState) -> None:
+        data = {
+            "version": STATE_VERSION,
+            "saved_at": time.time(),
+            "instances": [asdict(r) for r in state.instances],
+            "routers": [asdict(r) for r in state.routers],
+        }
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(data, f, indent=1, sort_keys=True)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise

@@ -1,0 +1,107 @@
+"""`shipyard deploy`, `shipyard rollback`, `shipyard recover`: the commands that change what serves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from shipyard.cli import render
+from shipyard.cli.aio import run
+from shipyard.cli.project import Project
+from shipyard.domain.deployment import DeployState
+from shipyard.engine import deployer
+from shipyard.engine.deployer import Outcome
+from shipyard.store import deployments as dq
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Path to shipyard.yaml.")]
+EnvOpt = Annotated[str, typer.Option("--env", "-e", help="Environment to act on.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON summary instead of the live display.")]
+
+
+def _finish(outcome: Outcome, as_json: bool) -> None:
+    if as_json:
+        render.print_json({"id": outcome.deployment_id, "state": str(outcome.state), "reason": outcome.reason,
+                           "revision": outcome.revision})
+    elif outcome.state is DeployState.SUCCEEDED:
+        render.console.print(f"[green]✓ {outcome.deployment_id} succeeded[/] ({outcome.revision[:8]})")
+    else:
+        render.console.print(f"[red]✗ {outcome.deployment_id} {outcome.state}[/]: {outcome.reason}")
+    if outcome.state is not DeployState.SUCCEEDED:
+        raise typer.Exit(1)
+
+
+def deploy_cmd(
+    service: Annotated[str, typer.Argument(help="Service to deploy.")],
+    env: EnvOpt,
+    rev: Annotated[str | None, typer.Option("--rev", help="Branch, tag or sha (default: the env's branch tip).")]
+    = None,
+    strategy: Annotated[str | None, typer.Option("--strategy", help="Override the configured strategy.")] = None,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="Refuse instead of queueing behind a running deploy.")]
+    = False,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Deploy a revision of SERVICE to ENV with zero downtime."""
+    project = Project.load(config)
+    progress = render.DeployProgress(f"deploy {service} → {env}", quiet=as_json)
+
+    async def go() -> Outcome:
+        async with project.agent() as agent:
+            e = project.environment(service, env, agent, listener=progress)
+            return await deployer.deploy(e, rev, wait=not no_wait, strategy=strategy)
+
+    with progress:
+        outcome = run(go())
+    _finish(outcome, as_json)
+
+
+def rollback_cmd(
+    service: Annotated[str, typer.Argument(help="Service to roll back.")],
+    env: EnvOpt,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="Refuse instead of queueing behind a running deploy.")]
+    = False,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Go back to the previous successful revision (a traffic flip while it is still warm)."""
+    project = Project.load(config)
+    progress = render.DeployProgress(f"rollback {service} in {env}", quiet=as_json)
+
+    async def go() -> Outcome:
+        async with project.agent() as agent:
+            e = project.environment(service, env, agent, listener=progress)
+            return await deployer.rollback(e, wait=not no_wait)
+
+    with progress:
+        outcome = run(go())
+    _finish(outcome, as_json)
+
+
+def recover_cmd(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """Finish or roll back every run whose owner died; cancel queue entries of dead waiters."""
+    project = Project.load(config)
+    with project.store.session() as s:
+        pending = [(d.id, d.service, d.env) for d in dq.find_unfinished(s)]
+    results: list[dict[str, Any]] = []
+
+    async def go() -> None:
+        async with project.agent() as agent:
+            for dep_id, service, env in pending:
+                e = project.environment(service, env, agent,
+                                        listener=None if as_json else render.DeployProgress(dep_id))
+                outcome = await deployer.recover_one(e, dep_id)
+                results.append({"id": dep_id, "service": service, "env": env,
+                                "state": str(outcome.state) if outcome else "skipped",
+                                "reason": outcome.reason if outcome else "its owner is alive"})
+
+    run(go())
+    if as_json:
+        render.print_json({"recovered": results})
+    elif not results:
+        render.info("nothing to recover")
+    else:
+        render.table("recover", ["deployment", "service/env", "outcome", "reason"],
+                     [(r["id"], f"{r['service']}/{r['env']}", render.styled(r["state"]), r["reason"] or "")
+                      for r in results])

@@ -1,0 +1,84 @@
+"""Locate the project, load its config, open its store, reach its agent: what every command starts with."""
+
+from __future__ import annotations
+
+import getpass
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from shipyard.agent.client import AgentClient
+from shipyard.agent.daemon import ensure_agent
+from shipyard.config import find_config, load_config
+from shipyard.engine.deployer import Environment
+from shipyard.engine.journal import Listener
+from shipyard.engine.settings import ServiceSettings, service_settings
+from shipyard.releases.store import ReleaseStore
+from shipyard.routers.builtin import BuiltinRouter
+from shipyard.store import Store, default_url
+from shipyard.targets.local import LocalTarget
+
+
+@dataclass
+class Project:
+    config_path: Path
+    config: Any
+    _store: Store | None = field(default=None, repr=False)
+
+    @classmethod
+    def load(cls, config: Path | None = None) -> Project:
+        path = config.resolve() if config else find_config(Path.cwd())
+        return cls(config_path=path, config=load_config(path))
+
+    @property
+    def root(self) -> Path:
+        return self.config_path.parent
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / ".shipyard"
+
+    @property
+    def agent_dir(self) -> Path:
+        return self.state_dir / "agent"
+
+    @cached_property
+    def store(self) -> Store:
+        url = self.config.state or default_url(self.root)
+        self._store = Store.open(url)
+        return self._store
+
+    def agent(self, *, start: bool = True) -> AgentClient:
+        """A client for this project's agent; starts the agent first unless told not to."""
+        if start:
+            ensure_agent(self.agent_dir)
+        return AgentClient(self.agent_dir / "agent.sock")
+
+    def settings(self, service: str, env: str) -> ServiceSettings:
+        return service_settings(self.config, self.root, service, env)
+
+    def environment(self, service: str, env: str, agent: AgentClient, *,
+                    listener: Listener | None = None) -> Environment:
+        s = self.settings(service, env)
+        return Environment(settings=s, store=self.store, target=LocalTarget(agent, service, env),
+                           router=BuiltinRouter(agent, service, env, s.listen),
+                           releases=ReleaseStore(self.state_dir / "releases"), actor=actor(),
+                           listener=listener)
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+
+def actor() -> str:
+    """Who asked: SHIPYARD_ACTOR (set by CI or the API) or the OS user."""
+    return os.environ.get("SHIPYARD_ACTOR") or _user()
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid{os.getuid()}"

@@ -1,0 +1,157 @@
+"""All terminal output goes through here; the only module that imports Rich.
+
+A live display follows a deployment on a terminal; without one (CI, pipes) each event is one plain line,
+so logs stay readable and greppable.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+STATE_STYLE = {"succeeded": "green", "failed": "red", "rolled_back": "yellow", "rolling_back": "yellow",
+               "in_progress": "cyan", "queued": "blue", "cancelled": "dim", "running": "cyan",
+               "pending": "dim", "skipped": "dim", "healthy": "green", "unhealthy": "red"}
+
+
+def error(message: str) -> None:
+    err_console.print(Text(f"error: {message}", style="bold red"))
+
+
+def info(message: str) -> None:
+    console.print(message)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=_json_default) + "\n")
+    sys.stdout.flush()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def styled(state: str) -> Text:
+    return Text(state, style=STATE_STYLE.get(state, ""))
+
+
+def ago(when: datetime | None) -> str:
+    if when is None:
+        return "-"
+    secs = (datetime.now(UTC) - when).total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if secs >= size:
+            return f"{secs / size:.0f}{unit} ago"
+    return f"{secs:.0f}s ago"
+
+
+def duration(start: datetime | None, end: datetime | None) -> str:
+    if start is None:
+        return "-"
+    secs = ((end or datetime.now(UTC)) - start).total_seconds()
+    return f"{secs:.1f}s" if secs < 120 else f"{secs / 60:.1f}m"
+
+
+def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    t = Table(title=title, title_justify="left", header_style="bold")
+    for col in columns:
+        t.add_column(col)
+    for row in rows:
+        t.add_row(*(c if isinstance(c, Text) else Text(str(c)) for c in row))
+    console.print(t)
+
+
+class DeployProgress:
+    """Listener for engine events: a live step table on a terminal, one line per event elsewhere."""
+
+    def __init__(self, title: str, *, live: bool | None = None, quiet: bool = False) -> None:
+        self.title = title
+        self.live_mode = console.is_terminal if live is None else live
+        self.quiet = quiet
+        self.steps: list[list[str]] = []
+        self.rollback_steps: list[list[str]] = []
+        self.traffic = ""
+        self.last = ""
+        self.state = "queued"
+        self.started = time.monotonic()
+        self._live: Live | None = None
+
+    def __enter__(self) -> DeployProgress:
+        if self.live_mode and not self.quiet:
+            self._live = Live(self._render(), console=console, refresh_per_second=8, transient=False)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.update(self._render())
+            self._live.__exit__(None, None, None)
+
+    def __call__(self, kind: str, data: dict[str, Any]) -> None:
+        if kind == "deploy.started":
+            self.steps = [[d, "pending", ""] for d in data.get("steps", [])]
+        elif kind.startswith("step.") and data.get("phase") == "deploy" and data.get("idx", -1) < len(self.steps):
+            row = self.steps[data["idx"]]
+            row[1] = kind.split(".", 1)[1]
+            row[2] = data.get("error") or ""
+        elif kind.startswith("step.") and data.get("phase") == "rollback":
+            if kind == "step.started":
+                self.rollback_steps.append([data.get("description", ""), "running", ""])
+            elif self.rollback_steps:
+                self.rollback_steps[-1][1] = kind.split(".", 1)[1]
+                self.rollback_steps[-1][2] = data.get("error") or ""
+        elif kind == "traffic.changed":
+            self.traffic = data.get("message", "")
+        elif kind == "state":
+            self.state = data.get("state", self.state)
+        self.last = f"{kind} {data.get('message', '')}".strip()
+        if self._live is not None:
+            self._live.update(self._render())
+        elif not self.quiet:
+            self._line(kind, data)
+
+    def _line(self, kind: str, data: dict[str, Any]) -> None:
+        elapsed = time.monotonic() - self.started
+        if kind == "step.started":
+            msg = f"step {data['idx'] + 1}: {data.get('description', '')}" if data.get("phase") == "deploy" \
+                else f"rollback: {data.get('description', '')}"
+        elif kind in ("step.succeeded", "step.failed"):
+            if kind == "step.succeeded" and data.get("phase") == "deploy":
+                return
+            msg = f"{kind.split('.')[1]}: {data.get('error') or ''}".strip(": ")
+        elif kind == "state":
+            msg = f"state {data.get('state')}" + (f": {data['reason']}" if data.get("reason") else "")
+        else:
+            msg = f"{kind} {data.get('message', '')}".strip()
+        console.print(f"[{elapsed:6.1f}s] {msg}", markup=False)
+
+    def _render(self) -> Group:
+        t = Table(title=f"{self.title}  [{self.state}]", title_justify="left", header_style="bold",
+                  show_edge=False)
+        t.add_column("#", justify="right")
+        t.add_column("step")
+        t.add_column("state")
+        t.add_column("note")
+        icon = {"succeeded": "✓", "failed": "✗", "running": "…", "pending": " "}
+        for n, (desc, state, note) in enumerate(self.steps, 1):
+            t.add_row(str(n), desc, Text(f"{icon.get(state, '')} {state}", style=STATE_STYLE.get(state, "")),
+                      note[:80])
+        for desc, state, note in self.rollback_steps:
+            t.add_row("rb", desc, Text(state, style=STATE_STYLE.get(state, "")), note[:80])
+        footer = Text(f"traffic: {self.traffic or '-'}\n{self.last[:120]}  ({time.monotonic() - self.started:.1f}s)",
+                      style="dim")
+        return Group(t, footer)

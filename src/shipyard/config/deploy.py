@@ -1,0 +1,179 @@
+"""How a service is deployed: where instances run (target), who sends them traffic (router), how the new
+revision replaces the old one (strategy) and the timers around that.
+
+Each part is a discriminated union on `type` so that new targets/routers/strategies (ssh, HAProxy, ECS...)
+are new classes beside these, not new optional fields on one catch-all model.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, field_validator, model_validator
+
+from shipyard.config.base import FieldProblem, Name, StrictModel, check_address
+from shipyard.config.durations import Duration
+
+DEFAULT_DRAIN = 30.0
+
+
+# --- targets -------------------------------------------------------------------------------------------
+class LocalTarget(StrictModel):
+    """Instances are processes on this host, supervised by the local shipyard agent."""
+
+    type: Literal["local"] = Field(default="local", description="Target kind; `local` runs processes on this host.")
+    instances: int = Field(default=1, ge=1, le=64, description="How many instances of the service run at once.")
+    stop_timeout: Duration = Field(default=10.0, ge=0,
+                                   description="Time between SIGTERM and SIGKILL when an instance stops.")
+
+
+Target = Annotated[LocalTarget, Field(discriminator="type")]
+
+
+# --- routers -------------------------------------------------------------------------------------------
+def _listen_shape(value: Any) -> Any:
+    if value is None or isinstance(value, str | dict):
+        return value
+    raise ValueError('expected "host:port" or a mapping {env: "host:port"}')
+
+
+def _listen_values(value: str | dict[str, str] | None) -> str | dict[str, str] | None:
+    if isinstance(value, str):
+        return check_address(value)
+    if isinstance(value, dict):
+        return {env: check_address(addr) for env, addr in value.items()}
+    return value
+
+
+Listen = Annotated[
+    str | dict[Name, str] | None,
+    BeforeValidator(_listen_shape, json_schema_input_type=str | dict[str, str] | None),
+]
+
+
+class BuiltinRouter(StrictModel):
+    """The agent's own reverse proxy: one front address per (service, environment)."""
+
+    type: Literal["builtin"] = Field(default="builtin", description="Router kind; `builtin` is the agent's proxy.")
+    listen: Listen = Field(
+        default=None,
+        description='Front address "host:port" for every environment, or a mapping {env: "host:port"}; '
+                    "unset means no fixed address (the router picks a free port).")
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str | dict[str, str] | None) -> str | dict[str, str] | None:
+        return _listen_values(value)
+
+    def listen_for(self, env: str) -> str | None:
+        """The front address for one environment (None: not fixed)."""
+        if isinstance(self.listen, dict):
+            return self.listen.get(env)
+        return self.listen
+
+
+Router = Annotated[BuiltinRouter, Field(discriminator="type")]
+
+
+# --- strategies ----------------------------------------------------------------------------------------
+class AllAtOnce(StrictModel):
+    """Stop the old instances and start the new ones: brief downtime, for dev or singletons."""
+
+    type: Literal["all_at_once"] = Field(description="Strategy kind.")
+
+
+class Rolling(StrictModel):
+    """Replace instances in batches, keeping capacity within max_surge/max_unavailable."""
+
+    type: Literal["rolling"] = Field(default="rolling", description="Strategy kind.")
+    batch_size: int = Field(default=1, ge=1, description="Instances replaced per batch.")
+    max_surge: int = Field(default=1, ge=0, description="Instances allowed above the desired count during a batch.")
+    max_unavailable: int = Field(default=0, ge=0, description="Instances allowed below the desired count.")
+    drain_timeout: Duration = Field(default=DEFAULT_DRAIN, ge=0,
+                                    description="How long in-flight requests may finish on a removed instance.")
+
+    @model_validator(mode="after")
+    def _can_progress(self) -> Rolling:
+        if self.max_surge + self.max_unavailable <= 0:
+            raise ValueError("max_surge + max_unavailable must be > 0, or a rolling deploy cannot progress")
+        return self
+
+
+class BlueGreen(StrictModel):
+    """Start a full new set beside the old one, switch all traffic at once, keep the old set warm."""
+
+    type: Literal["blue_green"] = Field(description="Strategy kind.")
+    drain_timeout: Duration = Field(default=DEFAULT_DRAIN, ge=0,
+                                    description="How long in-flight requests may finish on the old set.")
+    verify_timeout: Duration | None = Field(
+        default=None, ge=0, description="After the switch, how long to watch the new set before retiring the old one.")
+
+
+class CanaryStep(StrictModel):
+    """One canary stage: send `weight` percent of requests to the new revision, then wait `pause`."""
+
+    weight: int = Field(ge=1, le=100, description="Percent of requests sent to the new revision (1-100).")
+    pause: Duration = Field(default=0.0, ge=0, description="How long to stay at this weight (analysis runs meanwhile).")
+
+
+class Canary(StrictModel):
+    """Shift traffic to the new revision in increasing weighted steps; 100% follows the last step."""
+
+    type: Literal["canary"] = Field(description="Strategy kind.")
+    steps: list[CanaryStep] = Field(min_length=1, description="Traffic steps, weights strictly increasing.")
+    drain_timeout: Duration = Field(default=DEFAULT_DRAIN, ge=0,
+                                    description="How long in-flight requests may finish on the old set.")
+
+    @model_validator(mode="after")
+    def _weights_increase(self) -> Canary:
+        for index, (prev, step) in enumerate(zip(self.steps, self.steps[1:], strict=False), start=1):
+            if step.weight <= prev.weight:
+                raise FieldProblem(f"canary weights must increase: {step.weight} follows {prev.weight}",
+                                   "steps", index, "weight")
+        return self
+
+
+Strategy = Annotated[AllAtOnce | Rolling | BlueGreen | Canary, Field(discriminator="type")]
+
+STRATEGY_DEFAULT_TYPE = "rolling"
+
+
+def _default_type(kind: str) -> Any:
+    def fill(value: Any) -> Any:
+        if isinstance(value, dict) and "type" not in value:
+            return {"type": kind, **value}
+        return value
+    return fill
+
+
+# --- the deploy section --------------------------------------------------------------------------------
+class Deploy(StrictModel):
+    """Everything about rolling a revision out for one service (per-env overrides apply on top)."""
+
+    target: Annotated[Target, BeforeValidator(_default_type("local"))] = Field(
+        default_factory=LocalTarget, description="Where instances run (`type: local`).")
+    router: Annotated[Router, BeforeValidator(_default_type("builtin"))] = Field(
+        default_factory=BuiltinRouter, description="What sends traffic to instances (`type: builtin`).")
+    strategy: Annotated[Strategy, BeforeValidator(_default_type(STRATEGY_DEFAULT_TYPE))] = Field(
+        default_factory=Rolling,
+        description="How the new revision replaces the old: all_at_once, rolling, blue_green or canary.")
+    bake: Duration = Field(default=0.0, ge=0,
+                           description="After full rollout, watch health (and alarms) this long before success.")
+    keep_previous: Duration = Field(default=300.0, ge=0,
+                                    description="Keep the previous instances warm this long for instant rollback.")
+    step_timeout: Duration = Field(default=600.0, gt=0, description="Upper bound for any single deploy step.")
+    keep_releases: int = Field(default=5, ge=1, description="Built releases kept on disk per service.")
+    ws_drain_timeout: Duration | None = Field(
+        default=None, ge=0, description="Drain budget for websockets and long requests (default: drain_timeout).")
+    alarms: list[Name] = Field(default_factory=list,
+                               description="Names of alarms (top-level `alarms`) that roll a deploy back.")
+
+    @property
+    def drain_timeout(self) -> float:
+        """The strategy's drain budget (all_at_once stops old instances without draining)."""
+        return float(getattr(self.strategy, "drain_timeout", 0.0))
+
+    @property
+    def effective_ws_drain_timeout(self) -> float:
+        """Websocket drain budget: explicit value or the strategy's drain_timeout."""
+        return self.drain_timeout if self.ws_drain_timeout is None else self.ws_drain_timeout

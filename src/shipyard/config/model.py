@@ -1,0 +1,197 @@
+"""The top-level shipyard.yaml model and the lookups the rest of shipyard uses on it.
+
+Callers ask the Config (`service_for`, `listen_for`, `repo_path`) instead of walking sections, so that
+overrides, defaults and relative paths are resolved in exactly one place.
+"""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
+
+from shipyard.config.alerting import Alarm, Notifications, Secrets
+from shipyard.config.base import Name, StrictModel
+from shipyard.config.deploy import Deploy
+from shipyard.config.durations import Duration
+from shipyard.config.merge import apply_defaults
+from shipyard.config.refs import reference_problems
+from shipyard.config.service import ResolvedService, Service, ServiceDefaults
+from shipyard.errors import UnknownEnvironmentError, UnknownServiceError
+
+TAG_FIELDS = ("ts", "env", "sha")
+_TAG_FIELD = re.compile(r"\{([^{}]*)\}")
+LOADER_CONTEXT = "shipyard.loader"       # validation context key: the loader checks references itself
+
+
+class Repo(StrictModel):
+    """A git repository holding one or more services."""
+
+    url: str | None = Field(default=None, description="Remote URL to clone/push (omit for a local-only repo).")
+    path: str | None = Field(default=None, description="Working copy, relative to shipyard.yaml "
+                                               "(default .shipyard/repos/<name>).")
+    groups: list[Name] = Field(default_factory=list,
+                               description="Group names, to act on several repos at once (`--group`).")
+
+    @model_validator(mode="after")
+    def _somewhere(self) -> Repo:
+        if self.url is None and self.path is None:
+            raise ValueError("a repo needs a `url`, a `path` or both")
+        return self
+
+
+class Approvals(StrictModel):
+    """Sign-offs a deploy to this environment waits for."""
+
+    required: int = Field(default=1, ge=1, description="How many distinct approvers must approve.")
+    approvers: list[str] = Field(default_factory=list, description="Who may approve (empty: anyone).")
+    wait: Duration = Field(default=0.0, ge=0, description="Minimum time between the request and the deploy.")
+
+
+class Environment(StrictModel):
+    """A stage (dev, stg, prod): one branch in every repo, promoted from the previous stage."""
+
+    branch: str = Field(min_length=1, description="Branch deployed to this environment in every repo.")
+    promote_from: Name | None = Field(default=None, description="Environment whose branch is merged into this one.")
+    tag: str | None = Field(default=None, description='Git tag created on promotion, e.g. "deploy-{ts}" '
+                                              "({ts}, {env} and {sha} are replaced).")
+    auto_deploy: bool = Field(default=False, description="Deploy automatically when the branch moves.")
+    confirm: Literal["none", "once", "twice"] = Field(
+        default="once", description="How many interactive confirmations a promotion/deploy asks for.")
+    frozen: bool = Field(default=False, description="Refuse deploys and promotions (set after a bad release).")
+    approvals: Approvals | None = Field(default=None, description="Approval gate before deploying.")
+
+    @field_validator("tag")
+    @classmethod
+    def _tag_fields(cls, value: str | None) -> str | None:
+        for field in _TAG_FIELD.findall(value or ""):
+            if field not in TAG_FIELDS:
+                known = ", ".join("{" + name + "}" for name in TAG_FIELDS)
+                raise ValueError(f"unknown placeholder {{{field}}} in tag; use {known}")
+        return value
+
+
+class Config(StrictModel):
+    """shipyard.yaml: the project, its repos, environments and services, and how to watch and tell."""
+
+    project: Name = Field(description="Project name; used in tags, notifications and secret prefixes.")
+    timezone: str = Field(default="UTC", description="IANA time zone for tag timestamps, e.g. Asia/Seoul.")
+    state: str | None = Field(default=None, description="SQLAlchemy URL of the state database "
+                                                "(default sqlite:///<dir>/.shipyard/state.db).")
+    repos: dict[Name, Repo] = Field(default_factory=dict, description="Git repositories by name.")
+    environments: dict[Name, Environment] = Field(min_length=1, description="Environments by name.")
+    services: dict[Name, Service] = Field(default_factory=dict, description="Services by name.")
+    defaults: ServiceDefaults | None = Field(default=None, description="Values every service inherits.")
+    alarms: dict[Name, Alarm] = Field(default_factory=dict, description="Alarms by name.")
+    notifications: Notifications = Field(default_factory=Notifications,
+                                         description="Notification channels and routes.")
+    secrets: Secrets = Field(default_factory=Secrets, description="Secrets provider.")
+
+    _source: Path | None = PrivateAttr(None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_defaults(cls, data: Any) -> Any:
+        return apply_defaults(data)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone_exists(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name like Asia/Seoul)") from None
+        return value
+
+    @model_validator(mode="after")
+    def _references(self, info: ValidationInfo) -> Config:
+        if info.context and info.context.get(LOADER_CONTEXT):
+            return self
+        problems = reference_problems(self.model_dump(by_alias=True))
+        if problems:
+            path, message = problems[0]
+            raise ValueError(f"{'.'.join(map(str, path))}: {message}")
+        return self
+
+    # --- where it came from ---------------------------------------------------------------------------
+    @property
+    def source(self) -> Path | None:
+        """The shipyard.yaml this was loaded from (None when built in code)."""
+        return self._source
+
+    @property
+    def root(self) -> Path:
+        """Directory that relative paths in the config are resolved against."""
+        return self._source.parent if self._source else Path.cwd()
+
+    @property
+    def state_url(self) -> str:
+        """The state database URL, defaulting to SQLite under .shipyard/ beside shipyard.yaml."""
+        return self.state or f"sqlite:///{self.root / '.shipyard' / 'state.db'}"
+
+    # --- lookups ----------------------------------------------------------------------------------------
+    def service(self, name: str) -> Service:
+        """The service named `name`, or UnknownServiceError listing the known ones."""
+        try:
+            return self.services[name]
+        except KeyError:
+            known = ", ".join(sorted(self.services)) or "none"
+            raise UnknownServiceError(f"unknown service {name!r} (known: {known})") from None
+
+    def environment(self, name: str) -> Environment:
+        """The environment named `name`, or UnknownEnvironmentError listing the known ones."""
+        try:
+            return self.environments[name]
+        except KeyError:
+            known = ", ".join(self.environments)
+            raise UnknownEnvironmentError(f"unknown environment {name!r} (known: {known})") from None
+
+    def repo_path(self, repo: str) -> Path:
+        """Absolute working-copy path of a repo (default .shipyard/repos/<name>)."""
+        path = self.repos[repo].path
+        return (self.root / (path or f".shipyard/repos/{repo}")).resolve()
+
+    def repos_in_group(self, group: str) -> list[str]:
+        """Names of the repos tagged with `group`, in config order."""
+        return [name for name, repo in self.repos.items() if group in repo.groups]
+
+    def promotion_order(self) -> list[str]:
+        """Environment names with every source before the environments promoted from it."""
+        order: list[str] = []
+
+        def visit(name: str) -> None:
+            if name in order:
+                return
+            source = self.environments[name].promote_from
+            if source and source in self.environments and source not in order:
+                visit(source)
+            order.append(name)
+
+        for name in self.environments:
+            visit(name)
+        return order
+
+    def deploy_for(self, service: str, env: str) -> Deploy:
+        """The service's deploy section with `env`'s overrides applied."""
+        self.environment(env)
+        return self.service(service).deploy_for(env)
+
+    def listen_for(self, service: str, env: str) -> str | None:
+        """Front address of (service, env): the env override, the `{env: addr}` entry, or the single
+        `router.listen` string; None when not fixed (the router then picks a free port)."""
+        listen = self.deploy_for(service, env).router.listen
+        return listen if isinstance(listen, str) else None
+
+    def service_for(self, name: str, env: str) -> ResolvedService:
+        """Everything about deploying `name` to `env`, merged (see ResolvedService)."""
+        svc, environment = self.service(name), self.environment(env)
+        return ResolvedService(
+            name=name, environment=env, branch=environment.branch, repo=svc.repo,
+            repo_path=self.repo_path(svc.repo), kind=svc.kind, build=svc.build, run=svc.effective_run,
+            publish_dir=svc.publish_dir, migrate=svc.migrate, env=svc.env_for(env),
+            requires_env=tuple(svc.requires_env), health=svc.effective_health, hooks=svc.hooks,
+            deploy=svc.deploy_for(env), service=svc,
+        )

@@ -1,0 +1,128 @@
+"""Checks that span sections: names that must exist elsewhere, promotion cycles, clashing front ports.
+
+They run on plain (merged) data rather than on models so the loader can report them together with field
+errors in one pass: a wrong `repo:` is found even when another service has a typo.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Path = tuple[str | int, ...]
+Problem = tuple[Path, str]
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _known(kind: str, names: dict[str, Any], section: str) -> str:
+    listed = ", ".join(sorted(names)) or "none defined"
+    return f"unknown {kind}; define it under `{section}` (known: {listed})"
+
+
+def _environments(envs: dict[str, Any]) -> list[Problem]:
+    problems: list[Problem] = []
+    for name, env in envs.items():
+        source = _mapping(env).get("promote_from")
+        if not isinstance(source, str):
+            continue
+        path: Path = ("environments", name, "promote_from")
+        if source == name:
+            problems.append((path, f"environment {name!r} cannot promote from itself"))
+        elif source not in envs:
+            problems.append((path, f"{source!r}: " + _known("environment", envs, "environments")))
+    for start in envs:                                   # a chain that comes back to where it began
+        seen, current = [start], _mapping(envs[start]).get("promote_from")
+        while isinstance(current, str) and current in envs and current not in seen:
+            seen.append(current)
+            current = _mapping(envs[current]).get("promote_from")
+        if current == start and len(seen) > 1 and start == min(seen):
+            chain = " <- ".join([*seen, start])
+            problems.append((("environments", start, "promote_from"), f"promotion cycle: {chain}"))
+    return problems
+
+
+def _listen(service: dict[str, Any], env: str) -> str | None:
+    override = _mapping(_mapping(service.get("environments")).get(env)).get("listen")
+    if isinstance(override, str):
+        return override.strip()
+    listen = _mapping(_mapping(service.get("deploy")).get("router")).get("listen")
+    if isinstance(listen, dict):
+        listen = listen.get(env)
+    return listen.strip() if isinstance(listen, str) else None
+
+
+def _listen_path(service: dict[str, Any], name: str, env: str) -> Path:
+    if isinstance(_mapping(_mapping(service.get("environments")).get(env)).get("listen"), str):
+        return ("services", name, "environments", env, "listen")
+    listen = _mapping(_mapping(service.get("deploy")).get("router")).get("listen")
+    base: Path = ("services", name, "deploy", "router", "listen")
+    return (*base, env) if isinstance(listen, dict) else base
+
+
+def _services(data: dict[str, Any], envs: dict[str, Any]) -> list[Problem]:
+    repos, alarms = _mapping(data.get("repos")), _mapping(data.get("alarms"))
+    problems: list[Problem] = []
+    used: dict[str, tuple[str, str]] = {}
+    for name, service in _mapping(data.get("services")).items():
+        if not isinstance(service, dict):
+            continue
+        base: Path = ("services", name)
+        repo = service.get("repo")
+        if isinstance(repo, str) and repo not in repos:
+            problems.append(((*base, "repo"), f"{repo!r}: " + _known("repo", repos, "repos")))
+        for env in _mapping(service.get("environments")):
+            if env not in envs:
+                problems.append(((*base, "environments", env),
+                                 f"{env!r}: " + _known("environment", envs, "environments")))
+        deploy = _mapping(service.get("deploy"))
+        listen = _mapping(deploy.get("router")).get("listen")
+        for env in _mapping(listen):
+            if env not in envs:
+                problems.append(((*base, "deploy", "router", "listen", env),
+                                 f"{env!r}: " + _known("environment", envs, "environments")))
+        alarm_names = deploy.get("alarms")
+        for index, alarm in enumerate(alarm_names if isinstance(alarm_names, list) else []):
+            if isinstance(alarm, str) and alarm not in alarms:
+                problems.append(((*base, "deploy", "alarms", index),
+                                 f"{alarm!r}: " + _known("alarm", alarms, "alarms")))
+        target = _mapping(deploy.get("target")).get("type", "local")
+        for env in envs:
+            address = _listen(service, env)
+            if address is None or target != "local":
+                continue
+            if address in used:
+                other = used[address]
+                problems.append((_listen_path(service, name, env),
+                                 f"{address} is already the front address of {other[0]} in {other[1]}; "
+                                 "give each environment its own port ({env: host:port})"))
+            else:
+                used[address] = (name, env)
+    return problems
+
+
+def _routes(data: dict[str, Any], envs: dict[str, Any]) -> list[Problem]:
+    notifications = _mapping(data.get("notifications"))
+    channels, services = _mapping(notifications.get("channels")), _mapping(data.get("services"))
+    routes = notifications.get("routes")
+    problems: list[Problem] = []
+    for index, route in enumerate(routes if isinstance(routes, list) else []):
+        route = _mapping(route)
+        for key, known, kind, section in (("to", channels, "channel", "notifications.channels"),
+                                          ("environments", envs, "environment", "environments"),
+                                          ("services", services, "service", "services")):
+            names = route.get(key)
+            for pos, item in enumerate(names if isinstance(names, list) else []):
+                if isinstance(item, str) and item not in known:
+                    problems.append((("notifications", "routes", index, key, pos),
+                                     f"{item!r}: " + _known(kind, known, section)))
+    return problems
+
+
+def reference_problems(data: Any) -> list[Problem]:
+    """Every cross-section problem in (defaults-merged) config data, as (path, message) pairs."""
+    if not isinstance(data, dict):
+        return []
+    envs = _mapping(data.get("environments"))
+    return _environments(envs) + _services(data, envs) + _routes(data, envs)

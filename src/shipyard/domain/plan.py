@@ -1,0 +1,168 @@
+"""The step vocabulary that strategies plan with and the engine executes.
+
+Instances are spoken of as two groups: `new` (the revision being deployed) and `old` (the revision serving
+before). Steps are frozen data so a plan can be stored, shown, compared in tests and resumed by index.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Group = Literal["new", "old"]
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: str = field(init=False, default="step")
+
+    def describe(self) -> str:
+        return self.kind
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["kind"] = self.kind
+        return data
+
+
+@dataclass(frozen=True)
+class RunHook(Step):
+    hook: str
+    kind: str = field(init=False, default="hook")
+
+    def describe(self) -> str:
+        return f"hook {self.hook}"
+
+
+@dataclass(frozen=True)
+class Prepare(Step):
+    """Export the revision into its release directory and build it there (once per revision)."""
+
+    kind: str = field(init=False, default="prepare")
+
+    def describe(self) -> str:
+        return "export and build release"
+
+
+@dataclass(frozen=True)
+class Migrate(Step):
+    kind: str = field(init=False, default="migrate")
+
+    def describe(self) -> str:
+        return "migrate"
+
+
+@dataclass(frozen=True)
+class StartNew(Step):
+    """Start new-revision instances until `total` of them run."""
+
+    total: int
+    kind: str = field(init=False, default="start")
+
+    def describe(self) -> str:
+        return f"start new instances (to {self.total})"
+
+
+@dataclass(frozen=True)
+class WaitHealthy(Step):
+    """Wait until every started new instance passes its health check (healthy_threshold in a row)."""
+
+    kind: str = field(init=False, default="wait_healthy")
+
+    def describe(self) -> str:
+        return "wait for new instances to be healthy"
+
+
+@dataclass(frozen=True)
+class Route(Step):
+    """Point the router at `new` new instances and `old` old ones.
+
+    With `new_percent` None every routed instance gets an equal share (rolling); otherwise the new group
+    gets `new_percent` of requests split evenly among its instances (canary, blue/green).
+    """
+
+    new: int
+    old: int
+    new_percent: int | None = None
+    kind: str = field(init=False, default="route")
+
+    def describe(self) -> str:
+        if self.new_percent is not None:
+            return f"route {self.new_percent}% to new ({self.new} new, {self.old} old)"
+        return f"route to {self.new} new + {self.old} old"
+
+
+@dataclass(frozen=True)
+class Drain(Step):
+    """Wait for in-flight requests on old instances that the last Route took out of rotation."""
+
+    timeout: float
+    kind: str = field(init=False, default="drain")
+
+    def describe(self) -> str:
+        return f"drain removed instances (up to {self.timeout:g}s)"
+
+
+@dataclass(frozen=True)
+class RetireOld(Step):
+    """Take old instances out of service: kept warm for `keep_previous` seconds, or stopped if 0.
+
+    `keep` old instances stay in service (the others, beyond `keep`, are retired).
+    """
+
+    keep: int
+    kind: str = field(init=False, default="retire_old")
+
+    def describe(self) -> str:
+        return f"retire old instances (keep {self.keep} in service)"
+
+
+@dataclass(frozen=True)
+class StopOld(Step):
+    """Stop old instances right away (all_at_once): what a naive restart does."""
+
+    kind: str = field(init=False, default="stop_old")
+
+    def describe(self) -> str:
+        return "stop old instances"
+
+
+@dataclass(frozen=True)
+class Pause(Step):
+    seconds: float
+    kind: str = field(init=False, default="pause")
+
+    def describe(self) -> str:
+        return f"pause {self.seconds:g}s"
+
+
+@dataclass(frozen=True)
+class Analyze(Step):
+    """Bake time: watch health (and, once monitoring exists, alarms) of the new set for `seconds`."""
+
+    seconds: float
+    kind: str = field(init=False, default="analyze")
+
+    def describe(self) -> str:
+        return f"analyze {self.seconds:g}s"
+
+
+@dataclass(frozen=True)
+class Plan:
+    strategy: str
+    steps: tuple[Step, ...]
+
+    def to_list(self) -> list[dict[str, Any]]:
+        return [s.to_dict() for s in self.steps]
+
+
+STEP_TYPES: dict[str, type[Step]] = {
+    cls.__dataclass_fields__["kind"].default: cls  # type: ignore[misc]
+    for cls in (RunHook, Prepare, Migrate, StartNew, WaitHealthy, Route, Drain, RetireOld, StopOld, Pause, Analyze)
+}
+
+
+def step_from_dict(data: dict[str, Any]) -> Step:
+    """Rebuild a stored step (recovery resumes plans read back from the store)."""
+    fields = {k: v for k, v in data.items() if k != "kind"}
+    return STEP_TYPES[data["kind"]](**fields)

@@ -1,0 +1,33 @@
+"""Values that cross module boundaries: a revision of a service's code and an instance running it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Revision:
+    """A git commit of a service's repo; `ref` is what the user asked for (branch, tag or sha)."""
+
+    sha: str
+    ref: str = ""
+    subject: str = ""
+
+    @property
+    def short(self) -> str:
+        return self.sha[:8]
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One running copy of a revision, reachable by the router at `address` (host:port)."""
+
+    id: str
+    service: str
+    env: str
+    revision: str
+    address: str
+    state: str = "running"           # starting | running | exited | stopped | failed
+    pid: int | None = None
+    deployment: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,300 @@
+"""Requests that change what serves: deploy a revision, roll back to the previous one, recover dead runs.
+
+Each request is recorded as a deployment (queued), waits its turn for the (service, env) lease, snapshots
+what serves now, plans with the configured strategy, executes, and on failure rolls back. The final state
+and reason are always written, whatever happened, so `shipyard history` tells the truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from shipyard.domain.deployment import DeployState, StepState
+from shipyard.domain.plan import Drain, Plan, RetireOld, Route, Step, step_from_dict
+from shipyard.domain.types import Instance, Revision
+from shipyard.engine.journal import Journal, Listener
+from shipyard.engine.lease import acquire, hold_lease
+from shipyard.engine.run import Run, RunContext, StepFailed, weights
+from shipyard.engine.settings import ServiceSettings, strategy_named
+from shipyard.errors import DeploymentFailed, LeaseHeldError, ShipyardError, UsageError
+from shipyard.releases.git import resolve_revision
+from shipyard.releases.store import ReleaseStore
+from shipyard.routers.base import Router
+from shipyard.store import Store
+from shipyard.store import deployments as dq
+from shipyard.store import leases as lq
+from shipyard.store import steps as sq
+from shipyard.store.owner import current_owner, owner_is_dead
+from shipyard.strategies import PlanInput, compose
+from shipyard.targets.base import Target
+
+RUNNING_STATES = ("running", "starting", "backoff")
+
+
+@dataclass
+class Environment:
+    """What a request needs to act on one (service, env): settings plus the live target and router."""
+
+    settings: ServiceSettings
+    store: Store
+    target: Target
+    router: Router
+    releases: ReleaseStore
+    actor: str = "cli"
+    listener: Listener | None = None
+    owner: str = field(default_factory=current_owner)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    deployment_id: str
+    state: DeployState
+    reason: str | None
+    revision: str
+
+    def raise_for_state(self) -> None:
+        if self.state is not DeployState.SUCCEEDED:
+            raise DeploymentFailed(self.deployment_id, str(self.state), self.reason or "")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _journal(e: Environment, deployment_id: str) -> Journal:
+    return Journal(e.store, deployment_id, e.settings.service, e.settings.env, e.listener)
+
+
+async def serving(e: Environment) -> tuple[list[Instance], str | None]:
+    """The instances the router sends traffic to now, in routing order, and their revision."""
+    routed = {b.address: b for b in await e.router.backends() if b.weight > 0}
+    insts = [i for i in await e.target.instances() if i.address in routed and i.state in RUNNING_STATES]
+    revs = {i.revision for i in insts}
+    return insts, (revs.pop() if len(revs) == 1 else None)
+
+
+async def deploy(e: Environment, ref: str | None = None, *, wait: bool = True, strategy: str | None = None,
+                 kind: str = "deploy", rollback_of: str | None = None) -> Outcome:
+    s = e.settings
+    revision: Revision = await resolve_revision(s.source, ref or s.branch)
+    strat = strategy_named(strategy, s) if strategy else s.strategy
+    with e.store.session() as ses:
+        row = dq.create_deployment(ses, service=s.service, env=s.env, revision=revision.sha,
+                                   ref=revision.ref, strategy=strat.name, actor=e.actor, kind=kind,
+                                   owner=e.owner, rollback_of=rollback_of)
+        dep_id = row.id
+    journal = _journal(e, dep_id)
+    journal.event("deploy.queued", f"{s.service}/{s.env} {revision.short} ({revision.ref})",
+                  revision=revision.sha, ref=revision.ref, actor=e.actor)
+    lost = asyncio.Event()
+    try:
+        async with hold_lease(e.store, s.service, s.env, dep_id, e.owner, wait=wait, lost=lost,
+                              on_wait=lambda pos, holder: journal.event(
+                                  "deploy.waiting", f"queued at position {pos + 1} behind {holder}",
+                                  position=pos + 1, holder=holder)):
+            return await _run_new(e, journal, dep_id, revision, strat, lost)
+    except ShipyardError as exc:
+        # Refused before it started (lease held with --no-wait, cancelled while queued): close the record.
+        with e.store.session() as ses:
+            cur = dq.get_deployment(ses, dep_id)
+            state = DeployState(cur.state) if cur else DeployState.QUEUED
+        if state is DeployState.QUEUED:
+            journal.transition(DeployState.CANCELLED, str(exc), finished_at=_now())
+        raise
+
+
+async def _run_new(e: Environment, journal: Journal, dep_id: str, revision: Revision, strat: Any,
+                   lost: asyncio.Event) -> Outcome:
+    s = e.settings
+    await e.router.ensure()
+    olds, old_rev = await serving(e)
+    ctx = RunContext(old=[i.id for i in olds], old_revision=old_rev, routed=sorted(i.address for i in olds))
+    plan = compose(strat, PlanInput(current=len(olds), desired=s.instances, bake=s.bake,
+                                    hooks=frozenset(s.hooks), migrate=s.migrate is not None))
+    journal.transition(DeployState.IN_PROGRESS, None, started_at=_now(), owner=e.owner,
+                       previous_revision=old_rev, plan=plan.to_list(), context=ctx.to_dict())
+    journal.event("deploy.started", f"{strat.name}: {len(plan.steps)} steps", strategy=strat.name,
+                  revision=revision.sha, previous_revision=old_rev, steps=[st.describe() for st in plan.steps])
+    run = Run(deployment_id=dep_id, revision=revision.sha, settings=s, target=e.target, router=e.router,
+              releases=e.releases, journal=journal, context=ctx, actor=e.actor)
+    return await _drive(e, run, plan, 0, lost)
+
+
+async def _drive(e: Environment, run: Run, plan: Plan, start_at: int, lost: asyncio.Event) -> Outcome:
+    """Execute, then finish or roll back; lease loss (someone took over) aborts without touching state."""
+    work = asyncio.create_task(run.execute(plan, start_at))
+    watch = asyncio.create_task(lost.wait())
+    done, _ = await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
+    watch.cancel()
+    if work not in done:
+        work.cancel()
+        raise ShipyardError(f"{run.id}: lost the deployment lease to another process; stopped here")
+    try:
+        work.result()
+    except StepFailed as exc:
+        return await _fail(e, run, plan, str(exc))
+    return await _succeed(e, run)
+
+
+async def _fail(e: Environment, run: Run, plan: Plan, reason: str) -> Outcome:
+    touched = _changed_anything(e, run.id)
+    if not touched and not run.ctx.new:
+        # Nothing moved (e.g. the build failed): there is nothing to roll back.
+        if "on_failure" in e.settings.hooks:
+            await run._safe_hook("on_failure", phase_idx=0)
+        run.journal.transition(DeployState.FAILED, reason, finished_at=_now())
+        run.journal.event("deploy.failed", reason, reason=reason)
+        return Outcome(run.id, DeployState.FAILED, reason, run.revision)
+    run.journal.event("deploy.failed", reason, reason=reason)
+    final = await run.rollback(reason)
+    return Outcome(run.id, final, reason, run.revision)
+
+
+def _changed_anything(e: Environment, dep_id: str) -> bool:
+    with e.store.session() as ses:
+        rows = sq.list_steps(ses, dep_id, phase="deploy")
+    return any(r.kind not in ("prepare", "hook", "migrate") for r in rows)
+
+
+async def _succeed(e: Environment, run: Run) -> Outcome:
+    """Mark success, then stop what is neither the new set nor the warm previous set."""
+    s = e.settings
+    keep = set(run.ctx.new) | set(run.ctx.old)
+    stale = [i for i in await e.target.instances() if i.id not in keep]
+    if stale:
+        await e.target.stop(stale, s.stop_timeout)
+    if "cleanup" in s.hooks:
+        await run._safe_hook("cleanup", phase_idx=0)
+    run.journal.transition(DeployState.SUCCEEDED, None, finished_at=_now())
+    run.journal.event("deploy.succeeded", f"{s.service}/{s.env} now serves {run.revision[:8]}",
+                      revision=run.revision)
+    in_use = {i.revision for i in await e.target.instances()}
+    e.releases.prune(s.service, s.keep_releases, in_use | {run.revision})
+    return Outcome(run.id, DeployState.SUCCEEDED, None, run.revision)
+
+
+# ---- manual rollback ---------------------------------------------------------------------------------
+
+async def rollback(e: Environment, *, wait: bool = True) -> Outcome:
+    """Back to the revision that served before the current one: a traffic flip while its set is warm."""
+    s = e.settings
+    target_rev, last_id = rollback_target(e)
+    warm = [i for i in await e.target.instances()
+            if i.revision == target_rev and i.state in RUNNING_STATES]
+    if not warm:
+        # The previous set has expired: redeploy that revision with the configured strategy.
+        outcome = await deploy(e, target_rev, wait=wait, kind="rollback", rollback_of=last_id)
+        _mark_rolled_back(e, last_id, outcome)
+        return outcome
+    with e.store.session() as ses:
+        row = dq.create_deployment(ses, service=s.service, env=s.env, revision=target_rev, ref=target_rev,
+                                   strategy="traffic_flip", actor=e.actor, kind="rollback", owner=e.owner,
+                                   rollback_of=last_id)
+        dep_id = row.id
+    journal = _journal(e, dep_id)
+    journal.event("rollback.requested", f"flip {s.service}/{s.env} back to warm {target_rev[:8]}",
+                  revision=target_rev, rollback_of=last_id)
+    lost = asyncio.Event()
+    async with hold_lease(e.store, s.service, s.env, dep_id, e.owner, wait=wait, lost=lost):
+        olds, old_rev = await serving(e)
+        warm = [i for i in await e.target.instances()
+                if i.revision == target_rev and i.state in RUNNING_STATES][: s.instances]
+        ctx = RunContext(old=[i.id for i in olds], old_revision=old_rev, new=[i.id for i in warm],
+                         routed=sorted(i.address for i in olds))
+        plan = Plan("traffic_flip", (Route(new=len(warm), old=0, new_percent=100), *_flip_tail(s)))
+        journal.transition(DeployState.IN_PROGRESS, None, started_at=_now(), owner=e.owner,
+                           previous_revision=old_rev, plan=plan.to_list(), context=ctx.to_dict())
+        run = Run(deployment_id=dep_id, revision=target_rev, settings=s, target=e.target, router=e.router,
+                  releases=e.releases, journal=journal, context=ctx, actor=e.actor)
+        await e.target.keep_warm(warm, None)
+        outcome = await _drive(e, run, plan, 0, lost)
+    _mark_rolled_back(e, last_id, outcome)
+    return outcome
+
+
+def rollback_target(e: Environment) -> tuple[str, str]:
+    """The revision to go back to, and the run being undone: the newest successful run whose revision
+    differs from what serves now (so rolling back twice goes further back rather than flip-flopping)."""
+    s = e.settings
+    with e.store.session() as ses:
+        hist = dq.succeeded_history(ses, s.service, s.env, limit=50)
+        if not hist:
+            raise UsageError(f"{s.service}/{s.env} has no successful deployment to roll back")
+        current, last_id = hist[0].revision, hist[0].id
+        earlier = next((h.revision for h in hist[1:] if h.revision != current), None)
+        target = earlier or hist[0].previous_revision
+    if not target:
+        raise UsageError(f"{last_id} was the first deployment of {s.service}/{s.env}: nothing to roll back to")
+    return target, last_id
+
+
+def _flip_tail(s: ServiceSettings) -> tuple[Step, ...]:
+    return (Drain(s.drain_timeout), RetireOld(keep=0))
+
+
+def _mark_rolled_back(e: Environment, last_id: str, outcome: Outcome) -> None:
+    if outcome.state is not DeployState.SUCCEEDED:
+        return
+    j = _journal(e, last_id)
+    j.transition(DeployState.ROLLING_BACK, f"rolled back by {outcome.deployment_id}")
+    j.transition(DeployState.ROLLED_BACK, f"rolled back by {outcome.deployment_id}")
+
+
+# ---- recovery ----------------------------------------------------------------------------------------
+
+async def recover_one(e: Environment, dep_id: str) -> Outcome | None:
+    """Finish or roll back a run whose owner died; None if its owner is alive (not ours to touch)."""
+    s = e.settings
+    with e.store.session() as ses:
+        row = dq.get_deployment(ses, dep_id)
+        assert row is not None
+        state, revision = DeployState(row.state), row.revision
+        plan = Plan(row.strategy, tuple(step_from_dict(d) for d in row.plan or []))
+        ctx = RunContext.from_dict(getattr(row, "context", None))
+        steps = sq.list_steps(ses, dep_id, phase="deploy")
+        done = sum(1 for r in steps if r.state == StepState.SUCCEEDED)
+        last_desc = steps[-1].description if steps else "before its first step"
+        owner = row.owner
+    journal = _journal(e, dep_id)
+    if state is DeployState.QUEUED:
+        if owner and not owner_is_dead(owner):
+            return None            # still waiting in line: not ours to touch
+        journal.transition(DeployState.CANCELLED, f"owner {owner} died while queued", finished_at=_now())
+        return Outcome(dep_id, DeployState.CANCELLED, "owner died while queued", revision)
+    try:
+        await acquire(e.store, s.service, s.env, dep_id, e.owner, wait=False)
+    except LeaseHeldError:
+        return None
+
+    try:
+        journal.update(owner=e.owner)
+        journal.event("recover.started", f"taking over from dead owner {owner}", previous_owner=owner)
+        run = Run(deployment_id=dep_id, revision=revision, settings=s, target=e.target, router=e.router,
+                  releases=e.releases, journal=journal, context=ctx, actor=e.actor)
+        # Close any step the dead owner left running, so the record shows where it died.
+        with e.store.session() as ses:
+            for r in sq.list_steps(ses, dep_id):
+                if r.state == StepState.RUNNING:
+                    sq.finish_step(ses, r.id, StepState.FAILED, error=f"owner {owner} died during this step")
+        if state is DeployState.IN_PROGRESS and done == len(plan.steps) and plan.steps:
+            return await _succeed(e, run)
+        reason = f"owner {owner} died ({last_desc}); rolled back by recover"
+        if state is DeployState.ROLLING_BACK:
+            journal.event("rollback.resumed", reason)
+            return Outcome(dep_id, await run.rollback(reason, resume=True), reason, revision)
+        final = await run.rollback(reason) if (ctx.new or done) else _fail_quiet(journal, reason)
+        return Outcome(dep_id, final, reason, revision)
+    finally:
+        with e.store.session() as ses:
+            lq.release(ses, s.service, s.env, dep_id)
+
+
+def _fail_quiet(journal: Journal, reason: str) -> DeployState:
+    journal.transition(DeployState.FAILED, reason, finished_at=_now())
+    return DeployState.FAILED
+
+
+__all__ = ["Environment", "Outcome", "deploy", "recover_one", "rollback", "serving", "weights"]

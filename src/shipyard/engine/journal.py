@@ -1,0 +1,62 @@
+"""The engine's record of one deployment: every state change, step boundary and event goes through here.
+
+Each call is its own transaction, committed before the engine moves on, so a run killed at any point leaves
+a history that says exactly how far it got (DESIGN principle 2). A listener sees the same events live.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from shipyard.domain.deployment import DeployState, StepState
+from shipyard.domain.plan import Step
+from shipyard.store import Store
+from shipyard.store import deployments as q
+from shipyard.store import events as ev
+from shipyard.store import steps as sq
+
+Listener = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass
+class Journal:
+    store: Store
+    deployment_id: str
+    service: str
+    env: str
+    listener: Listener | None = None
+    _steps: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    def event(self, kind: str, message: str = "", **data: Any) -> None:
+        with self.store.session() as s:
+            ev.add_event(s, kind=kind, message=message, deployment_id=self.deployment_id,
+                         service=self.service, env=self.env, data=data)
+        if self.listener:
+            self.listener(kind, {"message": message, **data})
+
+    def transition(self, state: DeployState, reason: str | None = None, **fields: Any) -> None:
+        with self.store.session() as s:
+            q.update_deployment(s, self.deployment_id, state=state, reason=reason, **fields)
+        if self.listener:
+            self.listener("state", {"state": str(state), "reason": reason})
+
+    def update(self, **fields: Any) -> None:
+        with self.store.session() as s:
+            q.update_deployment(s, self.deployment_id, **fields)
+
+    def step_started(self, phase: str, idx: int, step: Step) -> None:
+        with self.store.session() as s:
+            row = sq.start_step(s, self.deployment_id, phase, idx, step.kind, step.describe(),
+                                detail=step.to_dict())
+            self._steps[(phase, idx)] = row.id
+        if self.listener:
+            self.listener("step.started", {"phase": phase, "idx": idx, "description": step.describe()})
+
+    def step_finished(self, phase: str, idx: int, state: StepState, *, output: str | None = None,
+                      error: str | None = None, detail: dict[str, Any] | None = None) -> None:
+        with self.store.session() as s:
+            sq.finish_step(s, self._steps.pop((phase, idx)), state, output=output, error=error, detail=detail)
+        if self.listener:
+            self.listener(f"step.{state}", {"phase": phase, "idx": idx, "error": error, **(detail or {})})

@@ -1,0 +1,378 @@
+"""Execute one deployment's plan against a target and a router, and roll it back when it fails.
+
+Everything the run knows about instances is re-read from the target and the router (the agent is the
+source of truth), plus a small persisted context: which instances were serving before (`old`) and which
+this run started or adopted (`new`). That makes every step idempotent, so a run resumed or rolled back by
+`shipyard recover` after its owner died acts on what really exists, not on what a dead process believed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shipyard.domain.deployment import DeployState, StepState
+from shipyard.domain.plan import (
+    Analyze,
+    Drain,
+    Migrate,
+    Pause,
+    Plan,
+    Prepare,
+    RetireOld,
+    Route,
+    RunHook,
+    StartNew,
+    Step,
+    StopOld,
+    WaitHealthy,
+)
+from shipyard.domain.types import Instance
+from shipyard.engine.commands import run_command
+from shipyard.engine.journal import Journal
+from shipyard.engine.settings import HookSpec, ServiceSettings
+from shipyard.errors import HealthCheckError, HookError, ShipyardError
+from shipyard.health.checker import HealthMonitor, wait_healthy
+from shipyard.releases.store import ReleaseStore
+from shipyard.routers.base import Router, WeightedBackend
+from shipyard.targets.base import LaunchSpec, Target
+
+FAILPOINT_ENV = "SHIPYARD_FAILPOINT"   # fault injection for crash tests: "after-step:N" kills this process
+
+
+@dataclass
+class RunContext:
+    """The persisted part of a run's knowledge (deployments.context)."""
+
+    old: list[str] = field(default_factory=list)        # instance ids serving before, in routing order
+    old_revision: str | None = None
+    new: list[str] = field(default_factory=list)        # instance ids this run started or adopted
+    routed: list[str] = field(default_factory=list)     # addresses the last Route gave traffic
+    to_drain: list[str] = field(default_factory=list)   # addresses taken out, not yet drained
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> RunContext:
+        data = data or {}
+        return cls(**{k: list(v) if isinstance(v, list) else v for k, v in data.items()
+                      if k in cls.__dataclass_fields__})
+
+
+class StepFailed(ShipyardError):
+    pass
+
+
+class Run:
+    def __init__(self, *, deployment_id: str, revision: str, settings: ServiceSettings, target: Target,
+                 router: Router, releases: ReleaseStore, journal: Journal, context: RunContext,
+                 actor: str = "") -> None:
+        self.id = deployment_id
+        self.revision = revision
+        self.s = settings
+        self.target = target
+        self.router = router
+        self.releases = releases
+        self.journal = journal
+        self.ctx = context
+        self.actor = actor
+        self.release_dir: Path = releases.path(settings.service, revision)
+
+    # ---- instances -------------------------------------------------------------------------------
+
+    async def _all(self) -> list[Instance]:
+        return await self.target.instances()
+
+    async def new_instances(self) -> list[Instance]:
+        """This run's instances: those it recorded, plus any the agent labels with its id (started just
+        before a crash, before the context was written)."""
+        known = set(self.ctx.new)
+        found = [i for i in await self._all() if i.id in known or i.deployment == self.id]
+        order = {iid: n for n, iid in enumerate(self.ctx.new)}
+        return sorted(found, key=lambda i: order.get(i.id, len(order)))
+
+    async def old_instances(self) -> list[Instance]:
+        by_id = {i.id: i for i in await self._all()}
+        return [by_id[iid] for iid in self.ctx.old if iid in by_id]
+
+    def save_context(self) -> None:
+        self.journal.update(context=self.ctx.to_dict())
+
+    def environ(self) -> dict[str, str]:
+        base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER")}
+        return {**base, **self.s.environ, "SHIPYARD_SERVICE": self.s.service, "SHIPYARD_ENV": self.s.env,
+                "SHIPYARD_REVISION": self.revision, "SHIPYARD_DEPLOYMENT": self.id,
+                "SHIPYARD_RELEASE_DIR": str(self.release_dir)}
+
+    # ---- the forward run -------------------------------------------------------------------------
+
+    async def execute(self, plan: Plan, start_at: int = 0) -> None:
+        """Run steps from `start_at`; raises StepFailed (after recording it) on the first failure."""
+        for idx in range(start_at, len(plan.steps)):
+            step = plan.steps[idx]
+            self.journal.step_started("deploy", idx, step)
+            try:
+                detail = await asyncio.wait_for(self._do(step), self._timeout(step))
+            except TimeoutError:
+                msg = f"step {idx + 1} ({step.describe()}) timed out after {self._timeout(step):g}s"
+                self.journal.step_finished("deploy", idx, StepState.FAILED, error=msg)
+                raise StepFailed(msg) from None
+            except ShipyardError as exc:
+                output = getattr(exc, "output", None)
+                self.journal.step_finished("deploy", idx, StepState.FAILED, error=str(exc), output=output)
+                raise StepFailed(f"step {idx + 1} ({step.describe()}): {exc}") from exc
+            output = detail.pop("output", None) if detail else None
+            self.journal.step_finished("deploy", idx, StepState.SUCCEEDED, output=output, detail=detail)
+            _failpoint(f"after-step:{idx}")
+
+    def _timeout(self, step: Step) -> float:
+        if isinstance(step, RunHook):
+            return self.s.hooks[step.hook].timeout + 5
+        if isinstance(step, Migrate) and self.s.migrate:
+            return self.s.migrate.timeout + 5
+        if isinstance(step, Prepare):
+            return self.s.build_timeout + 60
+        if isinstance(step, (Pause, Analyze)):
+            return step.seconds + self.s.step_timeout
+        if isinstance(step, WaitHealthy):
+            return max(self.s.step_timeout, self.s.health_wait + 5)
+        return self.s.step_timeout
+
+    async def _do(self, step: Step) -> dict[str, Any]:
+        if isinstance(step, Prepare):
+            _, result = await self.releases.prepare(self.s.source, self.s.service, self.revision,
+                                                    build=self.s.build, env=self.environ(),
+                                                    timeout=self.s.build_timeout)
+            return {"output": result.output if result else "release already built", "built": bool(result)}
+        if isinstance(step, RunHook):
+            return await self._hook(step.hook, self.s.hooks[step.hook])
+        if isinstance(step, Migrate):
+            assert self.s.migrate is not None
+            return await self._hook("migrate", self.s.migrate)
+        if isinstance(step, StartNew):
+            return await self._start_new(step.total)
+        if isinstance(step, WaitHealthy):
+            news = await self.new_instances()
+            await wait_healthy(self.s.health, [i.address for i in news],
+                               deadline=time.monotonic() + self.s.health_wait)
+            return {"healthy": [i.address for i in news]}
+        if isinstance(step, Route):
+            return await self._route(step)
+        if isinstance(step, Drain):
+            return await self._drain(step.timeout)
+        if isinstance(step, RetireOld):
+            return await self._retire(step.keep)
+        if isinstance(step, StopOld):
+            olds = await self.old_instances()
+            await self.target.stop(olds, self.s.stop_timeout)
+            return {"stopped": [i.id for i in olds]}
+        if isinstance(step, Pause):
+            await asyncio.sleep(step.seconds)
+            return {}
+        if isinstance(step, Analyze):
+            return await self._analyze(step.seconds)
+        raise StepFailed(f"unknown step kind {step.kind}")
+
+    async def _hook(self, name: str, spec: HookSpec, *, release_dir: Path | None = None) -> dict[str, Any]:
+        cwd = release_dir or self.release_dir
+        if not cwd.exists():
+            cwd = self.releases.root
+            cwd.mkdir(parents=True, exist_ok=True)
+        result = await run_command(spec.command, cwd=cwd, env={**self.environ(), "SHIPYARD_HOOK": name},
+                                   timeout=spec.timeout)
+        self.journal.event("hook.finished", f"{name}: exit {result.returncode}", hook=name,
+                           returncode=result.returncode, seconds=round(result.seconds, 3))
+        if not result.ok:
+            why = f"timed out after {spec.timeout:g}s" if result.timed_out else f"exited {result.returncode}"
+            err = HookError(f"hook {name} {why}: {result.tail(2)}")
+            err.output = result.output  # type: ignore[attr-defined]
+            raise err
+        return {"output": result.output, "returncode": 0, "seconds": round(result.seconds, 3)}
+
+    async def _start_new(self, total: int) -> dict[str, Any]:
+        have = await self.new_instances()
+        missing = total - len(have)
+        started: list[Instance] = []
+        if missing > 0:
+            started = await self.target.start(self._spec(self.revision, self.id), missing)
+            self.ctx.new += [i.id for i in started]
+            self.save_context()
+            for inst in started:
+                self.journal.event("instance.started", f"{inst.id} at {inst.address}", instance=inst.id,
+                                   address=inst.address, revision=self.revision)
+        return {"started": [i.id for i in started], "total": total}
+
+    def _spec(self, revision: str, deployment: str) -> LaunchSpec:
+        environ = {**self.environ(), "SHIPYARD_REVISION": revision,
+                   "SHIPYARD_RELEASE_DIR": str(self.releases.path(self.s.service, revision))}
+        return LaunchSpec(service=self.s.service, env=self.s.env, revision=revision, deployment=deployment,
+                          cwd=self.releases.path(self.s.service, revision), argv=self.s.launch_argv(),
+                          environ=environ, stop_timeout=self.s.stop_timeout)
+
+    async def _route(self, step: Route) -> dict[str, Any]:
+        news = (await self.new_instances())[: step.new]
+        olds = (await self.old_instances())[: step.old]
+        backends = weights(news, olds, step.new_percent)
+        await self.set_backends(backends)
+        return {"backends": {b.address: b.weight for b in backends}}
+
+    async def set_backends(self, backends: list[WeightedBackend]) -> None:
+        """Route, remembering which addresses left rotation so the next Drain waits for them."""
+        now = {b.address for b in backends if b.weight > 0}
+        gone = [a for a in self.ctx.routed if a not in now]
+        self.ctx.to_drain = sorted(set(self.ctx.to_drain + gone) - now)
+        self.ctx.routed = sorted(now)
+        self.save_context()
+        await self.router.set_backends(backends)
+        self.journal.event("traffic.changed", ", ".join(f"{b.address}={b.weight}" for b in backends),
+                           backends=[b.__dict__ for b in backends])
+
+    async def _drain(self, timeout: float) -> dict[str, Any]:
+        remaining = await asyncio.gather(*(self.router.drain(a, timeout, self.s.ws_drain_timeout)
+                                           for a in self.ctx.to_drain))
+        left = dict(zip(self.ctx.to_drain, remaining, strict=True))
+        self.ctx.to_drain = []
+        self.save_context()
+        if any(left.values()):
+            self.journal.event("drain.incomplete", f"connections left open: {sum(left.values())}", left=left)
+        return {"drained": left}
+
+    async def _retire(self, keep: int) -> dict[str, Any]:
+        olds = await self.old_instances()
+        retire = [i for i in olds[keep:] if i.address not in self.ctx.routed]
+        if self.s.keep_previous > 0:
+            await self.target.keep_warm(retire, time.time() + self.s.keep_previous)
+        else:
+            await self.target.stop(retire, self.s.stop_timeout)
+        return {"retired": [i.id for i in retire], "warm_for": self.s.keep_previous}
+
+    async def _analyze(self, seconds: float) -> dict[str, Any]:
+        news = [i for i in await self.new_instances() if i.address in self.ctx.routed]
+        monitor = HealthMonitor(self.s.health, [i.address for i in news])
+        await monitor.start()
+        try:
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                bad = [a for a, st in monitor.states().items() if str(st) == "unhealthy"]
+                if bad:
+                    raise HealthCheckError(f"unhealthy during analysis: {', '.join(bad)}")
+                await asyncio.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+        finally:
+            await monitor.stop()
+        return {"analyzed_seconds": seconds, "instances": [i.address for i in news]}
+
+    # ---- rollback --------------------------------------------------------------------------------
+
+    async def rollback(self, reason: str, *, resume: bool = False) -> DeployState:
+        """Put traffic back on the old revision, stop the new instances; return the final state.
+
+        Every rollback step is idempotent, so a rollback interrupted by a crash is redone from the start
+        (`resume`), without entering rolling_back a second time.
+        """
+        if not resume:
+            self.journal.transition(DeployState.ROLLING_BACK, reason)
+        self.journal.event("rollback.started", reason, reason=reason)
+        if "on_failure" in self.s.hooks:
+            await self._safe_hook("on_failure", phase_idx=0)
+        idx = 1
+        olds: list[Instance] = []
+        if self.ctx.old and self.ctx.old_revision:
+            olds = await self._rb_step(idx, "ensure old instances run", self._ensure_old())
+            idx += 1
+        news = await self.new_instances()
+        backends = weights([], olds, None)
+        await self._rb_step(idx, "route all traffic to the old revision", self.set_backends(backends))
+        idx += 1
+        await self._rb_step(idx, "drain new instances", self._drain(self.s.drain_timeout))
+        idx += 1
+        await self._rb_step(idx, "stop new instances", self.target.stop(news, self.s.stop_timeout))
+        idx += 1
+        if "cleanup" in self.s.hooks:
+            await self._safe_hook("cleanup", phase_idx=idx)
+        final = DeployState.ROLLED_BACK if olds else DeployState.FAILED
+        why = reason if olds else f"{reason} (no previous revision to roll back to)"
+        self.journal.transition(final, why, finished_at=_now())
+        self.journal.event("rollback.completed", why, state=str(final),
+                           serving=self.ctx.old_revision if olds else None)
+        return final
+
+    async def _rb_step(self, idx: int, description: str, work: Any) -> Any:
+        step = _Described(description)
+        self.journal.step_started("rollback", idx, step)
+        try:
+            result = await work
+        except ShipyardError as exc:
+            self.journal.step_finished("rollback", idx, StepState.FAILED, error=str(exc))
+            raise
+        self.journal.step_finished("rollback", idx, StepState.SUCCEEDED)
+        return result
+
+    async def _safe_hook(self, name: str, phase_idx: int) -> None:
+        """on_failure/cleanup hooks: their output is kept, but their failure never stops a rollback."""
+        step = RunHook(name)
+        self.journal.step_started("rollback", phase_idx, step)
+        try:
+            detail = await self._hook(name, self.s.hooks[name],
+                                      release_dir=self.release_dir if self.release_dir.exists() else None)
+            self.journal.step_finished("rollback", phase_idx, StepState.SUCCEEDED, output=detail.get("output"))
+        except ShipyardError as exc:
+            self.journal.step_finished("rollback", phase_idx, StepState.FAILED, error=str(exc),
+                                       output=getattr(exc, "output", None))
+
+    async def _ensure_old(self) -> list[Instance]:
+        """The old set, running and out of expiry; instances lost meanwhile are started again."""
+        assert self.ctx.old_revision is not None
+        olds = [i for i in await self.old_instances() if i.state in ("running", "starting", "backoff")]
+        await self.target.keep_warm(olds, None)
+        missing = len(self.ctx.old) - len(olds)
+        if missing > 0:
+            if not self.releases.is_ready(self.s.service, self.ctx.old_revision):
+                await self.releases.prepare(self.s.source, self.s.service, self.ctx.old_revision,
+                                            build=self.s.build, env=self.environ(), timeout=self.s.build_timeout)
+            fresh = await self.target.start(self._spec(self.ctx.old_revision, self.id + "-rollback"), missing)
+            await wait_healthy(self.s.health, [i.address for i in fresh],
+                               deadline=time.monotonic() + self.s.health_wait)
+            self.ctx.old = [i.id for i in olds + fresh]
+            self.save_context()
+            olds += fresh
+        return olds
+
+
+@dataclass(frozen=True)
+class _Described(Step):
+    text: str = ""
+
+    def describe(self) -> str:
+        return self.text
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "rollback", "text": self.text}
+
+
+def weights(news: list[Instance], olds: list[Instance], new_percent: int | None) -> list[WeightedBackend]:
+    """Integer weights giving the new group `new_percent` of requests (equal shares when None)."""
+    if new_percent is None or not olds or not news:
+        wn = wo = 100
+    elif new_percent >= 100:
+        wn, wo = 100, 0
+    else:
+        wn, wo = new_percent * len(olds), (100 - new_percent) * len(news)
+    out = [WeightedBackend(i.address, wn, i.revision, i.id) for i in news]
+    out += [WeightedBackend(i.address, wo, i.revision, i.id) for i in olds if wo > 0]
+    return out
+
+
+def _failpoint(name: str) -> None:
+    if os.environ.get(FAILPOINT_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _now() -> Any:
+    from datetime import UTC, datetime
+    return datetime.now(UTC)

@@ -1,0 +1,129 @@
+"""Everything the engine needs about one (service, env), read out of the config models in one place.
+
+The engine never reaches into the config tree itself, so config shape changes stay in this module.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shipyard.errors import UnknownEnvironmentError, UnknownServiceError, UsageError
+from shipyard.releases.git import GitSource
+from shipyard.strategies import AllAtOnce, BlueGreen, Canary, CanaryStep, Rolling, Strategy
+
+HOOK_NAMES = ("application_stop", "before_install", "after_install", "application_start", "validate_service",
+              "before_traffic", "after_traffic", "on_failure", "cleanup")
+
+
+@dataclass(frozen=True)
+class HookSpec:
+    command: str
+    timeout: float
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    service: str
+    env: str
+    branch: str
+    source: GitSource
+    build: str | None
+    build_timeout: float
+    run: str
+    migrate: HookSpec | None
+    environ: dict[str, str]
+    instances: int
+    stop_timeout: float
+    listen: str
+    strategy: Strategy
+    drain_timeout: float
+    ws_drain_timeout: float
+    bake: float
+    keep_previous: float
+    step_timeout: float
+    keep_releases: int
+    health: Any                      # the config's health check model, consumed by shipyard.health
+    health_wait: float
+    hooks: dict[str, HookSpec]
+
+    def launch_argv(self, port_placeholder: bool = True) -> list[str]:
+        """`run` split like a shell would (no shell runs it); `{port}` is filled in by the agent via $PORT."""
+        return shlex.split(self.run)
+
+
+def _names(mapping: dict[str, Any]) -> str:
+    return ", ".join(sorted(mapping)) or "none"
+
+
+def service_settings(cfg: Any, project_root: Path, service: str, env: str) -> ServiceSettings:
+    if service not in cfg.services:
+        raise UnknownServiceError(f"unknown service {service!r} (known: {_names(cfg.services)})")
+    if env not in cfg.environments:
+        raise UnknownEnvironmentError(f"unknown environment {env!r} (known: {_names(cfg.environments)})")
+    svc = cfg.service_for(service, env) if hasattr(cfg, "service_for") else cfg.services[service]
+    envcfg = cfg.environments[env]
+    repo = cfg.repos.get(svc.repo) if svc.repo else None
+    if svc.repo and repo is None:
+        raise UsageError(f"service {service}: repo {svc.repo!r} is not defined under repos")
+    path = (project_root / repo.path).resolve() if repo is not None and repo.path else None
+    url = repo.url if repo is not None else None
+    if url and "://" not in url and ":" not in url:
+        url = str((project_root / url).resolve())       # a local path to a bare origin
+    if repo is None:
+        path = project_root
+    source = GitSource(name=svc.repo or service, url=url, path=path,
+                       mirrors_dir=project_root / ".shipyard" / "mirrors")
+    dep = svc.deploy
+    strategy = _strategy(dep.strategy)
+    drain = float(getattr(dep.strategy, "drain_timeout", 30.0) or 30.0)
+    hooks: dict[str, HookSpec] = {}
+    for name in HOOK_NAMES:
+        hook = getattr(svc.hooks, name, None) if svc.hooks is not None else None
+        if hook is not None:
+            hooks[name] = HookSpec(hook.command, float(hook.timeout))
+    migrate = None
+    if svc.migrate:
+        migrate = HookSpec(svc.migrate, float(getattr(svc, "migrate_timeout", 600.0)))
+    listen = cfg.listen_for(service, env) if hasattr(cfg, "listen_for") else dep.router.listen
+    run = svc.run or ""
+    if not run:
+        raise UsageError(f"service {service}: no `run` command configured")
+    return ServiceSettings(
+        service=service, env=env, branch=envcfg.branch, source=source, build=svc.build,
+        build_timeout=float(getattr(svc, "build_timeout", 1800.0)), run=run, migrate=migrate,
+        environ={k: str(v) for k, v in (svc.env or {}).items()},
+        instances=int(dep.target.instances), stop_timeout=float(dep.target.stop_timeout), listen=listen,
+        strategy=strategy, drain_timeout=drain,
+        ws_drain_timeout=float(getattr(dep, "ws_drain_timeout", None) or drain), bake=float(dep.bake or 0),
+        keep_previous=float(dep.keep_previous), step_timeout=float(dep.step_timeout),
+        keep_releases=int(dep.keep_releases), health=svc.health,
+        health_wait=float(getattr(svc.health, "max_wait", 120.0)), hooks=hooks)
+
+
+def _strategy(cfg: Any) -> Strategy:
+    kind = cfg.type
+    if kind == "all_at_once":
+        return AllAtOnce()
+    if kind == "rolling":
+        return Rolling(batch_size=cfg.batch_size, max_surge=cfg.max_surge, max_unavailable=cfg.max_unavailable,
+                       drain_timeout=float(cfg.drain_timeout))
+    if kind == "blue_green":
+        return BlueGreen(drain_timeout=float(cfg.drain_timeout))
+    if kind == "canary":
+        return Canary(steps=tuple(CanaryStep(int(s.weight), float(s.pause)) for s in cfg.steps),
+                      drain_timeout=float(cfg.drain_timeout))
+    raise UsageError(f"unknown strategy {kind!r}")
+
+
+def strategy_named(name: str, settings: ServiceSettings) -> Strategy:
+    """A --strategy override from the command line, with default parameters but the configured drain."""
+    table: dict[str, Strategy] = {
+        "all_at_once": AllAtOnce(), "rolling": Rolling(drain_timeout=settings.drain_timeout),
+        "blue_green": BlueGreen(drain_timeout=settings.drain_timeout),
+        "canary": Canary(drain_timeout=settings.drain_timeout)}
+    if name not in table:
+        raise UsageError(f"unknown strategy {name!r} (known: {', '.join(table)})")
+    return table[name]

@@ -1,0 +1,1 @@
+"""Routers: who gets traffic."""

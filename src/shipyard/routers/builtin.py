@@ -1,0 +1,39 @@
+"""The built-in router, served by the local host agent (one listener per service/env)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shipyard.agent.client import AgentClient
+from shipyard.routers.base import WeightedBackend
+
+
+class BuiltinRouter:
+    def __init__(self, agent: AgentClient, service: str, env: str, listen: str) -> None:
+        self.agent, self.service, self.env, self.listen = agent, service, env, listen
+
+    async def ensure(self) -> None:
+        await self.agent.ensure_router(self.service, self.env, self.listen)
+
+    async def set_backends(self, backends: list[WeightedBackend]) -> None:
+        await self.agent.set_backends(self.service, self.env, [b.__dict__ for b in backends])
+
+    async def backends(self) -> list[WeightedBackend]:
+        stats = await self.stats()
+        return [WeightedBackend(b["address"], int(b["weight"]), b.get("revision", ""), b.get("instance", ""))
+                for b in stats.get("backends", [])]
+
+    async def drain(self, address: str, timeout: float, ws_timeout: float | None = None) -> int:
+        return int(await self.agent.drain(self.service, self.env, address, timeout, ws_timeout))
+
+    async def verify(self, backends: list[WeightedBackend]) -> bool | None:
+        live = {(b.address, b.weight) for b in await self.backends()}
+        return live == {(b.address, b.weight) for b in backends}
+
+    async def stats(self) -> dict[str, Any]:
+        try:
+            return await self.agent.router_stats(self.service, self.env)
+        except Exception as exc:  # a router that does not exist yet has no backends
+            if "no router" in str(exc).lower() or "not found" in str(exc).lower():
+                return {"backends": []}
+            raise

@@ -1,0 +1,196 @@
+"""The tables, as typed SQLAlchemy 2 ORM classes.
+
+The migration in `migrations/versions/` must produce exactly this schema; a test compares the two with
+Alembic's autogenerate, so a change here without a new migration fails the suite instead of a user's upgrade.
+
+States are stored as plain strings (not database enums) so that adding a state is a code change, not a
+migration; the rules that guard them live in `shipyard.domain`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+# Deterministic constraint names: Alembic can only alter or drop what it can name, on every backend.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_N_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY; elsewhere ids are 64-bit.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out, whatever the backend keeps.
+
+    SQLite has no time zone type (it stores text and hands back naive values) and PostgreSQL returns
+    `timestamptz` in the session's zone; both are normalized here so callers can compare and subtract
+    without caring which database they talk to. A naive datetime is refused: guessing its zone is how
+    lease expiry goes wrong by hours.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()} given to the store; use an aware UTC time")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            # Stored as fixed-width text without an offset: string comparison then orders correctly.
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[dict[str, Any]]: JSON()}
+
+
+class Deployment(Base):
+    """One run (a deploy or a rollback) of one service in one environment; the audit record of it."""
+
+    __tablename__ = "deployments"
+    __table_args__ = (
+        Index("ix_deployments_service_env_created_at", "service", "env", "created_at"),
+        Index("ix_deployments_state", "state"),
+    )
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    service: Mapped[str] = mapped_column(String(128))
+    env: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(16))
+    revision: Mapped[str] = mapped_column(String(64))
+    ref: Mapped[str] = mapped_column(String(255))
+    previous_revision: Mapped[str | None] = mapped_column(String(64))
+    strategy: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(255))
+    owner: Mapped[str | None] = mapped_column(String(255))
+    plan: Mapped[list[dict[str, Any]]]
+    created_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+    rollback_of: Mapped[str | None] = mapped_column(String(128))
+
+    def __repr__(self) -> str:
+        return f"<Deployment {self.id} {self.service}/{self.env} {self.state}>"
+
+
+class StepRecord(Base):
+    """One executed step of a deployment's plan; written at start and at end so a crash shows where."""
+
+    __tablename__ = "steps"
+    __table_args__ = (UniqueConstraint("deployment_id", "phase", "idx"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    deployment_id: Mapped[str] = mapped_column(
+        String(128), ForeignKey("deployments.id", ondelete="CASCADE"))
+    phase: Mapped[str] = mapped_column(String(16))
+    idx: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    detail: Mapped[dict[str, Any] | None]
+    output: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    def __repr__(self) -> str:
+        return f"<StepRecord {self.deployment_id} {self.phase}#{self.idx} {self.kind} {self.state}>"
+
+
+class Event(Base):
+    """An append-only audit line (`deploy.started`, `step.failed`, ...); notifications are routed on `kind`."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_service_env_at", "service", "env", "at"),
+        Index("ix_events_deployment_id", "deployment_id"),
+        {"sqlite_autoincrement": True},  # ids never reused, so readers can tail by id
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime]
+    deployment_id: Mapped[str | None] = mapped_column(
+        String(128), ForeignKey("deployments.id", ondelete="SET NULL"))
+    service: Mapped[str] = mapped_column(String(128))
+    env: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict[str, Any] | None]
+
+    def __repr__(self) -> str:
+        return f"<Event {self.id} {self.kind} {self.service}/{self.env}>"
+
+
+class Lease(Base):
+    """Who may run on (service, env) right now; one row per pair, taken by insert or by a guarded update."""
+
+    __tablename__ = "leases"
+
+    service: Mapped[str] = mapped_column(String(128), primary_key=True)
+    env: Mapped[str] = mapped_column(String(128), primary_key=True)
+    deployment_id: Mapped[str] = mapped_column(String(128))
+    owner: Mapped[str] = mapped_column(String(255))
+    acquired_at: Mapped[datetime]
+    heartbeat_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+    def __repr__(self) -> str:
+        return f"<Lease {self.service}/{self.env} {self.deployment_id} by {self.owner}>"
+
+
+class QueueEntry(Base):
+    """A run waiting for the (service, env) lease; the id gives FIFO order."""
+
+    __tablename__ = "queue"
+    __table_args__ = (
+        Index("ix_queue_service_env_id", "service", "env", "id"),
+        UniqueConstraint("deployment_id"),
+        {"sqlite_autoincrement": True},  # a late arrival must never reuse a smaller id and jump the line
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    service: Mapped[str] = mapped_column(String(128))
+    env: Mapped[str] = mapped_column(String(128))
+    deployment_id: Mapped[str] = mapped_column(String(128))
+    owner: Mapped[str] = mapped_column(String(255))
+    enqueued_at: Mapped[datetime]
+    heartbeat_at: Mapped[datetime]
+
+    def __repr__(self) -> str:
+        return f"<QueueEntry {self.id} {self.service}/{self.env} {self.deployment_id}>"

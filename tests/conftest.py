@@ -1,0 +1,64 @@
+"""Fixtures shared across the suite. Keep this file to fixtures others can reuse; append, don't rewrite.
+
+Databases:
+- `pg_server_url`: session-scoped URL of a real PostgreSQL (SHIPYARD_TEST_PG_URL, or a throwaway cluster);
+  skipped when none can be found, except under CI=true, where that is a failure.
+- `pg_url`: a fresh empty schema on that server for one test.
+- `db_url`: parametrized over "sqlite" and "postgresql" (marked `postgres`): every test using it, or
+  `store`, runs on both backends.
+- `store`: an open, migrated `Store` on `db_url`; `sqlite_store` when one backend is enough.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import pg
+from shipyard.store import Store
+
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> Iterator[str]:
+    """A PostgreSQL database for this test session; tests get their own schema in it via `pg_url`."""
+    with contextlib.ExitStack() as stack:
+        try:
+            server_url = stack.enter_context(pg.postgres_server())
+        except pg.PostgresUnavailable as err:
+            if pg.in_ci():
+                pytest.fail(f"CI=true but PostgreSQL is unavailable: {err}", pytrace=False)
+            pytest.skip(str(err))
+        yield stack.enter_context(pg.scratch_database(server_url))
+
+@pytest.fixture
+def pg_url(pg_server_url: str) -> Iterator[str]:
+    with pg.scratch_schema(pg_server_url) as url:
+        yield url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'state.db'}"
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest) -> str:
+    """An empty database on each backend in turn (PostgreSQL started only when a test asks for it)."""
+    return str(request.getfixturevalue("pg_url" if request.param == "postgresql" else "sqlite_url"))
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    with Store.open(db_url) as opened:
+        yield opened
+
+
+@pytest.fixture
+def sqlite_store(sqlite_url: str) -> Iterator[Store]:
+    with Store.open(sqlite_url) as opened:
+        yield opened
