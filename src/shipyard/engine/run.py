@@ -160,7 +160,7 @@ class Run:
         if isinstance(step, WaitHealthy):
             news = await self.new_instances()
             await wait_healthy(self.s.health, [i.address for i in news],
-                               deadline=time.monotonic() + self.s.health_wait)
+                               deadline=self.s.health_wait)
             return {"healthy": [i.address for i in news]}
         if isinstance(step, Route):
             return await self._route(step)
@@ -254,17 +254,13 @@ class Run:
 
     async def _analyze(self, seconds: float) -> dict[str, Any]:
         news = [i for i in await self.new_instances() if i.address in self.ctx.routed]
-        monitor = HealthMonitor(self.s.health, [i.address for i in news])
-        await monitor.start()
-        try:
+        async with HealthMonitor(self.s.health, [i.address for i in news]) as monitor:
             deadline = time.monotonic() + seconds
             while time.monotonic() < deadline:
-                bad = [a for a, st in monitor.states().items() if str(st) == "unhealthy"]
+                bad = monitor.unhealthy()
                 if bad:
                     raise HealthCheckError(f"unhealthy during analysis: {', '.join(bad)}")
                 await asyncio.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
-        finally:
-            await monitor.stop()
         return {"analyzed_seconds": seconds, "instances": [i.address for i in news]}
 
     # ---- rollback --------------------------------------------------------------------------------
@@ -337,7 +333,7 @@ class Run:
                                             build=self.s.build, env=self.environ(), timeout=self.s.build_timeout)
             fresh = await self.target.start(self._spec(self.ctx.old_revision, self.id + "-rollback"), missing)
             await wait_healthy(self.s.health, [i.address for i in fresh],
-                               deadline=time.monotonic() + self.s.health_wait)
+                               deadline=self.s.health_wait)
             self.ctx.old = [i.id for i in olds + fresh]
             self.save_context()
             olds += fresh

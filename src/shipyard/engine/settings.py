@@ -100,7 +100,7 @@ def service_settings(cfg: Any, project_root: Path, service: str, env: str) -> Se
         ws_drain_timeout=float(getattr(dep, "ws_drain_timeout", None) or drain), bake=float(dep.bake or 0),
         keep_previous=float(dep.keep_previous), step_timeout=float(dep.step_timeout),
         keep_releases=int(dep.keep_releases), health=svc.health,
-        health_wait=float(getattr(svc.health, "max_wait", 120.0)), hooks=hooks)
+        health_wait=float(getattr(svc.health, "deadline", 120.0)), hooks=hooks)
 
 
 def _strategy(cfg: Any) -> Strategy:

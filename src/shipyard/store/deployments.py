@@ -109,6 +109,7 @@ def update_deployment(
     owner: str | _Unset | None = UNSET,
     previous_revision: str | _Unset | None = UNSET,
     plan: Sequence[Mapping[str, Any]] | _Unset = UNSET,
+    context: Mapping[str, Any] | None | _Unset = UNSET,
     now: datetime | None = None,
 ) -> Deployment:
     """Change a deployment; a state change must be allowed by the domain rules (else InvalidTransition).
@@ -139,6 +140,8 @@ def update_deployment(
         row.previous_revision = previous_revision
     if not isinstance(plan, _Unset):
         row.plan = [dict(s) for s in plan]
+    if not isinstance(context, _Unset):
+        row.context = dict(context) if context is not None else None
     row.updated_at = now
     session.flush()
     return row

@@ -99,6 +99,9 @@ class Deployment(Base):
     actor: Mapped[str] = mapped_column(String(255))
     owner: Mapped[str | None] = mapped_column(String(255))
     plan: Mapped[list[dict[str, Any]]]
+    # What the engine must know to resume or roll back after its process died (old/new instance ids,
+    # routed addresses); see shipyard.engine.run.RunContext.
+    context: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]

@@ -41,6 +41,7 @@ def upgrade() -> None:
         sa.Column("actor", sa.String(255), nullable=False),
         sa.Column("owner", sa.String(255), nullable=True),
         sa.Column("plan", sa.JSON(), nullable=False),
+        sa.Column("context", sa.JSON(), nullable=True),
         _ts("created_at"),
         _ts("started_at", nullable=True),
         _ts("finished_at", nullable=True),
