@@ -30,10 +30,14 @@ def pg_server_url() -> Iterator[str]:
         try:
             server_url = stack.enter_context(pg.postgres_server())
         except pg.PostgresUnavailable as err:
-            if pg.in_ci():
-                pytest.fail(f"CI=true but PostgreSQL is unavailable: {err}", pytrace=False)
-            pytest.skip(str(err))
-        yield stack.enter_context(pg.scratch_database(server_url))
+            missing = str(err)
+        else:
+            yield stack.enter_context(pg.scratch_database(server_url))
+            return
+    if pg.in_ci():
+        pytest.fail(f"CI=true but PostgreSQL is unavailable: {missing}", pytrace=False)
+    pytest.skip(missing)
+
 
 @pytest.fixture
 def pg_url(pg_server_url: str) -> Iterator[str]:

@@ -102,6 +102,18 @@ def test_invalid_transition_raises_and_changes_nothing(store: Store) -> None:
         update_deployment(s, dep.id, state="in_progress")
 
 
+def test_context_round_trips(store: Store) -> None:
+    """The engine's resume context (instance ids, routed addresses) survives as JSON."""
+    dep = make(store, context={"old": ["i-1"], "routed": ["127.0.0.1:9001"]})
+    with store.session() as s:
+        update_deployment(s, dep.id, context={"old": ["i-1"], "new": ["i-2"]})
+    with store.session() as s:
+        got = get_deployment(s, dep.id)
+        assert got is not None and got.context == {"old": ["i-1"], "new": ["i-2"]}
+        update_deployment(s, dep.id, context=None)
+    assert make(store, 1).context is None
+
+
 def test_update_unknown_deployment(store: Store) -> None:
     with pytest.raises(StoreError, match="no deployment"), store.session() as s:
         update_deployment(s, "deploy-missing", reason="x")

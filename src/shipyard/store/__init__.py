@@ -115,7 +115,9 @@ class Store:
         """A transaction: committed when the block ends, rolled back if it raises.
 
         On SQLite a normal session takes the write lock at BEGIN (see `shipyard.store.db`); pass
-        `readonly=True` for reads that should not queue behind writers.
+        `readonly=True` for reads that should not queue behind writers (and then do not write). Keep
+        sessions short and never open a second write session inside one in the same thread: on SQLite it
+        waits for the first (the 30 s busy timeout) and then fails.
         """
         maker = self._read_sessions if readonly else self._sessions
         try:

@@ -62,6 +62,7 @@ def create_deployment(
     rollback_of: str | None = None,
     owner: str | None = None,
     reason: str | None = None,
+    context: Mapping[str, Any] | None = None,
     deployment_id: str | None = None,
     now: datetime | None = None,
 ) -> Deployment:
@@ -79,6 +80,7 @@ def create_deployment(
         "service": service, "env": env, "kind": kind, "revision": revision, "ref": ref,
         "previous_revision": previous_revision, "strategy": strategy, "state": state.value,
         "reason": clean_text(reason), "actor": actor, "owner": owner, "plan": [dict(s) for s in plan],
+        "context": dict(context) if context is not None else None,
         "created_at": now, "updated_at": now, "rollback_of": rollback_of,
         "started_at": now if state is DeployState.IN_PROGRESS else None,
         "finished_at": now if state.terminal else None,
@@ -109,7 +111,7 @@ def update_deployment(
     owner: str | _Unset | None = UNSET,
     previous_revision: str | _Unset | None = UNSET,
     plan: Sequence[Mapping[str, Any]] | _Unset = UNSET,
-    context: Mapping[str, Any] | None | _Unset = UNSET,
+    context: Mapping[str, Any] | _Unset | None = UNSET,
     now: datetime | None = None,
 ) -> Deployment:
     """Change a deployment; a state change must be allowed by the domain rules (else InvalidTransition).

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Result, insert
+from sqlalchemy import CursorResult, Result, insert, inspect
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -36,7 +36,7 @@ def insert_ignore(session: Session, model: type[Base], values: dict[str, Any]) -
     dialect = session.get_bind().dialect.name
     if dialect in ("sqlite", "postgresql"):
         module = sqlite if dialect == "sqlite" else postgresql
-        key = next(iter(model.__table__.primary_key.columns))
+        key = inspect(model).primary_key[0]
         stmt = module.insert(model).values(**values).on_conflict_do_nothing().returning(key)
         return session.execute(stmt).first() is not None
     try:
