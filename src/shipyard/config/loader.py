@@ -60,7 +60,8 @@ def check_text(text: str, file: str = CONFIG_NAME,
     try:
         config = Config.model_validate(data, context={LOADER_CONTEXT: True})
     except ValidationError as exc:
-        problems += validation_problems(exc, data, source, file)
+        unresolved = {p.key for p in problems}       # a failed ${VAR} also fails validation: say it once
+        problems += [p for p in validation_problems(exc, data, source, file) if p.key not in unresolved]
     problems += [located(path, message, source, file) for path, message in reference_problems(data)]
     problems = unique_sorted(problems)
     return (None if problems else config), problems
@@ -77,8 +78,9 @@ def _read(path: Path) -> str:
         raise ConfigError(f"cannot read: {exc.strerror}", file=str(path)) from None
 
 
-def validate_config(path: Path, environ: Mapping[str, str] | None = None) -> list[ConfigError]:
+def validate_config(path: Path | str, environ: Mapping[str, str] | None = None) -> list[ConfigError]:
     """Every problem in the config file at `path` (empty when it is valid)."""
+    path = Path(path)
     try:
         text = _read(path)
     except ConfigError as exc:
@@ -86,11 +88,12 @@ def validate_config(path: Path, environ: Mapping[str, str] | None = None) -> lis
     return check_text(text, str(path), environ)[1]
 
 
-def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
+def load_config(path: Path | str, environ: Mapping[str, str] | None = None) -> Config:
     """Read, interpolate and validate `path`; raise InvalidConfig (a ConfigError) if anything is wrong.
 
     `environ` replaces os.environ for `${VAR}` interpolation (tests, `--env-file`).
     """
+    path = Path(path)
     config, problems = check_text(_read(path), str(path), environ)
     if problems or config is None:
         raise InvalidConfig(problems or [ConfigError("invalid config", file=str(path))])
@@ -101,4 +104,4 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
 def config_schema() -> dict[str, Any]:
     """JSON Schema (draft 2020-12) of shipyard.yaml, for editors and `shipyard config schema`."""
     schema = Config.model_json_schema()
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": "shipyard.yaml", **schema}
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema, "title": "shipyard.yaml"}

@@ -14,6 +14,11 @@ Path = tuple[str | int, ...]
 MERGED_KEYS = ("env", "requires_env", "health", "hooks", "deploy")
 
 
+IMPLICIT_TYPES: dict[Path, str] = {("health",): "http", ("deploy", "target"): "local",
+                                   ("deploy", "router"): "builtin", ("deploy", "strategy"): "rolling"}
+"""The `type` a block has when it does not say (the models fill in the same defaults)."""
+
+
 def _merge(defaults: dict[str, Any], own: dict[str, Any], dpath: Path, spath: Path,
            copied: Callable[[Path, Path], None]) -> dict[str, Any]:
     result = dict(own)
@@ -24,7 +29,8 @@ def _merge(defaults: dict[str, Any], own: dict[str, Any], dpath: Path, spath: Pa
             continue
         mine = own[key]
         if isinstance(value, dict) and isinstance(mine, dict):
-            if "type" in mine and "type" in value and mine["type"] != value["type"]:
+            implicit = IMPLICIT_TYPES.get((*dpath[1:], key))
+            if mine.get("type", implicit) != value.get("type", implicit):
                 continue                # another kind of check/strategy: the defaults do not apply
             result[key] = _merge(value, mine, (*dpath, key), (*spath, key), copied)
     return result

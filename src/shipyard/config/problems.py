@@ -114,6 +114,9 @@ def _message(err: ErrorDetails, loc: Loc) -> tuple[str, str | None]:
         return f"missing `type`; expected one of: {', '.join(_union_tags(loc))}", "type"
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         return f"expected a mapping, got {_got(err['input'])}", None
+    if kind == "too_short":
+        count = ctx.get("min_length", 1)
+        return f"needs at least {count} item{'s' if count != 1 else ''}", None
     if kind == "list_type":
         return f"expected a list, got {_got(err['input'])}", None
     if kind in ("value_error", "assertion_error"):

@@ -1,5 +1,9 @@
 """Checks that span sections: names that must exist elsewhere, promotion cycles, clashing front ports.
 
+Front ports clash when two services of one environment listen on the same address. The same address in
+two environments of one service is allowed: a single `listen` string is meant for setups where each
+environment runs on its own host (the single-host setup gives a mapping {env: address} instead).
+
 They run on plain (merged) data rather than on models so the loader can report them together with field
 errors in one pass: a wrong `repo:` is found even when another service has a typo.
 """
@@ -64,7 +68,7 @@ def _listen_path(service: dict[str, Any], name: str, env: str) -> Path:
 def _services(data: dict[str, Any], envs: dict[str, Any]) -> list[Problem]:
     repos, alarms = _mapping(data.get("repos")), _mapping(data.get("alarms"))
     problems: list[Problem] = []
-    used: dict[str, tuple[str, str]] = {}
+    used: dict[tuple[str, str], str] = {}          # (env, address) -> service
     for name, service in _mapping(data.get("services")).items():
         if not isinstance(service, dict):
             continue
@@ -92,13 +96,13 @@ def _services(data: dict[str, Any], envs: dict[str, Any]) -> list[Problem]:
             address = _listen(service, env)
             if address is None or target != "local":
                 continue
-            if address in used:
-                other = used[address]
-                problems.append((_listen_path(service, name, env),
-                                 f"{address} is already the front address of {other[0]} in {other[1]}; "
-                                 "give each environment its own port ({env: host:port})"))
+            if (env, address) in used:
+                path = _listen_path(service, name, env)
+                if not any(known == path for known, _ in problems):
+                    problems.append((path, f"{address} is also the front address of {used[env, address]} in "
+                                           f"{env}; each service needs its own port"))
             else:
-                used[address] = (name, env)
+                used[env, address] = name
     return problems
 
 

@@ -70,7 +70,7 @@ class EnvOverride(StrictModel):
 
 
 HealthField = Annotated[HealthCheck | None,
-                        BeforeValidator(default_check_type, json_schema_input_type=dict[str, Any] | None)]
+                        BeforeValidator(default_check_type, json_schema_input_type=HealthCheck | None)]
 
 
 class Service(StrictModel):

@@ -22,7 +22,7 @@ from shipyard.errors import ConfigError
 
 Path = tuple[str | int, ...]
 _NULL = "tag:yaml.org,2002:null"
-_STANDARD = "tag:yaml.org,2002:"
+_PLAIN_TAGS = {f"tag:yaml.org,2002:{kind}" for kind in ("str", "int", "float", "bool", "timestamp")}
 _MAX_DEPTH = 64
 
 
@@ -79,7 +79,7 @@ class _Reader:
         assert isinstance(node, ScalarNode)
         if node.tag == _NULL:
             return None
-        if not node.tag.startswith(_STANDARD):
+        if node.tag not in _PLAIN_TAGS:
             raise self.fail(f"unsupported YAML tag {node.tag}", node, path)
         return self.scalar(node, path)
 
