@@ -48,7 +48,10 @@ class AgentClient:
         self.timeout = timeout
         self._name = SocketName(self.sock)
         self._http = httpx.AsyncClient(
-            transport=httpx.AsyncHTTPTransport(uds=self._name.name), base_url=_BASE_URL,
+            # No pooled connections: unix-socket connects are cheap, and a pool would tie the client to
+            # the event loop that opened them (the CLI may run several asyncio.run() with one client).
+            transport=httpx.AsyncHTTPTransport(uds=self._name.name, limits=httpx.Limits(max_keepalive_connections=0)),
+            base_url=_BASE_URL,
             timeout=httpx.Timeout(timeout, connect=5.0))
 
     async def __aenter__(self) -> AgentClient:

@@ -25,6 +25,7 @@ import httpx
 
 from shipyard.agent import pidfile, procs
 from shipyard.agent.client import raise_for_response
+from shipyard.agent.errors import AgentRequestError
 from shipyard.agent.paths import AgentPaths, SocketName
 from shipyard.errors import AgentError
 
@@ -110,7 +111,14 @@ def ensure_agent(state_dir: Path, timeout: float = 10.0) -> None:
     paths = AgentPaths(Path(state_dir).resolve())
     if _serving(paths):
         return
-    paths.ensure_dirs()
+    try:
+        paths.ensure_dirs()
+        _ensure(paths, timeout)
+    except OSError as exc:
+        raise AgentError(f"cannot start the agent in {paths.state_dir}: {exc}") from exc
+
+
+def _ensure(paths: AgentPaths, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     with _start_lock(paths, deadline):
         proc: subprocess.Popen[bytes] | None = None
@@ -141,8 +149,13 @@ def stop_agent(state_dir: Path, stop_instances: bool = True, timeout: float = 30
     if pid is None:
         _clean_stale(paths)
         return False
-    answered = _request(paths, "POST", "/v1/shutdown", timeout=5.0,
-                        json={"stop_instances": stop_instances}) is not None
+    try:
+        answered = _request(paths, "POST", "/v1/shutdown", timeout=min(5.0, timeout),
+                            json={"stop_instances": stop_instances}) is not None
+    except AgentRequestError as exc:
+        if exc.status != 503:          # 503: already shutting down, so just wait for it
+            raise
+        answered = True
     if not answered:
         if not stop_instances or not pid:
             raise AgentError(f"the agent (pid {pid or '?'}) does not answer at {paths.sock}")

@@ -120,6 +120,17 @@ def open_pidfd(pid: int) -> int | None:
         return None
 
 
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether something listens on the port (SO_REUSEADDR, so TIME_WAIT leftovers do not count)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
 def free_port(host: str = "127.0.0.1", exclude: Iterable[int] = ()) -> int:
     """A port nobody listens on right now, skipping ports already promised to other instances."""
     taken = set(exclude)

@@ -24,8 +24,9 @@ from shipyard.agent import pidfile
 from shipyard.agent.paths import AgentPaths, SocketName
 from shipyard.agent.router import render_prometheus
 from shipyard.agent.routing import RouterRegistry
+from shipyard.agent.spec import Backoff
 from shipyard.agent.state import AgentState, StateFile
-from shipyard.agent.supervisor import Backoff, Supervisor
+from shipyard.agent.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +68,15 @@ class Agent:
         return {
             "pid": os.getpid(), "version": shipyard.__version__, "started_at": self.started_at,
             "state_dir": str(self.paths.state_dir), "shutting_down": self.shutting_down,
+            "event_loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
             "instances": [r.public() for r in self.supervisor.records()],
             "routers": [r.public() for r in self.routers.records()],
         }
 
     def metrics(self) -> str:
         """Router series plus agent gauges, in one exposition so one scrape target covers a host."""
-        return render_prometheus(self.routers.servers()) + agent_metrics(self)
+        routers = render_prometheus(self.routers.servers())
+        return routers + ("\n" if routers and not routers.endswith("\n") else "") + agent_metrics(self)
 
     def request_shutdown(self, stop_instances: bool = True) -> None:
         if not self._shutdown.is_set():

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from shipyard.agent.errors import AgentRequestError
 from shipyard.agent.runtime import Agent
-from shipyard.agent.supervisor import InstanceSpec
+from shipyard.agent.spec import InstanceSpec
 from shipyard.errors import AgentError
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,8 @@ async def start_instance(request: web.Request) -> web.Response:
 async def list_instances(request: web.Request) -> web.Response:
     q = request.query
     recs = request.app[AGENT_KEY].supervisor.find(
-        service=q.get("service"), env=q.get("env"), revision=q.get("revision"), state=q.get("state"))
+        service=q.get("service") or None, env=q.get("env") or None, revision=q.get("revision") or None,
+        state=q.get("state") or None)
     return web.json_response([r.public() for r in recs])
 
 

@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import secrets
 import signal
 import subprocess
 import time
@@ -28,46 +27,13 @@ from typing import Any
 
 from shipyard.agent import procs
 from shipyard.agent.errors import AgentRequestError, ConflictError, NotFoundError
+from shipyard.agent.spec import Backoff, InstanceSpec, build_env, new_instance_id
 from shipyard.agent.state import BACKOFF, EXITED, LIVE, RUNNING, STOPPED, STOPPING, TERMINAL, InstanceRecord
 
 log = logging.getLogger(__name__)
 
-_BASE_ENV_KEYS = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
 _FALLBACK_POLL = 0.25     # seconds, only where the kernel has no pidfd_open
 _KILL_GRACE = 10.0        # how long SIGKILL may take before we give up waiting
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Restart delays: `initial` doubling per consecutive failure up to `maximum`.
-
-    A process that stayed up `reset_after` seconds counts as healthy again, so one crash after a week
-    does not inherit the delay of last week's crash loop.
-    """
-
-    initial: float = 0.5
-    maximum: float = 30.0
-    reset_after: float = 30.0
-
-    def delay(self, failures: int) -> float:
-        return float(min(self.maximum, self.initial * (2 ** min(failures, 32))))
-
-
-@dataclass
-class InstanceSpec:
-    """What a caller asks for; the supervisor fills in id, port, log path and process facts."""
-
-    service: str
-    env: str
-    revision: str
-    argv: list[str]
-    cwd: str
-    environ: dict[str, str] = field(default_factory=dict)
-    deployment: str | None = None
-    port: int | None = None
-    stop_timeout: float = 10.0
-    labels: dict[str, str] = field(default_factory=dict)
-    restart: bool = True
 
 
 @dataclass
@@ -82,22 +48,6 @@ class _Runtime:
     expiry_handle: asyncio.TimerHandle | None = None
     stop_task: asyncio.Task[dict[str, Any]] | None = None
     failures: int = 0
-
-
-def new_instance_id(service: str, env: str, revision: str) -> str:
-    return f"{service}-{env}-{revision[:8]}-{secrets.token_hex(2)}"
-
-
-def build_env(rec: InstanceRecord) -> dict[str, str]:
-    """A minimal base (not the agent's whole environment, which would leak between projects)."""
-    env = {k: os.environ[k] for k in _BASE_ENV_KEYS if k in os.environ}
-    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
-    env.update(rec.environ)
-    env.update(PORT=str(rec.port), SHIPYARD_INSTANCE=rec.id, SHIPYARD_SERVICE=rec.service,
-               SHIPYARD_ENV=rec.env, SHIPYARD_REVISION=rec.revision)
-    if rec.deployment:
-        env["SHIPYARD_DEPLOYMENT"] = rec.deployment
-    return env
 
 
 class Supervisor:
@@ -136,6 +86,9 @@ class Supervisor:
         if not spec.argv or not all(isinstance(a, str) for a in spec.argv):
             raise AgentRequestError("argv must be a non-empty list of strings")
         used = {r.port for r in self._recs.values() if r.state not in TERMINAL}
+        if spec.port is not None and (spec.port in used or procs.port_in_use(spec.port)):
+            # Refused now with a clear reason, instead of a crash loop the caller would have to decode.
+            raise ConflictError(f"port {spec.port} is already in use on 127.0.0.1")
         port = spec.port if spec.port is not None else procs.free_port(exclude=used)
         iid = new_instance_id(spec.service, spec.env, spec.revision)
         self.logs_dir.mkdir(parents=True, exist_ok=True)
@@ -216,13 +169,13 @@ class Supervisor:
         rec, rt = self._recs.get(iid), self._rt.get(iid)
         if rec is None or rt is None or rec.pid is None:
             return
+        self._unwatch(rt)
         code: int | None = None
         if rt.popen is not None:
             code = rt.popen.poll()
-            if code is None:            # pidfd fired before the zombie is waitable: look again shortly
+            if code is None:            # not waitable yet (or poll() raced a thread): look again shortly
                 asyncio.get_running_loop().call_later(0.01, self._on_exit, iid)
                 return
-        self._unwatch(rt)
         pid = rec.pid
         rec.exit_code, rec.signal = (code, None) if code is None or code >= 0 else (None, -code)
         rec.pid, rec.pid_start, rt.popen = None, None, None

@@ -1,0 +1,64 @@
+"""What to run and how to retry it: pure data and functions, no processes (unit-testable as data).
+
+Kept apart from the supervisor so the rules that shape an app's world (its environment, its restart
+delays, its id) can be read and tested without starting anything.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+
+from shipyard.agent.state import InstanceRecord
+
+_BASE_ENV_KEYS = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Restart delays: `initial` doubling per consecutive failure up to `maximum`.
+
+    A process that stayed up `reset_after` seconds counts as healthy again, so one crash after a week
+    does not inherit the delay of last week's crash loop.
+    """
+
+    initial: float = 0.5
+    maximum: float = 30.0
+    reset_after: float = 30.0
+
+    def delay(self, failures: int) -> float:
+        return float(min(self.maximum, self.initial * (2 ** min(failures, 32))))
+
+
+@dataclass
+class InstanceSpec:
+    """What a caller asks for; the supervisor fills in id, port, log path and process facts."""
+
+    service: str
+    env: str
+    revision: str
+    argv: list[str]
+    cwd: str
+    environ: dict[str, str] = field(default_factory=dict)
+    deployment: str | None = None
+    port: int | None = None
+    stop_timeout: float = 10.0
+    labels: dict[str, str] = field(default_factory=dict)
+    restart: bool = True
+
+
+def new_instance_id(service: str, env: str, revision: str) -> str:
+    return f"{service}-{env}-{revision[:8]}-{secrets.token_hex(2)}"
+
+
+def build_env(rec: InstanceRecord) -> dict[str, str]:
+    """A minimal base (not the agent's whole environment, which would leak between projects)."""
+    env = {k: os.environ[k] for k in _BASE_ENV_KEYS if k in os.environ}
+    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    env.update(rec.environ)
+    env.update(PORT=str(rec.port), SHIPYARD_INSTANCE=rec.id, SHIPYARD_SERVICE=rec.service,
+               SHIPYARD_ENV=rec.env, SHIPYARD_REVISION=rec.revision)
+    if rec.deployment:
+        env["SHIPYARD_DEPLOYMENT"] = rec.deployment
+    return env
