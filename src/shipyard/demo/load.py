@@ -357,7 +357,7 @@ class LoadRunner:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI for benchmarks: prints the result and the generator's own CPU use."""
-    parser = argparse.ArgumentParser(prog="python -m shipyard.demo.load", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m shipyard.demo.load", description=(__doc__ or "").split("\n")[0])
     parser.add_argument("url")
     parser.add_argument("--rps", type=float, default=100.0)
     parser.add_argument("--duration", type=float, default=10.0)
