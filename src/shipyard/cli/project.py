@@ -54,7 +54,7 @@ class Project:
         """A client for this project's agent; starts the agent first unless told not to."""
         if start:
             ensure_agent(self.agent_dir)
-        return AgentClient(self.agent_dir / "agent.sock")
+        return AgentClient(self.agent_dir)
 
     def settings(self, service: str, env: str) -> ServiceSettings:
         return service_settings(self.config, self.root, service, env)

@@ -14,6 +14,7 @@ from shipyard.cli.aio import run
 from shipyard.cli.project import Project
 from shipyard.errors import AgentUnavailableError
 from shipyard.health.probes import probe
+from shipyard.routers.builtin import BuiltinRouter
 from shipyard.store import deployments as dq
 from shipyard.store import leases as lq
 from shipyard.store import queue as qq
@@ -55,10 +56,7 @@ async def _one(project: Project, agent: Any, service: str, env: str) -> dict[str
     if agent is None:
         return row
     instances = await agent.list_instances(service=service, env=env)
-    try:
-        stats = await agent.router_stats(service, env)
-    except Exception:  # no router yet: nothing was deployed here
-        stats = {"backends": []}
+    stats = await BuiltinRouter(agent, service, env, s.listen).stats()
     weights = {b["address"]: int(b["weight"]) for b in stats.get("backends", [])}
     total = sum(weights.values()) or 1
     live = [i for i in instances if i.get("state") not in ("stopped", "exited")]

@@ -38,6 +38,7 @@ from shipyard.engine.journal import Journal
 from shipyard.engine.settings import HookSpec, ServiceSettings
 from shipyard.errors import HealthCheckError, HookError, ShipyardError
 from shipyard.health.checker import HealthMonitor, wait_healthy
+from shipyard.health.probes import Prober, ProbeResult
 from shipyard.releases.store import ReleaseStore
 from shipyard.routers.base import Router, WeightedBackend
 from shipyard.targets.base import LaunchSpec, Target
@@ -159,8 +160,7 @@ class Run:
             return await self._start_new(step.total)
         if isinstance(step, WaitHealthy):
             news = await self.new_instances()
-            await wait_healthy(self.s.health, [i.address for i in news],
-                               deadline=self.s.health_wait)
+            await self._wait_healthy([i.address for i in news])
             return {"healthy": [i.address for i in news]}
         if isinstance(step, Route):
             return await self._route(step)
@@ -178,6 +178,14 @@ class Run:
         if isinstance(step, Analyze):
             return await self._analyze(step.seconds)
         raise StepFailed(f"unknown step kind {step.kind}")
+
+    async def _wait_healthy(self, addresses: list[str]) -> None:
+        """wait_healthy, with every state change and each instance's first failed probe as events."""
+        async with _EventProber(self.journal) as prober:
+            await wait_healthy(self.s.health, addresses, deadline=self.s.health_wait, prober=prober,
+                               on_change=lambda a, st, r: self.journal.event(
+                                   "health.changed", f"{a} {st.value}: {r.detail}", address=a, state=st.value,
+                                   detail=r.detail))
 
     async def _hook(self, name: str, spec: HookSpec, *, release_dir: Path | None = None) -> dict[str, Any]:
         cwd = release_dir or self.release_dir
@@ -332,8 +340,7 @@ class Run:
                 await self.releases.prepare(self.s.source, self.s.service, self.ctx.old_revision,
                                             build=self.s.build, env=self.environ(), timeout=self.s.build_timeout)
             fresh = await self.target.start(self._spec(self.ctx.old_revision, self.id + "-rollback"), missing)
-            await wait_healthy(self.s.health, [i.address for i in fresh],
-                               deadline=self.s.health_wait)
+            await self._wait_healthy([i.address for i in fresh])
             self.ctx.old = [i.id for i in olds + fresh]
             self.save_context()
             olds += fresh
@@ -349,6 +356,23 @@ class _Described(Step):
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "rollback", "text": self.text}
+
+
+class _EventProber(Prober):
+    """A Prober that records the first failed probe of each instance (when trouble was first seen)."""
+
+    def __init__(self, journal: Journal) -> None:
+        super().__init__()
+        self.journal = journal
+        self.failed: set[str] = set()
+
+    async def probe(self, check: Any, address: str) -> ProbeResult:
+        result = await super().probe(check, address)
+        if not result.ok and address not in self.failed:
+            self.failed.add(address)
+            self.journal.event("health.probe_failed", f"{address}: {result.detail}", address=address,
+                               detail=result.detail)
+        return result
 
 
 def weights(news: list[Instance], olds: list[Instance], new_percent: int | None) -> list[WeightedBackend]:

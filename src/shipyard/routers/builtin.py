@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from shipyard.agent.client import AgentClient
+from shipyard.agent.errors import NotFoundError
 from shipyard.routers.base import WeightedBackend
 
 
@@ -24,7 +25,8 @@ class BuiltinRouter:
                 for b in stats.get("backends", [])]
 
     async def drain(self, address: str, timeout: float, ws_timeout: float | None = None) -> int:
-        return int(await self.agent.drain(self.service, self.env, address, timeout, ws_timeout))
+        result = await self.agent.drain(self.service, self.env, address, timeout, ws_timeout)
+        return int(result.get("remaining", 0))
 
     async def verify(self, backends: list[WeightedBackend]) -> bool | None:
         live = {(b.address, b.weight) for b in await self.backends()}
@@ -33,7 +35,5 @@ class BuiltinRouter:
     async def stats(self) -> dict[str, Any]:
         try:
             return await self.agent.router_stats(self.service, self.env)
-        except Exception as exc:  # a router that does not exist yet has no backends
-            if "no router" in str(exc).lower() or "not found" in str(exc).lower():
-                return {"backends": []}
-            raise
+        except NotFoundError:         # no router yet: nothing was ever deployed here
+            return {"backends": []}

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
 from shipyard.agent.client import AgentClient
 from shipyard.domain.types import Instance
 from shipyard.targets.base import LaunchSpec
+
+
+def free_port() -> int:
+    """A port for `{port}` in the run command (the agent also exports it as $PORT)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def to_instance(rec: dict[str, Any]) -> Instance:
@@ -24,9 +32,11 @@ class LocalTarget:
 
     async def start(self, spec: LaunchSpec, count: int) -> list[Instance]:
         async def one() -> Instance:
+            port = free_port()
             rec = await self.agent.start_instance(
                 service=spec.service, env=spec.env, revision=spec.revision, deployment=spec.deployment,
-                cwd=str(spec.cwd), argv=spec.argv, env_vars=spec.environ, stop_timeout=spec.stop_timeout)
+                cwd=str(spec.cwd), argv=[a.replace("{port}", str(port)) for a in spec.argv],
+                environ=spec.environ, port=port, stop_timeout=spec.stop_timeout)
             return to_instance(rec)
         return list(await asyncio.gather(*(one() for _ in range(count))))
 
