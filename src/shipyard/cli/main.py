@@ -6,11 +6,12 @@ else is a bug and keeps its traceback so it gets reported.
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import typer
 
-from shipyard.cli import agent, config_cmd, deploy, demo, history, render, status
+from shipyard.cli import agent, config_cmd, demo, deploy, history, render, status
 from shipyard.errors import ShipyardError
 
 app = typer.Typer(name="shipyard", help="Promote, deploy with zero downtime, watch, roll back, record.",
@@ -27,9 +28,21 @@ app.add_typer(agent.app, name="agent")
 app.command("demo")(demo.demo_cmd)
 
 
+def _click_errors() -> tuple[type[Exception], ...]:
+    """click's exception base: typer >= 0.2x vendors click as typer._click; older typer uses click itself."""
+    found: list[type[Exception]] = []
+    for module in ("typer._click.exceptions", "click"):
+        try:
+            found.append(importlib.import_module(module).ClickException)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
+
+
 def run() -> None:
     try:
-        app(standalone_mode=False)
+        # Non-standalone mode returns the code of a `typer.Exit` instead of exiting with it.
+        code = app(standalone_mode=False)
     except ShipyardError as exc:
         render.error(str(exc))
         sys.exit(exc.exit_code)
@@ -39,14 +52,19 @@ def run() -> None:
         render.error("aborted")
         sys.exit(1)
     except KeyboardInterrupt:
-        render.error("interrupted")
+        render.error("interrupted; an unfinished deployment is rolled back by `shipyard recover`")
         sys.exit(130)
     except Exception as exc:  # click's usage errors arrive here in non-standalone mode
-        import click
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(2)
-        raise
+        if not isinstance(exc, _click_errors()):
+            raise
+        message = exc.format_message()  # type: ignore[attr-defined]
+        ctx = getattr(exc, "ctx", None)
+        if message and ctx is not None:
+            message += f" (see `{ctx.command_path} --help`)"
+        if message:  # empty when help was printed instead (no arguments at all)
+            render.error(message)
+        sys.exit(getattr(exc, "exit_code", 2))
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

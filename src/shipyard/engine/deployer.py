@@ -127,7 +127,14 @@ async def _drive(e: Environment, run: Run, plan: Plan, start_at: int, lost: asyn
     """Execute, then finish or roll back; lease loss (someone took over) aborts without touching state."""
     work = asyncio.create_task(run.execute(plan, start_at))
     watch = asyncio.create_task(lost.wait())
-    done, _ = await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
+    try:
+        done, _ = await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        # Interrupted (Ctrl-C): stop at once; the run stays in_progress for `shipyard recover`.
+        work.cancel()
+        watch.cancel()
+        await asyncio.gather(work, watch, return_exceptions=True)
+        raise
     watch.cancel()
     if work not in done:
         work.cancel()
