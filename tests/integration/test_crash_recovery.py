@@ -30,7 +30,8 @@ pytestmark = pytest.mark.timeout(600)
 INSTANCES = 2
 
 
-def cli(ws_root: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def cli(ws_root: Path, *args: str, env: dict[str, str] | None = None,
+        timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "shipyard.cli.main", *args], cwd=ws_root, text=True,
                           capture_output=True, timeout=timeout, env={**os.environ, **(env or {})},
                           stdin=subprocess.DEVNULL)

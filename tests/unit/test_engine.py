@@ -125,7 +125,7 @@ async def test_unhealthy_release_rolls_back_to_the_old_revision(env, repo: Path,
     v1 = git(repo, "rev-parse", "v1")
     assert env.router.serving_revisions() == {v1} and len(env.router.current) == 3
     assert all(i.revision == v1 for i in env.target.running.values()), "new instances stopped"
-    state, reason, steps = states(env, outcome.deployment_id)
+    state, _, steps = states(env, outcome.deployment_id)
     assert state == "rolled_back" and ("deploy", "wait_healthy", "failed") in steps
     assert any(p == "rollback" for p, _, _ in steps)
 

@@ -26,10 +26,8 @@ def _finish(outcome: Outcome, as_json: bool) -> None:
                            "revision": outcome.revision})
     elif outcome.state is DeployState.SUCCEEDED:
         render.console.print(f"[green]✓ {outcome.deployment_id} succeeded[/] ({outcome.revision[:8]})")
-    else:
-        render.console.print(f"[red]✗ {outcome.deployment_id} {outcome.state}[/]: {outcome.reason}")
-    if outcome.state is not DeployState.SUCCEEDED:
-        raise typer.Exit(1)
+    # Failed or rolled back: DeploymentFailed becomes one `error:` line on stderr and exit 1 in main.run.
+    outcome.raise_for_state()
 
 
 def deploy_cmd(
@@ -45,6 +43,7 @@ def deploy_cmd(
 ) -> None:
     """Deploy a revision of SERVICE to ENV with zero downtime."""
     project = Project.load(config)
+    project.settings(service, env)      # unknown names fail here, before the agent starts
     progress = render.DeployProgress(f"deploy {service} → {env}", quiet=as_json)
 
     async def go() -> Outcome:
@@ -67,6 +66,7 @@ def rollback_cmd(
 ) -> None:
     """Go back to the previous successful revision (a traffic flip while it is still warm)."""
     project = Project.load(config)
+    project.settings(service, env)      # unknown names fail here, before the agent starts
     progress = render.DeployProgress(f"rollback {service} in {env}", quiet=as_json)
 
     async def go() -> Outcome:

@@ -47,7 +47,7 @@ def history_cmd(
 
 
 def show_cmd(
-    deployment_id: Annotated[str, typer.Argument(help="A deployment id, e.g. deploy-20261122-031502-a1b2c3d4.")],
+    deployment_id: Annotated[str, typer.Argument(help="A deployment id (deploy-20261122-031502-a1b2c3d4).")],
     output: Annotated[bool, typer.Option("--output", help="Print full hook and build output.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     config: ConfigOpt = None,
@@ -59,10 +59,10 @@ def show_cmd(
         if d is None:
             raise UsageError(f"no deployment {deployment_id!r} (see `shipyard history`)")
         dep = deployment_dict(d)
-        steps = [{"phase": r.phase, "idx": r.idx, "kind": r.kind, "description": r.description, "state": r.state,
+        steps: list[dict[str, Any]] = [{"phase": r.phase, "idx": r.idx, "kind": r.kind, "description": r.description, "state": r.state,
                   "started_at": r.started_at, "ended_at": r.ended_at, "error": r.error, "output": r.output,
                   "detail": r.detail} for r in sq.list_steps(s, deployment_id)]
-        events = [{"at": e.at, "kind": e.kind, "message": e.message, "data": e.data}
+        events: list[dict[str, Any]] = [{"at": e.at, "kind": e.kind, "message": e.message, "data": e.data}
                   for e in eq.list_events(s, deployment_id=deployment_id, limit=None, newest_first=False)]
     if as_json:
         render.print_json({"deployment": dep, "steps": steps, "events": events})

@@ -27,7 +27,8 @@ STATE_STYLE = {"succeeded": "green", "failed": "red", "rolled_back": "yellow", "
 
 
 def error(message: str) -> None:
-    err_console.print(Text(f"error: {message}", style="bold red"))
+    # soft_wrap: one line whatever the width, so an error stays one greppable line in logs and pipes.
+    err_console.print(Text(f"error: {message}", style="bold red"), soft_wrap=True)
 
 
 def info(message: str) -> None:
@@ -137,7 +138,7 @@ class DeployProgress:
             msg = f"state {data.get('state')}" + (f": {data['reason']}" if data.get("reason") else "")
         else:
             msg = f"{kind} {data.get('message', '')}".strip()
-        console.print(f"[{elapsed:6.1f}s] {msg}", markup=False)
+        console.print(f"[{elapsed:6.1f}s] {msg}", markup=False, soft_wrap=True)
 
     def _render(self) -> Group:
         t = Table(title=f"{self.title}  [{self.state}]", title_justify="left", header_style="bold",

@@ -92,7 +92,8 @@ def status_cmd(
         if not r["instances"] and not r["last_deployment"] and not r["lease"]:
             continue
         rev = r["revision"] if isinstance(r["revision"], str) else ",".join(r["revision"] or []) or "-"
-        title = f"{r['service']}/{r['env']}  serving {rev[:8] if isinstance(r['revision'], str) else rev}  on {r['listen']}"
+        shown = rev[:8] if isinstance(r["revision"], str) else rev
+        title = f"{r['service']}/{r['env']}  serving {shown}  on {r['listen']}"
         if r["lease"]:
             title += f"  [deploying: {r['lease']['deployment']}, {r['lease']['age_seconds']:.0f}s]"
         render.table(title, ["instance", "revision", "address", "state", "health", "traffic", "restarts", "warm until"],

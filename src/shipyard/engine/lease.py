@@ -60,7 +60,7 @@ async def acquire(store: Store, service: str, env: str, deployment_id: str, owne
     with store.session() as s:
         entry_id = qq.enqueue(s, service, env, deployment_id, owner).id
     last_beat = time.monotonic()
-    last_pos = -1
+    last_pos: int | None = -1
     try:
         while True:
             with store.session() as s:

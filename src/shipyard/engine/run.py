@@ -62,8 +62,9 @@ class RunContext:
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> RunContext:
         data = data or {}
-        return cls(**{k: list(v) if isinstance(v, list) else v for k, v in data.items()
-                      if k in cls.__dataclass_fields__})
+        return cls(old=list(data.get("old", [])), old_revision=data.get("old_revision"),
+                   new=list(data.get("new", [])), routed=list(data.get("routed", [])),
+                   to_drain=list(data.get("to_drain", [])))
 
 
 class StepFailed(ShipyardError):

@@ -39,7 +39,10 @@ class PlanInput:
 
 
 class Strategy(Protocol):
-    name: str
+    @property
+    def name(self) -> str:
+        """The strategy's config name (all_at_once, rolling, blue_green, canary)."""
+        ...
 
     def traffic_steps(self, inp: PlanInput) -> list[Step]:
         """The steps that start the new set and move traffic to it (no hooks, no release prep)."""
