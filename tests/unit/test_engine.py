@@ -247,3 +247,26 @@ async def test_recover_rolls_back_a_run_whose_owner_died(env, repo: Path) -> Non
     assert env.router.serving_revisions() == {v1}
     assert all(i.revision == v1 for i in env.target.running.values())
     assert "died" in outcome.reason
+
+
+async def test_a_new_deploy_first_rolls_back_a_dead_run(env, repo: Path) -> None:
+    await deployer.deploy(env, "v1")
+    v1 = git(repo, "rev-parse", "v1")
+    task = asyncio.create_task(deployer.deploy(env, "v2"))
+    while not any(b.revision != v1 for b in env.router.current):
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    with env.store.session() as s:
+        dead_id = dq.list_deployments(s, limit=1)[0].id
+        dq.update_deployment(s, dead_id, owner="gone-host:1:1")
+        lq.try_acquire(s, "api", "stg", dead_id, "gone-host:1:1", 0.01)
+    await asyncio.sleep(0.05)
+    outcome = await deployer.deploy(env, "v3")
+    assert outcome.state is DeployState.SUCCEEDED
+    assert env.router.serving_revisions() == {git(repo, "rev-parse", "v3")}
+    with env.store.session() as s:
+        dead = dq.get_deployment(s, dead_id)
+        assert dead.state == "rolled_back" and "died" in dead.reason
+        assert dq.get_deployment(s, outcome.deployment_id).previous_revision == v1

@@ -28,15 +28,22 @@ def init_cmd(
 
 @app.command("validate")
 def validate(config: Annotated[Path | None, typer.Option("--config", "-c", help="Path to shipyard.yaml.")] = None,
+             as_json: Annotated[bool, typer.Option("--json", help="Print the problems as JSON.")] = False,
              ) -> None:
     """Report every problem in shipyard.yaml as file:line: key: message."""
     path = config.resolve() if config else find_config(Path.cwd())
     problems = validate_config(path)
-    for p in problems:
-        render.error(str(p))
+    if as_json:
+        render.print_json({"file": str(path), "ok": not problems,
+                           "problems": [{"file": p.file, "line": p.line, "key": p.key, "message": p.message}
+                                        for p in problems]})
+    else:
+        for p in problems:
+            render.error(str(p))
     if problems:
         raise typer.Exit(2)
-    render.info(f"{path}: ok")
+    if not as_json:
+        render.info(f"{path}: ok")
 
 
 @app.command("schema")

@@ -59,7 +59,8 @@ def show_cmd(
         if d is None:
             raise UsageError(f"no deployment {deployment_id!r} (see `shipyard history`)")
         dep = deployment_dict(d)
-        steps: list[dict[str, Any]] = [{"phase": r.phase, "idx": r.idx, "kind": r.kind, "description": r.description, "state": r.state,
+        steps: list[dict[str, Any]] = [
+            {"phase": r.phase, "idx": r.idx, "kind": r.kind, "description": r.description, "state": r.state,
                   "started_at": r.started_at, "ended_at": r.ended_at, "error": r.error, "output": r.output,
                   "detail": r.detail} for r in sq.list_steps(s, deployment_id)]
         events: list[dict[str, Any]] = [{"at": e.at, "kind": e.kind, "message": e.message, "data": e.data}

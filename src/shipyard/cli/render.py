@@ -86,6 +86,7 @@ class DeployProgress:
         self.steps: list[list[str]] = []
         self.rollback_steps: list[list[str]] = []
         self.traffic = ""
+        self.instances: dict[str, dict[str, Any]] = {}     # address -> {id, revision, health, weight}
         self.last = ""
         self.state = "queued"
         self.started = time.monotonic()
@@ -117,6 +118,17 @@ class DeployProgress:
                 self.rollback_steps[-1][2] = data.get("error") or ""
         elif kind == "traffic.changed":
             self.traffic = data.get("message", "")
+            backends = data.get("backends") or []
+            for inst in self.instances.values():
+                inst["weight"] = 0
+            for b in backends:
+                row = self.instances.setdefault(b["address"], {"id": b.get("instance", ""), "health": "healthy"})
+                row.update(revision=b.get("revision", ""), weight=int(b.get("weight", 0)))
+        elif kind == "instance.started":
+            self.instances[data["address"]] = {"id": data.get("instance", ""), "revision": data.get("revision", ""),
+                                               "health": "starting", "weight": 0}
+        elif kind == "health.changed" and data.get("address") in self.instances:
+            self.instances[data["address"]]["health"] = data.get("state", "")
         elif kind == "state":
             self.state = data.get("state", self.state)
         self.last = f"{kind} {data.get('message', '')}".strip()
@@ -141,8 +153,8 @@ class DeployProgress:
         console.print(f"[{elapsed:6.1f}s] {msg}", markup=False, soft_wrap=True)
 
     def _render(self) -> Group:
-        t = Table(title=f"{self.title}  [{self.state}]", title_justify="left", header_style="bold",
-                  show_edge=False)
+        t = steps_table = Table(title=f"{self.title}  [{self.state}]", title_justify="left", header_style="bold",
+                                show_edge=False)
         t.add_column("#", justify="right")
         t.add_column("step")
         t.add_column("state")
@@ -153,6 +165,18 @@ class DeployProgress:
                       note[:80])
         for desc, state, note in self.rollback_steps:
             t.add_row("rb", desc, Text(state, style=STATE_STYLE.get(state, "")), note[:80])
+        if self.instances:
+            total = sum(i.get("weight", 0) for i in self.instances.values()) or 1
+            it = Table(show_edge=False, header_style="bold")
+            for col in ("instance", "revision", "health", "traffic"):
+                it.add_column(col)
+            for inst in self.instances.values():
+                it.add_row(inst.get("id", ""), str(inst.get("revision", ""))[:8],
+                           Text(inst.get("health", ""), style=STATE_STYLE.get(inst.get("health", ""), "")),
+                           f"{100 * inst.get('weight', 0) / total:.0f}%")
+            t = Table.grid()
+            t.add_row(steps_table)
+            t.add_row(it)
         footer = Text(f"traffic: {self.traffic or '-'}\n{self.last[:120]}  ({time.monotonic() - self.started:.1f}s)",
                       style="dim")
         return Group(t, footer)

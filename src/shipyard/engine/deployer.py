@@ -76,9 +76,25 @@ async def serving(e: Environment) -> tuple[list[Instance], str | None]:
     return insts, (revs.pop() if len(revs) == 1 else None)
 
 
+async def recover_stale(e: Environment) -> list[Outcome]:
+    """Roll back (or finish) runs of this (service, env) whose owner died, before acting on it: otherwise a
+    new run would take over the lease and mistake a half-moved traffic split for the serving set."""
+    s = e.settings
+    with e.store.session() as ses:
+        unfinished = [d.id for d in dq.find_unfinished(ses, service=s.service, env=s.env)
+                      if d.state != DeployState.QUEUED]
+    results = []
+    for dep_id in unfinished:
+        outcome = await recover_one(e, dep_id)
+        if outcome is not None:
+            results.append(outcome)
+    return results
+
+
 async def deploy(e: Environment, ref: str | None = None, *, wait: bool = True, strategy: str | None = None,
                  kind: str = "deploy", rollback_of: str | None = None) -> Outcome:
     s = e.settings
+    await recover_stale(e)
     revision: Revision = await resolve_revision(s.source, ref or s.branch)
     strat = strategy_named(strategy, s) if strategy else s.strategy
     with e.store.session() as ses:
@@ -188,6 +204,7 @@ async def _succeed(e: Environment, run: Run) -> Outcome:
 async def rollback(e: Environment, *, wait: bool = True) -> Outcome:
     """Back to the revision that served before the current one: a traffic flip while its set is warm."""
     s = e.settings
+    await recover_stale(e)
     target_rev, last_id = rollback_target(e)
     warm = [i for i in await e.target.instances()
             if i.revision == target_rev and i.state in RUNNING_STATES]
@@ -304,4 +321,4 @@ def _fail_quiet(journal: Journal, reason: str) -> DeployState:
     return DeployState.FAILED
 
 
-__all__ = ["Environment", "Outcome", "deploy", "recover_one", "rollback", "serving", "weights"]
+__all__ = ["Environment", "Outcome", "deploy", "recover_one", "recover_stale", "rollback", "serving", "weights"]
