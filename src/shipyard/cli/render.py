@@ -122,8 +122,8 @@ class DeployProgress:
             for inst in self.instances.values():
                 inst["weight"] = 0
             for b in backends:
-                row = self.instances.setdefault(b["address"], {"id": b.get("instance", ""), "health": "healthy"})
-                row.update(revision=b.get("revision", ""), weight=int(b.get("weight", 0)))
+                inst = self.instances.setdefault(b["address"], {"id": b.get("instance", ""), "health": "healthy"})
+                inst.update(revision=b.get("revision", ""), weight=int(b.get("weight", 0)))
         elif kind == "instance.started":
             self.instances[data["address"]] = {"id": data.get("instance", ""), "revision": data.get("revision", ""),
                                                "health": "starting", "weight": 0}
