@@ -9,10 +9,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import httptools
 from aiohttp import WSMsgType, web
+
+from shipyard.agent.router import RouterServer
+
+Scenario = Callable[["RouterServer", list["LiveBackend"]], Awaitable[None]]
 
 
 @dataclass
@@ -86,6 +92,13 @@ async def start_backend(name: str) -> LiveBackend:
         return web.json_response({"backend": name, "length": total, "sha256": digest.hexdigest(),
                                   "chunked": "chunked" in request.headers.get("Transfer-Encoding", "")})
 
+    async def gated_echo(request: web.Request) -> web.Response:
+        # Reads nothing until the test opens the gate: the router must stop reading the client.
+        key = request.match_info["key"]
+        holder["b"].began(key).set()
+        await holder["b"].gate(key).wait()
+        return await echo(request)
+
     async def ws(request: web.Request) -> web.WebSocketResponse:
         sock = web.WebSocketResponse()
         await sock.prepare(request)
@@ -100,6 +113,7 @@ async def start_backend(name: str) -> LiveBackend:
     app.router.add_get("/wait/{key}", wait)
     app.router.add_get("/stream", stream)
     app.router.add_post("/echo", echo)
+    app.router.add_post("/gated-echo/{key}", gated_echo)
     app.router.add_get("/ws", ws)
     runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
     await runner.setup()
@@ -109,6 +123,25 @@ async def start_backend(name: str) -> LiveBackend:
     backend = LiveBackend(name, runner, port)
     holder["b"] = backend
     return backend
+
+
+async def start_flaky_backend() -> tuple[asyncio.Server, int]:
+    """A raw backend that answers the first request on each connection and then drops the connection
+    as the next request arrives, without a byte: a pooled keep-alive connection that "turns out closed"
+    when reused, deterministically."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Backend: flaky\r\n\r\nflaky")
+            await writer.drain()
+            await reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.transport.abort()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
 
 
 @dataclass
@@ -191,7 +224,7 @@ class RawClient:
             await asyncio.wait_for(self.writer.wait_closed(), 2)
 
 
-async def wait_for_condition(check, timeout: float = 5.0, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
+async def wait_for_condition(check: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
     """Poll a cheap condition with a deadline (for state the router exposes only via stats())."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -199,3 +232,41 @@ async def wait_for_condition(check, timeout: float = 5.0, what: str = "condition
         if loop.time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.01)
+
+
+def scenario(**router_options: Any) -> Callable[[Scenario], Callable[[str], None]]:
+    """Turn ``async def test_x(router, backends)`` into a test run on a fresh loop of each kind.
+
+    Each run gets two live aiohttp backends and a started RouterServer on an ephemeral port, and
+    everything is stopped afterwards, so scenarios never share state.
+    """
+
+    def wrap(fn: Scenario) -> Callable[[str], None]:
+        def test(loop_kind: str) -> None:
+            factory = None
+            if loop_kind == "uvloop":
+                import uvloop
+
+                factory = uvloop.new_event_loop
+            with asyncio.Runner(loop_factory=factory) as runner:
+                runner.run(asyncio.wait_for(_run(fn, router_options), 50))
+
+        test.__name__ = fn.__name__
+        test.__doc__ = fn.__doc__
+        return test
+
+    return wrap
+
+
+async def _run(fn: Scenario, options: dict[str, Any]) -> None:
+    backends = [await start_backend("a"), await start_backend("b")]
+    router = RouterServer("api/stg", "127.0.0.1:0", **options)
+    await router.start()
+    try:
+        await fn(router, backends)
+    finally:
+        await router.close()
+        for b in backends:
+            for gate in b.gates.values():
+                gate.set()
+            await b.stop()

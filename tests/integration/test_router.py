@@ -6,8 +6,7 @@ import asyncio
 import hashlib
 import socket
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
 import aiohttp
 import httpx
@@ -16,12 +15,17 @@ import pytest
 from shipyard.agent.router import Backend, RouterServer, render_prometheus
 
 try:  # works whether or not tests/ is a package
-    from .router_helpers import LiveBackend, RawClient, start_backend, wait_for_condition
+    from .router_helpers import LiveBackend, RawClient, scenario, start_flaky_backend, wait_for_condition
 except ImportError:
-    from router_helpers import LiveBackend, RawClient, start_backend, wait_for_condition  # type: ignore[no-redef]
+    from router_helpers import (
+        LiveBackend,
+        RawClient,
+        scenario,
+        start_flaky_backend,
+        wait_for_condition,
+    )
 
 pytestmark = pytest.mark.timeout(60)
-Scenario = Callable[[RouterServer, list[LiveBackend]], Awaitable[None]]
 
 
 @pytest.fixture(params=["asyncio", "uvloop"])
@@ -30,44 +34,6 @@ def loop_kind(request: pytest.FixtureRequest) -> str:
     if request.param == "uvloop":
         pytest.importorskip("uvloop")
     return str(request.param)
-
-
-def scenario(**router_options: Any) -> Callable[[Scenario], Callable[[str], None]]:
-    """Turn ``async def test_x(router, backends)`` into a test run on a fresh loop of each kind.
-
-    Each run gets two live aiohttp backends and a started RouterServer on an ephemeral port, and
-    everything is stopped afterwards, so scenarios never share state.
-    """
-
-    def wrap(fn: Scenario) -> Callable[[str], None]:
-        def test(loop_kind: str) -> None:
-            factory = None
-            if loop_kind == "uvloop":
-                import uvloop
-
-                factory = uvloop.new_event_loop
-            with asyncio.Runner(loop_factory=factory) as runner:
-                runner.run(asyncio.wait_for(_run(fn, router_options), 50))
-
-        test.__name__ = fn.__name__
-        test.__doc__ = fn.__doc__
-        return test
-
-    return wrap
-
-
-async def _run(fn: Scenario, options: dict[str, Any]) -> None:
-    backends = [await start_backend("a"), await start_backend("b")]
-    router = RouterServer("api/stg", "127.0.0.1:0", **options)
-    await router.start()
-    try:
-        await fn(router, backends)
-    finally:
-        await router.close()
-        for b in backends:
-            for gate in b.gates.values():
-                gate.set()
-            await b.stop()
 
 
 def url(router: RouterServer, path: str = "/") -> str:
@@ -118,6 +84,20 @@ async def test_keep_alive_both_sides(router: RouterServer, backends: list[LiveBa
 
 
 @scenario()
+async def test_pipelined_requests_answered_in_order(router: RouterServer, backends: list[LiveBackend]) -> None:
+    a, b = backends
+    route(router, (a, 1), (b, 1))
+    raw = await RawClient.connect(router.listen)
+    raw.send(b"GET /wait/p1 HTTP/1.1\r\nHost: t\r\n\r\n" * 1 + b"GET / HTTP/1.1\r\nHost: t\r\n\r\n" * 3)
+    await asyncio.wait_for(a.began("p1").wait(), 5)  # the first request goes to a and blocks there
+    a.gate("p1").set()
+    first = await raw.response()
+    assert first.body == b"a done p1"
+    assert [(await raw.response()).body for _ in range(3)] == [b"b", b"a", b"b"]
+    await raw.close()
+
+
+@scenario()
 async def test_http10_and_connection_close(router: RouterServer, backends: list[LiveBackend]) -> None:
     a, _ = backends
     route(router, (a, 1))
@@ -134,6 +114,18 @@ async def test_http10_and_connection_close(router: RouterServer, backends: list[
     assert resp.status == 200
     assert (await raw.request("/", version="1.0", extra="Connection: keep-alive\r\n")).body == b"a"
     await raw.close()
+
+
+@scenario()
+async def test_malformed_and_oversized_requests_get_400(router: RouterServer, backends: list[LiveBackend]) -> None:
+    route(router, (backends[0], 1))
+    raw = await RawClient.connect(router.listen)
+    raw.send(b"THIS IS NOT HTTP\r\n\r\n")
+    assert (await raw.response()).status == 400
+    assert await raw.closed_by_peer()
+    raw = await RawClient.connect(router.listen)
+    assert (await raw.request("/", extra="X-Big: " + "x" * 70_000 + "\r\n")).status == 400
+    assert await raw.closed_by_peer()
 
 
 @scenario()
@@ -243,6 +235,75 @@ async def test_killed_backend_is_retried(router: RouterServer, backends: list[Li
 
 
 @scenario()
+async def test_stale_pooled_connection_is_retried(router: RouterServer, backends: list[LiveBackend]) -> None:
+    server, port = await start_flaky_backend()
+    try:
+        router.set_backends([Backend(f"127.0.0.1:{port}", 1, "r1", "flaky-1")])
+        async with httpx.AsyncClient() as client:
+            for _ in range(4):  # every second request meets a pooled connection that dies unanswered
+                r = await client.get(url(router))
+                assert r.status_code == 200 and r.text == "flaky"
+        counters = router.stats()["per_backend"][f"127.0.0.1:{port}"]
+        assert counters["retries"] >= 1 and counters["errors"] == 0 and counters["5xx"] == 0
+    finally:
+        server.close()
+
+
+@scenario()
+async def test_slow_client_pauses_backend(router: RouterServer, backends: list[LiveBackend]) -> None:
+    a, _ = backends
+    route(router, (a, 1))
+    size = 32 * 1024 * 1024
+    raw = await RawClient.connect(router.listen)
+    raw.send(f"GET /stream?size={size} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+    first = await asyncio.wait_for(raw.reader.readuntil(b"first-chunk;"), 5)
+    a.gate("stream").set()  # the backend now sends 32 MiB as fast as it can; the client reads nothing
+
+    def backend_paused() -> bool:
+        return any(c.reading_paused for c in router.states[a.address].busy)
+
+    await wait_for_condition(backend_paused, timeout=10, what="router to stop reading the backend")
+    buffered = max(c.transport.get_write_buffer_size() for c in router.clients)
+    assert buffered < 1024 * 1024, buffered  # bounded by flow control, not by the response size
+    received = len(first)
+    tail = b""
+    async with asyncio.timeout(30):
+        while not tail.endswith(b"\r\n0\r\n\r\n"):
+            data = await raw.reader.read(1 << 20)
+            assert data, "connection closed before the end of the response"
+            received += len(data)
+            tail = (tail + data)[-16:]
+    assert received > size  # every byte arrived, plus the chunk framing
+    await raw.close()
+
+
+@scenario()
+async def test_slow_backend_pauses_client_upload(router: RouterServer, backends: list[LiveBackend]) -> None:
+    a, _ = backends
+    route(router, (a, 1))
+    size = 32 * 1024 * 1024
+    raw = await RawClient.connect(router.listen)
+    raw.send(f"POST /gated-echo/up HTTP/1.1\r\nHost: t\r\nContent-Length: {size}\r\n\r\n".encode())
+    block = b"u" * (1 << 20)
+
+    async def upload() -> None:
+        for _ in range(size // len(block)):
+            raw.send(block)
+            await raw.writer.drain()
+
+    sender = asyncio.create_task(upload())
+    await asyncio.wait_for(a.began("up").wait(), 5)
+    await wait_for_condition(lambda: any(c.paused for c in router.clients), timeout=10,
+                             what="router to stop reading the client")
+    assert not sender.done()  # the client is held back instead of the router buffering 32 MiB
+    a.gate("up").set()
+    await asyncio.wait_for(sender, 30)
+    resp = await raw.response(timeout=30)
+    assert resp.status == 200 and b'"length": %d' % size in resp.body
+    await raw.close()
+
+
+@scenario()
 async def test_all_backends_down_gives_502(router: RouterServer, backends: list[LiveBackend]) -> None:
     dead = socket.socket()
     dead.bind(("127.0.0.1", 0))
@@ -274,6 +335,16 @@ async def test_response_timeout_is_504(router: RouterServer, backends: list[Live
         assert resp.status_code == 504
         assert (await client.get(url(router))).status_code == 200
     assert router.stats()["per_backend"][a.address]["errors"] == 1
+
+
+@scenario(keepalive_timeout=0.3, pool_idle_timeout=0.3)
+async def test_idle_connections_are_closed(router: RouterServer, backends: list[LiveBackend]) -> None:
+    a, _ = backends
+    route(router, (a, 1))
+    raw = await RawClient.connect(router.listen)
+    assert (await raw.request("/")).status == 200
+    assert await raw.closed_by_peer(timeout=5)  # idle keep-alive client closed by the router
+    await wait_for_condition(lambda: not router.states[a.address].idle, what="pooled connection closed")
 
 
 @scenario()

@@ -85,7 +85,7 @@ def _start_lock(paths: AgentPaths, deadline: float) -> Iterator[None]:
 def _clean_stale(paths: AgentPaths) -> None:
     """Only called with no lock holder: these files belong to an agent that died without cleanup."""
     for path in (paths.sock, paths.pid):
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
             path.unlink()
 
 

@@ -49,7 +49,7 @@ def holder(paths: AgentPaths) -> int | None:
     """The pid of the live agent holding the lock (0 if it has not written it yet), else None."""
     try:
         fd = os.open(paths.pid, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):    # no state dir (or a file in its place): no agent
         return None
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)

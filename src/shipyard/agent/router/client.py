@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 # the request can no longer be retried once part of it went out.
 RETRY_BUFFER = 64 * 1024
 MAX_PIPELINE = 16
+MAX_HEAD = 64 * 1024  # request line + headers; more is refused (400) instead of buffered without bound
 # Bits of ClientConnection.paused: why reading from the client is stopped.
 PAUSE_UPSTREAM, PAUSE_BODY, PAUSE_PIPELINE = 1, 2, 4
 
@@ -132,6 +133,7 @@ class ClientConnection(asyncio.Protocol):
         "closing",
         "current",
         "fwd",
+        "head_size",
         "headers",
         "hop",
         "last_active",
@@ -155,6 +157,7 @@ class ClientConnection(asyncio.Protocol):
         self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set in connection_made
         self.parser = HttpRequestParser(self)
         self.url = b""
+        self.head_size = 0
         self.headers: list[bytes] = []
         self.hop: list[tuple[bytes, bytes, bytes]] = []
         self.xff = b""
@@ -198,8 +201,9 @@ class ClientConnection(asyncio.Protocol):
             self._close_with(400)
 
     def eof_received(self) -> bool | None:
-        # A client may half-close after its request; keep the socket to send the answer.
-        if self.active is not None or self.tunnel is not None:
+        # A client may half-close after its request; keep the socket to send the answer. (A tunnel is
+        # closed as a whole: websockets never half-close.)
+        if self.active is not None and self.tunnel is None:
             self.closing = True
             return True
         return None
@@ -236,6 +240,7 @@ class ClientConnection(asyncio.Protocol):
 
     # -- httptools callbacks ----------------------------------------------------------------------
     def on_message_begin(self) -> None:
+        self.head_size = 0
         self.url = b""
         self.headers = []
         self.hop = []
@@ -244,8 +249,13 @@ class ClientConnection(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self.url += url
+        if len(self.url) > MAX_HEAD:
+            raise ValueError("request line too long")  # surfaces as HttpParserError -> 400
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self.head_size += len(name) + len(value)
+        if self.head_size > MAX_HEAD:
+            raise ValueError("request headers too large")
         lname = name.lower()
         if lname in _SPECIAL:
             self._special(lname, name, value)
@@ -254,7 +264,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _special(self, lname: bytes, name: bytes, value: bytes) -> None:
         if lname == b"x-forwarded-for":
-            self.xff = value + b", "
+            self.xff += value + b", "  # several headers = one comma-separated list
         elif lname == b"x-forwarded-proto":
             self.xfp = True
             self.headers += (name, b": ", value, b"\r\n")
@@ -367,6 +377,8 @@ class ClientConnection(asyncio.Protocol):
     def _close_with(self, status: int) -> None:
         self.closing = True
         self.raw = None
+        if self.active is not None and not self.active.done:
+            return  # a response is on its way: finish it, then response_done closes
         if not self.transport.is_closing():
             self.transport.write(error_response(status))
             self.transport.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import Any
 
 from .backends import Backend, BackendState, Balancer, split_address
@@ -16,9 +17,20 @@ from .client import ClientConnection, Exchange
 from .metrics import Counters, aggregate
 from .upstream import UpstreamConnection
 
+log = logging.getLogger(__name__)
+
 
 class RouterServer:
-    """One listening port routing to one (service, env)'s weighted backends."""
+    """One listening port routing to one (service, env)'s weighted backends.
+
+    Options (keyword-only, defaults suit the agent):
+    - ``response_timeout``: seconds without a byte from the backend once the request is sent -> 504
+      (or the client connection is closed if the response had started), like nginx's read timeout;
+    - ``connect_timeout``: per connection attempt; a failed attempt is retried on another backend;
+    - ``keepalive_timeout``: idle client connections are closed after this;
+    - ``pool_idle_timeout``: idle pooled backend connections are closed after this;
+    - ``max_attempts``: backends tried per request before answering 502.
+    """
 
     def __init__(
         self,
@@ -112,6 +124,7 @@ class RouterServer:
                 state.weight = b.weight
                 if b.weight > 0:
                     state.draining = False
+                    state.waiter = None
             new.append(state)
         for state in self.current:
             if state.address not in seen:
@@ -196,6 +209,7 @@ class RouterServer:
         websockets would otherwise hold every deploy for the full budget) and are then closed. Returns
         how many connections were still open when it gave up: 0 means the backend can stop cleanly.
         """
+        loop = asyncio.get_running_loop()
         state = self.states.get(address)
         if state is None:
             return 0
@@ -206,12 +220,12 @@ class RouterServer:
         state.draining = True
         state.close_idle()
         event = state.waiter = state.waiter or asyncio.Event()
-        start = self.loop.time()
+        start = loop.time()
 
         async def wait_until(done: Any, budget: float) -> bool:
             deadline = start + budget
             while not done():
-                remaining = deadline - self.loop.time()
+                remaining = deadline - loop.time()
                 if remaining <= 0:
                     return False
                 event.clear()
@@ -219,13 +233,12 @@ class RouterServer:
                     await asyncio.wait_for(event.wait(), remaining)
             return True
 
-        try:
-            http_ok, ws_ok = await asyncio.gather(
-                wait_until(lambda: state.in_flight <= 0, timeout),
-                wait_until(lambda: not state.tunnels, ws_timeout),
-            )
-        finally:
-            state.waiter = None
+        # The event stays on the state afterwards (a concurrent drain may share it); set_backends drops
+        # it when the backend is routable again.
+        http_ok, ws_ok = await asyncio.gather(
+            wait_until(lambda: state.in_flight <= 0, timeout),
+            wait_until(lambda: not state.tunnels, ws_timeout),
+        )
         left = 0 if http_ok else state.in_flight
         if not ws_ok:
             for conn in list(state.tunnels):
@@ -274,26 +287,32 @@ class RouterServer:
         interval = max(0.05, min(1.0, self.response_timeout / 4, self.keepalive_timeout / 4))
         while True:
             await asyncio.sleep(interval)
-            now = self.loop.time()
-            for state in list(self.states.values()):
-                for conn in list(state.busy):
-                    ex = conn.exchange
-                    if ex is None or conn.tunnel:
-                        continue
-                    if not ex.complete or conn.rx != conn.seen_rx or conn.seen_ex is not ex:
-                        conn.seen_rx, conn.seen_ex, conn.idle_since = conn.rx, ex, now
-                    elif now - conn.idle_since >= self.response_timeout:
-                        conn.timed_out()
-                if state.idle:
-                    for conn in [c for c in state.idle if now - c.idle_since >= self.pool_idle_timeout]:
-                        state.idle.remove(conn)
-                        conn.close()
-            for client in list(self.clients):
-                if (
-                    client.active is None
-                    and client.tunnel is None
-                    and not client.queue
-                    and now - client.last_active >= self.keepalive_timeout
-                ):
-                    client.closing = True
-                    client.transport.close()
+            try:
+                self._sweep_once(self.loop.time())
+            except Exception:  # a bug here must not silently end every timeout of the router
+                log.exception("router %s: timeout sweep failed", self.name)
+
+    def _sweep_once(self, now: float) -> None:
+        """One pass over busy/idle backend connections and idle client connections."""
+        for state in list(self.states.values()):
+            for conn in list(state.busy):
+                ex = conn.exchange
+                if ex is None or conn.tunnel:
+                    continue
+                if not ex.complete or conn.rx != conn.seen_rx or conn.seen_ex is not ex:
+                    conn.seen_rx, conn.seen_ex, conn.idle_since = conn.rx, ex, now
+                elif now - conn.idle_since >= self.response_timeout:
+                    conn.timed_out()
+            if state.idle:
+                for conn in [c for c in state.idle if now - c.idle_since >= self.pool_idle_timeout]:
+                    state.idle.remove(conn)
+                    conn.close()
+        for client in list(self.clients):
+            if (
+                client.active is None
+                and client.tunnel is None
+                and not client.queue
+                and now - client.last_active >= self.keepalive_timeout
+            ):
+                client.closing = True
+                client.transport.close()

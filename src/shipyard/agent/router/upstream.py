@@ -178,6 +178,7 @@ class UpstreamConnection(asyncio.Protocol):
         """The response is complete: count it, pool or close this connection, free the client."""
         self.exchange = None
         ex.done = True
+        ex.upstream = None  # late request-body bytes must not reach a connection now serving others
         state = self.state
         now = self.router.loop.time()
         state.counters.record(ex.status, now - ex.started)
@@ -213,6 +214,7 @@ class UpstreamConnection(asyncio.Protocol):
         """A response broke after it started: the client can only learn that from a closed connection."""
         self.exchange = None
         ex.done = True
+        ex.upstream = None
         state = self.state
         if error:
             state.counters.errors += 1
