@@ -82,6 +82,26 @@ def mark_bad(e, revision_tag: str, repo: Path) -> None:
     e.target.start = start
 
 
+async def cut_off_midway(e, ref: str, serving_rev: str) -> str:
+    """Let a run move some traffic, then stop it dead as if its process was killed: the deployment stays
+    in_progress and its lease is left to a dead owner (expiring in 10 ms). Returns its id."""
+    task = asyncio.create_task(deployer.deploy(e, ref))
+    while not any(b.revision != serving_rev for b in e.router.current):
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    dead = "somehost-that-is-gone:1:1"
+    with e.store.session() as s:
+        [dep] = dq.find_unfinished(s, service="api", env="stg")
+        assert dep.state == "in_progress"
+        dq.update_deployment(s, dep.id, owner=dead)
+        lq.release(s, "api", "stg", dep.id)
+        lq.try_acquire(s, "api", "stg", dep.id, dead, 0.01)
+    await asyncio.sleep(0.05)  # let that lease expire
+    return str(dep.id)
+
+
 def states(e, dep_id: str):
     with e.store.session() as s:
         d = dq.get_deployment(s, dep_id)
@@ -225,23 +245,7 @@ async def test_second_deploy_queues_behind_the_first(env, repo: Path) -> None:
 async def test_recover_rolls_back_a_run_whose_owner_died(env, repo: Path) -> None:
     await deployer.deploy(env, "v1")
     v1 = git(repo, "rev-parse", "v1")
-    # Let a run get half-way, then cut it off as if its process died (no rollback, lease left behind).
-    env.settings = replace(env.settings, strategy=Rolling(drain_timeout=1))
-    task = asyncio.create_task(deployer.deploy(env, "v2"))
-    while not any(b.revision != v1 for b in env.router.current):
-        await asyncio.sleep(0.01)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    with env.store.session() as s:
-        dep = dq.list_deployments(s, limit=1)[0]
-        dep_id = dep.id
-        assert dep.state == "in_progress"
-        dead = "somehost-that-is-gone:1:1"
-        dq.update_deployment(s, dep_id, owner=dead)
-        lq.release(s, "api", "stg", dep_id)
-        lq.try_acquire(s, "api", "stg", dep_id, dead, 0.01)
-    await asyncio.sleep(0.05)  # let that lease expire (ttl 10 ms)
+    dep_id = await cut_off_midway(env, "v2", v1)
     outcome = await deployer.recover_one(env, dep_id)
     assert outcome is not None and outcome.state is DeployState.ROLLED_BACK
     assert env.router.serving_revisions() == {v1}
@@ -252,17 +256,7 @@ async def test_recover_rolls_back_a_run_whose_owner_died(env, repo: Path) -> Non
 async def test_a_new_deploy_first_rolls_back_a_dead_run(env, repo: Path) -> None:
     await deployer.deploy(env, "v1")
     v1 = git(repo, "rev-parse", "v1")
-    task = asyncio.create_task(deployer.deploy(env, "v2"))
-    while not any(b.revision != v1 for b in env.router.current):
-        await asyncio.sleep(0.01)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    with env.store.session() as s:
-        dead_id = dq.list_deployments(s, limit=1)[0].id
-        dq.update_deployment(s, dead_id, owner="gone-host:1:1")
-        lq.try_acquire(s, "api", "stg", dead_id, "gone-host:1:1", 0.01)
-    await asyncio.sleep(0.05)
+    dead_id = await cut_off_midway(env, "v2", v1)
     outcome = await deployer.deploy(env, "v3")
     assert outcome.state is DeployState.SUCCEEDED
     assert env.router.serving_revisions() == {git(repo, "rev-parse", "v3")}

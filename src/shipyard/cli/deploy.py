@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,6 +31,21 @@ def _finish(outcome: Outcome, as_json: bool) -> None:
     outcome.raise_for_state()
 
 
+def _run(project: Project, service: str, env: str, title: str, as_json: bool,
+         action: Callable[[deployer.Environment], Awaitable[Outcome]]) -> None:
+    """Run one engine request against a live agent with the progress display, then report and exit."""
+    project.settings(service, env)      # unknown names fail here, before the agent starts
+    progress = render.DeployProgress(title, quiet=as_json)
+
+    async def go() -> Outcome:
+        async with project.agent() as agent:
+            return await action(project.environment(service, env, agent, listener=progress))
+
+    with progress:
+        outcome = run(go())
+    _finish(outcome, as_json)
+
+
 def deploy_cmd(
     service: Annotated[str, typer.Argument(help="Service to deploy.")],
     env: EnvOpt,
@@ -42,18 +58,8 @@ def deploy_cmd(
     config: ConfigOpt = None,
 ) -> None:
     """Deploy a revision of SERVICE to ENV with zero downtime."""
-    project = Project.load(config)
-    project.settings(service, env)      # unknown names fail here, before the agent starts
-    progress = render.DeployProgress(f"deploy {service} → {env}", quiet=as_json)
-
-    async def go() -> Outcome:
-        async with project.agent() as agent:
-            e = project.environment(service, env, agent, listener=progress)
-            return await deployer.deploy(e, rev, wait=not no_wait, strategy=strategy)
-
-    with progress:
-        outcome = run(go())
-    _finish(outcome, as_json)
+    _run(Project.load(config), service, env, f"deploy {service} → {env}", as_json,
+         lambda e: deployer.deploy(e, rev, wait=not no_wait, strategy=strategy))
 
 
 def rollback_cmd(
@@ -65,18 +71,8 @@ def rollback_cmd(
     config: ConfigOpt = None,
 ) -> None:
     """Go back to the previous successful revision (a traffic flip while it is still warm)."""
-    project = Project.load(config)
-    project.settings(service, env)      # unknown names fail here, before the agent starts
-    progress = render.DeployProgress(f"rollback {service} in {env}", quiet=as_json)
-
-    async def go() -> Outcome:
-        async with project.agent() as agent:
-            e = project.environment(service, env, agent, listener=progress)
-            return await deployer.rollback(e, wait=not no_wait)
-
-    with progress:
-        outcome = run(go())
-    _finish(outcome, as_json)
+    _run(Project.load(config), service, env, f"rollback {service} in {env}", as_json,
+         lambda e: deployer.rollback(e, wait=not no_wait))
 
 
 def recover_cmd(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:

@@ -57,7 +57,8 @@ async def run_command(command: str, *, cwd: Path, env: dict[str, str], timeout: 
 
     timed_out = False
     try:
-        await asyncio.wait_for(asyncio.gather(pump(), proc.wait()), timeout)
+        async with asyncio.timeout(timeout):      # not wait_for: it can swallow a racing cancel on 3.11
+            await asyncio.gather(pump(), proc.wait())
     except TimeoutError:
         timed_out = True
         _kill_group(proc.pid)

@@ -147,12 +147,14 @@ async def _drive(e: Environment, run: Run, plan: Plan, start_at: int, lost: asyn
         done, _ = await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
     except asyncio.CancelledError:
         # Interrupted (Ctrl-C): stop at once; the run stays in_progress for `shipyard recover`.
+        run.stopped = True
         work.cancel()
         watch.cancel()
         await asyncio.gather(work, watch, return_exceptions=True)
         raise
     watch.cancel()
     if work not in done:
+        run.stopped = True
         work.cancel()
         raise ShipyardError(f"{run.id}: lost the deployment lease to another process; stopped here")
     try:

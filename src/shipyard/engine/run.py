@@ -85,6 +85,7 @@ class Run:
         self.ctx = context
         self.actor = actor
         self.release_dir: Path = releases.path(settings.service, revision)
+        self.stopped = False
 
     # ---- instances -------------------------------------------------------------------------------
 
@@ -117,10 +118,14 @@ class Run:
     async def execute(self, plan: Plan, start_at: int = 0) -> None:
         """Run steps from `start_at`; raises StepFailed (after recording it) on the first failure."""
         for idx in range(start_at, len(plan.steps)):
+            if self.stopped:        # cancelled: never start another step, even if a cancel was swallowed
+                raise asyncio.CancelledError
             step = plan.steps[idx]
             self.journal.step_started("deploy", idx, step)
             try:
-                detail = await asyncio.wait_for(self._do(step), self._timeout(step))
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that races a result.
+                async with asyncio.timeout(self._timeout(step)):
+                    detail = await self._do(step)
             except TimeoutError:
                 msg = f"step {idx + 1} ({step.describe()}) timed out after {self._timeout(step):g}s"
                 self.journal.step_finished("deploy", idx, StepState.FAILED, error=msg)
