@@ -8,15 +8,23 @@ where they happen, so the CLI can print one line and choose an exit code without
     │   ├── ConfigError                exit 2: shipyard.yaml is wrong (file:line: key: message)
     │   ├── UnknownServiceError        exit 2
     │   ├── UnknownEnvironmentError    exit 2
-    │   └── RevisionNotFoundError      exit 2
+    │   ├── RevisionNotFoundError      exit 2
+    │   └── MissingSecretsError        exit 2: required names resolve to nothing (all of them listed at once)
     ├── StoreError                     the state database failed or is at an unknown schema
     ├── LeaseHeldError                 a run already holds the (service, env) lease and --no-wait was given
     ├── AgentError                     the host agent is unreachable or refused a request
     │   └── AgentUnavailableError
     ├── ReleaseError                   export or build of a revision failed
+    ├── SecretsError                   a secret provider failed (wrong master key, AWS unreachable or refused)
     ├── HookError                      a lifecycle hook failed or timed out
     ├── HealthCheckError               instances did not become healthy
     ├── DeploymentFailed               a deployment ended failed or rolled back (carries its id and reason)
+    ├── FleetError                     a multi-repo git operation failed; the report says where each repo is
+    │   ├── GitError                   one git command failed (git's own last stderr line)
+    │   ├── ReposNotReady              refused up front (dirty tree, detached HEAD, no remote/branch): nothing changed
+    │   ├── PromotionConflict          merges would conflict or not fast-forward: nothing was pushed
+    │   ├── PushFailed                 a push was rejected after others went through (put back or kept partial)
+    │   └── EnvironmentFrozen          a rollback (or the config) froze the env against promotion
     └── InvalidTransition              a state change the rules forbid: always a bug, raised loudly
 """
 
@@ -57,6 +65,14 @@ class RevisionNotFoundError(UsageError):
     pass
 
 
+class MissingSecretsError(UsageError):
+    """Names a service requires that resolve to nothing or to "": every one of them, so one fix is enough."""
+
+    def __init__(self, message: str, names: list[str] | None = None) -> None:
+        self.names = list(names or [])
+        super().__init__(message)
+
+
 class StoreError(ShipyardError):
     pass
 
@@ -77,6 +93,10 @@ class ReleaseError(ShipyardError):
     pass
 
 
+class SecretsError(ShipyardError):
+    """A secret provider failed; the message names the provider and what to fix, never a value."""
+
+
 class HookError(ShipyardError):
     pass
 
@@ -92,4 +112,33 @@ class DeploymentFailed(ShipyardError):
 
 
 class InvalidTransition(ShipyardError):
+    pass
+
+
+class FleetError(ShipyardError):
+    """A multi-repo operation failed; `str()` is the one-line summary and `details` the per-repo lines
+    ((repo, what is wrong or where it was left)) that the CLI prints before it."""
+
+    def __init__(self, message: str, details: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.details = list(details or [])
+
+
+class GitError(FleetError):
+    pass
+
+
+class ReposNotReady(FleetError):
+    pass
+
+
+class PromotionConflict(FleetError):
+    pass
+
+
+class PushFailed(FleetError):
+    pass
+
+
+class EnvironmentFrozen(FleetError):
     pass

@@ -78,11 +78,11 @@ def test_state_file_round_trip_is_private_and_survives_corruption(tmp_path: Path
     assert stat.S_IMODE(sf.path.stat().st_mode) == 0o600
     assert sf.load() == AgentState(instances=[rec], routers=[router])
     assert "environ" not in rec.public() and rec.public()["address"] == "127.0.0.1:1"
-    assert list(tmp_path.iterdir()) == [sf.path]                       # no temp file left behind
+    assert sorted(tmp_path.iterdir()) == sorted([sf.path, sf.key_path])  # no temp file left behind
 
     sf.path.write_text("{not json")
     assert sf.load() == AgentState()
-    assert [p.name.startswith("state.json.corrupt-") for p in tmp_path.iterdir()] == [True]
+    assert [p.name.startswith("state.json.corrupt-") for p in tmp_path.iterdir() if p != sf.key_path] == [True]
 
 
 @pytest.fixture

@@ -6,11 +6,13 @@ delays, its id) can be read and tested without starting anything.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from dataclasses import dataclass, field
 
 from shipyard.agent.state import InstanceRecord
+from shipyard.secrets.redact import REDACT_ENV
 
 _BASE_ENV_KEYS = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
 
@@ -46,6 +48,20 @@ class InstanceSpec:
     stop_timeout: float = 10.0
     labels: dict[str, str] = field(default_factory=dict)
     restart: bool = True
+    redact: list[str] = field(default_factory=list)    # values the instance's log must mask
+
+
+def take_redact(environ: dict[str, str]) -> list[str]:
+    """Remove the reserved REDACT_ENV key from a launch environment and return its values.
+
+    The engine sends them there so the agent API stays as it is; the app never sees the key.
+    """
+    raw = environ.pop(REDACT_ENV, None)
+    try:
+        values = json.loads(raw) if raw else []
+    except ValueError:
+        return []
+    return [v for v in values if isinstance(v, str)] if isinstance(values, list) else []
 
 
 def new_instance_id(service: str, env: str, revision: str) -> str:

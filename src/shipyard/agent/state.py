@@ -2,7 +2,9 @@
 
 The agent may be SIGKILLed at any moment while its apps keep running; the next agent adopts them from
 this file. So it is rewritten after every change, atomically (temp file, fsync, os.replace), so a
-reader never sees half of it. It holds the apps' environments (which may carry secrets), hence 0600.
+reader never sees half of it. The apps' environments (and the values their logs mask) carry secrets, so
+they are stored sealed (AES-GCM) with a key in state.key beside it (0600, made by the first save): the
+file is 0600 too, but a copy of it in a backup or a bug report then still shows no secret.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from shipyard.secrets.sealing import SealError, decode_key, encode_key, new_key, seal, unseal
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +57,7 @@ class InstanceRecord:
     signal: int | None = None
     killed: bool = False
     stopped_at: float | None = None
+    redact: list[str] = field(default_factory=list)     # values masked in the log (never in public())
 
     @property
     def address(self) -> str:
@@ -106,11 +111,55 @@ class AgentState:
     routers: list[RouterRecord] = field(default_factory=list)
 
 
+_SEALED = ("environ", "redact")
+
+
 class StateFile:
     """state.json: loaded once at agent start, saved whole after every change."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, key_path: Path | None = None) -> None:
         self.path = path
+        self.key_path = key_path or path.with_name("state.key")
+        self._key: bytes | None = None
+
+    def _load_key(self, create: bool) -> bytes | None:
+        if self._key is None:
+            try:
+                self._key = decode_key(self.key_path.read_text())
+            except FileNotFoundError:
+                if not create:
+                    return None
+                key = new_key()
+                fd = os.open(self.key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as f:
+                    f.write(encode_key(key) + "\n")
+                self._key = key
+            except ValueError as exc:
+                log.error("agent state key %s is unusable (%s): environments cannot be read", self.key_path, exc)
+                return None
+        return self._key
+
+    def _seal(self, record: dict[str, Any]) -> dict[str, Any]:
+        secret = {k: record.pop(k) for k in _SEALED}
+        if any(secret.values()):
+            key = self._load_key(create=True)
+            assert key is not None
+            record["sealed"] = seal(key, json.dumps(secret).encode(), f"shipyard-agent:{record['id']}")
+        return record
+
+    def _unseal(self, record: dict[str, Any]) -> dict[str, Any]:
+        token = record.pop("sealed", None)
+        if token is None:
+            return record
+        key = self._load_key(create=False)
+        try:
+            if key is None:
+                raise SealError("no key")
+            record.update(json.loads(unseal(key, token, f"shipyard-agent:{record.get('id')}")))
+        except (SealError, ValueError) as exc:
+            log.error("cannot open the environment of instance %s (%s, key %s): restarts get none",
+                      record.get("id"), exc, self.key_path)
+        return record
 
     def load(self) -> AgentState:
         """Read the file; a missing one is an empty state, an unreadable one is set aside, not fatal.
@@ -125,7 +174,7 @@ class StateFile:
         try:
             data = json.loads(raw)
             return AgentState(
-                instances=[InstanceRecord.from_dict(d) for d in data.get("instances", [])],
+                instances=[InstanceRecord.from_dict(self._unseal(dict(d))) for d in data.get("instances", [])],
                 routers=[RouterRecord.from_dict(d) for d in data.get("routers", [])],
             )
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
@@ -138,7 +187,7 @@ class StateFile:
         data = {
             "version": STATE_VERSION,
             "saved_at": time.time(),
-            "instances": [asdict(r) for r in state.instances],
+            "instances": [self._seal(asdict(r)) for r in state.instances],
             "routers": [asdict(r) for r in state.routers],
         }
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")

@@ -6,7 +6,9 @@ Why it is built this way:
 - Each app runs in its own session (start_new_session) so one killpg reaches `sh -c` children too, and
   so the app survives the agent: a deploy must not go down because the agent was restarted.
 - Output goes to a log file the app itself holds open, not through a pipe the agent reads: logs keep
-  flowing when the agent is gone, and a dead reader can never block or SIGPIPE the app.
+  flowing when the agent is gone, and a dead reader can never block or SIGPIPE the app. An instance
+  with secret values to mask writes to a pipe instead, read by its own small log process (logpipe.py)
+  that, like the app, outlives the agent and ends when the app's output ends.
 - Exits are noticed through a pidfd on the event loop (no polling), which also works for processes the
   agent adopted from a previous agent and therefore cannot waitpid(); own children are reaped via Popen.
 """
@@ -25,9 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shipyard.agent import procs
+from shipyard.agent import logpipe, procs
 from shipyard.agent.errors import AgentRequestError, ConflictError, NotFoundError
-from shipyard.agent.spec import Backoff, InstanceSpec, build_env, new_instance_id
+from shipyard.agent.spec import Backoff, InstanceSpec, build_env, new_instance_id, take_redact
 from shipyard.agent.state import BACKOFF, EXITED, LIVE, RUNNING, STOPPED, STOPPING, TERMINAL, InstanceRecord
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,7 @@ class _Runtime:
     expiry_handle: asyncio.TimerHandle | None = None
     stop_task: asyncio.Task[dict[str, Any]] | None = None
     failures: int = 0
+    logpipe: subprocess.Popen[bytes] | None = None
 
 
 class Supervisor:
@@ -92,11 +95,13 @@ class Supervisor:
         port = spec.port if spec.port is not None else procs.free_port(exclude=used)
         iid = new_instance_id(spec.service, spec.env, spec.revision)
         self.logs_dir.mkdir(parents=True, exist_ok=True)
+        environ = dict(spec.environ)
+        redact = [*spec.redact, *take_redact(environ)]
         rec = InstanceRecord(
             id=iid, service=spec.service, env=spec.env, revision=spec.revision, cwd=spec.cwd,
             argv=list(spec.argv), port=port, log_path=str(self.logs_dir / f"{iid}.log"),
-            deployment=spec.deployment, environ=dict(spec.environ), stop_timeout=spec.stop_timeout,
-            labels=dict(spec.labels), restart=spec.restart)
+            deployment=spec.deployment, environ=environ, stop_timeout=spec.stop_timeout,
+            labels=dict(spec.labels), restart=spec.restart, redact=redact)
         rt = _Runtime()
         try:
             self._spawn(rec, rt)
@@ -111,15 +116,42 @@ class Supervisor:
             logf.write(_marker(f"starting {rec.id} revision {rec.revision} on port {rec.port}"
                                + (f" (restart {rec.restarts})" if rec.restarts else "")))
             logf.flush()
-            popen = subprocess.Popen(
-                rec.argv, cwd=rec.cwd, env=build_env(rec), stdin=subprocess.DEVNULL, stdout=logf,
-                stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+            if rec.redact:
+                popen = self._spawn_piped(rec, rt)
+            else:
+                popen = subprocess.Popen(
+                    rec.argv, cwd=rec.cwd, env=build_env(rec), stdin=subprocess.DEVNULL, stdout=logf,
+                    stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
         rec.pid, rec.pid_start = popen.pid, procs.start_time(popen.pid)
         rec.state, rec.started_at, rec.next_restart_at = RUNNING, time.time(), None
         rec.exit_code = rec.signal = None
         rec.killed, rec.stopped_at = False, None
         rt.popen, rt.exited = popen, asyncio.Event()
         self._watch(rec, rt)
+
+    def _spawn_piped(self, rec: InstanceRecord, rt: _Runtime) -> subprocess.Popen[bytes]:
+        """App output -> pipe -> logpipe (masks rec.redact) -> the log; the agent keeps neither end."""
+        if rt.logpipe is not None:
+            rt.logpipe.poll()                  # reap the previous run's log process (it saw EOF)
+        read_end, write_end = os.pipe()
+        try:
+            rt.logpipe = subprocess.Popen(
+                logpipe.command(rec.log_path), env=logpipe.environment(rec.redact), stdin=read_end,
+                stdout=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+            try:
+                return subprocess.Popen(
+                    rec.argv, cwd=rec.cwd, env=build_env(rec), stdin=subprocess.DEVNULL, stdout=write_end,
+                    stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+            except BaseException:
+                os.close(write_end)            # EOF: the log process ends by itself; reap it
+                write_end = -1
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    rt.logpipe.wait(timeout=5)
+                raise
+        finally:
+            os.close(read_end)
+            if write_end >= 0:
+                os.close(write_end)
 
     def _watch(self, rec: InstanceRecord, rt: _Runtime, *, verify: bool = False) -> bool:
         """Arrange for `_on_exit` when rec.pid exits: pidfd where possible, else a slow poll.
@@ -179,6 +211,8 @@ class Supervisor:
         pid = rec.pid
         rec.exit_code, rec.signal = (code, None) if code is None or code >= 0 else (None, -code)
         rec.pid, rec.pid_start, rt.popen = None, None, None
+        if rt.logpipe is not None:
+            rt.logpipe.poll()                  # gone too once the app's output ended; reap if so
         rt.exited.set()
         how = ("status unknown: not our child" if code is None
                else f"code {rec.exit_code}" if rec.signal is None else f"signal {rec.signal}")
@@ -253,6 +287,7 @@ class Supervisor:
                     log.error("instance %s (pid %s) survived SIGKILL", rec.id, pgid)
         if pgid is not None:
             killed = await procs.finish_group(pgid, deadline, _KILL_GRACE) or killed
+        await logpipe.drained(rt.logpipe)      # the app's last output is in the log before "stopped"
         rec.state, rec.killed, rec.stopped_at = STOPPED, killed, time.time()
         _append(rec.log_path, f"stopped{' (killed)' if killed else ''}")
         self._changed()

@@ -14,11 +14,26 @@ from shipyard.cli.project import Project
 from shipyard.domain.deployment import DeployState
 from shipyard.engine import deployer
 from shipyard.engine.deployer import Outcome
+from shipyard.errors import UsageError
 from shipyard.store import deployments as dq
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Path to shipyard.yaml.")]
 EnvOpt = Annotated[str, typer.Option("--env", "-e", help="Environment to act on.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON summary instead of the live display.")]
+SetOpt = Annotated[list[str] | None, typer.Option(
+    "--set", help="NAME=VALUE: override a non-secret variable for this deploy (repeatable). Secrets never go "
+                  "on the command line: use `shipyard secrets set`.")]
+
+
+def parse_sets(items: list[str] | None) -> dict[str, str]:
+    """`--set NAME=VALUE` pairs; the resolver refuses names that are secrets."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"--set {item.split('=')[0]!r}: expected NAME=VALUE")
+        out[name.strip()] = value
+    return out
 
 
 def _finish(outcome: Outcome, as_json: bool) -> None:
@@ -35,6 +50,7 @@ def _run(project: Project, service: str, env: str, title: str, as_json: bool,
          action: Callable[[deployer.Environment], Awaitable[Outcome]]) -> None:
     """Run one engine request against a live agent with the progress display, then report and exit."""
     project.settings(service, env)      # unknown names fail here, before the agent starts
+    project.secrets.resolve(service, env)   # so do missing values: all listed at once, nothing started
     progress = render.DeployProgress(title, quiet=as_json)
 
     async def go() -> Outcome:
@@ -56,9 +72,12 @@ def deploy_cmd(
     = False,
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
+    sets: SetOpt = None,
 ) -> None:
     """Deploy a revision of SERVICE to ENV with zero downtime."""
-    _run(Project.load(config), service, env, f"deploy {service} → {env}", as_json,
+    project = Project.load(config)
+    project.overrides.update(parse_sets(sets))
+    _run(project, service, env, f"deploy {service} → {env}", as_json,
          lambda e: deployer.deploy(e, rev, wait=not no_wait, strategy=strategy))
 
 

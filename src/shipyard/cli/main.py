@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from shipyard.cli import agent, config_cmd, demo, deploy, history, render, status
+from shipyard.cli import agent, config_cmd, demo, deploy, env, history, render, secrets, status
 from shipyard.errors import ShipyardError
 
 app = typer.Typer(name="shipyard", help="Promote, deploy with zero downtime, watch, roll back, record.",
@@ -25,6 +25,8 @@ app.command("status")(status.status_cmd)
 app.command("history")(history.history_cmd)
 app.command("show")(history.show_cmd)
 app.add_typer(agent.app, name="agent")
+app.add_typer(secrets.app, name="secrets")
+app.add_typer(env.app, name="env")
 app.command("demo")(demo.demo_cmd)
 
 

@@ -11,12 +11,15 @@ from typing import Any
 
 from shipyard.agent.client import AgentClient
 from shipyard.agent.daemon import ensure_agent
+from shipyard.cli import render
 from shipyard.config import find_config, load_config
 from shipyard.engine.deployer import Environment
 from shipyard.engine.journal import Listener
 from shipyard.engine.settings import ServiceSettings, service_settings
 from shipyard.releases.store import ReleaseStore
 from shipyard.routers.builtin import BuiltinRouter
+from shipyard.secrets.context import SecretsContext
+from shipyard.secrets.redact import Redactor
 from shipyard.store import Store, default_url
 from shipyard.targets.local import LocalTarget
 
@@ -26,6 +29,12 @@ class Project:
     config_path: Path
     config: Any
     _store: Store | None = field(default=None, repr=False)
+    redactor: Redactor = field(default_factory=Redactor, repr=False)
+    overrides: dict[str, str] = field(default_factory=dict)      # `--set NAME=VALUE` (never secrets)
+
+    def __post_init__(self) -> None:
+        # Whatever this command resolves is masked in everything it prints from now on.
+        render.use_redactor(self.redactor)
 
     @classmethod
     def load(cls, config: Path | None = None) -> Project:
@@ -59,13 +68,18 @@ class Project:
     def settings(self, service: str, env: str) -> ServiceSettings:
         return service_settings(self.config, self.root, service, env)
 
+    @cached_property
+    def secrets(self) -> SecretsContext:
+        """Providers, overrides and resolved values of this invocation (values registered for masking)."""
+        return SecretsContext(self.config, self.root, redactor=self.redactor, overrides=self.overrides)
+
     def environment(self, service: str, env: str, agent: AgentClient, *,
                     listener: Listener | None = None) -> Environment:
         s = self.settings(service, env)
         return Environment(settings=s, store=self.store, target=LocalTarget(agent, service, env),
                            router=BuiltinRouter(agent, service, env, s.listen),
                            releases=ReleaseStore(self.state_dir / "releases"), actor=actor(),
-                           listener=listener)
+                           listener=listener, secrets=self.secrets.environ_for, redactor=self.redactor)
 
     def close(self) -> None:
         if self._store is not None:

@@ -1,7 +1,8 @@
 """All terminal output goes through here; the only module that imports Rich.
 
 A live display follows a deployment on a terminal; without one (CI, pipes) each event is one plain line,
-so logs stay readable and greppable.
+so logs stay readable and greppable. Everything written passes the process's Redactor (set by the project
+once its secrets are resolved), so no secret value is ever printed by accident; only `reveal*` bypass it.
 """
 
 from __future__ import annotations
@@ -15,29 +16,74 @@ from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+from shipyard.secrets.redact import Redactor
 
-STATE_STYLE = {"succeeded": "green", "failed": "red", "rolled_back": "yellow", "rolling_back": "yellow",
+_redactor = Redactor()     # the one per process the renderer needs: replaced by use_redactor()
+
+
+def use_redactor(redactor: Redactor) -> None:
+    """Mask the values `redactor` knows (now and as it learns more) in all later output."""
+    global _redactor
+    _redactor = redactor
+
+
+def redact(text: str) -> str:
+    return _redactor.redact(text)
+
+
+class _RedactingConsole(Console):
+    """A Console whose every rendered chunk (prints, tables, live frames) is masked before writing."""
+
+    def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+        return _redactor.redact(super()._render_buffer(buffer))
+
+
+console: Console = _RedactingConsole(highlight=False)
+err_console: Console = _RedactingConsole(stderr=True, highlight=False)
+
+STATE_STYLE = {"succeeded": "green", "failed": "red", "ok": "green", "pushed": "green", "completed": "green",
+               "nothing": "dim", "rejected": "red", "compensated": "yellow", "partial": "yellow",
+               "compensation_failed": "red", "not_pushed": "yellow", "conflict": "red",
+               "rolled_back": "yellow", "rolling_back": "yellow",
                "in_progress": "cyan", "queued": "blue", "cancelled": "dim", "running": "cyan",
                "pending": "dim", "skipped": "dim", "healthy": "green", "unhealthy": "red"}
 
 
 def error(message: str) -> None:
     # soft_wrap: one line whatever the width, so an error stays one greppable line in logs and pipes.
-    err_console.print(Text(f"error: {message}", style="bold red"), soft_wrap=True)
+    err_console.print(Text(f"error: {redact(message)}", style="bold red"), soft_wrap=True)
 
 
 def info(message: str) -> None:
-    console.print(message)
+    console.print(redact(message), soft_wrap=True)
 
 
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=_json_default) + "\n")
+    sys.stdout.write(redact(json.dumps(_redactor.redact_data(data), indent=2, default=_json_default)) + "\n")
     sys.stdout.flush()
+
+
+def reveal(text: str) -> None:
+    """Print a secret on purpose (`secrets get`, `env show --reveal`): the one path without masking."""
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    sys.stdout.flush()
+
+
+def reveal_json(data: Any) -> None:
+    reveal(json.dumps(data, indent=2, default=_json_default))
+
+
+def reveal_table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    t = Table(title=title, title_justify="left", header_style="bold")
+    for col in columns:
+        t.add_column(col)
+    for row in rows:
+        t.add_row(*(c if isinstance(c, Text) else Text(str(c)) for c in row))
+    Console(highlight=False).print(t)
 
 
 def _json_default(value: Any) -> Any:
@@ -180,3 +226,57 @@ class DeployProgress:
         footer = Text(f"traffic: {self.traffic or '-'}\n{self.last[:120]}  ({time.monotonic() - self.started:.1f}s)",
                       style="dim")
         return Group(t, footer)
+
+
+class RepoProgress:
+    """Listener for multi-repo commands (`repos pull`, `promote`): a live row per repo on a terminal; on
+    pipes and in CI one line per repo that finished a push or any step failed, so logs stay short."""
+
+    QUIET_PHASES = ("check", "fetch", "plan", "merge")     # on pipes, only their failures are printed
+
+    def __init__(self, title: str, repos: Sequence[str], *, live: bool | None = None, quiet: bool = False) -> None:
+        self.title = title
+        self.live_mode = console.is_terminal if live is None else live
+        self.quiet = quiet
+        self.rows: dict[str, list[str]] = {name: ["", "queued", ""] for name in repos}
+        self.started = time.monotonic()
+        self._live: Live | None = None
+
+    def __enter__(self) -> RepoProgress:
+        if self.live_mode and not self.quiet:
+            self._live = Live(self._render(), console=console, refresh_per_second=8, transient=True)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.__exit__(None, None, None)
+            self._live = None
+
+    def __call__(self, repo: str, state: str, detail: str = "") -> None:
+        phase, _, status = state.rpartition(":")
+        self.rows[repo] = [phase, status, detail]           # a repo not known yet gets its row now
+        if self._live is not None:
+            self._live.update(self._render())
+        elif not self.quiet and status not in ("queued", "running"):
+            if phase in self.QUIET_PHASES and status == "ok":
+                return
+            elapsed = time.monotonic() - self.started
+            what = f"{phase} {status}" if phase else status
+            console.print(f"[{elapsed:6.1f}s] {repo}: {what}{': ' + detail if detail else ''}", markup=False,
+                          soft_wrap=True)
+
+    def _render(self) -> Table:
+        t = Table(title=f"{self.title}  ({time.monotonic() - self.started:.1f}s)", title_justify="left",
+                  header_style="bold", show_edge=False)
+        for col in ("repo", "step", "state", "detail"):
+            t.add_column(col)
+        for name, (phase, status, detail) in self.rows.items():
+            t.add_row(name, phase, Text(status, style=STATE_STYLE.get(status, "")), detail[:90])
+        return t
+
+
+def repo_lines(lines: Iterable[tuple[str, str]], *, style: str = "red") -> None:
+    """`  repo: message` lines (the per-repo part of a refusal or a report), each on one line."""
+    for repo, message in lines:
+        console.print(Text.assemble(("  " + repo, "bold"), (": " + message, style)), soft_wrap=True)

@@ -127,11 +127,29 @@ class Notifications(StrictModel):
 
 
 # --- secrets ------------------------------------------------------------------------------------------
+ProviderName = Literal["local", "env", "aws-secretsmanager", "aws-ssm"]
+
+
 class Secrets(StrictModel):
     """Where `${secret:NAME}` references and `requires_env` values are looked up."""
 
-    provider: Literal["local", "env", "aws-secretsmanager", "aws-ssm"] = Field(
-        default="local", description="local (encrypted file), env, aws-secretsmanager or aws-ssm.")
-    path: str | None = Field(default=None, description="local: the encrypted file (default .shipyard/secrets).")
-    prefix: str | None = Field(default=None, description="AWS: name prefix, `{project}` and `{env}` are replaced.")
+    provider: ProviderName = Field(
+        default="local", description="local (encrypted file), env, aws-secretsmanager or aws-ssm; "
+                                     "`shipyard secrets set/generate` write here.")
+    also: list[ProviderName] = Field(
+        default_factory=list, description="Further providers read after `provider` (the first that has a "
+                                          "name wins), e.g. [env] so CI can supply values as variables.")
+    path: str | None = Field(default=None, description="local: directory of the <env>.enc files, relative to "
+                                               "shipyard.yaml (default .shipyard/secrets).")
+    key_file: str | None = Field(default=None, description="local: master key file when SHIPYARD_MASTER_KEY is "
+                                                   "unset (default ~/.config/shipyard/<project>.key); "
+                                                   "never inside the project.")
+    env_prefix: str = Field(default="", description="env: variable name prefix (`{env}` is replaced), e.g. "
+                                                  "SHIPYARD_SECRET_ reads DB_PASSWORD from "
+                                                  "SHIPYARD_SECRET_DB_PASSWORD.")
+    prefix: str | None = Field(default=None, description="AWS: name prefix, `{project}` and `{env}` are replaced "
+                                                 '(default "{project}/{env}/" for Secrets Manager, '
+                                                 '"/{project}/{env}/" for SSM, read recursively).')
     region: str | None = Field(default=None, description="AWS region (default: the AWS SDK's).")
+    endpoint_url: str | None = Field(default=None, description="AWS: endpoint URL (LocalStack, moto, VPC "
+                                                       "endpoints); default: the AWS SDK's.")

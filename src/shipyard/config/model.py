@@ -62,6 +62,8 @@ class Environment(StrictModel):
     confirm: Literal["none", "once", "twice"] = Field(
         default="once", description="How many interactive confirmations a promotion/deploy asks for.")
     frozen: bool = Field(default=False, description="Refuse deploys and promotions (set after a bad release).")
+    allow_force: bool = Field(default=False, description="Allow `shipyard rollback --force` to move this "
+                              "env's branch with a force-with-lease push (otherwise rollbacks add a revert commit).")
     approvals: Approvals | None = Field(default=None, description="Approval gate before deploying.")
 
     @field_validator("tag")

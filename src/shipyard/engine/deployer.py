@@ -8,6 +8,8 @@ and reason are always written, whatever happened, so `shipyard history` tells th
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -19,12 +21,14 @@ from shipyard.engine.journal import Journal, Listener
 from shipyard.engine.lease import acquire, hold_lease
 from shipyard.engine.run import Run, RunContext, StepFailed, weights
 from shipyard.engine.settings import ServiceSettings, strategy_named
-from shipyard.errors import DeploymentFailed, LeaseHeldError, ShipyardError, UsageError
+from shipyard.errors import DeploymentFailed, LeaseHeldError, MissingSecretsError, ShipyardError, UsageError
 from shipyard.releases.git import resolve_revision
 from shipyard.releases.store import ReleaseStore
 from shipyard.routers.base import Router
+from shipyard.secrets.redact import Redactor
 from shipyard.store import Store
 from shipyard.store import deployments as dq
+from shipyard.store import events as eq
 from shipyard.store import leases as lq
 from shipyard.store import steps as sq
 from shipyard.store.owner import current_owner, owner_is_dead
@@ -32,6 +36,8 @@ from shipyard.strategies import PlanInput, compose
 from shipyard.targets.base import Target
 
 RUNNING_STATES = ("running", "starting", "backoff")
+EnvSource = Callable[[str, str], Mapping[str, str]]
+"""(service, env) -> every variable resolved (secrets included), or MissingSecretsError naming all gaps."""
 
 
 @dataclass
@@ -46,6 +52,9 @@ class Environment:
     actor: str = "cli"
     listener: Listener | None = None
     owner: str = field(default_factory=current_owner)
+    secrets: EnvSource | None = None           # None: settings.environ is used as configured (tests, fakes)
+    redactor: Redactor = field(default_factory=Redactor)
+    env_resolved: bool = False
 
 
 @dataclass(frozen=True)
@@ -65,7 +74,27 @@ def _now() -> datetime:
 
 
 def _journal(e: Environment, deployment_id: str) -> Journal:
-    return Journal(e.store, deployment_id, e.settings.service, e.settings.env, e.listener)
+    return Journal(e.store, deployment_id, e.settings.service, e.settings.env, e.listener, redactor=e.redactor)
+
+
+async def resolve_env(e: Environment) -> None:
+    """Resolve every value (secrets included) before anything is recorded or started.
+
+    A missing or empty required name fails here, all of them listed at once, with nothing in progress
+    and no instance started; the refusal is recorded as an event naming the names (never values).
+    """
+    if e.secrets is None or e.env_resolved:
+        return
+    s = e.settings
+    try:
+        environ = await asyncio.to_thread(e.secrets, s.service, s.env)
+    except MissingSecretsError as exc:
+        with e.store.session() as ses:
+            eq.add_event(ses, "deploy.refused", service=s.service, env=s.env, message=str(exc),
+                         data={"missing": exc.names, "actor": e.actor})
+        raise
+    e.settings = dataclasses.replace(s, environ={**s.environ, **environ})
+    e.env_resolved = True
 
 
 async def serving(e: Environment) -> tuple[list[Instance], str | None]:
@@ -93,6 +122,7 @@ async def recover_stale(e: Environment) -> list[Outcome]:
 
 async def deploy(e: Environment, ref: str | None = None, *, wait: bool = True, strategy: str | None = None,
                  kind: str = "deploy", rollback_of: str | None = None) -> Outcome:
+    await resolve_env(e)
     s = e.settings
     await recover_stale(e)
     revision: Revision = await resolve_revision(s.source, ref or s.branch)
@@ -205,6 +235,7 @@ async def _succeed(e: Environment, run: Run) -> Outcome:
 
 async def rollback(e: Environment, *, wait: bool = True) -> Outcome:
     """Back to the revision that served before the current one: a traffic flip while its set is warm."""
+    await resolve_env(e)
     s = e.settings
     await recover_stale(e)
     target_rev, last_id = rollback_target(e)
@@ -273,6 +304,7 @@ def _mark_rolled_back(e: Environment, last_id: str, outcome: Outcome) -> None:
 
 async def recover_one(e: Environment, dep_id: str) -> Outcome | None:
     """Finish or roll back a run whose owner died; None if its owner is alive (not ours to touch)."""
+    await resolve_env(e)
     s = e.settings
     with e.store.session() as ses:
         row = dq.get_deployment(ses, dep_id)
@@ -323,4 +355,5 @@ def _fail_quiet(journal: Journal, reason: str) -> DeployState:
     return DeployState.FAILED
 
 
-__all__ = ["Environment", "Outcome", "deploy", "recover_one", "recover_stale", "rollback", "serving", "weights"]
+__all__ = ["Environment", "Outcome", "deploy", "recover_one", "recover_stale", "resolve_env", "rollback", "serving",
+           "weights"]

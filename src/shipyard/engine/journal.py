@@ -2,6 +2,7 @@
 
 Each call is its own transaction, committed before the engine moves on, so a run killed at any point leaves
 a history that says exactly how far it got (DESIGN principle 2). A listener sees the same events live.
+Everything passes the run's Redactor first, so no secret value reaches the store or the listener.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 from shipyard.domain.deployment import DeployState, StepState
 from shipyard.domain.plan import Step
+from shipyard.secrets.redact import Redactor
 from shipyard.store import Store
 from shipyard.store import deployments as q
 from shipyard.store import events as ev
@@ -28,8 +30,15 @@ class Journal:
     env: str
     listener: Listener | None = None
     _steps: dict[tuple[str, int], int] = field(default_factory=dict)
+    redactor: Redactor | None = None
+
+    def redact(self, text: str) -> str:
+        """`text` with every registered secret value masked (for output stored or shown elsewhere)."""
+        return self.redactor.redact(text) if self.redactor else text
 
     def event(self, kind: str, message: str = "", **data: Any) -> None:
+        if self.redactor:
+            message, data = self.redactor.redact(message), self.redactor.redact_data(data)
         with self.store.session() as s:
             ev.add_event(s, kind=kind, message=message, deployment_id=self.deployment_id,
                          service=self.service, env=self.env, data=data)
@@ -37,6 +46,7 @@ class Journal:
             self.listener(kind, {"message": message, **data})
 
     def transition(self, state: DeployState, reason: str | None = None, **fields: Any) -> None:
+        reason = self.redact(reason) if reason else reason
         with self.store.session() as s:
             q.update_deployment(s, self.deployment_id, state=state, reason=reason, **fields)
         if self.listener:
@@ -56,6 +66,9 @@ class Journal:
 
     def step_finished(self, phase: str, idx: int, state: StepState, *, output: str | None = None,
                       error: str | None = None, detail: dict[str, Any] | None = None) -> None:
+        if self.redactor:
+            output, error = (self.redact(t) if t else t for t in (output, error))
+            detail = self.redactor.redact_data(detail)
         with self.store.session() as s:
             sq.finish_step(s, self._steps.pop((phase, idx)), state, output=output, error=error, detail=detail)
         if self.listener:

@@ -9,6 +9,7 @@ this run started or adopted (`new`). That makes every step idempotent, so a run 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -41,6 +42,7 @@ from shipyard.health.checker import HealthMonitor, wait_healthy
 from shipyard.health.probes import Prober, ProbeResult
 from shipyard.releases.store import ReleaseStore
 from shipyard.routers.base import Router, WeightedBackend
+from shipyard.secrets.redact import REDACT_ENV
 from shipyard.targets.base import LaunchSpec, Target
 
 FAILPOINT_ENV = "SHIPYARD_FAILPOINT"   # fault injection for crash tests: "after-step:N" kills this process
@@ -155,7 +157,7 @@ class Run:
         if isinstance(step, Prepare):
             _, result = await self.releases.prepare(self.s.source, self.s.service, self.revision,
                                                     build=self.s.build, env=self.environ(),
-                                                    timeout=self.s.build_timeout)
+                                                    timeout=self.s.build_timeout, redact=self.journal.redact)
             return {"output": result.output if result else "release already built", "built": bool(result)}
         if isinstance(step, RunHook):
             return await self._hook(step.hook, self.s.hooks[step.hook])
@@ -225,6 +227,8 @@ class Run:
     def _spec(self, revision: str, deployment: str) -> LaunchSpec:
         environ = {**self.environ(), "SHIPYARD_REVISION": revision,
                    "SHIPYARD_RELEASE_DIR": str(self.releases.path(self.s.service, revision))}
+        if self.journal.redactor:       # the agent masks these in the log and drops them from the app's env
+            environ[REDACT_ENV] = json.dumps(self.journal.redactor.values())
         return LaunchSpec(service=self.s.service, env=self.s.env, revision=revision, deployment=deployment,
                           cwd=self.releases.path(self.s.service, revision), argv=self.s.launch_argv(),
                           environ=environ, stop_timeout=self.s.stop_timeout)
@@ -344,7 +348,8 @@ class Run:
         if missing > 0:
             if not self.releases.is_ready(self.s.service, self.ctx.old_revision):
                 await self.releases.prepare(self.s.source, self.s.service, self.ctx.old_revision,
-                                            build=self.s.build, env=self.environ(), timeout=self.s.build_timeout)
+                                            build=self.s.build, env=self.environ(), timeout=self.s.build_timeout,
+                                            redact=self.journal.redact)
             fresh = await self.target.start(self._spec(self.ctx.old_revision, self.id + "-rollback"), missing)
             await self._wait_healthy([i.address for i in fresh])
             self.ctx.old = [i.id for i in olds + fresh]

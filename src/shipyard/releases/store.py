@@ -7,7 +7,7 @@ import fcntl
 import json
 import shutil
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -30,8 +30,13 @@ class ReleaseStore:
         return marker.exists() and json.loads(marker.read_text()).get("built", False)
 
     async def prepare(self, source: GitSource, service: str, sha: str, *, build: str | None,
-                      env: dict[str, str], timeout: float) -> tuple[Path, CommandResult | None]:
-        """Export and build a revision once; a failed build leaves nothing behind, so a retry builds anew."""
+                      env: dict[str, str], timeout: float,
+                      redact: Callable[[str], str] | None = None) -> tuple[Path, CommandResult | None]:
+        """Export and build a revision once; a failed build leaves nothing behind, so a retry builds anew.
+
+        `redact` masks secret values in the build log before it is written (the build sees the secrets).
+        """
+        redact = redact or (lambda text: text)
         dest = self.path(service, sha)
         dest.parent.mkdir(parents=True, exist_ok=True)
         async with self._lock(service, sha):
@@ -43,11 +48,11 @@ class ReleaseStore:
             result = None
             if build:
                 result = await run_command(build, cwd=dest, env=env, timeout=timeout)
-                (dest / ".shipyard-build.log").write_text(result.output)
+                (dest / ".shipyard-build.log").write_text(redact(result.output))
                 if not result.ok:
                     shutil.rmtree(dest, ignore_errors=True)
                     why = "timed out" if result.timed_out else f"exited {result.returncode}"
-                    raise ReleaseError(f"build of {service} {sha[:8]} {why}: {result.tail(3)}")
+                    raise ReleaseError(f"build of {service} {sha[:8]} {why}: {redact(result.tail(3))}")
             (dest / MARKER).write_text(json.dumps({"sha": sha, "built": True, "at": time.time()}))
             return dest, result
 
