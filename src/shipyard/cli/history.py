@@ -29,11 +29,17 @@ def history_cmd(
     env: Annotated[str | None, typer.Option("--env", "-e", help="Only this environment.")] = None,
     service: Annotated[str | None, typer.Option("--service", "-s", help="Only this service.")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", help="How many, newest first.")] = 20,
+    promotions: Annotated[bool, typer.Option("--promotions",
+                                             help="List promotions, hotfix syncs and tag rollbacks instead.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     config: ConfigOpt = None,
 ) -> None:
-    """List deployments, newest first."""
+    """List deployments (or, with --promotions, promotions), newest first."""
     project = Project.load(config)
+    if promotions:
+        from shipyard.cli.promote import promotions_table
+        promotions_table(project, limit, as_json, env=env)
+        return
     with project.store.session() as s:
         rows = [deployment_dict(d) for d in dq.list_deployments(s, service=service, env=env, limit=limit)]
     if as_json:

@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from shipyard.cli import agent, config_cmd, demo, deploy, env, history, render, secrets, status
+from shipyard.cli import agent, config_cmd, demo, deploy, env, history, promote, render, repos, secrets, status
 from shipyard.errors import ShipyardError
 
 app = typer.Typer(name="shipyard", help="Promote, deploy with zero downtime, watch, roll back, record.",
@@ -19,7 +19,7 @@ app = typer.Typer(name="shipyard", help="Promote, deploy with zero downtime, wat
 app.command("init")(config_cmd.init_cmd)
 app.add_typer(config_cmd.app, name="config")
 app.command("deploy")(deploy.deploy_cmd)
-app.command("rollback")(deploy.rollback_cmd)
+app.command("rollback")(promote.rollback_cmd)      # a service, or every repo back to a tag with --to
 app.command("recover")(deploy.recover_cmd)
 app.command("status")(status.status_cmd)
 app.command("history")(history.history_cmd)
@@ -28,6 +28,10 @@ app.add_typer(agent.app, name="agent")
 app.add_typer(secrets.app, name="secrets")
 app.add_typer(env.app, name="env")
 app.command("demo")(demo.demo_cmd)
+app.command("promote")(promote.promote_cmd)
+app.add_typer(promote.hotfix_app, name="hotfix")
+app.command("unfreeze")(promote.unfreeze_cmd)
+app.add_typer(repos.app, name="repos")
 
 
 def _click_errors() -> tuple[type[Exception], ...]:

@@ -197,3 +197,74 @@ class QueueEntry(Base):
 
     def __repr__(self) -> str:
         return f"<QueueEntry {self.id} {self.service}/{self.env} {self.deployment_id}>"
+
+
+class Promotion(Base):
+    """One multi-repo operation (promote, hotfix sync, tag rollback): who, what, and how it ended.
+
+    Written before the first push (state `planned`, with every repo's planned new sha), so a crash at any
+    point leaves a record that says which repos may have moved and lets `promote --resume` finish it.
+    """
+
+    __tablename__ = "promotions"
+    __table_args__ = (Index("ix_promotions_target_env_created_at", "target_env", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    source_env: Mapped[str | None] = mapped_column(String(128))
+    target_env: Mapped[str] = mapped_column(String(128))
+    stamp: Mapped[str] = mapped_column(String(32))
+    rollback_to: Mapped[str | None] = mapped_column(String(255))
+    actor: Mapped[str] = mapped_column(String(255))
+    message: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+
+    def __repr__(self) -> str:
+        return f"<Promotion {self.id} {self.kind} {self.source_env}->{self.target_env} {self.state}>"
+
+
+class PromotionRepo(Base):
+    """One repo's part in a promotion: the refs it moves (old -> new) and what became of them."""
+
+    __tablename__ = "promotion_repos"
+
+    promotion_id: Mapped[str] = mapped_column(
+        String(128), ForeignKey("promotions.id", ondelete="CASCADE"), primary_key=True)
+    repo: Mapped[str] = mapped_column(String(128), primary_key=True)
+    branch: Mapped[str | None] = mapped_column(String(255))
+    source_sha: Mapped[str | None] = mapped_column(String(64))
+    old_sha: Mapped[str | None] = mapped_column(String(64))
+    new_sha: Mapped[str | None] = mapped_column(String(64))
+    tag: Mapped[str | None] = mapped_column(String(255))
+    result: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str | None] = mapped_column(Text)
+    updates: Mapped[list[dict[str, Any]]]
+    updated_at: Mapped[datetime]
+
+    def __repr__(self) -> str:
+        return f"<PromotionRepo {self.promotion_id} {self.repo} {self.result}>"
+
+
+class EnvFreeze(Base):
+    """An environment frozen against promotion (by a rollback), until `shipyard unfreeze` lifts it.
+
+    Lifted freezes are kept (lifted_at/lifted_by set) as the audit of who allowed promotions again.
+    """
+
+    __tablename__ = "env_freezes"
+    __table_args__ = (Index("ix_env_freezes_env_lifted_at", "env", "lifted_at"), {"sqlite_autoincrement": True})
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    env: Mapped[str] = mapped_column(String(128))
+    promotion_id: Mapped[str | None] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(Text)
+    frozen_by: Mapped[str] = mapped_column(String(255))
+    frozen_at: Mapped[datetime]
+    lifted_by: Mapped[str | None] = mapped_column(String(255))
+    lifted_at: Mapped[datetime | None]
+
+    def __repr__(self) -> str:
+        return f"<EnvFreeze {self.env} by {self.promotion_id} lifted={self.lifted_at is not None}>"

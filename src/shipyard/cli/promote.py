@@ -1,0 +1,361 @@
+"""`shipyard promote`, `hotfix sync`, `rollback --to TAG`, `unfreeze`, and `history --promotions`' table.
+
+Every command here has the same shape: prepare (check, fetch, plan and build every repo; nothing visible
+changes), show the plan, confirm as the target environment asks (`confirm: once|twice`; `--yes` skips it;
+without a terminal it refuses instead of waiting), push all or nothing, report where each repo is, then
+deploy the changed services of an `auto_deploy` env (unless `--no-deploy`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import sys
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from shipyard.cli import deploy as deploy_cli
+from shipyard.cli import render
+from shipyard.cli.aio import run
+from shipyard.cli.project import Project, actor
+from shipyard.errors import FleetError, PushFailed, ShipyardError, UsageError
+from shipyard.fleet import autodeploy
+from shipyard.fleet.context import FleetContext, Prepared
+from shipyard.fleet.execute import Outcome, execute, record_refused
+from shipyard.fleet.freeze import unfreeze
+from shipyard.fleet.parallel import DEFAULT_JOBS
+from shipyard.fleet.promote import prepare_hotfix, prepare_promotion, prepare_resume
+from shipyard.fleet.rollback import prepare_rollback
+from shipyard.store import promotions as pq
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Path to shipyard.yaml.")]
+OnlyOpt = Annotated[list[str] | None, typer.Option("--only", help="Only these repos (comma-separated).")]
+GroupOpt = Annotated[str | None, typer.Option("--group", "-g", help="Only the repos in this group.")]
+JobsOpt = Annotated[int, typer.Option("--jobs", "-j", min=1, max=64, help="Repos worked on at the same time.")]
+MessageOpt = Annotated[str, typer.Option("--message", "-m", help="Merge commit and tag message.")]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show the plan (and any conflicts); push nothing.")]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+KeepOpt = Annotated[bool, typer.Option("--keep-partial", help="If a push fails, keep the repos already pushed "
+                                       "(finish later with `promote --resume ID`) instead of putting them back.")]
+NoDeployOpt = Annotated[bool, typer.Option("--no-deploy", help="Do not deploy auto_deploy envs afterwards.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON summary.")]
+
+hotfix_app = typer.Typer(help="Hotfix helpers.", no_args_is_help=True)
+CONFIRM_RANK = {"none": 0, "once": 1, "twice": 2}
+
+
+@contextlib.contextmanager
+def per_repo_details(as_json: bool = False) -> Iterator[None]:
+    """Print a FleetError's per-repo lines (stdout; a JSON object with --json) before main prints its one
+    `error:` line on stderr."""
+    try:
+        yield
+    except FleetError as err:
+        if err.details and as_json:
+            render.print_json({"error": str(err), "problems": [{"repo": r, "problem": p} for r, p in err.details]})
+        elif err.details:
+            render.repo_lines(err.details)
+        raise
+
+
+def can_prompt() -> bool:
+    """A person may answer: a terminal, or (outside CI) a pipe or file on stdin. /dev/null or no stdin: no."""
+    stream = sys.stdin
+    if stream is None or stream.closed:
+        return False
+    try:
+        if stream.isatty():
+            return True
+        mode = os.fstat(stream.fileno()).st_mode
+    except (OSError, ValueError):
+        return False
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        return False
+    return not stat.S_ISCHR(mode)          # /dev/null is a character device that is not a terminal
+
+
+def confirm(level: str, env: str, question: str, yes: bool) -> None:
+    """Ask as `confirm:` says (twice: the second by typing the env name); refuse rather than hang."""
+    if yes or level == "none":
+        return
+    if not can_prompt():
+        raise UsageError(f"{question[0].lower()}{question[1:]} needs confirmation ({env} has confirm: {level}) "
+                         "and there is no terminal to ask: pass --yes")
+    piped = not sys.stdin.isatty()          # answers read from a pipe are not echoed: end the line ourselves
+    try:
+        answer = typer.confirm(f"{question}?", default=False, err=True)
+        if piped:
+            typer.echo("", err=True)
+        if not answer:
+            raise ShipyardError("not confirmed: nothing was pushed")
+        if level == "twice":
+            typed = typer.prompt(f"Type the environment name ({env}) to confirm", default="", show_default=False,
+                                 err=True)
+            if piped:
+                typer.echo("", err=True)
+            if typed.strip() != env:
+                raise ShipyardError(f"confirmation did not match {env!r}: nothing was pushed")
+    except typer.Abort:
+        raise UsageError(f"no answer to the confirmation for {env} on stdin: nothing was pushed "
+                         "(pass --yes to confirm without a terminal)") from None
+
+
+def show_plan(prepared: Prepared, *, commits: bool) -> None:
+    """Per repo: what moves (commit count, first subjects with --dry-run), the tag, or why it is skipped."""
+    plan = prepared.plan
+    rows: list[tuple[str, Any, str]] = []
+    for r in plan.repos:
+        built = prepared.built.get(r.repo)
+        if r.action == "update" and built and built.problem:
+            rows.append((r.repo, render.styled("conflict"), built.problem))
+            continue
+        if r.action != "update":
+            rows.append((r.repo, render.styled("skipped" if r.action == "skip" else "failed"), r.reason))
+            continue
+        moving = "; ".join(f"{m.count} commit(s) → {m.branch}" for m in r.moving)
+        tag = f", tag {built.tag}" if built and built.tag else ""
+        rows.append((r.repo, render.styled("pending"), moving + tag))
+        if commits:
+            for m in r.moving:
+                into = f"→ {m.branch}: " if len(r.moving) > 1 else ""
+                for c in m.commits[:20]:
+                    rows.append(("", "", f"  {into}{c.sha[:8]} {c.subject}"[:110]))
+                if m.count > 20:
+                    rows.append(("", "", f"  {into}... and {m.count - 20} more"))
+    what = {"promote": f"{plan.source_env} → {plan.target_env}", "hotfix": " → ".join(
+        [str(plan.source_env), *plan.target_envs]), "rollback": f"{plan.target_env} to {plan.extra.get('to')}"}
+    render.table(f"{plan.kind} {what[plan.kind]}  ({plan.id})", ["repo", "plan", "detail"], rows)
+
+
+def show_outcome(outcome: Outcome) -> None:
+    render.table(f"{outcome.id}: {outcome.state}", ["repo", "result", "old → new", "tag", "detail"],
+                 [(r.repo, render.styled(r.result), f"{(r.old or '-')[:8]} → {(r.new or '-')[:8]}",
+                   r.tag or "", "; ".join([r.detail, *r.notes]).strip("; ")) for r in outcome.repos])
+
+
+def _deploy(project: Project, outcome: Outcome, no_deploy: bool, as_json: bool) -> list[dict[str, Any]]:
+    results: list[dict[str, Any]] = []
+    for env, changed in outcome.changed.items():
+        services = autodeploy.services_to_deploy(project.config, changed)
+        if no_deploy or not services or not project.config.environments[env].auto_deploy:
+            continue
+
+        async def go(env: str = env, services: list[tuple[str, str]] = services) -> list[dict[str, Any]]:
+            async with project.agent() as agent:
+                return await autodeploy.deploy_changed(
+                    services, lambda svc: project.environment(
+                        svc, env, agent, listener=None if as_json else render.DeployProgress(f"deploy {svc} → {env}",
+                                                                                            live=False)))
+
+        for r in run(go()):
+            results.append({"env": env, **r})
+    return results
+
+
+def drive(project: Project, title: str, prepare: Callable[[FleetContext], Coroutine[Any, Any, Prepared]], *, jobs: int,
+          dry_run: bool, yes: bool, keep_partial: bool, no_deploy: bool, as_json: bool,
+          push_empty: bool = False) -> None:
+    """prepare → show → confirm → execute → report → deploy, with one exit code at the end."""
+    progress = render.RepoProgress(title, [], quiet=as_json)
+    ctx = FleetContext(project.config, project.root, project.store, actor(), jobs, progress)
+    with per_repo_details(as_json):
+        with progress:
+            prepared = run(prepare(ctx))
+        plan = prepared.plan
+        if as_json and (dry_run or prepared.problems()):
+            render.print_json({"plan": plan_dict(prepared), "problems": [
+                {"repo": r, "problem": p} for r, p in prepared.problems()]})
+        elif not as_json:
+            show_plan(prepared, commits=dry_run)
+        if prepared.problems() and not dry_run:
+            record_refused(ctx, prepared)
+        try:
+            prepared.check()
+        except FleetError as err:
+            if as_json:
+                err.details = []            # already in the JSON printed above
+            raise
+        if dry_run:
+            return
+        if not prepared.to_push() and not push_empty and not prepared.already_pushed:
+            if as_json:
+                render.print_json({"plan": plan_dict(prepared), "outcome": None})
+            else:
+                render.info(f"nothing to {plan.kind}: every repo was skipped")
+            return
+        level = max((project.config.environments[e].confirm for e in plan.target_envs),
+                    key=lambda c: CONFIRM_RANK.get(c, 1))
+        confirm(level, plan.target_env, f"{title}: push to {len(prepared.to_push())} repo(s)", yes)
+        with render.RepoProgress(title, prepared.to_push(), quiet=as_json) as push_progress:
+            ctx.listener = push_progress
+            outcome = run(execute(ctx, prepared, keep_partial=keep_partial))
+        deployed = _deploy(project, outcome, no_deploy, as_json) if outcome.state == "completed" else []
+        if as_json:
+            render.print_json({"plan": plan_dict(prepared), "outcome": outcome.as_dict(), "deployments": deployed})
+        else:
+            show_outcome(outcome)
+            for d in deployed:
+                render.info(f"deploy {d['service']} → {d['env']}: {d['state']} {d.get('id') or ''} "
+                            f"{d.get('reason') or ''}".strip())
+        if outcome.state != "completed":
+            raise PushFailed(_failure_line(outcome))
+        failed = [d for d in deployed if d["state"] != "succeeded"]
+        if failed:
+            raise ShipyardError(f"{outcome.id} completed, but deploying {', '.join(d['service'] for d in failed)} "
+                                f"failed: {failed[0].get('reason') or failed[0]['state']}")
+        if not as_json:
+            render.info(f"✓ {outcome.id} completed: {len(outcome.where('pushed'))} pushed, "
+                        f"{len(outcome.where('skipped'))} skipped")
+
+
+def _failure_line(outcome: Outcome) -> str:
+    bad = outcome.where("rejected", "failed")
+    where = {"compensated": "the repos already pushed were put back",
+             "partial": f"kept pushed: {', '.join(outcome.where('pushed', 'compensation_failed'))}; "
+                        f"finish with `shipyard promote --resume {outcome.id}`",
+             "failed": "nothing was pushed"}.get(outcome.state, outcome.state)
+    return f"{outcome.id} {outcome.state}: push failed in {', '.join(bad) or '?'}; {where}"
+
+
+def plan_dict(prepared: Prepared) -> dict[str, Any]:
+    plan = prepared.plan
+    return {"id": plan.id, "kind": plan.kind, "source_env": plan.source_env, "target_env": plan.target_env,
+            "stamp": plan.stamp, "tag": plan.tag, "repos": [
+                {"repo": r.repo, "action": r.action, "reason": r.reason,
+                 "problem": (prepared.built[r.repo].problem if r.repo in prepared.built else None),
+                 "conflicts": (prepared.built[r.repo].conflicts if r.repo in prepared.built else []),
+                 "moving": [{"branch": m.branch, "count": m.count,
+                             "commits": [{"sha": c.sha, "subject": c.subject} for c in m.commits]} for m in r.moving]}
+                for r in plan.repos]}
+
+
+def promote_cmd(
+    source: Annotated[str | None, typer.Argument(help="Environment promoted from (dev).")] = None,
+    target: Annotated[str | None, typer.Argument(help="Environment promoted to (stg).")] = None,
+    message: MessageOpt = "", dry_run: DryRunOpt = False, yes: YesOpt = False, keep_partial: KeepOpt = False,
+    resume: Annotated[str | None, typer.Option("--resume", help="Finish a kept partial promotion (its id).")] = None,
+    only: OnlyOpt = None, group: GroupOpt = None, jobs: JobsOpt = DEFAULT_JOBS, no_deploy: NoDeployOpt = False,
+    as_json: JsonOpt = False, config: ConfigOpt = None,
+) -> None:
+    """Merge SOURCE into TARGET (--no-ff) in every repo that has something new, tag, push: all or nothing."""
+    project = Project.load(config)
+    if resume:
+        if source or target or only or group:
+            raise UsageError("--resume ID takes no environments, --only or --group: it finishes what it started")
+        drive(project, f"resume {resume}", lambda ctx: prepare_resume(ctx, resume), jobs=jobs, dry_run=dry_run,
+              yes=yes, keep_partial=True, no_deploy=no_deploy, as_json=as_json)
+        return
+    if not source or not target:
+        raise UsageError("promote needs SOURCE and TARGET environments, e.g. shipyard promote dev stg")
+    drive(project, f"promote {source} → {target}",
+          lambda ctx: prepare_promotion(ctx, source, target, message=message, only=only or [], group=group),
+          jobs=jobs, dry_run=dry_run, yes=yes, keep_partial=keep_partial, no_deploy=no_deploy, as_json=as_json)
+
+
+def hotfix_sync_cmd(message: MessageOpt = "", dry_run: DryRunOpt = False, yes: YesOpt = False,
+                    keep_partial: KeepOpt = False, only: OnlyOpt = None, group: GroupOpt = None,
+                    jobs: JobsOpt = DEFAULT_JOBS, no_deploy: NoDeployOpt = False, as_json: JsonOpt = False,
+                    config: ConfigOpt = None) -> None:
+    """Back-merge a hotfix in every repo: prod's branch into stg's, then stg's into dev's."""
+    project = Project.load(config)
+    drive(project, "hotfix sync", lambda ctx: prepare_hotfix(ctx, message=message, only=only or [], group=group),
+          jobs=jobs, dry_run=dry_run, yes=yes, keep_partial=keep_partial, no_deploy=no_deploy, as_json=as_json)
+
+
+hotfix_app.command("sync")(hotfix_sync_cmd)
+
+
+def rollback_cmd(
+    service: Annotated[str | None, typer.Argument(help="Service to roll back (traffic flip); omit with --to.")]
+    = None,
+    env: Annotated[str, typer.Option("--env", "-e", help="Environment to act on.")] = "",
+    to: Annotated[str | None, typer.Option("--to", help="Deploy tag: move the env branch of every repo back to "
+                                           "it (a revert commit, or --force), then freeze the env.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="With --to: reset the branch by force-with-lease "
+                                        "(only where environments.ENV.allow_force).")] = False,
+    message: MessageOpt = "", dry_run: DryRunOpt = False, yes: YesOpt = False, keep_partial: KeepOpt = False,
+    only: OnlyOpt = None, group: GroupOpt = None, jobs: JobsOpt = DEFAULT_JOBS, no_deploy: NoDeployOpt = False,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="Refuse instead of queueing behind a running deploy.")]
+    = False,
+    as_json: JsonOpt = False, config: ConfigOpt = None,
+) -> None:
+    """Roll back SERVICE to its previous release, or with --to TAG every repo's ENV branch to that tag."""
+    if not env:
+        raise UsageError("rollback needs --env, e.g. shipyard rollback api --env prod")
+    if to is None:
+        if service is None:
+            raise UsageError("rollback needs a SERVICE (previous release) or --to TAG (every repo's branch)")
+        if force or only or group:
+            raise UsageError("--force, --only and --group apply to `rollback --to TAG` only")
+        deploy_cli.rollback_cmd(service, env, no_wait=no_wait, as_json=as_json, config=config)
+        return
+    if service is not None:
+        raise UsageError("rollback --to TAG acts on every repo (or --only/--group), not on one service")
+    project = Project.load(config)
+    drive(project, f"rollback {env} to {to}",
+          lambda ctx: prepare_rollback(ctx, env, to, force=force, message=message, only=only or [], group=group),
+          jobs=jobs, dry_run=dry_run, yes=yes, keep_partial=keep_partial, no_deploy=no_deploy, as_json=as_json,
+          push_empty=True)
+
+
+def unfreeze_cmd(env: Annotated[str, typer.Option("--env", "-e", help="Environment to unfreeze.")],
+                 as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """Allow promotions into ENV again after a rollback froze it."""
+    project = Project.load(config)
+    lifted = unfreeze(project.config, project.store, env, actor=actor())
+    if as_json:
+        render.print_json({"env": env, "lifted": lifted})
+    elif lifted:
+        render.info(f"{env} unfrozen (was frozen by {', '.join(lifted)})")
+    else:
+        render.info(f"{env} was not frozen")
+
+
+def promotion_dict(row: Any, repos: list[Any]) -> dict[str, Any]:
+    return {"id": row.id, "kind": row.kind, "source_env": row.source_env, "target_env": row.target_env,
+            "state": row.state, "actor": row.actor, "message": row.message, "stamp": row.stamp,
+            "rollback_to": row.rollback_to, "detail": row.detail, "created_at": row.created_at,
+            "finished_at": row.finished_at,
+            "repos": [{"repo": r.repo, "branch": r.branch, "old_sha": r.old_sha, "new_sha": r.new_sha, "tag": r.tag,
+                       "result": r.result, "detail": r.detail} for r in repos]}
+
+
+def promotions_table(project: Project, limit: int, as_json: bool, env: str | None = None) -> None:
+    """`shipyard history --promotions`: recorded promotions, hotfix syncs and rollbacks, newest first."""
+    with project.store.session(readonly=True) as s:
+        rows = [promotion_dict(p, pq.promotion_repos(s, p.id)) for p in pq.list_promotions(s, env=env, limit=limit)]
+    if as_json:
+        render.print_json({"promotions": rows})
+        return
+
+    def counts(repos: list[dict[str, Any]]) -> str:
+        found: dict[str, int] = {}
+        for r in repos:
+            found[r["result"]] = found.get(r["result"], 0) + 1
+        return ", ".join(f"{n} {k}" for k, n in found.items())
+
+    render.table(None, ["id", "kind", "envs", "state", "repos", "actor", "when", "message"],
+                 [(r["id"], r["kind"], f"{r['source_env'] or ''} → {r['target_env']}".strip(),
+                   render.styled(r["state"]), counts(r["repos"]), r["actor"], render.ago(r["created_at"]),
+                   (r["message"] or r["rollback_to"] or "")[:50]) for r in rows])
+
+
+def register(app: typer.Typer) -> None:
+    """Add the fleet commands to the `shipyard` app: promote, hotfix, rollback (this one, which keeps the
+    service rollback and adds --to), unfreeze, repos. Idempotent, so a test or bench harness can call it
+    whether or not cli/main.py already did."""
+    from shipyard.cli import repos
+
+    commands: dict[str, Callable[..., None]] = {"promote": promote_cmd, "rollback": rollback_cmd,
+                                                "unfreeze": unfreeze_cmd}
+    app.registered_commands = [c for c in app.registered_commands if c.name not in commands]
+    for name, func in commands.items():
+        app.command(name)(func)
+    groups = {"hotfix": hotfix_app, "repos": repos.app}
+    app.registered_groups = [g for g in app.registered_groups if g.name not in groups]
+    for name, sub in groups.items():
+        app.add_typer(sub, name=name)

@@ -1,0 +1,34 @@
+"""After a promotion into an env with `auto_deploy: true`: deploy the services whose repo moved.
+
+Kept apart from the promotion itself (and skippable with --no-deploy): the promotion is complete and
+recorded once the pushes went through; a deploy that fails afterwards is a deployment failure with its own
+record and rollback, not a reason to undo the git side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from shipyard.engine import deployer
+from shipyard.errors import ShipyardError
+
+
+def services_to_deploy(config: Any, changed: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(service, sha) for every service whose repo is in `changed` (repo -> new sha), in config order."""
+    return [(name, changed[svc.repo]) for name, svc in config.services.items() if svc.repo in changed]
+
+
+async def deploy_changed(services: list[tuple[str, str]],
+                         environment: Callable[[str], deployer.Environment]) -> list[dict[str, Any]]:
+    """Deploy each (service, sha) one after the other through the engine; collect, never raise, results."""
+    results: list[dict[str, Any]] = []
+    for service, sha in services:
+        try:
+            outcome = await deployer.deploy(environment(service), sha)
+        except ShipyardError as err:
+            results.append({"service": service, "revision": sha, "id": None, "state": "failed", "reason": str(err)})
+            continue
+        results.append({"service": service, "revision": sha, "id": outcome.deployment_id,
+                        "state": str(outcome.state), "reason": outcome.reason})
+    return results
