@@ -15,10 +15,7 @@ from shipyard.agent.daemon import stop_agent
 from shipyard.cli import render
 from shipyard.cli.aio import run
 from shipyard.cli.project import Project
-from shipyard.demo.load import LoadRunner
-from shipyard.demo.workspace import commit_version, create_workspace
 from shipyard.engine import deployer
-from shipyard.store import deployments as dq
 
 
 def free_port() -> int:
@@ -35,6 +32,11 @@ def demo_cmd(
     rps: Annotated[int, typer.Option("--rps", help="Steady load during the rolling deploy.")] = 200,
 ) -> None:
     """Deploy v1, roll out v2 under load, watch a broken v3 roll back by itself, print the history."""
+    # Imported here, not at the top: aiohttp and the workspace builder would slow every other command.
+    from shipyard.demo.load import LoadRunner
+    from shipyard.demo.workspace import commit_version, create_workspace
+    from shipyard.store import deployments as dq
+
     root = directory.resolve() if directory else Path(tempfile.mkdtemp(prefix="shipyard-demo-"))
     root.mkdir(parents=True, exist_ok=True)
     say = (lambda msg: None) if as_json else (lambda msg: render.console.print(f"[bold cyan]▸[/] {msg}"))

@@ -52,7 +52,6 @@ from shipyard.store.leases import (
     release,
     try_acquire,
 )
-from shipyard.store.migrate import upgrade
 from shipyard.store.models import Deployment, Event, Lease, QueueEntry, StepRecord
 from shipyard.store.owner import current_owner, owner_is_dead
 from shipyard.store.queue import (
@@ -101,6 +100,7 @@ class Store:
                                  f"missing driver module {err.name!r}") from None
             try:
                 if migrate:
+                    from shipyard.store.migrate import upgrade  # alembic only loads when a store opens
                     upgrade(engine)
                 else:
                     with engine.connect():
