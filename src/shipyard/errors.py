@@ -19,6 +19,9 @@ where they happen, so the CLI can print one line and choose an exit code without
     ├── HookError                      a lifecycle hook failed or timed out
     ├── HealthCheckError               instances did not become healthy
     ├── DeploymentFailed               a deployment ended failed or rolled back (carries its id and reason)
+    ├── MonitoringError                a metric provider could not be reached or answered nonsense
+    ├── AnalysisFailed                 an alarm fired or the canary judge failed during an analyze step
+    ├── NotifyError                    a notification channel refused or could not be reached (never fails a deploy)
     ├── FleetError                     a multi-repo git operation failed; the report says where each repo is
     │   ├── GitError                   one git command failed (git's own last stderr line)
     │   ├── ReposNotReady              refused up front (dirty tree, detached HEAD, no remote/branch): nothing changed
@@ -113,6 +116,27 @@ class DeploymentFailed(ShipyardError):
 
 class InvalidTransition(ShipyardError):
     pass
+
+
+class MonitoringError(ShipyardError):
+    """A metric provider failed; distinct from "no data", which alarms handle by `treat_missing_data`."""
+
+
+class AnalysisFailed(ShipyardError):
+    """An analyze step's verdict was "roll back"; `detail` holds the samples and verdicts for the record."""
+
+    def __init__(self, message: str, detail: dict[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.detail = dict(detail or {})
+
+
+class NotifyError(ShipyardError):
+    """A channel failed to deliver; `retryable` tells the worker whether trying again can help, and
+    `retry_after` carries a server's 429 Retry-After in seconds."""
+
+    def __init__(self, message: str, *, retryable: bool = True, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retryable, self.retry_after = retryable, retry_after
 
 
 class FleetError(ShipyardError):

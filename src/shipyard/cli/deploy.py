@@ -10,6 +10,7 @@ import typer
 
 from shipyard.cli import render
 from shipyard.cli.aio import run
+from shipyard.cli.notify import drain_quietly
 from shipyard.cli.project import Project
 from shipyard.domain.deployment import DeployState
 from shipyard.engine import deployer
@@ -55,7 +56,9 @@ def _run(project: Project, service: str, env: str, title: str, as_json: bool,
 
     async def go() -> Outcome:
         async with project.agent() as agent:
-            return await action(project.environment(service, env, agent, listener=progress))
+            outcome = await action(project.environment(service, env, agent, listener=progress))
+        await drain_quietly(project)    # bounded; undelivered rows stay queued for `notify worker`
+        return outcome
 
     with progress:
         outcome = run(go())

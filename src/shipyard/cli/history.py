@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from shipyard.cli import render
+from shipyard.cli.analysis_view import show_analysis
 from shipyard.cli.project import Project
 from shipyard.errors import UsageError
 from shipyard.store import deployments as dq
@@ -84,6 +85,7 @@ def show_cmd(
     render.table("steps", ["phase", "#", "step", "state", "took", "error"],
                  [(st["phase"], st["idx"] + 1, st["description"], render.styled(st["state"]),
                    render.duration(st["started_at"], st["ended_at"]), (st["error"] or "")[:80]) for st in steps])
+    show_analysis(steps)
     render.table("events", ["at", "event", "message"],
                  [(ev["at"].strftime("%H:%M:%S.%f")[:-3], ev["kind"], (ev["message"] or "")[:100]) for ev in events])
     for st in steps:

@@ -12,6 +12,8 @@ import sys
 import typer
 
 from shipyard.cli import agent, config_cmd, demo, deploy, env, history, promote, render, repos, secrets, status
+from shipyard.cli import notify as notify_cli
+from shipyard.cli import watch as watch_cli
 from shipyard.errors import ShipyardError
 
 app = typer.Typer(name="shipyard", help="Promote, deploy with zero downtime, watch, roll back, record.",
@@ -32,6 +34,8 @@ app.command("promote")(promote.promote_cmd)
 app.add_typer(promote.hotfix_app, name="hotfix")
 app.command("unfreeze")(promote.unfreeze_cmd)
 app.add_typer(repos.app, name="repos")
+app.add_typer(notify_cli.app, name="notify")
+app.command("watch")(watch_cli.watch_cmd)
 
 
 def _click_errors() -> tuple[type[Exception], ...]:

@@ -79,7 +79,8 @@ class Project:
         return Environment(settings=s, store=self.store, target=LocalTarget(agent, service, env),
                            router=BuiltinRouter(agent, service, env, s.listen),
                            releases=ReleaseStore(self.state_dir / "releases"), actor=actor(),
-                           listener=listener, secrets=self.secrets.environ_for, redactor=self.redactor)
+                           listener=listener, secrets=self.secrets.environ_for, redactor=self.redactor,
+                           notifications=self.config.notifications)
 
     def close(self) -> None:
         if self._store is not None:

@@ -117,6 +117,8 @@ class NotifyRoute(StrictModel):
     to: list[Name] = Field(min_length=1, description="Channel names (keys of `channels`).")
     environments: list[Name] | None = Field(default=None, description="Only events of these environments.")
     services: list[Name] | None = Field(default=None, description="Only events of these services.")
+    severity: list[Literal["info", "warning", "critical"]] | None = Field(
+        default=None, description="Only events of these severities (info, warning, critical).")
 
 
 class Notifications(StrictModel):
@@ -124,6 +126,13 @@ class Notifications(StrictModel):
 
     channels: dict[Name, Channel] = Field(default_factory=dict, description="Named delivery channels.")
     routes: list[NotifyRoute] = Field(default_factory=list, description="Which events go to which channels.")
+    dashboard_url: str | None = Field(default=None, description="Base URL of the dashboard; messages link "
+                                                               "to the deployment and its logs under it.")
+    revision_url: str | None = Field(default=None, description="Link for a revision in messages, with "
+                                                               "{service}, {env} and {revision}, e.g. "
+                                                               "https://github.com/org/{service}/commit/{revision}.")
+    give_up_after: Duration = Field(default=3600.0, gt=0, description="Stop retrying a message this long "
+                                                                     "after its event; the failure is recorded.")
 
 
 # --- secrets ------------------------------------------------------------------------------------------

@@ -147,6 +147,36 @@ def _default_type(kind: str) -> Any:
 
 
 # --- the deploy section --------------------------------------------------------------------------------
+class JudgeMetric(StrictModel):
+    """One metric the canary judge compares between canary and baseline."""
+
+    metric: str = Field(min_length=1, description="Metric name (e.g. error_rate, latency_p95).")
+    direction: Literal["increase", "decrease", "either"] = Field(
+        default="increase", description="Which change is harmful: increase, decrease or either.")
+    tolerance: float = Field(default=0.1, ge=0, description="Allowed relative change of the median (0.1 = 10%).")
+    min_delta: float = Field(default=0.0, ge=0, description="Smallest absolute change that can count as a "
+                                                             "regression.")
+    weight: float = Field(default=1.0, gt=0, description="Weight of this metric in the score.")
+
+
+class CanaryAnalysis(StrictModel):
+    """Canary vs baseline judgement at each canary analyze step (Mann-Whitney U + tolerance, score 0-100)."""
+
+    metrics: list[JudgeMetric] = Field(min_length=1, description="Metrics compared between canary and baseline.")
+    alpha: float = Field(default=0.05, gt=0, lt=1, description="Significance level of the Mann-Whitney U test.")
+    pass_score: float = Field(default=95.0, ge=0, le=100, description="Score at or above which the canary passes.")
+    marginal_score: float = Field(default=75.0, ge=0, le=100,
+                                  description="Score at or above which it is marginal (continues, with a "
+                                              "warning event); below, it fails and rolls back.")
+    min_samples: int = Field(default=3, ge=1, description="Samples needed on each side per metric.")
+    min_requests: int = Field(default=0, ge=0, description="Requests the canary must serve in the window.")
+    no_data: Literal["fail", "pause", "pass"] = Field(
+        default="fail", description="Too little data or traffic: fail (roll back), pause (keep collecting up "
+                                    "to no_data_wait, then fail) or pass (recorded as a pass without data).")
+    no_data_wait: Duration = Field(default=60.0, ge=0, description="With no_data: pause, how long to keep "
+                                                                    "collecting before failing.")
+
+
 class Deploy(StrictModel):
     """Everything about rolling a revision out for one service (per-env overrides apply on top)."""
 
@@ -167,6 +197,11 @@ class Deploy(StrictModel):
         default=None, ge=0, description="Drain budget for websockets and long requests (default: drain_timeout).")
     alarms: list[Name] = Field(default_factory=list,
                                description="Names of alarms (top-level `alarms`) that roll a deploy back.")
+    analysis: CanaryAnalysis | None = Field(default=None, description="Canary judge run at each canary "
+                                                                      "analyze step (canary vs baseline).")
+    auto_rollback_window: Duration = Field(default=1800.0, ge=0,
+                                           description="After a deploy succeeded, an alarm within this long "
+                                                       "rolls it back (`shipyard watch`); later it only notifies.")
 
     @property
     def drain_timeout(self) -> float:

@@ -70,7 +70,7 @@ alarms:
     {{metric: http_5xx_ratio, statistic: Average, period: 1m, evaluation_periods: 3, datapoints_to_alarm: 2,
      comparison: ">", threshold: 0.10, treat_missing_data: notBreaching}}
   slow_responses:    # p95 response time above 2 s
-    {{metric: response_time, statistic: p95, period: 1m, evaluation_periods: 3, datapoints_to_alarm: 2,
+    {{metric: latency_p95, statistic: Average, period: 1m, evaluation_periods: 3, datapoints_to_alarm: 2,
      comparison: ">", threshold: 2.0, treat_missing_data: notBreaching}}
   no_healthy_hosts:  # no instance passing its health check
     {{metric: healthy_hosts, statistic: Minimum, period: 1m, evaluation_periods: 1,
@@ -78,10 +78,15 @@ alarms:
 
 notifications:
   channels: {{}}
-  #   alerts: {{type: slack, webhook: "${{secret:SLACK_ALERTS_WEBHOOK}}"}}
+  #   alerts:      {{type: slack, webhook: "${{secret:SLACK_ALERTS_WEBHOOK}}"}}
+  #   deployments: {{type: slack, webhook: "${{secret:SLACK_DEPLOYS_WEBHOOK}}"}}
+  #   monitoring:  {{type: slack, webhook: "${{secret:SLACK_MONITORING_WEBHOOK}}"}}
   #   ops: {{type: email, to: [ops@example.com], smtp: {{host: smtp.example.com, port: 587}}}}
   routes: []
   #   - {{events: ["deploy.failed", "rollback.*", "alarm.alarm"], to: [alerts, ops]}}
+  #   - {{events: ["deploy.queued", "deploy.started", "deploy.succeeded", "approval.requested",
+  #               "promotion.completed"], to: [deployments]}}
+  #   - {{events: ["alarm.*", "analysis.*", "health.*"], to: [monitoring]}}
 
 secrets: {{provider: local}}     # local | env | aws-secretsmanager | aws-ssm
 """

@@ -54,6 +54,8 @@ class Environment:
     owner: str = field(default_factory=current_owner)
     secrets: EnvSource | None = None           # None: settings.environ is used as configured (tests, fakes)
     redactor: Redactor = field(default_factory=Redactor)
+    notifications: Any = None                  # config.notifications: routes events into the outbox
+    metrics: Any = None                        # MetricProvider for alarms/judge; None = the router's counters
     env_resolved: bool = False
 
 
@@ -74,7 +76,8 @@ def _now() -> datetime:
 
 
 def _journal(e: Environment, deployment_id: str) -> Journal:
-    return Journal(e.store, deployment_id, e.settings.service, e.settings.env, e.listener, redactor=e.redactor)
+    return Journal(e.store, deployment_id, e.settings.service, e.settings.env, e.listener, redactor=e.redactor,
+                   notifications=e.notifications)
 
 
 async def resolve_env(e: Environment) -> None:
@@ -165,7 +168,7 @@ async def _run_new(e: Environment, journal: Journal, dep_id: str, revision: Revi
     journal.event("deploy.started", f"{strat.name}: {len(plan.steps)} steps", strategy=strat.name,
                   revision=revision.sha, previous_revision=old_rev, steps=[st.describe() for st in plan.steps])
     run = Run(deployment_id=dep_id, revision=revision.sha, settings=s, target=e.target, router=e.router,
-              releases=e.releases, journal=journal, context=ctx, actor=e.actor)
+              releases=e.releases, journal=journal, context=ctx, actor=e.actor, metrics=e.metrics)
     return await _drive(e, run, plan, 0, lost)
 
 
@@ -265,7 +268,7 @@ async def rollback(e: Environment, *, wait: bool = True) -> Outcome:
         journal.transition(DeployState.IN_PROGRESS, None, started_at=_now(), owner=e.owner,
                            previous_revision=old_rev, plan=plan.to_list(), context=ctx.to_dict())
         run = Run(deployment_id=dep_id, revision=target_rev, settings=s, target=e.target, router=e.router,
-                  releases=e.releases, journal=journal, context=ctx, actor=e.actor)
+                  releases=e.releases, journal=journal, context=ctx, actor=e.actor, metrics=e.metrics)
         await e.target.keep_warm(warm, None)
         outcome = await _drive(e, run, plan, 0, lost)
     _mark_rolled_back(e, last_id, outcome)
@@ -331,7 +334,7 @@ async def recover_one(e: Environment, dep_id: str) -> Outcome | None:
         journal.update(owner=e.owner)
         journal.event("recover.started", f"taking over from dead owner {owner}", previous_owner=owner)
         run = Run(deployment_id=dep_id, revision=revision, settings=s, target=e.target, router=e.router,
-                  releases=e.releases, journal=journal, context=ctx, actor=e.actor)
+                  releases=e.releases, journal=journal, context=ctx, actor=e.actor, metrics=e.metrics)
         # Close any step the dead owner left running, so the record shows where it died.
         with e.store.session() as ses:
             for r in sq.list_steps(ses, dep_id):

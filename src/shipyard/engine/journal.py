@@ -11,8 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from shipyard.config.alerting import Notifications
 from shipyard.domain.deployment import DeployState, StepState
 from shipyard.domain.plan import Step
+from shipyard.notify.outbox import enqueue_for_event
 from shipyard.secrets.redact import Redactor
 from shipyard.store import Store
 from shipyard.store import deployments as q
@@ -31,6 +33,8 @@ class Journal:
     listener: Listener | None = None
     _steps: dict[tuple[str, int], int] = field(default_factory=dict)
     redactor: Redactor | None = None
+    # Routes and channels: each event's outbox rows are written in the event's own transaction.
+    notifications: Notifications | None = None
 
     def redact(self, text: str) -> str:
         """`text` with every registered secret value masked (for output stored or shown elsewhere)."""
@@ -40,8 +44,9 @@ class Journal:
         if self.redactor:
             message, data = self.redactor.redact(message), self.redactor.redact_data(data)
         with self.store.session() as s:
-            ev.add_event(s, kind=kind, message=message, deployment_id=self.deployment_id,
-                         service=self.service, env=self.env, data=data)
+            row = ev.add_event(s, kind=kind, message=message, deployment_id=self.deployment_id,
+                               service=self.service, env=self.env, data=data)
+            enqueue_for_event(s, row, self.notifications)
         if self.listener:
             self.listener(kind, {"message": message, **data})
 

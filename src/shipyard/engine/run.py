@@ -37,7 +37,7 @@ from shipyard.domain.types import Instance
 from shipyard.engine.commands import run_command
 from shipyard.engine.journal import Journal
 from shipyard.engine.settings import HookSpec, ServiceSettings
-from shipyard.errors import HealthCheckError, HookError, ShipyardError
+from shipyard.errors import HookError, ShipyardError
 from shipyard.health.checker import HealthMonitor, wait_healthy
 from shipyard.health.probes import Prober, ProbeResult
 from shipyard.releases.store import ReleaseStore
@@ -76,8 +76,10 @@ class StepFailed(ShipyardError):
 class Run:
     def __init__(self, *, deployment_id: str, revision: str, settings: ServiceSettings, target: Target,
                  router: Router, releases: ReleaseStore, journal: Journal, context: RunContext,
-                 actor: str = "") -> None:
+                 actor: str = "", metrics: Any = None) -> None:
         self.id = deployment_id
+        self.metrics = metrics          # MetricProvider for alarms/judge; None = the router's own counters
+        self.analysis: Any = None       # engine.analysis.Analysis, created by the first Analyze step
         self.revision = revision
         self.s = settings
         self.target = target
@@ -134,7 +136,8 @@ class Run:
                 raise StepFailed(msg) from None
             except ShipyardError as exc:
                 output = getattr(exc, "output", None)
-                self.journal.step_finished("deploy", idx, StepState.FAILED, error=str(exc), output=output)
+                self.journal.step_finished("deploy", idx, StepState.FAILED, error=str(exc), output=output,
+                                           detail=getattr(exc, "detail", None))
                 raise StepFailed(f"step {idx + 1} ({step.describe()}): {exc}") from exc
             output = detail.pop("output", None) if detail else None
             self.journal.step_finished("deploy", idx, StepState.SUCCEEDED, output=output, detail=detail)
@@ -271,15 +274,15 @@ class Run:
         return {"retired": [i.id for i in retire], "warm_for": self.s.keep_previous}
 
     async def _analyze(self, seconds: float) -> dict[str, Any]:
+        """Bake: health of the routed new instances, plus the service's alarms and the canary judge."""
+        from shipyard.engine.analysis import Analysis
+
         news = [i for i in await self.new_instances() if i.address in self.ctx.routed]
+        if self.analysis is None:
+            self.analysis = Analysis.for_run(self)
         async with HealthMonitor(self.s.health, [i.address for i in news]) as monitor:
-            deadline = time.monotonic() + seconds
-            while time.monotonic() < deadline:
-                bad = monitor.unhealthy()
-                if bad:
-                    raise HealthCheckError(f"unhealthy during analysis: {', '.join(bad)}")
-                await asyncio.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
-        return {"analyzed_seconds": seconds, "instances": [i.address for i in news]}
+            detail = await self.analysis.bake(seconds, monitor.unhealthy)
+        return {"analyzed_seconds": seconds, "instances": [i.address for i in news], **detail}
 
     # ---- rollback --------------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ The engine never reaches into the config tree itself, so config shape changes st
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,8 @@ class ServiceSettings:
     health: Any                      # the config's health check model, consumed by shipyard.health
     health_wait: float
     hooks: dict[str, HookSpec]
+    alarms: dict[str, Any] = field(default_factory=dict)   # name -> config Alarm, from deploy.alarms
+    analysis: Any = None             # the canary judge's config (config.deploy.Analysis), None = no judge
 
     def launch_argv(self, port_placeholder: bool = True) -> list[str]:
         """`run` split like a shell would (no shell runs it); `{port}` is filled in by the agent via $PORT."""
@@ -100,7 +102,9 @@ def service_settings(cfg: Any, project_root: Path, service: str, env: str) -> Se
         ws_drain_timeout=float(getattr(dep, "ws_drain_timeout", None) or drain), bake=float(dep.bake or 0),
         keep_previous=float(dep.keep_previous), step_timeout=float(dep.step_timeout),
         keep_releases=int(dep.keep_releases), health=svc.health,
-        health_wait=float(getattr(svc.health, "deadline", 120.0)), hooks=hooks)
+        health_wait=float(getattr(svc.health, "deadline", 120.0)), hooks=hooks,
+        alarms={n: cfg.alarms[n] for n in getattr(dep, "alarms", []) if n in getattr(cfg, "alarms", {})},
+        analysis=getattr(dep, "analysis", None))
 
 
 def _strategy(cfg: Any) -> Strategy:

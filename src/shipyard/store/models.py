@@ -268,3 +268,33 @@ class EnvFreeze(Base):
 
     def __repr__(self) -> str:
         return f"<EnvFreeze {self.env} by {self.promotion_id} lifted={self.lifted_at is not None}>"
+
+
+class OutboxEntry(Base):
+    """One notification to deliver: an event routed to one channel, written in the event's transaction.
+
+    The worker claims due rows, sends, and records the outcome; `idempotency_key` travels with the message
+    so a receiver can drop the duplicate that at-least-once delivery may produce after a crash.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        UniqueConstraint("idempotency_key"),
+        Index("ix_outbox_state_next_attempt_at", "state", "next_attempt_at"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    event_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("events.id", ondelete="SET NULL"))
+    channel: Mapped[str] = mapped_column(String(128))
+    idempotency_key: Mapped[str] = mapped_column(String(128))
+    payload: Mapped[dict[str, Any]]
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime]
+    next_attempt_at: Mapped[datetime]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None]
+
+    def __repr__(self) -> str:
+        return f"<OutboxEntry {self.id} {self.channel} {self.state} attempts={self.attempts}>"

@@ -1,0 +1,156 @@
+"""Real local receivers for notification tests and benchmarks: an HTTP server and an SMTP server.
+
+DESIGN principle 1 (real parts): channels are tested against sockets, not mocks. The HTTP receiver records
+every request, can answer 500 or 429 (with Retry-After) or be down (its port closed), and counts
+duplicates by idempotency key the way a well-behaved receiver would dedupe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Received:
+    at: float
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class HttpReceiver:
+    """`mode` is "ok", "500" or "429"; `stop()`/`start()` make it down/up on the same port."""
+
+    port: int = field(default_factory=free_port)
+    mode: str = "ok"
+    retry_after: float = 1.0
+    requests: list[Received] = field(default_factory=list)
+    _runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.requests.append(Received(time.monotonic(), request.path, dict(request.headers), body))
+        if self.mode == "500":
+            return web.Response(status=500, text="receiver told to fail")
+        if self.mode == "429":
+            return web.Response(status=429, text="slow down", headers={"Retry-After": f"{self.retry_after:g}"})
+        if self.mode == "400":
+            return web.Response(status=400, text="invalid_payload")
+        return web.Response(text="ok")
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("POST", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
+        await site.start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> HttpReceiver:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def keys(self) -> list[str]:
+        return [r.headers.get("Idempotency-Key", "") for r in self.requests]
+
+    def duplicates(self, keys: list[str] | None = None) -> int:
+        """Deliveries beyond the first per idempotency key (what a deduping receiver would drop)."""
+        counts = Counter(keys if keys is not None else self.keys())
+        return sum(n - 1 for n in counts.values() if n > 1)
+
+    async def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
+        deadline = time.monotonic() + timeout
+        while len(self.requests) < count and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        return self.requests
+
+
+class _SmtpHandler:
+    def __init__(self, box: list[dict[str, Any]]) -> None:
+        self.box = box
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # aiosmtpd calls it by this name
+        self.box.append({"from": envelope.mail_from, "to": list(envelope.rcpt_tos),
+                         "data": envelope.content.decode("utf-8", "replace")})
+        return "250 Message accepted for delivery"
+
+
+@dataclass
+class SmtpReceiver:
+    """An aiosmtpd server on 127.0.0.1 (no TLS) that keeps every message it accepts."""
+
+    port: int = field(default_factory=free_port)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    _controller: Any = None
+
+    def start(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        self._controller = Controller(_SmtpHandler(self.messages), hostname="127.0.0.1", port=self.port)
+        self._controller.start()
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    def __enter__(self) -> SmtpReceiver:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class ThreadedHttpReceiver:
+    """An HttpReceiver on its own event loop thread, for synchronous callers (CLI subprocess tests, benches)."""
+
+    def __init__(self, **options: Any) -> None:
+        self.rx = HttpReceiver(**options)
+        self._loop = asyncio.new_event_loop()
+        import threading
+
+        self._thread = threading.Thread(target=self._loop.run_forever, name="receiver", daemon=True)
+
+    def call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
+
+    def __enter__(self) -> HttpReceiver:
+        self._thread.start()
+        self.call(self.rx.start())
+        return self.rx
+
+    def __exit__(self, *exc: object) -> None:
+        self.call(self.rx.stop())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
