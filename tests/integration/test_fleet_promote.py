@@ -311,3 +311,24 @@ def test_resume_after_a_crash_between_pushes(fleet3: Driver) -> None:
     assert outcome.state == "completed"
     assert fleet3.record(prepared.plan.id) == ("completed", dict.fromkeys(f.names, "pushed"))
     assert all(f.sha(n, "stg") == prepared.built[n].tips["stg"] for n in f.names)
+
+
+def test_a_completed_promotion_queues_its_notification(fleet3: Driver) -> None:
+    f = fleet3.fleet
+    with f.config_path.open("a") as fh:
+        fh.write("notifications:\n"
+                 "  channels:\n"
+                 "    releases: {type: webhook, url: 'http://127.0.0.1:9/hook'}\n"
+                 "  routes:\n"
+                 "    - {events: ['promotion.*'], to: [releases]}\n")
+    f.commit("svc0", "dev", {"feature.txt": "x"}, "feature")
+    outcome = fleet3.promote(message="release 8")
+    assert outcome.state == "completed"
+    from shipyard.store import events as eq
+    from shipyard.store import outbox as oq
+    with fleet3.store.session() as s:
+        [event] = eq.list_events(s, kind="promotion.*", limit=None)
+        rows = oq.all_rows(s)
+    assert event.kind == "promotion.completed" and event.env == "stg"
+    assert event.data["repos"] == ["svc0"] and event.data["promotion"] == outcome.id
+    assert [(r.event_id, r.channel, r.state) for r in rows] == [(event.id, "releases", "pending")]

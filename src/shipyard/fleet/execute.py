@@ -20,6 +20,7 @@ from shipyard.fleet.context import FleetContext, Prepared
 from shipyard.fleet.freeze import freeze
 from shipyard.fleet.parallel import RepoOutcome, for_each
 from shipyard.fleet.push import compensate, push, update_local_refs
+from shipyard.notify.outbox import record_event
 from shipyard.store import promotions as pq
 
 
@@ -174,6 +175,13 @@ async def execute(ctx: FleetContext, prepared: Prepared, *, keep_partial: bool =
         detail = f"{plan.target_env} frozen"
     with ctx.store.session() as s:
         pq.set_promotion_state(s, plan.id, state, detail=detail)
+        # Same transaction: the promotion's end and its notification are recorded together or not at all.
+        pushed = [r.repo for r in reports if r.result == "pushed"]
+        record_event(s, getattr(ctx.config, "notifications", None), f"promotion.{state}", service="*",
+                     env=plan.target_env, message=f"{plan.kind} {plan.source_env or ''}→{plan.target_env}: "
+                     f"{state}, {len(pushed)} repo(s) moved", data={
+                         "promotion": plan.id, "kind": plan.kind, "actor": ctx.actor, "repos": pushed,
+                         "source_env": plan.source_env, "target_env": plan.target_env})
     changed = _changed(ctx, prepared, reports)
     if prepared.resume_of and state == "completed":
         _add_earlier_pushes(ctx, prepared, changed, {r.repo for r in reports})
