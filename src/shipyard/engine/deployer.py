@@ -19,7 +19,8 @@ from shipyard.domain.plan import Drain, Plan, RetireOld, Route, Step, step_from_
 from shipyard.domain.types import Instance, Revision
 from shipyard.engine.journal import Journal, Listener
 from shipyard.engine.lease import acquire, hold_lease
-from shipyard.engine.run import Run, RunContext, StepFailed, weights
+from shipyard.engine.run import Run, StepFailed
+from shipyard.engine.runstate import RunContext, weights
 from shipyard.engine.settings import ServiceSettings, strategy_named
 from shipyard.errors import DeploymentFailed, LeaseHeldError, MissingSecretsError, ShipyardError, UsageError
 from shipyard.releases.git import resolve_revision

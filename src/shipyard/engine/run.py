@@ -13,7 +13,7 @@ import json
 import os
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from shipyard.domain.plan import (
 from shipyard.domain.types import Instance
 from shipyard.engine.commands import run_command
 from shipyard.engine.journal import Journal
+from shipyard.engine.runstate import RunContext, weights
 from shipyard.engine.settings import HookSpec, ServiceSettings
 from shipyard.errors import HookError, ShipyardError
 from shipyard.health.checker import HealthMonitor, wait_healthy
@@ -46,27 +47,6 @@ from shipyard.secrets.redact import REDACT_ENV
 from shipyard.targets.base import LaunchSpec, Target
 
 FAILPOINT_ENV = "SHIPYARD_FAILPOINT"   # fault injection for crash tests: "after-step:N" kills this process
-
-
-@dataclass
-class RunContext:
-    """The persisted part of a run's knowledge (deployments.context)."""
-
-    old: list[str] = field(default_factory=list)        # instance ids serving before, in routing order
-    old_revision: str | None = None
-    new: list[str] = field(default_factory=list)        # instance ids this run started or adopted
-    routed: list[str] = field(default_factory=list)     # addresses the last Route gave traffic
-    to_drain: list[str] = field(default_factory=list)   # addresses taken out, not yet drained
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> RunContext:
-        data = data or {}
-        return cls(old=list(data.get("old", [])), old_revision=data.get("old_revision"),
-                   new=list(data.get("new", [])), routed=list(data.get("routed", [])),
-                   to_drain=list(data.get("to_drain", [])))
 
 
 class StepFailed(ShipyardError):
@@ -387,19 +367,6 @@ class _EventProber(Prober):
             self.journal.event("health.probe_failed", f"{address}: {result.detail}", address=address,
                                detail=result.detail)
         return result
-
-
-def weights(news: list[Instance], olds: list[Instance], new_percent: int | None) -> list[WeightedBackend]:
-    """Integer weights giving the new group `new_percent` of requests (equal shares when None)."""
-    if new_percent is None or not olds or not news:
-        wn = wo = 100
-    elif new_percent >= 100:
-        wn, wo = 100, 0
-    else:
-        wn, wo = new_percent * len(olds), (100 - new_percent) * len(news)
-    out = [WeightedBackend(i.address, wn, i.revision, i.id) for i in news]
-    out += [WeightedBackend(i.address, wo, i.revision, i.id) for i in olds if wo > 0]
-    return out
 
 
 def _failpoint(name: str) -> None:

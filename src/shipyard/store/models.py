@@ -100,7 +100,7 @@ class Deployment(Base):
     owner: Mapped[str | None] = mapped_column(String(255))
     plan: Mapped[list[dict[str, Any]]]
     # What the engine must know to resume or roll back after its process died (old/new instance ids,
-    # routed addresses); see shipyard.engine.run.RunContext.
+    # routed addresses); see shipyard.engine.runstate.RunContext.
     context: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime]
     started_at: Mapped[datetime | None]
