@@ -39,7 +39,7 @@ from typing import Any
 
 PYTHON = sys.executable
 HERE = Path(__file__).resolve()
-SHIPYARD = ["-c", "from shipyard.cli import main, promote; promote.register(main.app); main.run()"]
+SHIPYARD = ["-m", "shipyard.cli.main"]
 IDENTITY = {"GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@invalid", "GIT_COMMITTER_NAME": "bench",
             "GIT_COMMITTER_EMAIL": "bench@invalid"}
 ENV = {**os.environ, **IDENTITY, "GIT_TERMINAL_PROMPT": "0", "NO_COLOR": "1", "TERM": "dumb"}

@@ -9,7 +9,6 @@ agent or a CLI still running there is a leak, and a leak is a failure.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import queue
 import re
@@ -17,7 +16,6 @@ import signal
 import socket
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,6 +28,9 @@ import pytest
 
 from shipyard.agent.daemon import agent_status, stop_agent
 from shipyard.demo.workspace import Workspace, create_workspace
+from shipyard.testing.cli import CliResult as Result
+from shipyard.testing.cli import cli_argv
+from shipyard.testing.cli import run_cli as shared_run_cli
 
 CLI_TIMEOUT = 90.0          # one CLI call; a deploy of the demo api takes a few seconds
 CLEANUP_TIMEOUT = 15.0      # processes of a stopped agent must be gone by then
@@ -52,40 +53,8 @@ def cli_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def cli_argv(*args: str) -> list[str]:
-    return [sys.executable, "-m", "shipyard.cli.main", *args]
-
-
-@dataclass
-class Result:
-    """One finished CLI call."""
-
-    args: tuple[str, ...]
-    returncode: int
-    stdout: str
-    stderr: str
-    seconds: float
-
-    def __str__(self) -> str:
-        return (f"shipyard {' '.join(self.args)} -> exit {self.returncode} in {self.seconds:.1f}s\n"
-                f"--- stdout ---\n{self.stdout}\n--- stderr ---\n{self.stderr}")
-
-    def json(self) -> Any:
-        try:
-            return json.loads(self.stdout)
-        except ValueError:
-            raise AssertionError(f"stdout is not JSON:\n{self}") from None
-
-    @property
-    def error_lines(self) -> list[str]:
-        return [line for line in self.stderr.splitlines() if line.strip()]
-
-
 def run_cli(cwd: Path, *args: str, timeout: float = CLI_TIMEOUT, env: dict[str, str] | None = None) -> Result:
-    t0 = time.monotonic()
-    proc = subprocess.run(cli_argv(*args), cwd=cwd, env=env or cli_env(), capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
-    return Result(args, proc.returncode, proc.stdout, proc.stderr, time.monotonic() - t0)
+    return shared_run_cli(cwd, *args, env=env or cli_env(), timeout=timeout)
 
 
 def assert_ok(res: Result) -> Result:

@@ -15,8 +15,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +26,8 @@ from shipyard.fleet.execute import Outcome, execute
 from shipyard.fleet.promote import prepare_promotion
 from shipyard.store import Store
 from shipyard.store import promotions as pq
+from shipyard.testing.cli import CliResult
+from shipyard.testing.cli import run_cli as shared_run_cli
 
 IDENTITY = ("Fleet Tester", "fleet@test.invalid")
 BRANCHES = ("dev", "stg", "main")
@@ -194,28 +194,6 @@ class Driver:
 
 
 # ---- the CLI as a user runs it --------------------------------------------------------------------------
-@dataclass
-class CliResult:
-    args: tuple[str, ...]
-    returncode: int
-    stdout: str
-    stderr: str
-
-    def __str__(self) -> str:
-        return (f"shipyard {' '.join(self.args)} -> exit {self.returncode}\n--- stdout ---\n{self.stdout}"
-                f"\n--- stderr ---\n{self.stderr}")
-
-    def json(self) -> Any:
-        try:
-            return json.loads(self.stdout)
-        except ValueError:
-            raise AssertionError(f"stdout is not JSON:\n{self}") from None
-
-    @property
-    def error_lines(self) -> list[str]:
-        return [line for line in self.stderr.splitlines() if line.strip()]
-
-
 def cli_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPYARD_") and k != "CI"}
     env.update(PYTHONUNBUFFERED="1", NO_COLOR="1", TERM="dumb", COLUMNS="160", SHIPYARD_ACTOR="fleet-test")
@@ -225,22 +203,5 @@ def cli_env(**extra: str) -> dict[str, str]:
 
 def run_cli(cwd: Path, *args: str, input: str | None = None, timeout: float = 60.0,
             **extra_env: str) -> CliResult:
-    """`python -m shipyard.cli.main ARGS` in `cwd`; stdin is `input` (or /dev/null: no terminal, no input)."""
-    t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-c", _CLI, *args], cwd=cwd, env=cli_env(**extra_env),
-                          input=input, stdin=None if input is not None else subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=timeout)
-    assert time.monotonic() - t0 < timeout
-    return CliResult(args, proc.returncode, proc.stdout, proc.stderr)
-
-
-def cli_main() -> None:
-    """The `shipyard` CLI with the fleet commands registered (whether or not cli/main.py wires them yet)."""
-    from shipyard.cli import main, promote
-
-    promote.register(main.app)
-    main.run()
-
-
-_HERE = str(Path(__file__).resolve().parent)
-_CLI = f"import sys; sys.path.insert(0, {_HERE!r}); from fleet_helpers import cli_main; cli_main()"
+    """`shipyard ARGS` in `cwd`; stdin is `input` (or /dev/null: no terminal, no input)."""
+    return shared_run_cli(cwd, *args, env=cli_env(**extra_env), input=input, timeout=timeout)

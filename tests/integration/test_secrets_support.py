@@ -1,28 +1,17 @@
-"""Helpers for the secrets integration tests (no tests here): the real CLI in a subprocess, with the
-`secrets` and `env` command groups attached the way cli/main.py registers them, and a byte scanner."""
+"""Helpers for the secrets integration tests (no tests here): the real CLI in a subprocess and a byte
+scanner."""
 
 from __future__ import annotations
 
 import base64
 import os
-import subprocess
-import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
+from shipyard.testing.cli import CliResult as Result
+from shipyard.testing.cli import run_cli as shared_run_cli
+
 CLI_TIMEOUT = 120.0
-# `python -m shipyard.cli.main` plus the groups this feature adds (a no-op once main.py registers them).
-SHIM = """\
-import sys
-from shipyard.cli import env, main, secrets
-names = {g.name for g in main.app.registered_groups}
-for name, group in (("secrets", secrets.app), ("env", env.app)):
-    if name not in names:
-        main.app.add_typer(group, name=name)
-sys.argv[0] = "shipyard"
-main.run()
-"""
 
 
 def new_master_key() -> str:
@@ -36,24 +25,9 @@ def cli_env(**extra: str) -> dict[str, str]:
     return env
 
 
-@dataclass
-class Result:
-    args: tuple[str, ...]
-    returncode: int
-    stdout: str
-    stderr: str
-
-    def __str__(self) -> str:
-        return (f"shipyard {' '.join(self.args)} -> {self.returncode}\n--- stdout\n{self.stdout}\n"
-                f"--- stderr\n{self.stderr}")
-
-
 def run_cli(cwd: Path, *args: str, env: dict[str, str], stdin: str | None = None,
             timeout: float = CLI_TIMEOUT) -> Result:
-    proc = subprocess.run([sys.executable, "-c", SHIM, *args], cwd=cwd, env=env, input=stdin,
-                          stdin=None if stdin is not None else subprocess.DEVNULL, capture_output=True, text=True,
-                          timeout=timeout)
-    return Result(args, proc.returncode, proc.stdout, proc.stderr)
+    return shared_run_cli(cwd, *args, env=env, input=stdin, timeout=timeout)
 
 
 def scan(root: Path, needles: list[str]) -> list[tuple[str, str]]:

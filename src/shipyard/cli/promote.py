@@ -342,20 +342,3 @@ def promotions_table(project: Project, limit: int, as_json: bool, env: str | Non
                  [(r["id"], r["kind"], f"{r['source_env'] or ''} → {r['target_env']}".strip(),
                    render.styled(r["state"]), counts(r["repos"]), r["actor"], render.ago(r["created_at"]),
                    (r["message"] or r["rollback_to"] or "")[:50]) for r in rows])
-
-
-def register(app: typer.Typer) -> None:
-    """Add the fleet commands to the `shipyard` app: promote, hotfix, rollback (this one, which keeps the
-    service rollback and adds --to), unfreeze, repos. Idempotent, so a test or bench harness can call it
-    whether or not cli/main.py already did."""
-    from shipyard.cli import repos
-
-    commands: dict[str, Callable[..., None]] = {"promote": promote_cmd, "rollback": rollback_cmd,
-                                                "unfreeze": unfreeze_cmd}
-    app.registered_commands = [c for c in app.registered_commands if c.name not in commands]
-    for name, func in commands.items():
-        app.command(name)(func)
-    groups = {"hotfix": hotfix_app, "repos": repos.app}
-    app.registered_groups = [g for g in app.registered_groups if g.name not in groups]
-    for name, sub in groups.items():
-        app.add_typer(sub, name=name)
