@@ -12,12 +12,14 @@ Databases:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 import pg
+from shipyard.agent.spec import Backoff
+from shipyard.agent.supervisor import Supervisor
 from shipyard.store import Store
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
@@ -66,3 +68,27 @@ def store(db_url: str) -> Iterator[Store]:
 def sqlite_store(sqlite_url: str) -> Iterator[Store]:
     with Store.open(sqlite_url) as opened:
         yield opened
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint() -> Iterator[str]:
+    """A real moto server (AWS APIs over HTTP) on 127.0.0.1, for boto3 with endpoint_url."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def sup(tmp_path: Path) -> AsyncIterator[Supervisor]:
+    """An in-process Supervisor with fast restart backoff; every instance is stopped afterwards."""
+    s = Supervisor(tmp_path / "logs", backoff=Backoff(initial=0.05, maximum=0.2, reset_after=30))
+    try:
+        yield s
+    finally:
+        await s.stop_all()

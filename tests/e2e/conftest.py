@@ -31,6 +31,7 @@ from shipyard.demo.workspace import Workspace, create_workspace
 from shipyard.testing.cli import CliResult as Result
 from shipyard.testing.cli import cli_argv
 from shipyard.testing.cli import run_cli as shared_run_cli
+from shipyard.testing.wait import wait_until
 
 CLI_TIMEOUT = 90.0          # one CLI call; a deploy of the demo api takes a few seconds
 CLEANUP_TIMEOUT = 15.0      # processes of a stopped agent must be gone by then
@@ -126,17 +127,6 @@ class Background:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(interval)
 
 
 def get_version(port: int, timeout: float = 5.0) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from shipyard.agent import pidfile
 from shipyard.agent.client import AgentClient
 from shipyard.agent.daemon import ensure_agent
 from shipyard.agent.paths import AgentPaths
+from shipyard.testing.wait import wait_until as shared_wait_until
 
 T = TypeVar("T")
 SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -71,14 +72,7 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler)
 
 
 def wait_until(pred: Callable[[], T], what: str, timeout: float = DEADLINE, interval: float = 0.05) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(interval)
+    return shared_wait_until(pred, timeout, what, interval)
 
 
 async def await_until(pred: Callable[[], Awaitable[T]], what: str, timeout: float = DEADLINE,

@@ -9,7 +9,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,7 +17,6 @@ import boto3
 import httpx
 import pytest
 from aiohttp import web
-from moto.server import ThreadedMotoServer
 
 from shipyard.agent.router import Backend, RouterServer, render_prometheus
 from shipyard.errors import MonitoringError
@@ -126,17 +125,6 @@ async def test_prometheus_scrapes_the_router_and_answers_promql(
     finally:
         proc.terminate()
         proc.wait(10)
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
 
 
 async def test_cloudwatch_get_metric_data_through_moto(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,12 +11,10 @@ import json
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
-from shipyard.agent.spec import Backoff, InstanceSpec
+from shipyard.agent.spec import InstanceSpec
 from shipyard.agent.supervisor import Supervisor
 from shipyard.secrets.redact import REDACT_ENV
 
@@ -43,15 +41,6 @@ async def until(predicate: Callable[[], bool], what: str, timeout: float = 15.0)
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.02)
-
-
-@pytest.fixture
-async def sup(tmp_path: Path) -> AsyncIterator[Supervisor]:
-    s = Supervisor(tmp_path / "logs", backoff=Backoff(initial=0.05, maximum=0.2, reset_after=30))
-    try:
-        yield s
-    finally:
-        await s.stop_all()
 
 
 async def test_instance_log_is_masked_and_the_log_process_ends_with_the_app(sup: Supervisor, tmp_path: Path) -> None:

@@ -7,12 +7,10 @@ parses exactly as it would against AWS; the providers only get an endpoint_url a
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from shipyard.config import Config
 from shipyard.errors import SecretsError
@@ -20,17 +18,6 @@ from shipyard.secrets.context import SecretsContext
 from shipyard.secrets.providers.aws import SecretsManagerProvider, SsmProvider
 
 REGION = "ap-northeast-2"
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -22,11 +22,12 @@ import pytest
 
 from shipyard.agent.daemon import agent_status, stop_agent
 from shipyard.demo.workspace import Workspace, create_workspace
+from shipyard.testing.wait import wait_until
 
 try:
-    from .test_secrets_support import Result, cli_env, new_master_key, run_cli, scan, wait_until
+    from .test_secrets_support import Result, cli_env, new_master_key, run_cli, scan
 except ImportError:
-    from test_secrets_support import Result, cli_env, new_master_key, run_cli, scan, wait_until  # type: ignore[no-redef]
+    from test_secrets_support import Result, cli_env, new_master_key, run_cli, scan  # type: ignore[no-redef]
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import os
-import time
 from pathlib import Path
 
 from shipyard.testing.cli import CliResult as Result
@@ -38,14 +37,3 @@ def scan(root: Path, needles: list[str]) -> list[tuple[str, str]]:
             data = path.read_bytes()
             hits += [(str(path), n) for n in needles if n.encode() in data]
     return hits
-
-
-def wait_until(predicate, timeout: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(0.05)

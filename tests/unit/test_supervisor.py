@@ -11,7 +11,6 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -83,15 +82,6 @@ def test_state_file_round_trip_is_private_and_survives_corruption(tmp_path: Path
     sf.path.write_text("{not json")
     assert sf.load() == AgentState()
     assert [p.name.startswith("state.json.corrupt-") for p in tmp_path.iterdir() if p != sf.key_path] == [True]
-
-
-@pytest.fixture
-async def sup(tmp_path: Path) -> AsyncIterator[Supervisor]:
-    s = Supervisor(tmp_path / "logs", backoff=Backoff(initial=0.05, maximum=0.2, reset_after=30))
-    try:
-        yield s
-    finally:
-        await s.stop_all()
 
 
 def _spec(tmp_path: Path, script: str, **kw: object) -> InstanceSpec:
