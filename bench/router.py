@@ -178,7 +178,7 @@ def serve_router(port: int, backend: int) -> None:
     """The built-in router as the agent runs it: own process, uvloop policy, normal RouterServer."""
     import uvloop
 
-    from shipyard.agent.router import Backend, RouterServer
+    from shipyard.proxy import Backend, RouterServer
 
     async def main() -> None:
         router = RouterServer("bench/prod", f"127.0.0.1:{port}")

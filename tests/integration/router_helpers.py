@@ -16,7 +16,7 @@ from typing import Any
 import httptools
 from aiohttp import WSMsgType, web
 
-from shipyard.agent.router import RouterServer
+from shipyard.proxy import RouterServer
 
 Scenario = Callable[["RouterServer", list["LiveBackend"]], Awaitable[None]]
 

@@ -15,6 +15,7 @@ import pytest
 
 from shipyard.agent import procs
 from shipyard.agent.errors import ConflictError, NotFoundError
+from shipyard.proxy import RouterOptions
 
 try:
     from .test_agent_support import DEADLINE, Harness, await_until, harness_fixture, wait_until
@@ -45,7 +46,8 @@ async def test_router_routes_drains_and_reports(harness: Harness) -> None:
         b = await harness.start_app(client, revision="b" * 40)
         router = await client.ensure_router("api", "dev", "127.0.0.1:0")
         listen = router["listen"]
-        assert router == {"service": "api", "env": "dev", "listen": listen, "backends": []}
+        assert router == {"service": "api", "env": "dev", "listen": listen, "backends": [],
+                          "options": RouterOptions().as_dict()}
         assert await client.ensure_router("api", "dev", "127.0.0.1:0") == router       # idempotent
         assert await client.ensure_router("api", "dev", listen) == router
 
@@ -68,7 +70,8 @@ async def test_router_routes_drains_and_reports(harness: Harness) -> None:
         assert 'shipyard_agent_instances{service="api",env="dev",state="running"} 2' in metrics
         status = await client.status()
         assert status["routers"] == [{"service": "api", "env": "dev", "listen": listen,
-                                      "backends": [_backend(a, 1), _backend(b, 0)]}]
+                                      "backends": [_backend(a, 1), _backend(b, 0)],
+                                      "options": RouterOptions().as_dict()}]
 
         with pytest.raises(ConflictError, match="weight to 0"):
             await client.drain("api", "dev", a["address"], timeout=1)
@@ -109,7 +112,7 @@ async def test_routers_come_back_after_agent_restart(harness: Harness) -> None:
     async with harness.client() as client:
         status = await client.status()
         assert status["routers"] == [{"service": "api", "env": "dev", "listen": listen,
-                                      "backends": [_backend(app, 1)]}]
+                                      "backends": [_backend(app, 1)], "options": RouterOptions().as_dict()}]
         assert (await client.get_instance(app["id"]))["pid"] == app["pid"]
         assert await _revisions(listen, 3) == {app["revision"]: 3}
 
@@ -137,3 +140,16 @@ async def test_metrics_listen_serves_only_metrics(harness: Harness) -> None:
     finally:
         proc.terminate()
         proc.wait(DEADLINE)
+
+
+async def test_router_options_are_applied_persisted_and_validated(harness: Harness) -> None:
+    harness.ensure()
+    async with harness.client() as client:
+        router = await client.ensure_router("api", "dev", "127.0.0.1:0", {"response_timeout": 7, "max_attempts": 2})
+        assert router["options"]["response_timeout"] == 7.0 and router["options"]["max_attempts"] == 2
+        again = await client.ensure_router("api", "dev", router["listen"], {"connect_timeout": 1.5})
+        assert again["options"] == {**RouterOptions().as_dict(), "connect_timeout": 1.5}
+        with pytest.raises(Exception, match="unknown router option 'bogus'"):
+            await client.ensure_router("api", "dev", router["listen"], {"bogus": 1})
+        status = await client.status()
+    assert [r["options"]["connect_timeout"] for r in status["routers"]] == [1.5]

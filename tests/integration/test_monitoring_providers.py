@@ -18,12 +18,12 @@ import httpx
 import pytest
 from aiohttp import web
 
-from shipyard.agent.router import Backend, RouterServer, render_prometheus
 from shipyard.errors import MonitoringError
 from shipyard.monitoring.base import Window
 from shipyard.monitoring.providers.cloudwatch import CloudWatchProvider
 from shipyard.monitoring.providers.http import HttpJsonProvider
 from shipyard.monitoring.providers.prometheus import PrometheusProvider
+from shipyard.proxy import Backend, RouterServer, render_prometheus
 from shipyard.testing.receivers import free_port
 
 REGION = "ap-northeast-2"

@@ -12,7 +12,7 @@ import aiohttp
 import httpx
 import pytest
 
-from shipyard.agent.router import Backend, RouterServer, render_prometheus
+from shipyard.proxy import Backend, RouterServer, render_prometheus
 
 try:  # works whether or not tests/ is a package
     from .router_helpers import LiveBackend, RawClient, scenario, start_flaky_backend, wait_for_condition

@@ -6,9 +6,9 @@ from collections import Counter
 
 import pytest
 
-from shipyard.agent.router import Backend, RouterServer
-from shipyard.agent.router.backends import BackendState, Balancer, split_address
-from shipyard.agent.router.metrics import Counters
+from shipyard.proxy import Backend, RouterServer
+from shipyard.proxy.backends import BackendState, Balancer, split_address
+from shipyard.proxy.metrics import Counters
 
 
 def states(*weights: int) -> list[BackendState]:

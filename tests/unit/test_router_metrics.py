@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from shipyard.agent.router import Backend, RouterServer, render_prometheus
-from shipyard.agent.router.metrics import BUCKETS, Counters
+from shipyard.proxy import Backend, RouterServer, render_prometheus
+from shipyard.proxy.metrics import BUCKETS, Counters
 
 
 def test_record_counts_status_classes_and_buckets() -> None:

@@ -140,8 +140,13 @@ class AgentClient:
     def _router(self, service: str, env: str, tail: str = "") -> str:
         return f"/v1/routers/{_seg(service)}/{_seg(env)}{tail}"
 
-    async def ensure_router(self, service: str, env: str, listen: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self._json("PUT", self._router(service, env), json={"listen": listen})
+    async def ensure_router(self, service: str, env: str, listen: str,
+                            options: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Create or move the router; `options` (proxy.RouterOptions keys) replace the running ones."""
+        body: dict[str, Any] = {"listen": listen}
+        if options is not None:
+            body["options"] = options
+        result: dict[str, Any] = await self._json("PUT", self._router(service, env), json=body)
         return result
 
     async def set_backends(self, service: str, env: str, backends: list[dict[str, Any]]) -> dict[str, Any]:

@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from shipyard.agent.errors import AgentRequestError, ConflictError, NotFoundError
-from shipyard.agent.router import Backend, RouterServer
 from shipyard.agent.state import RouterRecord
+from shipyard.proxy import Backend, RouterOptions, RouterServer
 
 log = logging.getLogger(__name__)
 
@@ -54,14 +54,16 @@ class RouterRegistry:
 
     def records(self) -> list[RouterRecord]:
         return [RouterRecord(service=k[0], env=k[1], listen=s.listen,
-                             backends=[_as_dict(b) for b in self._backends.get(k, [])])
+                             backends=[_as_dict(b) for b in self._backends.get(k, [])],
+                             options=s.options.as_dict())
                 for k, s in self._servers.items()]
 
     def describe(self, service: str, env: str) -> dict[str, Any]:
         key = (service, env)
         server = self._get(key)
         return {"service": service, "env": env, "listen": server.listen,
-                "backends": [_as_dict(b) for b in self._backends.get(key, [])]}
+                "backends": [_as_dict(b) for b in self._backends.get(key, [])],
+                "options": server.options.as_dict()}
 
     def _get(self, key: Key) -> RouterServer:
         try:
@@ -69,16 +71,23 @@ class RouterRegistry:
         except KeyError:
             raise NotFoundError(f"no router for {key[0]}/{key[1]}") from None
 
-    async def ensure(self, service: str, env: str, listen: str) -> dict[str, Any]:
-        """Start a router on `listen`; the same listen again is a no-op, a new one moves it.
+    async def ensure(self, service: str, env: str, listen: str, options: Any = None) -> dict[str, Any]:
+        """Start a router on `listen`; the same listen again only applies `options`, a new one moves it.
 
         When moving, the new socket is bound first, so a failed move leaves the old router serving.
         """
+        try:
+            opts = RouterOptions.from_mapping(options)
+        except ValueError as exc:
+            raise AgentRequestError(f"options: {exc}") from exc
         key = (service, env)
         current = self._servers.get(key)
         if current is not None and listen in (current.listen, self._requested.get(key)):
+            if current.options != opts:
+                current.apply_options(opts)
+                self._on_change()
             return self.describe(service, env)
-        server = await self._start(service, env, listen)
+        server = await self._start(service, env, listen, opts)
         server.set_backends(self._backends.get(key, []))
         self._servers[key], self._requested[key] = server, listen
         if current is not None:
@@ -86,9 +95,9 @@ class RouterRegistry:
         self._on_change()
         return self.describe(service, env)
 
-    async def _start(self, service: str, env: str, listen: str) -> RouterServer:
+    async def _start(self, service: str, env: str, listen: str, options: RouterOptions) -> RouterServer:
         try:
-            server = RouterServer(f"{service}/{env}", listen)
+            server = RouterServer.with_options(f"{service}/{env}", listen, options)
         except ValueError as exc:
             raise AgentRequestError(f"listen: {exc}") from exc
         try:
@@ -141,7 +150,8 @@ class RouterRegistry:
             key = (rec.service, rec.env)
             try:
                 self._backends[key] = parse_backends(rec.backends)
-                server = await self._start(rec.service, rec.env, rec.listen)
+                server = await self._start(rec.service, rec.env, rec.listen,
+                                           RouterOptions.from_mapping(rec.options))
                 server.set_backends(self._backends[key])
             except (AgentRequestError, ValueError) as exc:
                 log.error("router %s/%s not restored: %s", rec.service, rec.env, exc)

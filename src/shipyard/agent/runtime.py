@@ -22,11 +22,11 @@ from aiohttp import web
 import shipyard
 from shipyard.agent import pidfile
 from shipyard.agent.paths import AgentPaths, SocketName
-from shipyard.agent.router import render_prometheus
 from shipyard.agent.routing import RouterRegistry
 from shipyard.agent.spec import Backoff
 from shipyard.agent.state import AgentState, StateFile
 from shipyard.agent.supervisor import Supervisor
+from shipyard.proxy import render_prometheus
 
 log = logging.getLogger(__name__)
 

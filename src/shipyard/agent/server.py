@@ -149,7 +149,8 @@ def _router_key(request: web.Request) -> tuple[str, str]:
 
 async def ensure_router(request: web.Request) -> web.Response:
     data = await _body(request)
-    result = await request.app[AGENT_KEY].routers.ensure(*_router_key(request), _str(data, "listen"))
+    result = await request.app[AGENT_KEY].routers.ensure(*_router_key(request), _str(data, "listen"),
+                                                         data.get("options"))
     return web.json_response(result)
 
 

@@ -94,15 +94,16 @@ class RouterRecord:
     env: str
     listen: str
     backends: list[dict[str, Any]] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)     # proxy.RouterOptions as a dict
 
     def public(self) -> dict[str, Any]:
         return {"service": self.service, "env": self.env, "listen": self.listen,
-                "backends": [dict(b) for b in self.backends]}
+                "backends": [dict(b) for b in self.backends], "options": dict(self.options)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RouterRecord:
         return cls(service=data["service"], env=data["env"], listen=data["listen"],
-                   backends=list(data.get("backends") or []))
+                   backends=list(data.get("backends") or []), options=dict(data.get("options") or {}))
 
 
 @dataclass

@@ -77,7 +77,7 @@ class Project:
                     listener: Listener | None = None) -> Environment:
         s = self.settings(service, env)
         return Environment(settings=s, store=self.store, target=LocalTarget(agent, service, env),
-                           router=BuiltinRouter(agent, service, env, s.listen),
+                           router=BuiltinRouter(agent, service, env, s.listen, s.router_options or None),
                            releases=ReleaseStore(self.state_dir / "releases"), actor=actor(),
                            listener=listener, secrets=self.secrets.environ_for, redactor=self.redactor,
                            notifications=self.config.notifications)

@@ -50,6 +50,7 @@ class ServiceSettings:
     hooks: dict[str, HookSpec]
     alarms: dict[str, Any] = field(default_factory=dict)   # name -> config Alarm, from deploy.alarms
     analysis: Any = None             # the canary judge's config (config.deploy.Analysis), None = no judge
+    router_options: dict[str, Any] = field(default_factory=dict)   # proxy.RouterOptions keys for the router
 
     def launch_argv(self, port_placeholder: bool = True) -> list[str]:
         """`run` split like a shell would (no shell runs it); `{port}` is filled in by the agent via $PORT."""

@@ -10,11 +10,13 @@ from shipyard.routers.base import WeightedBackend
 
 
 class BuiltinRouter:
-    def __init__(self, agent: AgentClient, service: str, env: str, listen: str) -> None:
+    def __init__(self, agent: AgentClient, service: str, env: str, listen: str,
+                 options: dict[str, Any] | None = None) -> None:
         self.agent, self.service, self.env, self.listen = agent, service, env, listen
+        self.options = options
 
     async def ensure(self) -> None:
-        await self.agent.ensure_router(self.service, self.env, self.listen)
+        await self.agent.ensure_router(self.service, self.env, self.listen, self.options)
 
     async def set_backends(self, backends: list[WeightedBackend]) -> None:
         await self.agent.set_backends(self.service, self.env, [b.__dict__ for b in backends])

@@ -15,6 +15,7 @@ from typing import Any
 from .backends import Backend, BackendState, Balancer, split_address
 from .client import ClientConnection, Exchange
 from .metrics import Counters, aggregate
+from .options import RouterOptions
 from .upstream import UpstreamConnection
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,24 @@ class RouterServer:
         self._server: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._connects: set[asyncio.Task[None]] = set()
+
+    @classmethod
+    def with_options(cls, name: str, listen: str, options: RouterOptions) -> RouterServer:
+        return cls(name, listen, **options.as_dict())
+
+    @property
+    def options(self) -> RouterOptions:
+        return RouterOptions(response_timeout=self.response_timeout, connect_timeout=self.connect_timeout,
+                             keepalive_timeout=self.keepalive_timeout, pool_idle_timeout=self.pool_idle_timeout,
+                             max_attempts=self.max_attempts)
+
+    def apply_options(self, options: RouterOptions) -> None:
+        """Change tunables in place (they are read per request/sweep), keeping connections and counters."""
+        self.response_timeout = options.response_timeout
+        self.connect_timeout = options.connect_timeout
+        self.keepalive_timeout = options.keepalive_timeout
+        self.pool_idle_timeout = options.pool_idle_timeout
+        self.max_attempts = max(1, options.max_attempts)
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -284,9 +303,8 @@ class RouterServer:
     # -- timeouts ---------------------------------------------------------------------------------
     async def _sweep(self) -> None:
         """Enforce response, client keep-alive and pool idle timeouts without per-request timers."""
-        interval = max(0.05, min(1.0, self.response_timeout / 4, self.keepalive_timeout / 4))
-        while True:
-            await asyncio.sleep(interval)
+        while True:  # the interval is read each pass: apply_options may change the timeouts
+            await asyncio.sleep(max(0.05, min(1.0, self.response_timeout / 4, self.keepalive_timeout / 4)))
             try:
                 self._sweep_once(self.loop.time())
             except Exception:  # a bug here must not silently end every timeout of the router
