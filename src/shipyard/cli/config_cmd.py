@@ -47,6 +47,7 @@ def validate(config: Annotated[Path | None, typer.Option("--config", "-c", help=
 
 
 @app.command("schema")
-def schema() -> None:
+def schema(_as_json: Annotated[bool, typer.Option("--json", help="Accepted like on every read command: the "
+                                                                 "schema is JSON either way.")] = False) -> None:
     """Print the JSON Schema of shipyard.yaml (for editor completion)."""
     print(json.dumps(config_schema(), indent=2))
