@@ -76,7 +76,8 @@ async def _follow(list_records: Lister, files: dict[str, LogFile], seen: set[str
         for iid, log in files.items():
             out(iid, log.read(now, render.pending))
             for what in log.pop_notes():
-                render.note(f"({iid}: log {what}; following the new file)")
+                render.note(f"({iid}: log {what}; " + ("reading it again from its start)" if what == "truncated"
+                                                       else "reading the new file, and the old one while it grows)"))
         if not pinned and now >= next_scan:
             next_scan = now + RESCAN
             try:

@@ -144,6 +144,9 @@ KEEP_WHOLE = frozenset({"id", "deployment", "promotion", "instance", "revision",
                         "last tag", "repo", "branch", "name", "old → new"})
 
 
+EMPTY = ("", "-")        # cells that say "nothing": left out of the lines under a row
+
+
 def short_sha(sha: str | None) -> str:
     """A revision as tables show it: git's 8-character abbreviation (accepted by --rev); --json has it all."""
     return (sha or "")[:8] or "-"
@@ -187,7 +190,7 @@ def table_renderable(title: str | None, columns: Sequence[str], rows: Iterable[S
         parts.append(grid(True, []))
         for r in cells:
             parts.append(grid(False, [r]))
-            below = [Text.assemble(f"{columns[i]}: ", r[i]) for i in lay.below if r[i].plain.strip()]
+            below = [Text.assemble(f"{columns[i]}: ", r[i]) for i in lay.below if r[i].plain.strip() not in EMPTY]
             if below:
                 parts.append(Padding(Text(" · ").join(below), (0, 0, 0, 2)))
     return Group(*parts), max(width, lay.total)
