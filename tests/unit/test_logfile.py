@@ -97,7 +97,7 @@ def test_rotation_reads_the_old_file_to_its_end_and_the_new_one_from_its_start(t
     path.write_text("before\n")
     log = LogFile(str(path))
     log.tail(5, now=0, keep_partial=True)
-    writer = open(path, "ab")       # the agent keeps its file open across a rename
+    writer = open(path, "ab")  # noqa: SIM115 - held across the rename, as the agent holds its log
     try:
         os.rename(path, tmp_path / "i.log.1")
         assert log.read(1) == []                                 # successor not there yet: no error
