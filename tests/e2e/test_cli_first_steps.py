@@ -1,8 +1,9 @@
-"""`shipyard init` in a fresh git repo, then a first deploy, as a new user does it.
+"""A new user's first steps: `shipyard init` in a fresh git repo and a first deploy; an env branch that
+is not on the remote yet.
 
 The config init writes must deploy without a hidden bake (before, `bake: 1m` made the first deploy take
 over a minute with nothing saying why), and .shipyard/ (database, agent, releases) must never show up in
-`git status`.
+`git status`. A missing env branch is refused with the lines the README and docs/fleet.md quote.
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from shipyard.agent.daemon import stop_agent
 
-from .conftest import assert_ok, free_port, run_cli, wait_until, workspace_processes
+from .conftest import E2E, assert_ok, assert_one_error, free_port, run_cli, wait_until, workspace_processes
 
 
 def git(repo: Path, *args: str) -> str:
@@ -78,3 +79,20 @@ def test_first_deploy_of_an_init_config_has_no_hidden_bake(repo: Path) -> None:
     status = git(repo, "status", "--porcelain", "--untracked-files=all")
     assert ".shipyard" not in status, status
     assert "shipyard.yaml" in status and ".gitignore" in status
+
+
+def test_an_env_branch_missing_on_the_remote_is_refused_before_anything_changes(
+        new_workspace: Callable[[], E2E]) -> None:
+    e2e = new_workspace()
+    subprocess.run(["git", "-C", str(e2e.ws.origins["web"]), "branch", "--quiet", "-D", "dev"], check=True,
+                   timeout=30)
+    line = assert_one_error(e2e.deploy("web", env="dev"), 2)
+    assert line == "error: revision 'dev' not found in repo web", line
+    assert e2e.deployments() == []
+    res = e2e.cli("promote", "dev", "stg", "--yes")
+    line = assert_one_error(res, 1)
+    assert line == "error: nothing changed: 1 of 2 repos are missing a branch (web)", line
+    assert "  web: branch dev not on origin (create and push it, or check `branch:` in shipyard.yaml)" in \
+        res.stdout.splitlines(), str(res)
+    repos = {r["repo"]: r for r in assert_ok(e2e.cli("repos", "status", "--fetch", "--json")).json()["repos"]}
+    assert repos["web"]["envs"]["dev"]["remote"] is None, repos["web"]
