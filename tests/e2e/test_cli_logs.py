@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -149,3 +149,10 @@ def test_follow_ends_cleanly_on_ctrl_c(deployed: E2E) -> None:
         bg.kill()
         raise
     _stop(bg, signal.SIGINT)
+
+
+def test_logs_without_an_agent_is_one_line(new_workspace: Callable[[], E2E]) -> None:
+    e2e = new_workspace()                 # nothing deployed: no agent runs
+    line = assert_one_error(e2e.cli("logs", "api", "--env", "stg"), 1)
+    assert "agent not running" in line, line
+    assert not e2e.agent_instances()
