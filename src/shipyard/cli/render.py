@@ -38,14 +38,22 @@ def redact(text: str) -> str:
     return _redactor.redact(text)
 
 
-class _RedactingConsole(Console):
+class _PipeConsole(Console):
+    """A Console that, when not writing to a terminal, drops the spaces Rich pads table lines with (noise
+    in pipes, files and diffs)."""
+
+    def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+        text = super()._render_buffer(buffer)
+        if not self.is_terminal and " \n" in text:
+            text = "\n".join(line.rstrip(" ") for line in text.split("\n"))
+        return text
+
+
+class _RedactingConsole(_PipeConsole):
     """A Console whose every rendered chunk (prints, tables, live frames) is masked before writing."""
 
     def _render_buffer(self, buffer: Iterable[Segment]) -> str:
-        text = _redactor.redact(super()._render_buffer(buffer))
-        if not self.is_terminal and " \n" in text:     # table padding: noise in pipes, files and diffs
-            text = "\n".join(line.rstrip(" ") for line in text.split("\n"))
-        return text
+        return _redactor.redact(super()._render_buffer(buffer))
 
 
 console: Console = _RedactingConsole(highlight=False)
@@ -108,8 +116,7 @@ def reveal_json(data: Any) -> None:
 
 
 def reveal_table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    plain = Console(highlight=False)
-    _print_table(plain, title, columns, rows, redacted=False)
+    _print_table(_PipeConsole(highlight=False), title, columns, rows, redacted=False)
 
 
 def _json_default(value: Any) -> Any:
@@ -169,7 +176,7 @@ def table_renderable(title: str | None, columns: Sequence[str], rows: Iterable[S
                      redacted: bool = True, keep: Iterable[str] = KEEP_WHOLE) -> tuple[RenderableType, int]:
     """The table laid out for `width` columns, and the width of its widest line."""
     kept = set(keep)
-    cells = [[_cell(c, redacted) for c in row] for row in rows]
+    cells = [[_cell(c, redacted) for c in [*row, *[""] * (len(columns) - len(row))]] for row in rows]
     heads = [Text(c) for c in columns]
     natural = [max([_width(heads[i])] + [_width(r[i]) for r in cells]) for i in range(len(columns))]
     lay = plan_columns(natural, [c in kept for c in columns], width)
