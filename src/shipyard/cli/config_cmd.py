@@ -10,7 +10,8 @@ import typer
 
 from shipyard.cli import render
 from shipyard.config import config_schema, find_config, render_init, validate_config
-from shipyard.errors import UsageError
+from shipyard.config.scaffold import GITIGNORE, STATE_DIR, ensure_gitignore
+from shipyard.errors import ShipyardError, UsageError
 
 app = typer.Typer(help="Check and describe shipyard.yaml.", no_args_is_help=True)
 
@@ -18,12 +19,19 @@ app = typer.Typer(help="Check and describe shipyard.yaml.", no_args_is_help=True
 def init_cmd(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing shipyard.yaml.")] = False,
 ) -> None:
-    """Write a commented shipyard.yaml for the repo this runs in."""
-    target = Path.cwd() / "shipyard.yaml"
+    """Write a commented shipyard.yaml for the repo this runs in, and ignore .shipyard/ in .gitignore."""
+    here = Path.cwd()
+    target = here / "shipyard.yaml"
     if target.exists() and not force:
         raise UsageError(f"{target} already exists (use --force to overwrite)")
-    target.write_text(render_init(Path.cwd()))
+    try:
+        target.write_text(render_init(here), encoding="utf-8")
+        ignored = ensure_gitignore(here)
+    except OSError as exc:
+        raise ShipyardError(f"cannot write {exc.filename or here}: {exc.strerror or exc}") from None
     render.info(f"wrote {target}; check it with `shipyard config validate`")
+    if ignored:
+        render.info(f"added {STATE_DIR} (shipyard's local state) to {here / GITIGNORE}")
 
 
 @app.command("validate")
@@ -47,6 +55,7 @@ def validate(config: Annotated[Path | None, typer.Option("--config", "-c", help=
 
 
 @app.command("schema")
-def schema() -> None:
+def schema(_as_json: Annotated[bool, typer.Option("--json", help="Accepted like on every read command: the "
+                                                                 "schema is JSON either way.")] = False) -> None:
     """Print the JSON Schema of shipyard.yaml (for editor completion)."""
     print(json.dumps(config_schema(), indent=2))

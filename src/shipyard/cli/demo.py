@@ -98,7 +98,7 @@ def demo_cmd(
             render.print_json(summary)
         else:
             render.table("history", ["id", "service/env", "state", "revision", "reason"],
-                         [(a, b, render.styled(c), d, e[:70]) for a, b, c, d, e in history])
+                         [(a, b, render.styled(c), d, e) for a, b, c, d, e in history])
             say(f"done in {summary['seconds']:.1f}s" + (f"; left running in {ws.root}" if keep else ""))
     finally:
         if not keep:

@@ -13,10 +13,13 @@ from shipyard.cli.project import Project
 from shipyard.errors import UsageError
 from shipyard.store import deployments as dq
 from shipyard.store import events as eq
+from shipyard.store import lookup
+from shipyard.store import promotions as pq
 from shipyard.store import steps as sq
 from shipyard.store.models import Deployment
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Path to shipyard.yaml.")]
+OUTPUT_TAIL = 15        # lines of hook output `show` prints without --output (it says how many it left out)
 
 
 def deployment_dict(d: Deployment) -> dict[str, Any]:
@@ -48,48 +51,104 @@ def history_cmd(
         return
     render.table(None, ["id", "service/env", "kind", "state", "revision", "strategy", "actor", "when", "took",
                         "reason"],
-                 [(r["id"], f"{r['service']}/{r['env']}", r["kind"], render.styled(r["state"]), r["revision"][:8],
-                   r["strategy"], r["actor"], render.ago(r["created_at"]),
-                   render.duration(r["started_at"], r["finished_at"]), (r["reason"] or "")[:60]) for r in rows])
+                 [(r["id"], f"{r['service']}/{r['env']}", r["kind"], render.styled(r["state"]),
+                   render.short_sha(r["revision"]), r["strategy"], r["actor"], render.ago(r["created_at"]),
+                   render.duration(r["started_at"], r["finished_at"]), r["reason"] or "") for r in rows])
+
+
+def resolve_id(project: Project, prefix: str) -> tuple[str, str]:
+    """(kind, id) of the one deployment or promotion `prefix` names; a one-line UsageError otherwise."""
+    if not prefix.strip():
+        raise UsageError("give a deployment or promotion id (or the start of one); see `shipyard history`")
+    with project.store.session(readonly=True) as s:
+        match = lookup.find_by_prefix(s, prefix)
+    if match.found:
+        return match.found
+    if not match.candidates:
+        raise UsageError(f"no deployment or promotion {prefix!r} (see `shipyard history` and "
+                         "`shipyard history --promotions`)")
+    more = f" and {match.more} more" if match.more else ""
+    raise UsageError(f"{prefix!r} is ambiguous: it starts {', '.join(i for _, i in match.candidates)}{more}; "
+                     "give more of the id")
 
 
 def show_cmd(
-    deployment_id: Annotated[str, typer.Argument(help="A deployment id (deploy-20261122-031502-a1b2c3d4).")],
+    record_id: Annotated[str, typer.Argument(
+        metavar="ID", help="A deployment or promotion id, or enough of its start to be unique "
+                           "(deploy-20261122-031502-a1b2c3d4, promote-20261122-0315).")],
     output: Annotated[bool, typer.Option("--output", help="Print full hook and build output.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Steps, events and hook output of one deployment."""
+    """Steps, events and hook output of one deployment, or the repos of one promotion."""
     project = Project.load(config)
-    with project.store.session() as s:
+    kind, found = resolve_id(project, record_id)
+    if kind == lookup.PROMOTION:
+        show_promotion(project, found, as_json)
+    else:
+        show_deployment(project, found, output, as_json)
+
+
+def show_deployment(project: Project, deployment_id: str, output: bool, as_json: bool) -> None:
+    with project.store.session(readonly=True) as s:
         d = dq.get_deployment(s, deployment_id)
         if d is None:
             raise UsageError(f"no deployment {deployment_id!r} (see `shipyard history`)")
         dep = deployment_dict(d)
         steps: list[dict[str, Any]] = [
             {"phase": r.phase, "idx": r.idx, "kind": r.kind, "description": r.description, "state": r.state,
-                  "started_at": r.started_at, "ended_at": r.ended_at, "error": r.error, "output": r.output,
-                  "detail": r.detail} for r in sq.list_steps(s, deployment_id)]
+             "started_at": r.started_at, "ended_at": r.ended_at, "error": r.error, "output": r.output,
+             "detail": r.detail} for r in sq.list_steps(s, deployment_id)]
         events: list[dict[str, Any]] = [{"at": e.at, "kind": e.kind, "message": e.message, "data": e.data}
-                  for e in eq.list_events(s, deployment_id=deployment_id, limit=None, newest_first=False)]
+                                        for e in eq.list_events(s, deployment_id=deployment_id, limit=None,
+                                                                newest_first=False)]
     if as_json:
         render.print_json({"deployment": dep, "steps": steps, "events": events})
         return
     render.console.print(f"[bold]{dep['id']}[/]  {dep['service']}/{dep['env']}  {dep['kind']}  "
                          f"[{render.STATE_STYLE.get(dep['state'], '')}]{dep['state']}[/]")
-    render.console.print(f"revision {dep['revision']} ({dep['ref']}), previous {dep['previous_revision'] or '-'}, "
-                         f"strategy {dep['strategy']}, by {dep['actor']}, took "
-                         f"{render.duration(dep['started_at'], dep['finished_at'])}", markup=False)
+    render.info(f"revision {dep['revision']} ({dep['ref']}), previous {dep['previous_revision'] or '-'}, "
+                f"strategy {dep['strategy']}, by {dep['actor']}, took "
+                f"{render.duration(dep['started_at'], dep['finished_at'])}")
     if dep["reason"]:
-        render.console.print(f"reason: {dep['reason']}", markup=False)
+        render.info(f"reason: {dep['reason']}")
     render.table("steps", ["phase", "#", "step", "state", "took", "error"],
                  [(st["phase"], st["idx"] + 1, st["description"], render.styled(st["state"]),
-                   render.duration(st["started_at"], st["ended_at"]), (st["error"] or "")[:80]) for st in steps])
+                   render.duration(st["started_at"], st["ended_at"]), st["error"] or "") for st in steps])
     show_analysis(steps)
     render.table("events", ["at", "event", "message"],
-                 [(ev["at"].strftime("%H:%M:%S.%f")[:-3], ev["kind"], (ev["message"] or "")[:100]) for ev in events])
+                 [(ev["at"].strftime("%H:%M:%S.%f")[:-3], ev["kind"], ev["message"] or "") for ev in events])
     for st in steps:
         if st["output"] and (output or st["kind"] in ("hook", "migrate") or st["state"] == "failed"):
-            text = st["output"] if output else "\n".join(st["output"].splitlines()[-15:])
+            lines = st["output"].splitlines()
             render.console.print(f"[bold]── output of {st['description']} ──[/]")
-            render.console.print(text, markup=False)
+            if not output and len(lines) > OUTPUT_TAIL:
+                render.info(f"({len(lines) - OUTPUT_TAIL} earlier lines; all of it: "
+                            f"shipyard show {dep['id']} --output)")
+                lines = lines[-OUTPUT_TAIL:]
+            render.info("\n".join(lines))
+
+
+def show_promotion(project: Project, promotion_id: str, as_json: bool) -> None:
+    from shipyard.cli.promote import promotion_dict
+
+    with project.store.session(readonly=True) as s:
+        row = pq.get_promotion(s, promotion_id)
+        if row is None:
+            raise UsageError(f"no promotion {promotion_id!r} (see `shipyard history --promotions`)")
+        p = promotion_dict(row, pq.promotion_repos(s, promotion_id))
+    if as_json:
+        render.print_json({"promotion": p})
+        return
+    envs = f"{p['source_env']} → {p['target_env']}" if p["source_env"] else p["target_env"]
+    render.console.print(f"[bold]{p['id']}[/]  {p['kind']} {envs}  "
+                         f"[{render.STATE_STYLE.get(p['state'], '')}]{p['state']}[/]")
+    render.info(f"by {p['actor']}, stamp {p['stamp']}, took {render.duration(p['created_at'], p['finished_at'])}"
+                + (f", back to {p['rollback_to']}" if p["rollback_to"] else ""))
+    for label in ("message", "detail"):
+        if p[label]:
+            render.info(f"{label}: {p[label]}")
+    render.table("repos", ["repo", "result", "branch", "old → new", "tag", "detail"],
+                 [(r["repo"], render.styled(r["result"]), r["branch"] or "-",
+                   f"{render.short_sha(r['old_sha'])} → {render.short_sha(r['new_sha'])}", r["tag"] or "-",
+                   r["detail"] or "") for r in p["repos"]])

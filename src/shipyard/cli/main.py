@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from shipyard.cli import agent, config_cmd, demo, deploy, env, history, promote, render, repos, secrets, status
+from shipyard.cli import agent, config_cmd, demo, deploy, env, history, logs, promote, render, repos, secrets, status
 from shipyard.cli import notify as notify_cli
 from shipyard.cli import watch as watch_cli
 from shipyard.errors import ShipyardError
@@ -26,6 +26,7 @@ app.command("recover")(deploy.recover_cmd)
 app.command("status")(status.status_cmd)
 app.command("history")(history.history_cmd)
 app.command("show")(history.show_cmd)
+app.command("logs")(logs.logs_cmd)
 app.add_typer(agent.app, name="agent")
 app.add_typer(secrets.app, name="secrets")
 app.add_typer(env.app, name="env")

@@ -30,6 +30,7 @@ from shipyard.store import outbox as ob
 
 app = typer.Typer(help="Deliver notifications and test channels.", no_args_is_help=True)
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Path to shipyard.yaml.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 DRAIN_AFTER_DEPLOY = 5.0
 
 
@@ -72,6 +73,7 @@ def worker_cmd(
     = False,
     timeout: Annotated[float, typer.Option("--timeout", help="With --drain: give up waiting after this many "
                                                              "seconds.")] = 60.0,
+    as_json: JsonOpt = False,
     config: ConfigOpt = None,
 ) -> None:
     """Deliver queued notifications (until Ctrl-C, or until the outbox is empty with --drain)."""
@@ -92,14 +94,19 @@ def worker_cmd(
     empty = run(go())
     with project.store.session() as s:
         counts = ob.counts(s)
-    render.info(f"delivered {worker.sent}, failed {worker.failed}; outbox: {counts[ob.PENDING]} pending, "
-                f"{counts[ob.DELIVERED]} delivered, {counts[ob.FAILED]} failed")
+    if as_json:
+        render.print_json({"delivered": worker.sent, "failed": worker.failed, "empty": empty,
+                           "outbox": {state: counts[state] for state in (ob.PENDING, ob.DELIVERED, ob.FAILED)}})
+    else:
+        render.info(f"delivered {worker.sent}, failed {worker.failed}; outbox: {counts[ob.PENDING]} pending, "
+                    f"{counts[ob.DELIVERED]} delivered, {counts[ob.FAILED]} failed")
     if drain and not empty:
         raise typer.Exit(1)
 
 
 def test_cmd(
     channel: Annotated[str, typer.Argument(help="Channel name (a key of notifications.channels).")],
+    as_json: JsonOpt = False,
     config: ConfigOpt = None,
 ) -> None:
     """Send a test message to CHANNEL now (no outbox, no retries): exit 1 with the reason if it fails."""
@@ -115,7 +122,10 @@ def test_cmd(
                       data={"actor": _actor()})
     sender = build_channel(channel, channels[channel], channel_resolver(project))
     delivery: Any = run(sender.send(message))
-    render.info(f"sent a test message to {channel} ({delivery.status or 'ok'})")
+    if as_json:
+        render.print_json({"channel": channel, "sent": True, "status": delivery.status, "detail": delivery.detail})
+    else:
+        render.info(f"sent a test message to {channel} ({delivery.status or 'ok'})")
 
 
 def _actor() -> str:

@@ -123,7 +123,7 @@ def show_plan(prepared: Prepared, *, commits: bool) -> None:
             for m in r.moving:
                 into = f"→ {m.branch}: " if len(r.moving) > 1 else ""
                 for c in m.commits[:20]:
-                    rows.append(("", "", f"  {into}{c.sha[:8]} {c.subject}"[:110]))
+                    rows.append(("", "", f"  {into}{render.short_sha(c.sha)} {c.subject}"))
                 if m.count > 20:
                     rows.append(("", "", f"  {into}... and {m.count - 20} more"))
     what = {"promote": f"{plan.source_env} → {plan.target_env}", "hotfix": " → ".join(
@@ -133,7 +133,7 @@ def show_plan(prepared: Prepared, *, commits: bool) -> None:
 
 def show_outcome(outcome: Outcome) -> None:
     render.table(f"{outcome.id}: {outcome.state}", ["repo", "result", "old → new", "tag", "detail"],
-                 [(r.repo, render.styled(r.result), f"{(r.old or '-')[:8]} → {(r.new or '-')[:8]}",
+                 [(r.repo, render.styled(r.result), f"{render.short_sha(r.old)} → {render.short_sha(r.new)}",
                    r.tag or "", "; ".join([r.detail, *r.notes]).strip("; ")) for r in outcome.repos])
 
 
@@ -341,4 +341,4 @@ def promotions_table(project: Project, limit: int, as_json: bool, env: str | Non
     render.table(None, ["id", "kind", "envs", "state", "repos", "actor", "when", "message"],
                  [(r["id"], r["kind"], f"{r['source_env'] or ''} → {r['target_env']}".strip(),
                    render.styled(r["state"]), counts(r["repos"]), r["actor"], render.ago(r["created_at"]),
-                   (r["message"] or r["rollback_to"] or "")[:50]) for r in rows])
+                   r["message"] or r["rollback_to"] or "") for r in rows])

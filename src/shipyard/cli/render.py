@@ -14,12 +14,15 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from rich.console import Console, Group
+from rich.cells import cell_len
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
+from rich.padding import Padding
 from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
+from shipyard.cli.layout import plan_columns
 from shipyard.secrets.redact import Redactor
 
 _redactor = Redactor()     # the one per process the renderer needs: replaced by use_redactor()
@@ -35,7 +38,18 @@ def redact(text: str) -> str:
     return _redactor.redact(text)
 
 
-class _RedactingConsole(Console):
+class _PipeConsole(Console):
+    """A Console that, when not writing to a terminal, drops the spaces Rich pads table lines with (noise
+    in pipes, files and diffs)."""
+
+    def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+        text = super()._render_buffer(buffer)
+        if not self.is_terminal and " \n" in text:
+            text = "\n".join(line.rstrip(" ") for line in text.split("\n"))
+        return text
+
+
+class _RedactingConsole(_PipeConsole):
     """A Console whose every rendered chunk (prints, tables, live frames) is masked before writing."""
 
     def _render_buffer(self, buffer: Iterable[Segment]) -> str:
@@ -59,12 +73,36 @@ def error(message: str) -> None:
 
 
 def info(message: str) -> None:
-    console.print(redact(message), soft_wrap=True)
+    # markup=False: messages carry names, reasons and hook output, where "[...]" is text, not a style.
+    console.print(redact(message), soft_wrap=True, markup=False)
 
 
 def print_json(data: Any) -> None:
     sys.stdout.write(redact(json.dumps(_redactor.redact_data(data), indent=2, default=_json_default)) + "\n")
     sys.stdout.flush()
+
+
+def pending(text: str) -> int:
+    """How many characters at the end of `text` may be the start of a secret (hold them back in streams)."""
+    return _redactor.pending(text)
+
+
+def plain_lines(lines: Iterable[str]) -> None:
+    """Lines of foreign text (instance logs) as they are: no markup, no wrapping, masked, flushed."""
+    sys.stdout.write("".join(redact(line) + "\n" for line in lines))
+    sys.stdout.flush()
+
+
+def json_lines(items: Iterable[Any]) -> None:
+    """One compact JSON object per line (JSON Lines: a stream a program can read as it comes)."""
+    sys.stdout.write("".join(redact(json.dumps(_redactor.redact_data(item), default=_json_default)) + "\n"
+                             for item in items))
+    sys.stdout.flush()
+
+
+def note(message: str) -> None:
+    """A remark beside a stream on stdout (so it stays out of what a pipe reads)."""
+    err_console.print(Text(redact(message), style="dim"), soft_wrap=True)
 
 
 def reveal(text: str) -> None:
@@ -78,12 +116,7 @@ def reveal_json(data: Any) -> None:
 
 
 def reveal_table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    t = Table(title=title, title_justify="left", header_style="bold")
-    for col in columns:
-        t.add_column(col)
-    for row in rows:
-        t.add_row(*(c if isinstance(c, Text) else Text(str(c)) for c in row))
-    Console(highlight=False).print(t)
+    _print_table(_PipeConsole(highlight=False), title, columns, rows, redacted=False)
 
 
 def _json_default(value: Any) -> Any:
@@ -113,13 +146,72 @@ def duration(start: datetime | None, end: datetime | None) -> str:
     return f"{secs:.1f}s" if secs < 120 else f"{secs / 60:.1f}m"
 
 
+# Columns people copy into the next command: never wrapped or cut (see cli/layout.py for the rules).
+KEEP_WHOLE = frozenset({"id", "deployment", "promotion", "instance", "revision", "address", "listen", "tag",
+                        "last tag", "repo", "branch", "name", "old → new"})
+
+
+EMPTY = ("", "-")        # cells that say "nothing": left out of the lines under a row
+
+
+def short_sha(sha: str | None) -> str:
+    """A revision as tables show it: git's 8-character abbreviation (accepted by --rev); --json has it all."""
+    return (sha or "")[:8] or "-"
+
+
+def _cell(value: Any, redacted: bool) -> Text:
+    text = value if isinstance(value, Text) else Text(str(value))
+    if redacted:
+        masked = redact(text.plain)
+        if masked != text.plain:
+            text = Text(masked, style=text.style)
+    return text
+
+
+def _width(text: Text) -> int:
+    return max((cell_len(line) for line in text.plain.splitlines()), default=0)
+
+
+def table_renderable(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]], width: int, *,
+                     redacted: bool = True, keep: Iterable[str] = KEEP_WHOLE) -> tuple[RenderableType, int]:
+    """The table laid out for `width` columns, and the width of its widest line."""
+    kept = set(keep)
+    cells = [[_cell(c, redacted) for c in [*row, *[""] * (len(columns) - len(row))]] for row in rows]
+    heads = [Text(c) for c in columns]
+    natural = [max([_width(heads[i])] + [_width(r[i]) for r in cells]) for i in range(len(columns))]
+    lay = plan_columns(natural, [c in kept for c in columns], width)
+
+    def grid(show_header: bool, body: list[list[Text]]) -> Table:
+        t = Table(box=None, padding=(0, 1), pad_edge=False, show_edge=False, header_style="bold",
+                  show_header=show_header, width=lay.total)
+        for i in lay.in_table:
+            t.add_column(columns[i], width=lay.widths[i], no_wrap=columns[i] in kept, overflow="fold")
+        for r in body:
+            t.add_row(*(r[i] for i in lay.in_table))
+        return t
+
+    parts: list[RenderableType] = [Text(title, style="bold")] if title else []
+    if not lay.below:
+        parts.append(grid(True, cells))
+    else:
+        parts.append(grid(True, []))
+        for r in cells:
+            parts.append(grid(False, [r]))
+            below = [Text.assemble(f"{columns[i]}: ", r[i]) for i in lay.below if r[i].plain.strip() not in EMPTY]
+            if below:
+                parts.append(Padding(Text(" · ").join(below), (0, 0, 0, 2)))
+    return Group(*parts), max(width, lay.total)
+
+
+def _print_table(target: Console, title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]],
+                 *, redacted: bool = True) -> None:
+    renderable, widest = table_renderable(title, columns, rows, target.width, redacted=redacted)
+    # crop=False: when the kept columns alone are wider than the terminal, lines get longer, never cut.
+    target.print(renderable, crop=widest <= target.width)
+
+
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    t = Table(title=title, title_justify="left", header_style="bold")
-    for col in columns:
-        t.add_column(col)
-    for row in rows:
-        t.add_row(*(c if isinstance(c, Text) else Text(str(c)) for c in row))
-    console.print(t)
+    _print_table(console, title, columns, rows)
 
 
 class DeployProgress:
@@ -199,33 +291,23 @@ class DeployProgress:
         console.print(f"[{elapsed:6.1f}s] {msg}", markup=False, soft_wrap=True)
 
     def _render(self) -> Group:
-        t = steps_table = Table(title=f"{self.title}  [{self.state}]", title_justify="left", header_style="bold",
-                                show_edge=False)
-        t.add_column("#", justify="right")
-        t.add_column("step")
-        t.add_column("state")
-        t.add_column("note")
+        width = console.width
         icon = {"succeeded": "✓", "failed": "✗", "running": "…", "pending": " "}
-        for n, (desc, state, note) in enumerate(self.steps, 1):
-            t.add_row(str(n), desc, Text(f"{icon.get(state, '')} {state}", style=STATE_STYLE.get(state, "")),
-                      note[:80])
-        for desc, state, note in self.rollback_steps:
-            t.add_row("rb", desc, Text(state, style=STATE_STYLE.get(state, "")), note[:80])
+        rows: list[tuple[Any, ...]] = [
+            (str(n), desc, Text(f"{icon.get(state, '')} {state}", style=STATE_STYLE.get(state, "")), note)
+            for n, (desc, state, note) in enumerate(self.steps, 1)]
+        rows += [("rb", desc, Text(state, style=STATE_STYLE.get(state, "")), note)
+                 for desc, state, note in self.rollback_steps]
+        parts = [table_renderable(f"{self.title}  [{self.state}]", ["#", "step", "state", "note"], rows, width)[0]]
         if self.instances:
             total = sum(i.get("weight", 0) for i in self.instances.values()) or 1
-            it = Table(show_edge=False, header_style="bold")
-            for col in ("instance", "revision", "health", "traffic"):
-                it.add_column(col)
-            for inst in self.instances.values():
-                it.add_row(inst.get("id", ""), str(inst.get("revision", ""))[:8],
-                           Text(inst.get("health", ""), style=STATE_STYLE.get(inst.get("health", ""), "")),
-                           f"{100 * inst.get('weight', 0) / total:.0f}%")
-            t = Table.grid()
-            t.add_row(steps_table)
-            t.add_row(it)
-        footer = Text(f"traffic: {self.traffic or '-'}\n{self.last[:120]}  ({time.monotonic() - self.started:.1f}s)",
-                      style="dim")
-        return Group(t, footer)
+            parts.append(table_renderable(None, ["instance", "revision", "health", "traffic"], [
+                (inst.get("id", ""), short_sha(str(inst.get("revision", ""))),
+                 Text(inst.get("health", ""), style=STATE_STYLE.get(inst.get("health", ""), "")),
+                 f"{100 * inst.get('weight', 0) / total:.0f}%") for inst in self.instances.values()], width)[0])
+        parts.append(Text(f"traffic: {self.traffic or '-'}\n{self.last}  ({time.monotonic() - self.started:.1f}s)",
+                          style="dim"))
+        return Group(*parts)
 
 
 class RepoProgress:
@@ -266,14 +348,11 @@ class RepoProgress:
             console.print(f"[{elapsed:6.1f}s] {repo}: {what}{': ' + detail if detail else ''}", markup=False,
                           soft_wrap=True)
 
-    def _render(self) -> Table:
-        t = Table(title=f"{self.title}  ({time.monotonic() - self.started:.1f}s)", title_justify="left",
-                  header_style="bold", show_edge=False)
-        for col in ("repo", "step", "state", "detail"):
-            t.add_column(col)
-        for name, (phase, status, detail) in self.rows.items():
-            t.add_row(name, phase, Text(status, style=STATE_STYLE.get(status, "")), detail[:90])
-        return t
+    def _render(self) -> RenderableType:
+        return table_renderable(f"{self.title}  ({time.monotonic() - self.started:.1f}s)",
+                                ["repo", "step", "state", "detail"],
+                                [(name, phase, Text(status, style=STATE_STYLE.get(status, "")), detail)
+                                 for name, (phase, status, detail) in self.rows.items()], console.width)[0]
 
 
 def repo_lines(lines: Iterable[tuple[str, str]], *, style: str = "red") -> None:

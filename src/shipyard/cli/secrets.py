@@ -69,7 +69,8 @@ def set_cmd(name: NameArg, env: EnvOpt, provider: ProviderOpt = None, config: Co
 
 
 @app.command("get")
-def get_cmd(name: NameArg, env: EnvOpt, provider: ProviderOpt = None, config: ConfigOpt = None) -> None:
+def get_cmd(name: NameArg, env: EnvOpt, provider: ProviderOpt = None, as_json: JsonOpt = False,
+            config: ConfigOpt = None) -> None:
     """Print the value of NAME in ENV (recorded in the audit trail)."""
     project = Project.load(config)
     store = _provider(project, env, provider)
@@ -77,7 +78,10 @@ def get_cmd(name: NameArg, env: EnvOpt, provider: ProviderOpt = None, config: Co
     if name not in found:
         raise UsageError(f"no secret {name} in {env} ({store.label}); see `shipyard secrets list --env {env}`")
     audit(project.store, "secrets.read", env=env, actor=actor(), names=[name], provider=store.label)
-    render.reveal(found[name])
+    if as_json:
+        render.reveal_json({"env": env, "name": name, "provider": store.label, "value": found[name]})
+    else:
+        render.reveal(found[name])
 
 
 @app.command("list")

@@ -13,56 +13,60 @@ from pathlib import Path
 
 _TEMPLATE = """\
 # shipyard.yaml: how {project} is built, deployed and watched. Reference: docs/config.md
+# Every value below is one `shipyard init` chose; each says what it does. Change any of them.
 # Durations: "500ms", "2s", "5m", "1h", "1m30s" or seconds. ${{VAR}} / ${{VAR:-default}} read the
 # environment; ${{secret:NAME}} is resolved by the secrets provider; $${{ writes a literal "${{".
-project: {project}
+project: {project}             # names the project in tags, notifications and the secrets key file
 timezone: UTC                  # IANA zone used in tag timestamps, e.g. Asia/Seoul
 # state: postgresql+psycopg://user:pass@host/shipyard   # default: SQLite in .shipyard/state.db
 
-repos:
-  {name}: {{path: ".", {url}groups: [app]}}
+repos:                         # the git repos services are built from
+  {name}: {{path: ".", {url}groups: [app]}}   # this directory; `--group app` selects it
 
-environments:
-  dev:  {{branch: dev, auto_deploy: true, confirm: none}}
-  stg:  {{branch: stg, promote_from: dev, tag: "stg-deploy-{{ts}}"}}
-  prod: {{branch: main, promote_from: stg, tag: "deploy-{{ts}}", confirm: twice}}
+environments:                  # one git branch each; the branches must exist on origin (see docs/fleet.md)
+  dev:  {{branch: dev, auto_deploy: true, confirm: none}}   # deployed when shipyard moves the branch; never asks
+  stg:  {{branch: stg, promote_from: dev, tag: "stg-deploy-{{ts}}"}}   # `shipyard promote dev stg`; asks once
+  prod: {{branch: main, promote_from: stg, tag: "deploy-{{ts}}", confirm: twice}}   # asks twice (type "prod")
 
 services:
   {name}:
-    repo: {name}
-    # build: pip install -r requirements.txt
+    repo: {name}               # the repo above
+    # build: pip install -r requirements.txt     # runs once per revision in its release directory
     # Replace with your server's start command; {{port}} is the port to bind (also in $PORT).
     run: python -m http.server {{port}} --bind 127.0.0.1
     # migrate: python manage.py migrate     # once per deployment, before traffic moves
-    env: {{}}
-    requires_env: []
-    health:
-      type: http
-      path: /                   # your health endpoint, e.g. /health
-      expected_status: 200
-      interval: 2s
-      timeout: 1s
-      healthy_threshold: 2
-      unhealthy_threshold: 2
-      start_period: 10s
-      deadline: 2m
+    env: {{}}                    # variables for build, hooks and instances, e.g. {{LOG_LEVEL: info}}
+    requires_env: []           # names a deploy refuses to start without, e.g. [DATABASE_URL]
+    health:                    # when an instance counts as healthy
+      type: http               # GET a path (or tcp: connect; exec: run a command)
+      path: /                  # your health endpoint, e.g. /health
+      expected_status: 200     # the answer that means healthy
+      interval: 2s             # time between two probes
+      timeout: 1s              # a probe slower than this failed
+      healthy_threshold: 2     # passes in a row to become healthy
+      unhealthy_threshold: 2   # failures in a row to become unhealthy
+      start_period: 10s        # failures this soon after start do not count (the app is booting)
+      deadline: 2m             # not healthy by then: the deploy rolls back
     # hooks:                          # each a command, or {{command: ..., timeout: 5m}}
     #   before_install: ./scripts/check.sh
     #   validate_service: {{command: ./scripts/smoke.sh, timeout: 2m}}
     #   on_failure: ./scripts/page-oncall.sh
     deploy:
-      target: {{type: local, instances: 2}}
+      target: {{type: local, instances: 2}}     # two processes on this machine, run by the shipyard agent
       router:
-        type: builtin
-        listen: {{dev: "127.0.0.1:8100", stg: "127.0.0.1:8200", prod: "127.0.0.1:8300"}}
+        type: builtin          # shipyard's own HTTP router in front of the instances
+        listen: {{dev: "127.0.0.1:8100", stg: "127.0.0.1:8200", prod: "127.0.0.1:8300"}}   # per environment
+      # one instance at a time, one extra while it starts, never fewer serving; 30s for open requests to end
       strategy: {{type: rolling, batch_size: 1, max_surge: 1, max_unavailable: 0, drain_timeout: 30s}}
-      bake: 1m
-      keep_previous: 5m
+      # bake: 5m   # after all traffic moved, keep watching health and the alarms this long before the
+      #            # deploy succeeds (so every deploy takes at least this long). Default: no bake.
+      keep_previous: 5m        # the old instances stay warm this long: `shipyard rollback` is a traffic flip
+      # alarms: evaluated during `bake` and canary pauses (roll back), and by `shipyard watch` afterwards
       alarms: [high_error_rate, high_5xx, slow_responses, no_healthy_hosts]
     # environments:                   # per-environment overrides: instances, env, listen
     #   prod: {{instances: 3}}
 
-alarms:
+alarms:                        # CloudWatch-style: datapoints_to_alarm of evaluation_periods periods breaching
   high_error_rate:   # failed requests (5xx and connection errors) above 5%
     {{metric: error_rate, statistic: Average, period: 1m, evaluation_periods: 3, datapoints_to_alarm: 2,
      comparison: ">", threshold: 0.05, treat_missing_data: notBreaching}}
@@ -77,19 +81,41 @@ alarms:
      comparison: "<", threshold: 1, treat_missing_data: breaching}}
 
 notifications:
-  channels: {{}}
+  channels: {{}}                 # none yet; examples:
   #   alerts:      {{type: slack, webhook: "${{secret:SLACK_ALERTS_WEBHOOK}}"}}
   #   deployments: {{type: slack, webhook: "${{secret:SLACK_DEPLOYS_WEBHOOK}}"}}
   #   monitoring:  {{type: slack, webhook: "${{secret:SLACK_MONITORING_WEBHOOK}}"}}
   #   ops: {{type: email, to: [ops@example.com], smtp: {{host: smtp.example.com, port: 587}}}}
-  routes: []
+  routes: []                   # which events go to which channels; examples:
   #   - {{events: ["deploy.failed", "rollback.*", "alarm.alarm"], to: [alerts, ops]}}
   #   - {{events: ["deploy.queued", "deploy.started", "deploy.succeeded", "approval.requested",
   #               "promotion.completed"], to: [deployments]}}
   #   - {{events: ["alarm.*", "analysis.*", "health.*"], to: [monitoring]}}
 
-secrets: {{provider: local}}     # local | env | aws-secretsmanager | aws-ssm
+secrets: {{provider: local}}     # encrypted in .shipyard/; or env | aws-secretsmanager | aws-ssm
 """
+
+GITIGNORE = ".gitignore"
+STATE_DIR = ".shipyard/"
+_GITIGNORE_BLOCK = "# shipyard's local state: database, agent, releases, encrypted secrets (never commit it)\n" \
+                   f"{STATE_DIR}\n"
+_IGNORES_STATE = re.compile(r"^\s*/?\.shipyard/?\s*$")
+
+
+def ensure_gitignore(project_dir: Path) -> bool:
+    """Make `project_dir`'s .gitignore ignore .shipyard/: appended once (a file that already ignores it is
+    left alone), the file created when missing. Returns whether it was changed."""
+    path = project_dir / GITIGNORE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        text = ""
+    if any(_IGNORES_STATE.match(line) for line in text.splitlines()):
+        return False
+    sep = "" if not text or text.endswith("\n") else "\n"
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(f"{sep}{chr(10) if text.strip() else ''}{_GITIGNORE_BLOCK}")
+    return True
 
 
 def project_name(project_dir: Path) -> str:

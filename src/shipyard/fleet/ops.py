@@ -121,5 +121,5 @@ async def op_exec(spec: RepoSpec, argv: Sequence[str], *, timeout: float = NETWO
     data = {"exit_code": res.returncode, "stdout": res.stdout, "stderr": res.stderr}
     if res.ok:
         last = output.splitlines()[-1] if output else ""
-        return RepoOutcome("ok", last[:120], data)
-    return RepoOutcome("failed", f"exit {res.returncode}: {res.last_error_line()}"[:200], data)
+        return RepoOutcome("ok", last, data)
+    return RepoOutcome("failed", f"exit {res.returncode}: {res.last_error_line()}", data)
