@@ -221,11 +221,15 @@ def test_history_newest_first_and_show_prints_hook_output(story: Story) -> None:
 
 def test_deploy_queue_waits_and_no_wait_refuses(new_workspace: Callable[[], E2E]) -> None:
     e2e = new_workspace()
-    # The hook's length comes from the CLI's environment (config interpolation): the first deploy holds
-    # the lease long enough for the others to meet it, and the others stay quick.
-    e2e.edit_config(lambda t: _add_hooks(t, '{before_install: "sleep ${E2E_HOOK_SLEEP:-0}"}'))
+    # The first deploy's hook holds the lease until the test opens a gate file (named through the CLI's
+    # environment, config interpolation), however slowly the others start on a loaded machine; the others'
+    # gate is /dev/null, which always exists.
+    gate = e2e.root / "gate"
+    e2e.edit_config(lambda t: _add_hooks(
+        t, '{before_install: "i=0; while [ ! -e ${E2E_GATE:-/dev/null} ] && [ $i -lt 1200 ]; '
+           'do sleep 0.1; i=$((i+1)); done"}'))
 
-    first = e2e.background("deploy", "api", "--env", "stg", E2E_HOOK_SLEEP="7")
+    first = e2e.background("deploy", "api", "--env", "stg", E2E_GATE=str(gate))
     try:
         first.wait_for_line(r"state in_progress")
         second = e2e.background("deploy", "api", "--env", "stg")
@@ -235,8 +239,10 @@ def test_deploy_queue_waits_and_no_wait_refuses(new_workspace: Callable[[], E2E]
             status = _api_row(assert_ok(e2e.cli("status", "--json", "--service", "api", "--env", "stg")))
         finally:
             res_refused = refused.finish()
+            gate.touch()
             res2 = second.finish()
     finally:
+        gate.touch()
         res1 = first.finish()
     assert_ok(res1)
     assert_ok(res2)
