@@ -3,12 +3,13 @@
 Two families, because they are found differently:
 
 * Escapes, character by character. JSON and Python repr (`\\n`, `\\u00e9`, `\\x07`, `\\"`), shell quoting
-  (`shlex.quote` and dash's `export -p` write `'` as `'"'"'`; bash's `set` as `'\\''`; bash's `export -p` /
-  `declare -x` and `printf %q` put a backslash before `"`, `$`, `` ` ``, `\\` or a space), URL and form
-  encoding (`%XX` in either case, `+` for a space) and HTML entities all replace single characters and
-  leave the rest alone, and each encoder escapes a different subset. So a form is a sequence of tokens,
-  one per character of the value, each listing every spelling of that character; the Redactor turns it
-  into one regex and so matches every mixture, whatever subset an encoder chose to escape. Letters and
+  (`shlex.quote` writes `'` as `'"'"'`, dash's `export -p` a run of them as `'"''"'`, bash's `set` as
+  `'\\''`; bash's `export -p` / `declare -x` and `printf %q` put a backslash before `"`, `$`, `` ` ``,
+  `\\` or a space, and write control characters as `$'\\001'`), URL and form encoding (`%XX` in either
+  case, `+` for a space) and HTML entities all replace single characters and leave the rest alone, and
+  each encoder escapes a different subset. So a form is a sequence of tokens, one per character of the
+  value (one per run of single quotes), each listing every spelling of it; the Redactor turns it into
+  one regex and so matches every mixture, whatever subset an encoder chose to escape. Letters and
   digits are spelled only as themselves: no encoder in use escapes them, and `\\n` is not an `n`.
 * Base64 (standard and URL-safe alphabets) of the value's UTF-8 bytes. Embedded in a longer blob (an
   `Authorization: Basic` header is base64 of "user:password") the value starts at byte offset 0, 1 or 2
@@ -20,6 +21,7 @@ Two families, because they are found differently:
 from __future__ import annotations
 
 import base64
+import itertools
 import string
 
 Token = tuple[str, ...]        # the spellings of one character, longest first
@@ -68,9 +70,21 @@ def spellings(ch: str) -> Token:
     return tuple(sorted(out, key=lambda s: (-len(s), s)))
 
 
+def _quote_run(n: int) -> Token:
+    """A run of n single quotes: each spelled alone, or (dash's `export -p`) one double-quoted run."""
+    one = spellings("'")
+    quotes = "'" * n
+    joined = {alt * n for alt in one} | {f'{close}"{quotes}"{reopen}' for close in ("", "'") for reopen in ("", "'")}
+    return tuple(sorted(joined, key=lambda s: (-len(s), s)))
+
+
 def escape_form(value: str) -> Form:
     """The escape-family form of `value` (its plain spelling is one of the strings it matches)."""
-    return tuple(spellings(ch) for ch in value)
+    form: list[Token] = []
+    for ch, group in itertools.groupby(value):
+        n = len(list(group))
+        form += [_quote_run(n)] if ch == "'" and n > 1 else [spellings(ch)] * n
+    return tuple(form)
 
 
 def base64_cores(value: str) -> set[str]:
