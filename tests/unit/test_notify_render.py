@@ -99,3 +99,9 @@ def test_webhook_body_fields_are_documented() -> None:
     doc = (Path(__file__).resolve().parents[2] / "docs" / "notifications.md").read_text()
     section = doc[doc.index("### Body"):doc.index("### Verifying")]
     assert sorted(set(re.findall(r"^\| `([a-z_]+)` \|", section, re.M))) == webhook.body_fields()
+
+
+def test_slack_links_cannot_be_broken_out_of() -> None:
+    assert slack.link("https://x/c?a=1&b=<2>|3 4", "<!here>") == "<https://x/c?a=1&amp;b=%3C2%3E%7C3%204|&lt;!here&gt;>"
+    assert slack.escape("a & <b>") == "a &amp; &lt;b&gt;"
+    assert slack.clip_escaped("x" * 10 + "&amp;", 13) == "x" * 10 + "…"

@@ -9,9 +9,10 @@ Decisions (docs/secrets.md repeats them for users):
   key printed line by line; the `-----BEGIN ...-----` armor stays readable).
 - Values shorter than MIN_LENGTH are not registered: masking every "1" or "on" would wreck all output,
   and a value that short protects nothing. `shipyard env show` warns about such secrets.
-- Speed: one compiled regex over every form of every value, each alternative starting with a literal
-  character so the regex engine skips most positions at once; the wrapped-base64 pass runs only over
-  runs of long base64 lines. A few MB of log take well under a second (bench figure in docs/secrets.md).
+- Speed: a form's longest literal stretch (its anchor) is looked for with str.find, and the regex of
+  the forms whose anchors occur runs only in windows around the hits; text that holds no secret costs
+  one substring scan per anchor. The wrapped-base64 pass starts from line ends (secrets/wrapped.py).
+  Figures: bench/redact.py, docs/secrets.md.
 - No global registry: a Redactor travels with the project/engine context; the renderer holds the one
   instance of its process (see cli/render.py).
 """
