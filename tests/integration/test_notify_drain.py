@@ -32,7 +32,7 @@ except ImportError:
 
 pytestmark = pytest.mark.timeout(300)
 DRAIN = 5.0       # cli/notify.py DRAIN_AFTER_DEPLOY, as docs/notifications.md promises
-MARGIN = 2.5      # closing the agent client and the interpreter, on a loaded 2-core machine
+MARGIN = 3.5      # closing the agent client and the interpreter, on a loaded 2-core machine
 
 
 def free_port() -> int:
@@ -77,7 +77,7 @@ def test_the_cli_leaves_at_the_drain_deadline_and_the_worker_sends_the_rest(work
         assert dep.finished_at is not None
         finished = dep.finished_at.timestamp()
         rows = ob.all_rows(s)
-    assert len(rows) >= 10, "the deploy should record more events than 5 s of Slack pacing can send"
+    assert len(rows) >= 12, "the deploy should record far more events than 5 s of Slack pacing can send"
     after = exited - finished
     assert after <= DRAIN + MARGIN, f"the CLI left {after:.1f}s after the deployment finished"
     sent_by_deploy = len(slack.requests)
