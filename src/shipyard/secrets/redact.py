@@ -101,7 +101,7 @@ class Redactor:
         self._forms: list[Form] = []
         self._cores: set[str] = set()
         self._anchors: list[_Anchor | None] = []          # per form
-        self._patterns: dict[frozenset[int], re.Pattern[str]] = {}
+        self._patterns: dict[int, re.Pattern[str]] = {}          # per form, compiled on first use
         self._core_pattern: re.Pattern[str] | None = None
         self._by_first: dict[str, list[Form]] = {}
         self._longest = 0
@@ -168,16 +168,19 @@ class Redactor:
                 merged.append((start, end))
         return frozenset(live), [(max(0, a), min(len(text), b)) for a, b in merged]
 
-    def _regex(self, live: frozenset[int]) -> re.Pattern[str]:
-        pattern = self._patterns.get(live)
+    def _regex(self, index: int) -> re.Pattern[str]:
+        """One form's regex, compiled once (a PEM key's is large; recompiling it per text would cost more
+        than the search)."""
+        pattern = self._patterns.get(index)
         if pattern is None:
-            # Longer forms first: at one position the regex takes the first alternative that matches.
-            ordered = sorted(live, key=lambda i: (-len(self._forms[i]), i))
-            pattern = re.compile("|".join(_form_regex(self._forms[i]) for i in ordered))
-            if len(self._patterns) >= 64:
-                self._patterns.clear()
-            self._patterns[live] = pattern
+            pattern = self._patterns[index] = re.compile(_form_regex(self._forms[index]))
         return pattern
+
+    def _mask(self, text: str, live: list[int]) -> str:
+        # Longer forms first, so a secret that contains another is masked whole.
+        for index in live:
+            text = self._regex(index).sub(MASK, text)
+        return text
 
     def _cores_regex(self) -> re.Pattern[str] | None:
         if self._core_pattern is None and self._cores:
@@ -189,17 +192,16 @@ class Redactor:
         """`text` with every registered form replaced by `***`."""
         if not self._forms or not text:
             return text
-        live, windows = self._live(text)
-        if live:
-            pattern = self._regex(live)
-            if windows is None:
-                text = pattern.sub(MASK, text)
-            else:
-                parts, done = [], 0
-                for start, end in windows:
-                    parts += [text[done:start], pattern.sub(MASK, text[start:end])]
-                    done = end
-                text = "".join(parts) + text[done:]
+        found, windows = self._live(text)
+        live = sorted(found, key=lambda i: (-len(self._forms[i]), i))
+        if live and windows is None:
+            text = self._mask(text, live)
+        elif live and windows is not None:
+            parts, done = [], 0
+            for start, end in windows:
+                parts += [text[done:start], self._mask(text[start:end], live)]
+                done = end
+            text = "".join(parts) + text[done:]
         cores = self._cores_regex()
         if cores is not None and ("\n" in text or "\\n" in text):
             text = wrapped.unwrap(text, cores.finditer, self._longest, MASK)

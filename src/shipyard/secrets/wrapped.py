@@ -11,6 +11,8 @@ costs little more than a scan for newlines.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import re
 import string
 from collections.abc import Callable, Iterator
@@ -114,14 +116,19 @@ def pending(text: str, cores: set[str]) -> int:
     pieces = _trailing(text)
     if len(pieces) < 2:
         return 0                           # no line end inside: a single-line check covers it
-    flat, where = joined(text, [(a, b) for a, b, _ in pieces])
-    whole = [w for a, b, w in pieces for _ in range(a, b)]
+    flat = "".join(text[a:b] for a, b, _ in pieces)
+    spans = list(itertools.accumulate((b - a for a, b, _ in pieces), initial=0))   # piece starts in flat
     last = pieces[-1][1] - pieces[-1][0]
     best = 0
     for core in cores:
-        for size in range(min(len(core) - 1, len(flat)), last, -1):
-            index = len(flat) - size
-            if (whole[index] or size >= WRAP_MIN) and flat.endswith(core[:size]):
-                best = max(best, len(text) - where[index])
+        # Candidate starts: where the core's first character occurs, before the last piece (the
+        # held end must span a line end), no further back than the core is long; longest first.
+        at = flat.find(core[0], max(0, len(flat) - len(core) + 1))
+        while 0 <= at < len(flat) - last:
+            piece = bisect.bisect_right(spans, at) - 1
+            start, _, whole = pieces[piece]
+            if (whole or len(flat) - at >= WRAP_MIN) and core.startswith(flat[at:]):
+                best = max(best, len(text) - (start + at - spans[piece]))
                 break
+            at = flat.find(core[0], at + 1)
     return best
