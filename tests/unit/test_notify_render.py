@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 
 from shipyard.config.alerting import EmailChannel, Notifications
 from shipyard.notify.channels import email, slack, webhook
@@ -78,7 +79,8 @@ def test_email_has_text_and_html_and_message_id() -> None:
     cfg = EmailChannel.model_validate({"type": "email", "to": ["a@x", "b@x"], "from": "s@x",
                                        "smtp": {"host": "h"}})
     mail = email.render(_msg("rollback.completed", reason="<alarm high_5xx>"), cfg)
-    assert mail["To"] == "a@x, b@x" and mail["Message-ID"] == f"<{'k' * 32}@shipyard>"
+    assert mail["To"] == "a@x, b@x" and re.fullmatch(rf"<{'k' * 32}\.[0-9a-f]{{16}}@x>", mail["Message-ID"])
+    assert mail["Date"]
     kinds = [part.get_content_type() for part in mail.iter_parts()]
     assert kinds == ["text/plain", "text/html"]
     assert "&lt;alarm high_5xx&gt;" in mail.get_body(("html",)).get_content()  # type: ignore[union-attr]
@@ -89,3 +91,17 @@ def test_backoff_grows_with_jitter_and_is_capped() -> None:
     first = [backoff(0, base=1, cap=60, rng=rng) for _ in range(50)]
     assert all(0.5 <= d <= 1 for d in first) and len(set(first)) > 40
     assert all(30 <= backoff(10, base=1, cap=60, rng=rng) <= 60 for _ in range(20))
+
+
+def test_webhook_body_fields_are_documented() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "notifications.md").read_text()
+    section = doc[doc.index("### Body"):doc.index("### Verifying")]
+    assert sorted(set(re.findall(r"^\| `([a-z_]+)` \|", section, re.M))) == webhook.body_fields()
+
+
+def test_slack_links_cannot_be_broken_out_of() -> None:
+    assert slack.link("https://x/c?a=1&b=<2>|3 4", "<!here>") == "<https://x/c?a=1&amp;b=%3C2%3E%7C3%204|&lt;!here&gt;>"
+    assert slack.escape("a & <b>") == "a &amp; &lt;b&gt;"
+    assert slack.clip_escaped("x" * 10 + "&amp;", 13) == "x" * 10 + "…"

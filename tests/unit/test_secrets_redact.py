@@ -74,3 +74,21 @@ def test_line_pump_overlong_line_is_written_in_pieces() -> None:
     pump = LinePump(Redactor(["supersecret"]))
     out = pump.feed(b"x" * (MAX_LINE + 10) + b"supersecret")
     assert out.startswith(b"x" * MAX_LINE) and b"supersecret" not in out + pump.finish()
+
+
+def test_ready_holds_back_only_lines_that_may_begin_a_wrapped_secret() -> None:
+    import base64 as b64
+
+    secret = "wrapped-secret-value-0123456789"
+    blob = b64.encodebytes(b"\0" * 50 + secret.encode() + b"\0" * 50)
+    first_line = blob[:blob.index(b"\n") + 1]            # 76 characters, the secret's base64 begins in it
+    r = Redactor([secret])
+    cut = r.ready(first_line)                             # the end that may begin the secret's base64 waits
+    assert first_line[cut:] == b"3cmFwcGVk\n"               # from the first character that is all secret
+    prose = b"deployed revision 0123456789abcdef0123456789abcdef01234567\nsecond line\n"
+    assert r.ready(prose) == len(prose)                   # a line ending in a hash is not held
+    assert r.ready(b"partial") == 0 and r.ready(b"a\nb") == 2
+    pump = LinePump(r)
+    out = pump.feed(first_line) + pump.feed(blob[len(first_line):]) + pump.finish()
+    assert MASK.encode() in out and out.count(b"\n") < blob.count(b"\n")   # the core's lines became one mask
+    assert first_line not in out

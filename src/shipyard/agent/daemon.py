@@ -28,6 +28,7 @@ from shipyard.agent.client import raise_for_response
 from shipyard.agent.errors import AgentRequestError
 from shipyard.agent.paths import AgentPaths, SocketName
 from shipyard.errors import AgentError
+from shipyard.secrets.scrub import PYTHON, scrubbed
 
 _POLL = 0.05
 _BASE_URL = "http://shipyard-agent"
@@ -95,7 +96,7 @@ def _spawn(paths: AgentPaths) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             [sys.executable, "-m", "shipyard.agent", "--state-dir", str(paths.state_dir)],
             stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True,
-            close_fds=True)
+            close_fds=True, env=scrubbed(allow=PYTHON))
 
 
 def _log_tail(paths: AgentPaths, lines: int = 5) -> str:

@@ -22,6 +22,7 @@ import subprocess
 import sys
 
 from shipyard.secrets.redact import Redactor
+from shipyard.secrets.scrub import PYTHON, scrubbed
 
 LOGPIPE_ENV = "SHIPYARD_LOGPIPE_VALUES"
 IDLE = 0.2                 # seconds before a partial line is written out
@@ -35,7 +36,7 @@ def command(log_path: str) -> list[str]:
 
 
 def environment(values: list[str]) -> dict[str, str]:
-    env = {k: os.environ[k] for k in ("PATH", "PYTHONPATH", "LANG", "LC_ALL") if k in os.environ}
+    env = scrubbed(allow=PYTHON)
     env[LOGPIPE_ENV] = json.dumps(values)
     return env
 
@@ -64,7 +65,7 @@ class LinePump:
     def feed(self, chunk: bytes) -> bytes:
         """Add input; returns what can be written now (complete lines, or pieces of an overlong one)."""
         self.buf += chunk
-        cut = self.buf.rfind(b"\n") + 1
+        cut = self.redactor.ready(self.buf)       # complete lines, less a wrapped secret's start
         out = b""
         if cut:
             out, self.buf = self.redactor.redact_bytes(self.buf[:cut]), self.buf[cut:]

@@ -7,14 +7,12 @@ delays, its id) can be read and tested without starting anything.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from dataclasses import dataclass, field
 
 from shipyard.agent.state import InstanceRecord
 from shipyard.secrets.redact import REDACT_ENV
-
-_BASE_ENV_KEYS = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
+from shipyard.secrets.scrub import scrubbed
 
 
 @dataclass(frozen=True)
@@ -70,8 +68,7 @@ def new_instance_id(service: str, env: str, revision: str) -> str:
 
 def build_env(rec: InstanceRecord) -> dict[str, str]:
     """A minimal base (not the agent's whole environment, which would leak between projects)."""
-    env = {k: os.environ[k] for k in _BASE_ENV_KEYS if k in os.environ}
-    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    env = scrubbed()
     env.update(rec.environ)
     env.update(PORT=str(rec.port), SHIPYARD_INSTANCE=rec.id, SHIPYARD_SERVICE=rec.service,
                SHIPYARD_ENV=rec.env, SHIPYARD_REVISION=rec.revision)

@@ -11,6 +11,8 @@ import re
 import subprocess
 from pathlib import Path
 
+from shipyard.secrets.scrub import GIT, scrubbed
+
 _TEMPLATE = """\
 # shipyard.yaml: how {project} is built, deployed and watched. Reference: docs/config.md
 # Every value below is one `shipyard init` chose; each says what it does. Change any of them.
@@ -127,7 +129,7 @@ def project_name(project_dir: Path) -> str:
 def _remote_url(project_dir: Path) -> str | None:
     try:
         result = subprocess.run(["git", "-C", str(project_dir), "config", "--get", "remote.origin.url"],
-                                capture_output=True, text=True, timeout=10, check=False)
+                                capture_output=True, text=True, timeout=10, check=False, env=scrubbed(allow=GIT))
     except (OSError, subprocess.SubprocessError):
         return None
     url = result.stdout.strip()

@@ -16,7 +16,6 @@ Layout under `root`:
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import shutil
 import subprocess
@@ -24,6 +23,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
+
+from shipyard.secrets.scrub import GIT, scrubbed
 
 APPS_DIR = Path(__file__).resolve().parent / "apps"
 BRANCHES = ("dev", "stg", "main")
@@ -112,7 +113,7 @@ def git(cwd: Path, *args: str, check: bool = True) -> str:
         "-c", "core.autocrlf=false",
         *args,
     ]  # fmt: skip
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "LC_ALL": "C"}
+    env = scrubbed(allow=GIT, extra={"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "LC_ALL": "C"})
     proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
     if check and proc.returncode != 0:
         detail = proc.stderr.strip() or proc.stdout.strip()

@@ -44,6 +44,7 @@ from shipyard.health.probes import Prober, ProbeResult
 from shipyard.releases.store import ReleaseStore
 from shipyard.routers.base import Router, WeightedBackend
 from shipyard.secrets.redact import REDACT_ENV
+from shipyard.secrets.scrub import scrubbed
 from shipyard.targets.base import LaunchSpec, Target
 
 FAILPOINT_ENV = "SHIPYARD_FAILPOINT"   # fault injection for crash tests: "after-step:N" kills this process
@@ -92,7 +93,7 @@ class Run:
         self.journal.update(context=self.ctx.to_dict())
 
     def environ(self) -> dict[str, str]:
-        base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER")}
+        base = scrubbed()
         return {**base, **self.s.environ, "SHIPYARD_SERVICE": self.s.service, "SHIPYARD_ENV": self.s.env,
                 "SHIPYARD_REVISION": self.revision, "SHIPYARD_DEPLOYMENT": self.id,
                 "SHIPYARD_RELEASE_DIR": str(self.release_dir)}

@@ -16,13 +16,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import os
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from shipyard.errors import GitError
+from shipyard.secrets.scrub import GIT, scrubbed
 
 GIT_ENV: Mapping[str, str] = {"GIT_TERMINAL_PROMPT": "0", "GCM_INTERACTIVE": "never", "LC_ALL": "C",
                               "GIT_MERGE_AUTOEDIT": "no", "GIT_EDITOR": "true"}
@@ -56,7 +56,7 @@ class GitResult:
 
 def git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment every fleet git command runs with: the user's, plus the no-prompt settings."""
-    return {**os.environ, **GIT_ENV, **(extra or {})}
+    return scrubbed(allow=GIT, extra={**GIT_ENV, **(extra or {})})
 
 
 # Processes are started from worker threads with subprocess.Popen rather than the event loop's own

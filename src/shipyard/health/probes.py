@@ -21,6 +21,7 @@ from types import TracebackType
 import httpx
 
 from shipyard.config.checks import ExecCheck, HealthCheck, HttpCheck, TcpCheck
+from shipyard.secrets.scrub import scrubbed
 
 OUTPUT_CAP = 4096          # bytes of exec output kept; the rest is read and dropped
 DETAIL_CHARS = 300         # characters of body/output shown in a detail
@@ -153,7 +154,7 @@ class Prober:
 
     async def _exec(self, check: ExecCheck, address: str) -> tuple[bool, str]:
         host, port = split_address(address)
-        env = {**os.environ, **self.env, "HEALTH_ADDRESS": address, "HEALTH_HOST": host,
+        env = {**scrubbed(), **self.env, "HEALTH_ADDRESS": address, "HEALTH_HOST": host,
                "HEALTH_PORT": str(port)}
         try:
             proc = await asyncio.create_subprocess_exec(

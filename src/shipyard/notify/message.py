@@ -7,23 +7,16 @@ It is stored as the outbox row's payload, so what gets sent is fixed at the mome
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from fnmatch import fnmatchcase
 from typing import Any
 
-# Kinds a human must look at now; everything else that is not routine is a warning.
-CRITICAL = ("deploy.failed", "rollback.*", "alarm.alarm", "recover.*")
-WARNING = ("alarm.*", "health.probe_failed", "drain.incomplete", "notify.failed", "analysis.*")
+from shipyard.domain.events import kind as event_kind
 
 
 def severity_of(kind: str) -> str:
-    """info, warning or critical: what routes filter on and what colours a Slack message."""
-    if kind == "alarm.ok":
-        return "info"
-    if any(fnmatchcase(kind, p) for p in CRITICAL):
-        return "critical"
-    if any(fnmatchcase(kind, p) for p in WARNING):
-        return "warning"
-    return "info"
+    """info, warning or critical (domain/events.py): what routes filter on and what colours a Slack
+    message. A kind nobody registered (a plugin's) is info."""
+    known = event_kind(kind)
+    return known.severity if known is not None else "info"
 
 
 @dataclass

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 Resolve = Callable[[str], str]
 _Item = tuple[int, dict[str, Any], int, datetime]
 CLAIM_LEASE = 120.0  # seconds a claimed row is this worker's; a dead worker's rows are retried after it
+DRAIN_POLL = 0.5     # seconds between looks at the outbox while a drain waits
 
 
 def backoff(attempts: int, *, base: float = 1.0, cap: float = 60.0, rng: random.Random | None = None) -> float:
@@ -51,6 +52,7 @@ class Worker:
         self.base_delay, self.max_delay, self.batch = base_delay, max_delay, batch
         self._channels: dict[str, Channel] = {}
         self._last_sent: dict[str, float] = {}
+        self._claimed: set[int] = set()     # claimed by this worker, not yet delivered/retried/failed
         self.sent = 0
         self.failed = 0
 
@@ -64,6 +66,7 @@ class Worker:
         with self.store.session() as s:
             rows = [(r.id, r.channel, dict(r.payload), r.attempts, r.created_at) for r in ob.due(s, limit=self.batch)]
             mine = set(ob.claim(s, [r[0] for r in rows], lease=CLAIM_LEASE + len(rows)))
+        self._claimed |= mine
         rows = [r for r in rows if r[0] in mine]
         by_channel: dict[str, list[_Item]] = defaultdict(list)
         for row_id, channel, payload, attempts, created in rows:
@@ -79,12 +82,17 @@ class Worker:
                 continue
             await self._pace(sender)
             try:
-                await sender.send(Message.from_dict(payload))
+                try:
+                    await sender.send(Message.from_dict(payload))
+                finally:
+                    self._last_sent[sender.destination] = time.monotonic()
             except NotifyError as exc:
                 delay = self._after_failure(row_id, exc, attempts, created)
                 if delay is not None:   # keep order: the channel's later rows wait for this one
+                    later = [i[0] for i in items[pos + 1:]]
                     with self.store.session() as s:
-                        ob.defer(s, [i[0] for i in items[pos + 1:]], utcnow() + timedelta(seconds=delay))
+                        ob.defer(s, later, utcnow() + timedelta(seconds=delay))
+                    self._claimed.difference_update(later)
                     return
                 continue
             except Exception as exc:  # a bug in a channel must not stop the worker; record it
@@ -93,9 +101,12 @@ class Worker:
                 continue
             with self.store.session() as s:
                 ob.mark_delivered(s, row_id)
+            self._claimed.discard(row_id)
             self.sent += 1
 
     async def _pace(self, sender: Channel) -> None:
+        """Wait until `pace` seconds after the previous send to this destination *ended*: its request
+        arrived before that, so arrivals are at least `pace` apart however long each send took."""
         if sender.pace <= 0:
             return
         last = self._last_sent.get(sender.destination)
@@ -103,7 +114,6 @@ class Worker:
             wait = last + sender.pace - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
-        self._last_sent[sender.destination] = time.monotonic()
 
     def _after_failure(self, row_id: int, exc: NotifyError, attempts: int, created: datetime) -> float | None:
         """Record the failure; the delay until the retry, or None when the row is failed for good."""
@@ -120,27 +130,45 @@ class Worker:
             return None
         with self.store.session() as s:
             ob.mark_retry(s, row_id, str(exc), delay, now=now)
+        self._claimed.discard(row_id)
         return delay
 
     def _fail(self, row_id: int, error: str) -> None:
         with self.store.session() as s:
             ob.mark_failed(s, row_id, error)
+        self._claimed.discard(row_id)
         self.failed += 1
 
     async def drain(self, timeout: float) -> bool:
-        """Deliver until nothing is pending or `timeout` passes; True when the outbox is empty."""
-        deadline = time.monotonic() + timeout
-        while True:
-            await self.run_once()
+        """Deliver until nothing is pending or `timeout` passes; True when the outbox is empty.
+
+        The deadline is hard: pacing sleeps, backoff waits and sends in flight are cancelled when it
+        comes, and the rows this worker claimed but did not finish are released at once, so `shipyard
+        notify worker` (or the next drain) sends them without waiting out the claim. A send cut off in
+        flight may have arrived: it is sent again with the same idempotency key (at least once).
+        """
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout_at(loop.time() + max(0.0, timeout)):
+                while True:
+                    await self.run_once()
+                    with self.store.session() as s:
+                        nxt = ob.next_due_at(s)
+                    if nxt is None:
+                        return True
+                    # Rows another worker claimed look due later: poll, so their delivery is noticed.
+                    await asyncio.sleep(min(max((nxt - utcnow()).total_seconds(), 0.01), DRAIN_POLL))
+        except TimeoutError:
+            return False
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        """Make the rows claimed by an interrupted run due again now."""
+        if self._claimed:
             with self.store.session() as s:
-                nxt = ob.next_due_at(s)
-            if nxt is None:
-                return True
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            wait = (nxt - utcnow()).total_seconds()
-            await asyncio.sleep(min(max(wait, 0.01), remaining))
+                ob.defer(s, sorted(self._claimed), utcnow())
+            self._claimed.clear()
 
     async def run_forever(self, stop: asyncio.Event, *, idle_poll: float = 1.0) -> None:
         """Keep delivering until `stop` is set (new rows are noticed within `idle_poll` seconds)."""

@@ -16,12 +16,13 @@ from pathlib import Path
 
 from shipyard.domain.types import Revision
 from shipyard.errors import ReleaseError, RevisionNotFoundError
+from shipyard.secrets.scrub import GIT, scrubbed
 
 GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/true", "LC_ALL": "C"}
 
 
 async def git(*args: str, cwd: Path | None = None, check: bool = True, stdin: bytes | None = None) -> bytes:
-    env = {**os.environ, **GIT_ENV}
+    env = scrubbed(allow=GIT, extra=GIT_ENV)
     proc = await asyncio.create_subprocess_exec(
         "git", *args, cwd=str(cwd) if cwd else None, env=env,
         stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from shipyard.secrets import scrub
 from shipyard.secrets.base import SecretProvider
 from shipyard.secrets.providers import ProviderContext, make_provider
 from shipyard.secrets.redact import Redactor
@@ -31,6 +32,10 @@ class SecretsContext:
         self.environ = os.environ if environ is None else environ
         self._providers: dict[tuple[str, str], SecretProvider] = {}
         self._resolved: dict[tuple[str, str], Resolved] = {}
+        if "env" in (self.settings.provider, *self.settings.also):      # before anything is spawned
+            for env in config.environments:
+                scrub.deny_prefix(ProviderContext(self.settings, config.project, root, env, self.environ)
+                                  .fill(self.settings.env_prefix or ""))
 
     @property
     def settings(self) -> Any:

@@ -1,15 +1,24 @@
 """Email over SMTP (aiosmtplib), as a multipart text + HTML message.
 
-The idempotency key becomes the Message-ID, which mail systems already use to drop duplicates.
+Headers RFC 5322 requires or relies on are set here, since neither the library nor every relay adds
+them: `Date` (the event's time, so a retried delivery is the same message) and `Message-ID`, a proper
+msg-id `<id-left@id-right>` whose right side is the sender's domain. Its left side is the outbox row's
+idempotency key plus a digest of the event itself, stable across retries (mail systems drop a
+re-delivered duplicate) yet unique across projects and databases whose event ids repeat.
 Authentication and connection errors are retried (the server may come back); a refusal of every
 recipient is not (the addresses are wrong).
 """
 
 from __future__ import annotations
 
+import hashlib
 import html
+import re
+import socket
 from collections.abc import Callable
+from datetime import UTC, datetime
 from email.message import EmailMessage
+from email.utils import format_datetime, parseaddr
 
 import aiosmtplib
 
@@ -19,6 +28,29 @@ from shipyard.notify.channels.base import Delivery, details
 from shipyard.notify.message import Message
 
 TIMEOUT = 15.0
+_DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+
+
+def _sent_at(message: Message) -> datetime:
+    try:
+        at = datetime.fromisoformat(message.at) if message.at else None
+    except ValueError:
+        at = None
+    if at is None:
+        return datetime.now(UTC)
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def message_id(message: Message, sender: str) -> str:
+    """`<key.digest@domain>` (RFC 5322 section 3.6.4): the same for every retry of one delivery."""
+    domain = parseaddr(sender)[1].rpartition("@")[2]
+    if not _DOT_ATOM.fullmatch(domain):
+        domain = socket.getfqdn() if _DOT_ATOM.fullmatch(socket.getfqdn()) else "shipyard.invalid"
+    event = f"{message.kind}|{message.service}|{message.env}|{message.at}|{message.deployment_id}".encode()
+    left = f"{message.idempotency_key}.{hashlib.sha256(event).hexdigest()[:16]}"
+    if not _DOT_ATOM.fullmatch(left):
+        left = hashlib.sha256(left.encode()).hexdigest()
+    return f"<{left}@{domain}>"
 
 
 def render(message: Message, config: EmailChannel) -> EmailMessage:
@@ -26,7 +58,8 @@ def render(message: Message, config: EmailChannel) -> EmailMessage:
     mail["Subject"] = f"[shipyard] [{message.severity}] {message.title}"
     mail["From"] = config.from_
     mail["To"] = ", ".join(config.to)
-    mail["Message-ID"] = f"<{message.idempotency_key}@shipyard>"
+    mail["Date"] = format_datetime(_sent_at(message))
+    mail["Message-ID"] = message_id(message, config.from_)
     mail["X-Shipyard-Event"] = message.kind
     rows = details(message)
     text = "\n".join([message.text, "", *(f"{k}: {v}" for k, v in rows)])

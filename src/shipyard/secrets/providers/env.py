@@ -9,6 +9,7 @@ import os
 from collections.abc import Iterable, Mapping
 
 from shipyard.errors import UsageError
+from shipyard.secrets import scrub
 
 
 class EnvProvider:
@@ -19,10 +20,13 @@ class EnvProvider:
 
     def __init__(self, prefix: str = "", environ: Mapping[str, str] | None = None) -> None:
         self.prefix = prefix
+        scrub.deny_prefix(prefix)
         self.environ = os.environ if environ is None else environ
 
     def get(self, names: Iterable[str]) -> dict[str, str]:
-        return {n: self.environ[self.prefix + n] for n in names if self.prefix + n in self.environ}
+        found = {n: self.environ[self.prefix + n] for n in names if self.prefix + n in self.environ}
+        scrub.deny_name(*(self.prefix + n for n in found))     # a secret's variable never reaches a child
+        return found
 
     def set(self, name: str, value: str) -> None:
         raise UsageError(f"the env provider is read-only: export {self.prefix}{name} in the environment instead")

@@ -1,0 +1,110 @@
+"""Every kind of event shipyard records: its name, whether notification routes see it, its severity and
+the keys of its data.
+
+The one source of truth for event kinds: severities come from here (notify/message.py), the table of
+kinds in docs/notifications.md is generated from here (`python -m shipyard.notify.kinds`), and a
+meta-test checks that every kind the code emits is registered (and emitted the way `notified` says).
+Kinds built from a state (`alarm.<state>`, `analysis.<verdict>`, `promotion.<state>`) are listed one by
+one, since routes match names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Severity = Literal["info", "warning", "critical"]
+
+
+@dataclass(frozen=True)
+class EventKind:
+    name: str
+    summary: str
+    severity: Severity = "info"     # what routes filter on and what colours a Slack message
+    notified: bool = True           # passes notification routes (False: kept in history/audit only)
+    data: tuple[str, ...] = ()      # keys of the event's data (besides what notify/ adds from the deployment)
+
+
+_DEPLOY = (
+    EventKind("deploy.queued", "A deploy (or rollback to a revision) was requested and recorded.",
+              data=("revision", "ref", "actor")),
+    EventKind("deploy.waiting", "The deploy waits for the (service, env) lease held by another run.",
+              data=("position", "holder")),
+    EventKind("deploy.started", "The deploy holds the lease and starts its plan.",
+              data=("strategy", "revision", "previous_revision", "steps")),
+    EventKind("deploy.succeeded", "Every step passed: the new revision serves all traffic.", data=("revision",)),
+    EventKind("deploy.failed", "A step failed; a rollback follows when anything had changed.", "critical",
+              data=("reason",)),
+    EventKind("deploy.refused", "Refused before it started (e.g. missing secrets); nothing changed.",
+              notified=False, data=("missing", "actor")),
+    EventKind("recover.started", "`shipyard recover` took over a run whose owner died.", "critical",
+              data=("previous_owner",)),
+)
+_ROLLBACK = (
+    EventKind("rollback.requested", "`shipyard rollback`: traffic flips back to the warm previous set.",
+              "critical", data=("revision", "rollback_of")),
+    EventKind("rollback.started", "A rollback began (after a failure, an alarm or on request).", "critical",
+              data=("reason",)),
+    EventKind("rollback.resumed", "A rollback whose owner died is resumed by `shipyard recover`.", "critical"),
+    EventKind("rollback.completed", "The rollback ended: the previous revision serves (or nothing could).",
+              "critical", data=("state", "serving")),
+)
+_STEPS = (
+    EventKind("hook.finished", "A lifecycle hook ended.", data=("hook", "returncode", "seconds")),
+    EventKind("instance.started", "An instance of the new revision was started.",
+              data=("instance", "address", "revision")),
+    EventKind("traffic.changed", "The router's weights were set.", data=("backends",)),
+    EventKind("drain.incomplete", "Connections were still open when the drain budget ended.", "warning",
+              data=("left",)),
+    EventKind("health.changed", "An instance's health state changed while waiting for it.",
+              data=("address", "state", "detail")),
+    EventKind("health.probe_failed", "An instance's first failed health probe.", "warning",
+              data=("address", "detail")),
+)
+_ALARM_DATA = ("alarm", "state", "previous", "metric", "statistic", "comparison", "threshold", "values",
+               "evaluated", "breaching", "reason", "labels")
+_ANALYSIS_DATA = ("score", "verdict", "action", "baseline")
+_ANALYSIS = (
+    EventKind("alarm.alarm", "An alarm went to ALARM (during a bake, or under `shipyard watch`).", "critical",
+              data=_ALARM_DATA),
+    EventKind("alarm.ok", "An alarm went back to OK.", data=_ALARM_DATA),
+    EventKind("alarm.insufficient_data", "An alarm has too little data to decide.", "warning", data=_ALARM_DATA),
+    EventKind("analysis.waiting", "The canary judge had too little data and waits for more.", "warning",
+              data=("reason",)),
+    EventKind("analysis.pass", "The canary judge's verdict: pass.", data=_ANALYSIS_DATA),
+    EventKind("analysis.marginal", "The canary judge's verdict: marginal.", "warning", data=_ANALYSIS_DATA),
+    EventKind("analysis.fail", "The canary judge's verdict: fail (the deploy rolls back).", "warning",
+              data=_ANALYSIS_DATA),
+    EventKind("analysis.nodata", "The canary judge's verdict: no data.", "warning", data=_ANALYSIS_DATA),
+)
+_PROMOTION_DATA = ("promotion", "kind", "actor", "repos", "source_env", "target_env")
+_FLEET = (
+    EventKind("promotion.completed", "A promotion (or hotfix, fleet rollback) moved every repo.",
+              data=_PROMOTION_DATA),
+    EventKind("promotion.partial", "A promotion stopped with some repos moved: resume or abandon it.", "critical",
+              data=_PROMOTION_DATA),
+    EventKind("promotion.compensated", "A promotion failed and every moved repo was put back.", "critical",
+              data=_PROMOTION_DATA),
+    EventKind("promotion.failed", "A promotion failed before any repo moved.", "critical", data=_PROMOTION_DATA),
+)
+_AUDIT_DATA = ("actor", "names")
+_AUDIT = tuple(EventKind(f"secrets.{what}", summary, notified=False, data=_AUDIT_DATA) for what, summary in (
+    ("set", "`shipyard secrets set` wrote a value (names only, never values)."),
+    ("read", "`shipyard secrets get` printed a value."),
+    ("deleted", "`shipyard secrets rm` removed a value."),
+    ("generated", "`shipyard secrets generate` wrote new values."),
+    ("synced", "`shipyard secrets sync github` wrote GitHub Actions secrets."),
+    ("revealed", "`shipyard env show --reveal` printed values."),
+))
+
+KINDS: dict[str, EventKind] = {k.name: k for k in (*_DEPLOY, *_ROLLBACK, *_STEPS, *_ANALYSIS, *_FLEET, *_AUDIT)}
+
+
+def kind(name: str) -> EventKind | None:
+    """The registered kind called `name` (None for an unknown one, e.g. from a plugin)."""
+    return KINDS.get(name)
+
+
+def notified() -> list[EventKind]:
+    """The kinds notification routes can match, in registry order."""
+    return [k for k in KINDS.values() if k.notified]
