@@ -1,8 +1,9 @@
 """docs/environment.md lists exactly the variables the code gives builds, hooks and instances.
 
 The names are read from the code that sets them (the engine's Run.environ, Run._hook and Run._spec; the
-agent's build_env and its basic keys), not from a copy here, so renaming, adding or dropping a variable
-without the docs fails this test. If one of those functions moves, point SOURCES at its new home.
+agent's build_env; the scrub allow-list every child starts from), not from a copy here, so renaming,
+adding or dropping a variable without the docs fails this test.
+If one of those functions moves, point SOURCES at its new home.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from shipyard.secrets.redact import REDACT_ENV
 
 SRC = Path(shipyard.__file__).resolve().parent
 DOC = SRC.parents[1] / "docs" / "environment.md"
-NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+NAME = re.compile(r"^[A-Z][A-Z0-9_]*\*?$")       # `LC_*`: a pattern of the scrub allow-list
 # (file, class or None, function or module-level name) -> the variable names it sets
+BASE = ("secrets/scrub.py", None, "BASE")       # what every child keeps of the user's environment
 SOURCES = {
-    "build": [("engine/run.py", "Run", "environ")],
-    "hooks": [("engine/run.py", "Run", "environ"), ("engine/run.py", "Run", "_hook")],
-    "instances": [("engine/run.py", "Run", "environ"), ("engine/run.py", "Run", "_spec"),
-                  ("agent/spec.py", None, "build_env"), ("agent/spec.py", None, "_BASE_ENV_KEYS")],
+    "build": [BASE, ("engine/run.py", "Run", "environ")],
+    "hooks": [BASE, ("engine/run.py", "Run", "environ"), ("engine/run.py", "Run", "_hook")],
+    "instances": [BASE, ("engine/run.py", "Run", "environ"), ("engine/run.py", "Run", "_spec"),
+                  ("agent/spec.py", None, "build_env")],
 }
 NOT_VARIABLES = {REDACT_ENV}        # taken out of the environment by the agent before the app starts
 
