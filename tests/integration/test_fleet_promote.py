@@ -19,8 +19,9 @@ from shipyard.errors import EnvironmentFrozen, PromotionConflict, ReposNotReady,
 from shipyard.fleet.context import Prepared
 from shipyard.fleet.execute import execute, planned_reports, record_plan
 from shipyard.fleet.freeze import unfreeze
-from shipyard.fleet.promote import prepare_hotfix, prepare_resume
+from shipyard.fleet.promote import prepare_hotfix
 from shipyard.fleet.push import push
+from shipyard.fleet.resume import prepare_resume
 from shipyard.fleet.rollback import prepare_rollback
 
 

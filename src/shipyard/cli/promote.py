@@ -28,7 +28,8 @@ from shipyard.fleet.context import FleetContext, Prepared
 from shipyard.fleet.execute import Outcome, execute, record_refused
 from shipyard.fleet.freeze import unfreeze
 from shipyard.fleet.parallel import DEFAULT_JOBS
-from shipyard.fleet.promote import prepare_hotfix, prepare_promotion, prepare_resume
+from shipyard.fleet.promote import prepare_hotfix, prepare_promotion
+from shipyard.fleet.resume import prepare_resume
 from shipyard.fleet.rollback import prepare_rollback
 from shipyard.store import promotions as pq
 

@@ -34,6 +34,7 @@ from shipyard.domain.plan import (
     WaitHealthy,
 )
 from shipyard.domain.types import Instance
+from shipyard.engine.analysis import Analysis
 from shipyard.engine.commands import run_command
 from shipyard.engine.journal import Journal
 from shipyard.engine.runstate import RunContext, weights
@@ -41,6 +42,7 @@ from shipyard.engine.settings import HookSpec, ServiceSettings
 from shipyard.errors import HookError, ShipyardError
 from shipyard.health.checker import HealthMonitor, wait_healthy
 from shipyard.health.probes import Prober, ProbeResult
+from shipyard.monitoring.providers.router import RouterProvider
 from shipyard.releases.store import ReleaseStore
 from shipyard.routers.base import Router, WeightedBackend
 from shipyard.secrets.redact import REDACT_ENV
@@ -59,7 +61,7 @@ class Run:
                  actor: str = "", metrics: Any = None) -> None:
         self.id = deployment_id
         self.metrics = metrics          # MetricProvider for alarms/judge; None = the router's own counters
-        self.analysis: Any = None       # engine.analysis.Analysis, created by the first Analyze step
+        self.analysis: Analysis | None = None   # created by the first Analyze step, kept for the whole run
         self.revision = revision
         self.s = settings
         self.target = target
@@ -255,14 +257,18 @@ class Run:
 
     async def _analyze(self, seconds: float) -> dict[str, Any]:
         """Bake: health of the routed new instances, plus the service's alarms and the canary judge."""
-        from shipyard.engine.analysis import Analysis
-
         news = [i for i in await self.new_instances() if i.address in self.ctx.routed]
         if self.analysis is None:
-            self.analysis = Analysis.for_run(self)
+            provider = self.metrics or RouterProvider(self.router.stats)
+            self.analysis = Analysis.build(self.s, self.revision, self.journal, provider, self._routed_baseline)
         async with HealthMonitor(self.s.health, [i.address for i in news]) as monitor:
             detail = await self.analysis.bake(seconds, monitor.unhealthy)
         return {"analyzed_seconds": seconds, "instances": [i.address for i in news], **detail}
+
+    async def _routed_baseline(self) -> str | None:
+        """The old revision while some of its instances still get traffic (what a canary is judged against)."""
+        old = {i.address for i in await self.old_instances()}
+        return self.ctx.old_revision if old & set(self.ctx.routed) else None
 
     # ---- rollback --------------------------------------------------------------------------------
 

@@ -19,10 +19,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from shipyard.errors import UsageError
-from shipyard.fleet.context import FleetContext, Prepared, gather_all, ready_and_fetch
+from shipyard.fleet.context import FleetContext, Prepared, finish_prepare, gather_all, ready_and_fetch
 from shipyard.fleet.inventory import RepoFacts, RepoSpec, commits_between, select_repos
 from shipyard.fleet.plan import PromotionPlan, RestoreTarget, plan_rollback
-from shipyard.fleet.promote import finish_prepare
 from shipyard.fleet.tags import (
     free_time,
     parse_stamp,
