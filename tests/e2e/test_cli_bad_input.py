@@ -45,6 +45,8 @@ def _sub(old: str, new: str) -> Callable[[str], str]:
     return edit
 
 
+LONG_NAME = "a" * 300
+
 # name -> (edit of the demo config, the line the problem is on (a substring of it; None: any), what the
 # message must contain)
 CONFIG_ERRORS: dict[str, tuple[Callable[[str], str], str | None, list[str]]] = {
@@ -56,6 +58,9 @@ CONFIG_ERRORS: dict[str, tuple[Callable[[str], str], str | None, list[str]]] = {
                      "interval: soonish", ["services.api.health.interval: invalid duration 'soonish'"]),
     "unknown-repo": (_sub("    repo: api\n", "    repo: api-server\n"),
                      "    repo: api-server", ["services.api.repo: 'api-server': unknown repo", "known: api, web"]),
+    # A name that passed validation used to kill the deploy with a traceback (a path too long), in progress.
+    "name-too-long": (_sub("  api:\n    repo: api\n", f"  {LONG_NAME}:\n    repo: api\n"),
+                      f"  {LONG_NAME}:", [f"services.{LONG_NAME}: invalid name", "at most 63 characters"]),
 }
 
 

@@ -356,3 +356,15 @@ def test_programmatic_construction_checks_references() -> None:
     config = Config.model_validate(data)
     assert config.source is None and config.service_for("a", "dev").instances == 1
     Config(project="p", environments={"dev": {"branch": "dev"}})  # type: ignore[dict-item]
+
+
+def test_names_are_bounded_where_they_become_paths_and_ids() -> None:
+    long = "a" * 300
+    found = problems(SIMPLE.replace("  api:\n    repo: api\n", f"  {long}:\n    repo: api\n") + "    run: x\n")
+    assert [p.key for p in found] == [f"services.{long}"], [str(p) for p in found]
+    assert "at most 63 characters" in found[0].message and "(300 characters)" in found[0].message
+    assert not problems(SIMPLE.replace("  api:\n", f"  {'a' * 63}:\n") + "    run: x\n")
+    (env_var,) = problems(SIMPLE + "    run: x\n" + f"    env: {{{'V' * 256}: x}}\n")
+    assert "at most 255 characters" in env_var.message
+    (branch,) = problems(SIMPLE.replace("{branch: dev}", "{branch: " + "b" * 201 + "}") + "    run: x\n")
+    assert branch.key == "environments.dev.branch" and "at most 200 characters" in branch.message

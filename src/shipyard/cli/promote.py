@@ -150,7 +150,8 @@ def _deploy(project: Project, outcome: Outcome, no_deploy: bool, as_json: bool) 
                 return await autodeploy.deploy_changed(
                     services, lambda svc: project.environment(
                         svc, env, agent, listener=None if as_json else render.DeployProgress(f"deploy {svc} → {env}",
-                                                                                            live=False)))
+                                                                                            live=False)),
+                    autodeploy.own_freeze(outcome.kind, outcome.id, env))
 
         for r in run(go()):
             results.append({"env": env, **r})
@@ -282,6 +283,7 @@ def rollback_cmd(
     only: OnlyOpt = None, group: GroupOpt = None, jobs: JobsOpt = DEFAULT_JOBS, no_deploy: NoDeployOpt = False,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Refuse instead of queueing behind a running deploy.")]
     = False,
+    override_freeze: deploy_cli.OverrideFreezeOpt = False, reason: deploy_cli.ReasonOpt = None,
     as_json: JsonOpt = False, config: ConfigOpt = None,
 ) -> None:
     """Roll back SERVICE to its previous release, or with --to TAG every repo's ENV branch to that tag."""
@@ -292,10 +294,14 @@ def rollback_cmd(
             raise UsageError("rollback needs a SERVICE (previous release) or --to TAG (every repo's branch)")
         if force or only or group:
             raise UsageError("--force, --only and --group apply to `rollback --to TAG` only")
-        deploy_cli.rollback_cmd(service, env, no_wait=no_wait, as_json=as_json, config=config)
+        deploy_cli.rollback_cmd(service, env, no_wait=no_wait, as_json=as_json, config=config,
+                                override=deploy_cli.freeze_override(override_freeze, reason))
         return
     if service is not None:
         raise UsageError("rollback --to TAG acts on every repo (or --only/--group), not on one service")
+    if override_freeze or reason is not None:
+        raise UsageError("--override-freeze and --reason apply to a service rollback (a tag rollback is the "
+                         "fix a freeze protects)")
     project = Project.load(config)
     drive(project, f"rollback {env} to {to}",
           lambda ctx: prepare_rollback(ctx, env, to, force=force, message=message, only=only or [], group=group),
@@ -305,7 +311,7 @@ def rollback_cmd(
 
 def unfreeze_cmd(env: Annotated[str, typer.Option("--env", "-e", help="Environment to unfreeze.")],
                  as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
-    """Allow promotions into ENV again after a rollback froze it."""
+    """Allow deploys and promotions into ENV again after a rollback froze it."""
     project = Project.load(config)
     lifted = unfreeze(project.config, project.store, env, actor=actor())
     if as_json:

@@ -54,10 +54,11 @@ class Approvals(StrictModel):
 class Environment(StrictModel):
     """A stage (dev, stg, prod): one branch in every repo, promoted from the previous stage."""
 
-    branch: str = Field(min_length=1, description="Branch deployed to this environment in every repo.")
+    branch: str = Field(min_length=1, max_length=200, description="Branch deployed to this environment in every repo.")
     promote_from: Name | None = Field(default=None, description="Environment whose branch is merged into this one.")
-    tag: str | None = Field(default=None, description='Git tag created on promotion, e.g. "deploy-{ts}" '
-                                              "({ts}, {env} and {sha} are replaced).")
+    tag: str | None = Field(default=None, max_length=200,
+                            description='Git tag created on promotion, e.g. "deploy-{ts}" '
+                                        "({ts}, {env} and {sha} are replaced).")
     auto_deploy: bool = Field(default=False, description="Deploy automatically when the branch moves.")
     confirm: Literal["none", "once", "twice"] = Field(
         default="once", description="How many interactive confirmations a promotion/deploy asks for.")

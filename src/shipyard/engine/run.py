@@ -39,7 +39,7 @@ from shipyard.engine.commands import run_command
 from shipyard.engine.journal import Journal
 from shipyard.engine.runstate import RunContext, weights
 from shipyard.engine.settings import HookSpec, ServiceSettings
-from shipyard.errors import HookError, ShipyardError
+from shipyard.errors import HookError, OSFailure, ShipyardError
 from shipyard.health.checker import HealthMonitor, wait_healthy
 from shipyard.health.probes import Prober, ProbeResult
 from shipyard.monitoring.providers.router import RouterProvider
@@ -116,11 +116,14 @@ class Run:
                 msg = f"step {idx + 1} ({step.describe()}) timed out after {self._timeout(step):g}s"
                 self.journal.step_finished("deploy", idx, StepState.FAILED, error=msg)
                 raise StepFailed(msg) from None
-            except ShipyardError as exc:
+            except (ShipyardError, OSError) as raised:
+                # An OSError (a path too long, a disk full) fails the step like any other error, so the run
+                # rolls back instead of dying with a traceback and staying in progress.
+                exc = _one_line(raised)
                 output = getattr(exc, "output", None)
                 self.journal.step_finished("deploy", idx, StepState.FAILED, error=str(exc), output=output,
                                            detail=getattr(exc, "detail", None))
-                raise StepFailed(f"step {idx + 1} ({step.describe()}): {exc}") from exc
+                raise StepFailed(f"step {idx + 1} ({step.describe()}): {exc}") from raised
             output = detail.pop("output", None) if detail else None
             self.journal.step_finished("deploy", idx, StepState.SUCCEEDED, output=output, detail=detail)
             _failpoint(f"after-step:{idx}")
@@ -310,9 +313,12 @@ class Run:
         self.journal.step_started("rollback", idx, step)
         try:
             result = await work
-        except ShipyardError as exc:
+        except (ShipyardError, OSError) as raised:
+            exc = _one_line(raised)
             self.journal.step_finished("rollback", idx, StepState.FAILED, error=str(exc))
-            raise
+            if exc is raised:
+                raise
+            raise exc from raised
         self.journal.step_finished("rollback", idx, StepState.SUCCEEDED)
         return result
 
@@ -324,7 +330,8 @@ class Run:
             detail = await self._hook(name, self.s.hooks[name],
                                       release_dir=self.release_dir if self.release_dir.exists() else None)
             self.journal.step_finished("rollback", phase_idx, StepState.SUCCEEDED, output=detail.get("output"))
-        except ShipyardError as exc:
+        except (ShipyardError, OSError) as raised:
+            exc = _one_line(raised)
             self.journal.step_finished("rollback", phase_idx, StepState.FAILED, error=str(exc),
                                        output=getattr(exc, "output", None))
 
@@ -373,6 +380,10 @@ class _EventProber(Prober):
             self.journal.event("health.probe_failed", f"{address}: {result.detail}", address=address,
                                detail=result.detail)
         return result
+
+
+def _one_line(exc: Exception) -> Exception:
+    return OSFailure.of(exc) if isinstance(exc, OSError) else exc
 
 
 def _failpoint(name: str) -> None:

@@ -51,6 +51,7 @@ class ServiceSettings:
     alarms: dict[str, Any] = field(default_factory=dict)   # name -> config Alarm, from deploy.alarms
     analysis: Any = None             # the canary judge's config (config.deploy.Analysis), None = no judge
     router_options: dict[str, Any] = field(default_factory=dict)   # proxy.RouterOptions keys for the router
+    frozen: bool = False             # environments.<env>.frozen: deploys refused without an override
 
     def launch_argv(self, port_placeholder: bool = True) -> list[str]:
         """`run` split like a shell would (no shell runs it); `{port}` is filled in by the agent via $PORT."""
@@ -105,7 +106,7 @@ def service_settings(cfg: Any, project_root: Path, service: str, env: str) -> Se
         keep_releases=int(dep.keep_releases), health=svc.health,
         health_wait=float(getattr(svc.health, "deadline", 120.0)), hooks=hooks,
         alarms={n: cfg.alarms[n] for n in getattr(dep, "alarms", []) if n in getattr(cfg, "alarms", {})},
-        analysis=getattr(dep, "analysis", None))
+        analysis=getattr(dep, "analysis", None), frozen=bool(getattr(envcfg, "frozen", False)))
 
 
 def _strategy(cfg: Any) -> Strategy:
