@@ -14,6 +14,7 @@ import os
 import signal
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ from shipyard.domain.plan import (
 )
 from shipyard.domain.types import Instance
 from shipyard.engine.analysis import Analysis
-from shipyard.engine.commands import run_command
+from shipyard.engine.commands import CommandResult, run_command
 from shipyard.engine.journal import Journal
 from shipyard.engine.runstate import RunContext, weights
 from shipyard.engine.settings import HookSpec, ServiceSettings
@@ -70,7 +71,6 @@ class Run:
         self.journal = journal
         self.ctx = context
         self.actor = actor
-        self.release_dir: Path = releases.path(settings.service, revision)
         self.stopped = False
 
     # ---- instances -------------------------------------------------------------------------------
@@ -93,10 +93,32 @@ class Run:
     def save_context(self) -> None:
         self.journal.update(context=self.ctx.to_dict())
 
-    def environ(self) -> dict[str, str]:
+    @cached_property
+    def release_dir(self) -> Path:
+        """This run's release directory (computed on first use, inside a step: it reads the release key)."""
+        return self.release_of(self.revision)
+
+    def build_environ(self, revision: str) -> dict[str, str]:
+        """What a build of `revision` sees, and so what its release is keyed by (releases.store): nothing
+        that changes from one deployment to the next, or every deploy would build again."""
         base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER")}
         return {**base, **self.s.environ, "SHIPYARD_SERVICE": self.s.service, "SHIPYARD_ENV": self.s.env,
-                "SHIPYARD_REVISION": self.revision, "SHIPYARD_DEPLOYMENT": self.id,
+                "SHIPYARD_REVISION": revision}
+
+    def release_of(self, revision: str) -> Path:
+        """The release directory `revision` is (or will be) built in with this run's inputs."""
+        return self.releases.path(self.s.service, revision, build=self.s.build, env=self.build_environ(revision))
+
+    async def prepare(self, revision: str) -> CommandResult | None:
+        """Export and build `revision` unless its release (same inputs) is built already."""
+        _, result = await self.releases.prepare(self.s.source, self.s.service, revision, build=self.s.build,
+                                                env=self.build_environ(revision), timeout=self.s.build_timeout,
+                                                redact=self.journal.redact)
+        return result
+
+    def environ(self) -> dict[str, str]:
+        """What hooks and instances see: the build's variables plus this deployment's id and release dir."""
+        return {**self.build_environ(self.revision), "SHIPYARD_DEPLOYMENT": self.id,
                 "SHIPYARD_RELEASE_DIR": str(self.release_dir)}
 
     # ---- the forward run -------------------------------------------------------------------------
@@ -143,9 +165,7 @@ class Run:
 
     async def _do(self, step: Step) -> dict[str, Any]:
         if isinstance(step, Prepare):
-            _, result = await self.releases.prepare(self.s.source, self.s.service, self.revision,
-                                                    build=self.s.build, env=self.environ(),
-                                                    timeout=self.s.build_timeout, redact=self.journal.redact)
+            result = await self.prepare(self.revision)
             return {"output": result.output if result else "release already built", "built": bool(result)}
         if isinstance(step, RunHook):
             return await self._hook(step.hook, self.s.hooks[step.hook])
@@ -213,12 +233,12 @@ class Run:
         return {"started": [i.id for i in started], "total": total}
 
     def _spec(self, revision: str, deployment: str) -> LaunchSpec:
-        environ = {**self.environ(), "SHIPYARD_REVISION": revision,
-                   "SHIPYARD_RELEASE_DIR": str(self.releases.path(self.s.service, revision))}
+        release = self.release_of(revision)
+        environ = {**self.environ(), "SHIPYARD_REVISION": revision, "SHIPYARD_RELEASE_DIR": str(release)}
         if self.journal.redactor:       # the agent masks these in the log and drops them from the app's env
             environ[REDACT_ENV] = json.dumps(self.journal.redactor.values())
         return LaunchSpec(service=self.s.service, env=self.s.env, revision=revision, deployment=deployment,
-                          cwd=self.releases.path(self.s.service, revision), argv=self.s.launch_argv(),
+                          cwd=release, argv=self.s.launch_argv(),
                           environ=environ, stop_timeout=self.s.stop_timeout)
 
     async def _route(self, step: Route) -> dict[str, Any]:
@@ -342,10 +362,7 @@ class Run:
         await self.target.keep_warm(olds, None)
         missing = len(self.ctx.old) - len(olds)
         if missing > 0:
-            if not self.releases.is_ready(self.s.service, self.ctx.old_revision):
-                await self.releases.prepare(self.s.source, self.s.service, self.ctx.old_revision,
-                                            build=self.s.build, env=self.environ(), timeout=self.s.build_timeout,
-                                            redact=self.journal.redact)
+            await self.prepare(self.ctx.old_revision)      # a no-op while its release is still on disk
             fresh = await self.target.start(self._spec(self.ctx.old_revision, self.id + "-rollback"), missing)
             await self._wait_healthy([i.address for i in fresh])
             self.ctx.old = [i.id for i in olds + fresh]
