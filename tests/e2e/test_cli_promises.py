@@ -1,11 +1,17 @@
 """Deploys do what the docs promise, through the real CLI against real processes: a frozen environment
-refuses deploys until an override (recorded); an OS error is one line and leaves nothing in progress."""
+refuses deploys until an override (recorded); an OS error is one line and leaves nothing in progress; a
+static service with the default run command deploys and serves; `run` placeholders reach the process."""
 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from typing import Any
+
+import httpx
+
+from shipyard.demo.workspace import git
 
 from .conftest import E2E, assert_ok, assert_one_error, get_version
 
@@ -51,3 +57,73 @@ def test_an_os_error_mid_deploy_is_one_line_and_fails_the_run(new_workspace: Cal
     shown = assert_ok(e2e.cli("show", res.json()["id"], "--json")).json()
     assert [s["state"] for s in shown["steps"] if s["phase"] == "deploy"] == ["failed"]
     assert json.dumps(shown).count("Traceback") == 0
+
+
+def test_a_static_service_with_the_default_run_deploys_and_serves(new_workspace: Callable[[], E2E]) -> None:
+    e2e = new_workspace()
+
+    def static(text: str) -> str:
+        lines = [line for line in text.splitlines(keepends=True) if "-m http.server {port}" not in line]
+        out = "".join(lines).replace("    repo: web\n", "    repo: web\n    kind: static\n    publish_dir: dist\n", 1)
+        assert "kind: static" in out and len(lines) < len(text.splitlines())
+        return out
+
+    e2e.edit_config(static)
+    res = assert_ok(e2e.deploy("web", "--json"))
+    assert res.json()["state"] == "succeeded", str(res)
+    page = httpx.get(f"http://127.0.0.1:{e2e.ws.web_port}/version.txt", timeout=5)
+    assert page.status_code == 200 and page.text.strip() == "1.0.0"
+    assert "shipyard demo web 1.0.0" in httpx.get(f"http://127.0.0.1:{e2e.ws.web_port}/", timeout=5).text
+
+
+ARGV_SERVER = """\
+import json, os, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"args": args, "instance": os.environ.get("SHIPYARD_INSTANCE"),
+                           "port": os.environ.get("PORT"), "cwd": os.getcwd()}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+
+HTTPServer(("127.0.0.1", int(args["--port"])), Handler).serve_forever()
+"""
+
+
+def test_run_placeholders_reach_the_process(new_workspace: Callable[[], E2E]) -> None:
+    e2e = new_workspace()
+    dev = e2e.ws.dev_clones["api"]
+    git(dev, "fetch", "--quiet", "origin")
+    git(dev, "checkout", "--quiet", "--force", "-B", "stg", "origin/stg")
+    (dev / "argv_server.py").write_text(ARGV_SERVER, encoding="utf-8")
+    git(dev, "add", "argv_server.py")
+    git(dev, "commit", "--quiet", "-m", "argv server")
+    git(dev, "push", "--quiet", "origin", "HEAD:refs/heads/stg")
+    run = f"{sys.executable} argv_server.py --port $PORT --instance {{instance}} --env {{env}} --dir {{publish_dir}}"
+
+    def placeholders(text: str) -> str:
+        old = f'    run: "{sys.executable} app.py"\n'
+        assert old in text
+        return text.replace(old, f"    run: {json.dumps(run)}\n", 1)
+
+    e2e.edit_config(placeholders)
+    assert_ok(e2e.deploy("api", "--json"))
+    seen: dict[str, Any] = {}
+    for _ in range(300):                  # requests are spread over the three instances: ask until each answered
+        got = httpx.get(f"http://127.0.0.1:{e2e.api_port}/", timeout=5).json()
+        seen[got["instance"]] = got
+        if len(seen) == 3:
+            break
+    assert len(seen) == 3, seen
+    for instance, got in seen.items():
+        assert got["args"] == {"--port": got["port"], "--instance": instance, "--env": "stg", "--dir": got["cwd"]}

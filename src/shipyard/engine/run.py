@@ -40,7 +40,7 @@ from shipyard.engine.commands import CommandResult, run_command
 from shipyard.engine.journal import Journal
 from shipyard.engine.runstate import RunContext, weights
 from shipyard.engine.settings import HookSpec, ServiceSettings
-from shipyard.errors import HookError, OSFailure, ShipyardError
+from shipyard.errors import HookError, OSFailure, ReleaseError, ShipyardError
 from shipyard.health.checker import HealthMonitor, wait_healthy
 from shipyard.health.probes import Prober, ProbeResult
 from shipyard.monitoring.providers.router import RouterProvider
@@ -166,6 +166,9 @@ class Run:
     async def _do(self, step: Step) -> dict[str, Any]:
         if isinstance(step, Prepare):
             result = await self.prepare(self.revision)
+            if self.s.publish_dir and not (self.release_dir / self.s.publish_dir).is_dir():
+                raise ReleaseError(f"publish_dir {self.s.publish_dir!r} is not a directory in the release of "
+                                   f"{self.revision[:8]} after the build (does `build` write it?)")
             return {"output": result.output if result else "release already built", "built": bool(result)}
         if isinstance(step, RunHook):
             return await self._hook(step.hook, self.s.hooks[step.hook])
@@ -238,7 +241,7 @@ class Run:
         if self.journal.redactor:       # the agent masks these in the log and drops them from the app's env
             environ[REDACT_ENV] = json.dumps(self.journal.redactor.values())
         return LaunchSpec(service=self.s.service, env=self.s.env, revision=revision, deployment=deployment,
-                          cwd=release, argv=self.s.launch_argv(),
+                          cwd=release, argv=self.s.launch_argv(release),
                           environ=environ, stop_timeout=self.s.stop_timeout)
 
     async def _route(self, step: Route) -> dict[str, Any]:

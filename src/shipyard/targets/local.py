@@ -35,7 +35,7 @@ class LocalTarget:
             port = free_port()
             rec = await self.agent.start_instance(
                 service=spec.service, env=spec.env, revision=spec.revision, deployment=spec.deployment,
-                cwd=str(spec.cwd), argv=[a.replace("{port}", str(port)) for a in spec.argv],
+                cwd=str(spec.cwd), argv=spec.argv_for(port),
                 environ=spec.environ, port=port, stop_timeout=spec.stop_timeout)
             return to_instance(rec)
         return list(await asyncio.gather(*(one() for _ in range(count))))
