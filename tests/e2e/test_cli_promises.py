@@ -127,3 +127,26 @@ def test_run_placeholders_reach_the_process(new_workspace: Callable[[], E2E]) ->
     assert len(seen) == 3, seen
     for instance, got in seen.items():
         assert got["args"] == {"--port": got["port"], "--instance": instance, "--env": "stg", "--dir": got["cwd"]}
+
+
+def test_an_unset_listen_picks_a_free_port_and_keeps_it(new_workspace: Callable[[], E2E]) -> None:
+    e2e = new_workspace()
+
+    def no_listen(text: str) -> str:
+        old = f'      router: {{type: builtin, listen: "127.0.0.1:{e2e.ws.web_port}"}}\n'
+        assert old in text
+        return text.replace(old, "", 1)
+
+    e2e.edit_config(no_listen)
+    first = assert_ok(e2e.deploy("web", "--json")).json()
+    assert first["state"] == "succeeded" and first["address"], first
+    host, _, port = first["address"].rpartition(":")
+    assert host == "127.0.0.1" and int(port) > 0
+    assert httpx.get(f"http://{first['address']}/version.txt", timeout=5).text.strip() == "1.0.0"
+    shown = assert_ok(e2e.cli("show", first["id"], "--json")).json()
+    assert any(ev["kind"] == "router.listening" and first["address"] in ev["message"] for ev in shown["events"])
+
+    human = assert_ok(e2e.deploy("web"))             # the next deploy keeps the address, and says it
+    assert f"on http://{first['address']}" in human.stdout, str(human)
+    status = assert_ok(e2e.cli("status", "--json", "--service", "web", "--env", "stg")).json()
+    assert [r["listen"] for r in status["status"]] == [first["address"]]

@@ -56,9 +56,10 @@ def parse_sets(items: list[str] | None) -> dict[str, str]:
 def _finish(outcome: Outcome, as_json: bool) -> None:
     if as_json:
         render.print_json({"id": outcome.deployment_id, "state": str(outcome.state), "reason": outcome.reason,
-                           "revision": outcome.revision})
+                           "revision": outcome.revision, "address": outcome.address})
     elif outcome.state is DeployState.SUCCEEDED:
-        render.console.print(f"[green]✓ {outcome.deployment_id} succeeded[/] ({outcome.revision[:8]})")
+        where = f" on http://{outcome.address}" if outcome.address else ""
+        render.console.print(f"[green]✓ {outcome.deployment_id} succeeded[/] ({outcome.revision[:8]}){where}")
     # Failed or rolled back: DeploymentFailed becomes one `error:` line on stderr and exit 1 in main.run.
     outcome.raise_for_state()
 

@@ -115,7 +115,7 @@ async def deploy(e: Environment, ref: str | None = None, *, wait: bool = True, s
 async def _run_new(e: Environment, journal: Journal, dep_id: str, revision: Revision, strat: Any,
                    lost: asyncio.Event) -> Outcome:
     s = e.settings
-    await e.router.ensure()
+    front = await _front(e, journal)
     olds, old_rev = await serving(e)
     ctx = RunContext(old=[i.id for i in olds], old_revision=old_rev, routed=sorted(i.address for i in olds))
     plan = compose(strat, PlanInput(current=len(olds), desired=s.instances, bake=s.bake,
@@ -126,7 +126,18 @@ async def _run_new(e: Environment, journal: Journal, dep_id: str, revision: Revi
                   revision=revision.sha, previous_revision=old_rev, steps=[st.describe() for st in plan.steps])
     run = Run(deployment_id=dep_id, revision=revision.sha, settings=s, target=e.target, router=e.router,
               releases=e.releases, journal=journal, context=ctx, actor=e.actor, metrics=e.metrics)
+    run.front = front
     return await _drive(e, run, plan, 0, lost)
+
+
+async def _front(e: Environment, journal: Journal) -> str | None:
+    """Make sure the router listens, and say where: with `listen` unset that is the address it already
+    has, or the free port it picked on the first deploy (kept for the next ones)."""
+    address = await e.router.ensure()
+    if address and not e.settings.listen:
+        journal.event("router.listening", f"{e.settings.service}/{e.settings.env} listens on {address} "
+                      "(no listen configured: the router keeps this address)", address=address)
+    return address
 
 
 async def _drive(e: Environment, run: Run, plan: Plan, start_at: int, lost: asyncio.Event) -> Outcome:
@@ -162,10 +173,10 @@ async def _fail(e: Environment, run: Run, plan: Plan, reason: str) -> Outcome:
             await run._safe_hook("on_failure", phase_idx=0)
         run.journal.transition(DeployState.FAILED, reason, finished_at=_now())
         run.journal.event("deploy.failed", reason, reason=reason)
-        return Outcome(run.id, DeployState.FAILED, reason, run.revision)
+        return Outcome(run.id, DeployState.FAILED, reason, run.revision, run.front)
     run.journal.event("deploy.failed", reason, reason=reason)
     final = await run.rollback(reason)
-    return Outcome(run.id, final, reason, run.revision)
+    return Outcome(run.id, final, reason, run.revision, run.front)
 
 
 def _changed_anything(e: Environment, dep_id: str) -> bool:
@@ -188,7 +199,7 @@ async def _succeed(e: Environment, run: Run) -> Outcome:
                       revision=run.revision)
     in_use = {i.revision for i in await e.target.instances()}
     e.releases.prune(s.service, s.keep_releases, in_use | {run.revision})
-    return Outcome(run.id, DeployState.SUCCEEDED, None, run.revision)
+    return Outcome(run.id, DeployState.SUCCEEDED, None, run.revision, run.front)
 
 
 # ---- manual rollback ---------------------------------------------------------------------------------
@@ -222,6 +233,7 @@ async def rollback(e: Environment, *, wait: bool = True, override: FreezeOverrid
                   revision=target_rev, rollback_of=last_id)
     lost = asyncio.Event()
     async with _admission(e, dep_id), hold_lease(e.store, s.service, s.env, dep_id, e.owner, wait=wait, lost=lost):
+        front = await _front(e, journal)
         olds, old_rev = await serving(e)
         warm = [i for i in await e.target.instances()
                 if i.revision == target_rev and i.state in RUNNING_STATES][: s.instances]
@@ -232,6 +244,7 @@ async def rollback(e: Environment, *, wait: bool = True, override: FreezeOverrid
                            previous_revision=old_rev, plan=plan.to_list(), context=ctx.to_dict())
         run = Run(deployment_id=dep_id, revision=target_rev, settings=s, target=e.target, router=e.router,
                   releases=e.releases, journal=journal, context=ctx, actor=e.actor, metrics=e.metrics)
+        run.front = front
         await e.target.keep_warm(warm, None)
         outcome = await _drive(e, run, plan, 0, lost)
     _mark_rolled_back(e, last_id, outcome)

@@ -49,6 +49,7 @@ class Outcome:
     state: DeployState
     reason: str | None
     revision: str
+    address: str | None = None       # the router's front address (the one it picked when listen is unset)
 
     def raise_for_state(self) -> None:
         if self.state is not DeployState.SUCCEEDED:

@@ -72,6 +72,7 @@ class Run:
         self.ctx = context
         self.actor = actor
         self.stopped = False
+        self.front: str | None = None   # the router's front address, as ensure() reported it
 
     # ---- instances -------------------------------------------------------------------------------
 

@@ -40,7 +40,7 @@ class ServiceSettings:
     environ: dict[str, str]
     instances: int
     stop_timeout: float
-    listen: str
+    listen: str | None               # None: the router keeps the address it has, or picks a free port
     strategy: Strategy
     drain_timeout: float
     ws_drain_timeout: float

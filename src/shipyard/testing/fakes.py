@@ -66,9 +66,11 @@ class FakeRouter:
     history: list[list[WeightedBackend]] = field(default_factory=list)
     drained: list[str] = field(default_factory=list)
     ensured: bool = False
+    listen: str | None = None            # what ensure() reports as the front address
 
-    async def ensure(self) -> None:
+    async def ensure(self) -> str | None:
         self.ensured = True
+        return self.listen
 
     async def set_backends(self, backends: list[WeightedBackend]) -> None:
         self.current = list(backends)
