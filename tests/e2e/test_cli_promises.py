@@ -5,15 +5,17 @@ static service with the default run command deploys and serves; `run` placeholde
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from shipyard.demo.workspace import git
 
-from .conftest import E2E, assert_ok, assert_one_error, get_version
+from .conftest import E2E, assert_ok, assert_one_error, get_version, run_cli
 
 UNFINISHED = ("queued", "in_progress", "rolling_back")
 
@@ -150,3 +152,23 @@ def test_an_unset_listen_picks_a_free_port_and_keeps_it(new_workspace: Callable[
     assert f"on http://{first['address']}" in human.stdout, str(human)
     status = assert_ok(e2e.cli("status", "--json", "--service", "web", "--env", "stg")).json()
     assert [r["listen"] for r in status["status"]] == [first["address"]]
+
+
+def test_state_paths_are_anchored_and_bad_state_is_refused(new_workspace: Callable[[], E2E], tmp_path: Path) -> None:
+    e2e = new_workspace()
+    e2e.edit_config(lambda t: re.sub(r'(?m)^state: .*$', 'state: "sqlite:///.shipyard/custom.db"', t, count=1))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    config = str(e2e.ws.config_path)
+    assert_ok(run_cli(elsewhere, "history", "--config", config))
+    assert (e2e.root / ".shipyard" / "custom.db").is_file() and list(elsewhere.iterdir()) == []
+
+    (e2e.root / ".shipyard" / "custom.db").unlink()
+    (e2e.root / ".shipyard" / "custom.db").write_bytes(b"")        # emptied (a failed copy, a `>` redirect)
+    line = assert_one_error(run_cli(elsewhere, "history", "--config", config), 1)
+    assert "is empty (0 bytes)" in line and "restore it from a backup" in line, line
+    assert (e2e.root / ".shipyard" / "custom.db").stat().st_size == 0
+
+    e2e.edit_config(lambda t: t.replace('state: "sqlite:///.shipyard/custom.db"', 'state: "nosuchdb://x/y"'))
+    line = assert_one_error(run_cli(elsewhere, "history", "--config", config), 2)
+    assert f"{config}:3: state: unknown database 'nosuchdb'" in line, line      # line 1 is a comment

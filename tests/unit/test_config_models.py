@@ -104,7 +104,8 @@ def test_design_sketch_loads(sketch: Config) -> None:
     ops = sketch.notifications.channels["ops"]
     assert isinstance(ops, EmailChannel) and ops.smtp.tls == "starttls"
     assert sketch.notifications.routes[1].events[0] == "deploy.started"
-    assert sketch.secrets.provider == "local" and sketch.state_url == "sqlite:///.shipyard/state.db"
+    assert sketch.secrets.provider == "local"
+    assert sketch.state_url == f"sqlite:///{(sketch.root / '.shipyard' / 'state.db').resolve()}"   # anchored
 
 
 def test_service_for_merges_everything(sketch: Config) -> None:
@@ -368,3 +369,14 @@ def test_names_are_bounded_where_they_become_paths_and_ids() -> None:
     assert "at most 255 characters" in env_var.message
     (branch,) = problems(SIMPLE.replace("{branch: dev}", "{branch: " + "b" * 201 + "}") + "    run: x\n")
     assert branch.key == "environments.dev.branch" and "at most 200 characters" in branch.message
+
+
+@pytest.mark.parametrize(("state", "words"), [
+    ("not a url", "invalid database URL"),
+    ("notadb://host/x", "unknown database 'notadb'"),
+    ("'sqlite://'", "in-memory SQLite database"),
+])
+def test_a_bad_state_url_is_a_config_error(state: str, words: str) -> None:
+    (err,) = problems(SIMPLE.replace("project: p\n", f"project: p\nstate: {state}\n") + "    run: x\n")
+    assert err.key == "state" and err.line == 2 and words in err.message, str(err)
+    assert err.exit_code == 2

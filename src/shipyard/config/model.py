@@ -83,7 +83,8 @@ class Config(StrictModel):
     project: Name = Field(description="Project name; used in tags, notifications and secret prefixes.")
     timezone: str = Field(default="UTC", description="IANA time zone for tag timestamps, e.g. Asia/Seoul.")
     state: str | None = Field(default=None, description="SQLAlchemy URL of the state database "
-                                                "(default sqlite:///<dir>/.shipyard/state.db).")
+                                                "(default sqlite:///<dir>/.shipyard/state.db); a relative "
+                                                "SQLite path is relative to shipyard.yaml's directory.")
     repos: dict[Name, Repo] = Field(default_factory=dict, description="Git repositories by name.")
     environments: dict[Name, Environment] = Field(min_length=1, description="Environments by name.")
     services: dict[Name, Service] = Field(default_factory=dict, description="Services by name.")
@@ -99,6 +100,17 @@ class Config(StrictModel):
     @classmethod
     def _apply_defaults(cls, data: Any) -> Any:
         return apply_defaults(data)
+
+    @field_validator("state")
+    @classmethod
+    def _usable_state(cls, value: str | None) -> str | None:
+        if value is not None:
+            from shipyard.store.db import url_problem  # SQLAlchemy loads only when a state URL is given
+
+            problem = url_problem(value)
+            if problem:
+                raise ValueError(problem)
+        return value
 
     @field_validator("timezone")
     @classmethod
@@ -132,8 +144,11 @@ class Config(StrictModel):
 
     @property
     def state_url(self) -> str:
-        """The state database URL, defaulting to SQLite under .shipyard/ beside shipyard.yaml."""
-        return self.state or f"sqlite:///{self.root / '.shipyard' / 'state.db'}"
+        """The state database URL, defaulting to SQLite under .shipyard/ beside shipyard.yaml; a relative
+        SQLite path is anchored there too (not at the directory a command happens to run in)."""
+        from shipyard.store.db import anchored
+
+        return anchored(self.state or "sqlite:///.shipyard/state.db", self.root)
 
     # --- lookups ----------------------------------------------------------------------------------------
     def service(self, name: str) -> Service:
