@@ -132,6 +132,8 @@ BAD_ARGS: dict[str, tuple[tuple[str, ...], list[str]]] = {
     "unknown-strategy": (("deploy", "api", "--env", "stg", "--strategy", "bogus"), ["'bogus'", "rolling"]),
     "rollback-without-history": (("rollback", "api", "--env", "stg"), ["no successful deployment"]),
     "missing-option": (("deploy", "api"), ["--env"]),
+    "bad-set-name": (("deploy", "api", "--env", "stg", "--set", "LOG-LEVEL=debug"),
+                     ["--set", "invalid environment variable name 'LOG-LEVEL'"]),
 }
 
 

@@ -12,6 +12,7 @@ from shipyard.cli import render
 from shipyard.cli.aio import run
 from shipyard.cli.notify import drain_quietly
 from shipyard.cli.project import Project, actor
+from shipyard.config.base import check_env_var
 from shipyard.domain.deployment import DeployState
 from shipyard.engine import deployer
 from shipyard.engine.admission import record_refused
@@ -43,12 +44,17 @@ def freeze_override(override: bool, reason: str | None) -> FreezeOverride | None
 
 
 def parse_sets(items: list[str] | None) -> dict[str, str]:
-    """`--set NAME=VALUE` pairs; the resolver refuses names that are secrets."""
+    """`--set NAME=VALUE` pairs, NAME checked like an `env:` key; the resolver refuses names that are
+    secrets. Only the name is ever echoed back: a value typed here may be one that must not be printed."""
     out: dict[str, str] = {}
     for item in items or []:
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
-            raise UsageError(f"--set {item.split('=')[0]!r}: expected NAME=VALUE")
+            raise UsageError(f"--set {name.strip()[:80]!r}: expected NAME=VALUE")
+        try:
+            check_env_var(name.strip())
+        except ValueError as exc:
+            raise UsageError(f"--set: {exc}") from None
         out[name.strip()] = value
     return out
 
