@@ -29,7 +29,8 @@ where they happen, so the CLI can print one line and choose an exit code without
     │   ├── ReposNotReady              refused up front (dirty tree, detached HEAD, no remote/branch): nothing changed
     │   ├── PromotionConflict          merges would conflict or not fast-forward: nothing was pushed
     │   ├── PushFailed                 a push was rejected after others went through (put back or kept partial)
-    │   └── EnvironmentFrozen          a rollback (or the config) froze the env against promotion
+    │   ├── EnvironmentFrozen          a rollback (or the config) froze the env against deploys and promotion
+    │   └── UnfinishedPromotion        a partial promotion between the same envs must be resumed or abandoned
     └── InvalidTransition              a state change the rules forbid: always a bug, raised loudly
 """
 
@@ -182,3 +183,7 @@ class PushFailed(FleetError):
 
 class EnvironmentFrozen(FleetError):
     pass
+
+
+class UnfinishedPromotion(FleetError):
+    """An earlier promotion between the same environments was not finished: resume or abandon it first."""

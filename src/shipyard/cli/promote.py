@@ -31,6 +31,7 @@ from shipyard.fleet.parallel import DEFAULT_JOBS
 from shipyard.fleet.promote import prepare_hotfix, prepare_promotion
 from shipyard.fleet.resume import prepare_resume
 from shipyard.fleet.rollback import prepare_rollback
+from shipyard.fleet.unfinished import abandon
 from shipyard.store import promotions as pq
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Path to shipyard.yaml.")]
@@ -218,7 +219,8 @@ def _failure_line(outcome: Outcome) -> str:
     bad = outcome.where("rejected", "failed")
     where = {"compensated": "the repos already pushed were put back",
              "partial": f"kept pushed: {', '.join(outcome.where('pushed', 'compensation_failed'))}; "
-                        f"finish with `shipyard promote --resume {outcome.id}`",
+                        f"finish with `shipyard promote --resume {outcome.id}` (or give it up with "
+                        f"`shipyard promote --abandon {outcome.id}`)",
              "failed": "nothing was pushed"}.get(outcome.state, outcome.state)
     return f"{outcome.id} {outcome.state}: push failed in {', '.join(bad) or '?'}; {where}"
 
@@ -240,11 +242,22 @@ def promote_cmd(
     target: Annotated[str | None, typer.Argument(help="Environment promoted to (stg).")] = None,
     message: MessageOpt = "", dry_run: DryRunOpt = False, yes: YesOpt = False, keep_partial: KeepOpt = False,
     resume: Annotated[str | None, typer.Option("--resume", help="Finish a kept partial promotion (its id).")] = None,
+    abandon: Annotated[str | None, typer.Option(
+        "--abandon", help="Give up an unfinished promotion (its id): recorded, no repo changes; the repos it "
+                          "pushed stay pushed.")] = None,
+    reason: Annotated[str, typer.Option("--reason", help="With --abandon: why (recorded).")] = "",
     only: OnlyOpt = None, group: GroupOpt = None, jobs: JobsOpt = DEFAULT_JOBS, no_deploy: NoDeployOpt = False,
     as_json: JsonOpt = False, config: ConfigOpt = None,
 ) -> None:
     """Merge SOURCE into TARGET (--no-ff) in every repo that has something new, tag, push: all or nothing."""
     project = Project.load(config)
+    if abandon:
+        if resume or source or target or only or group or dry_run:
+            raise UsageError("--abandon ID takes no environments, --resume, --only, --group or --dry-run")
+        abandon_cmd(project, abandon, reason, as_json)
+        return
+    if reason:
+        raise UsageError("--reason goes with --abandon ID")
     if resume:
         if source or target or only or group:
             raise UsageError("--resume ID takes no environments, --only or --group: it finishes what it started")
@@ -256,6 +269,17 @@ def promote_cmd(
     drive(project, f"promote {source} → {target}",
           lambda ctx: prepare_promotion(ctx, source, target, message=message, only=only or [], group=group),
           jobs=jobs, dry_run=dry_run, yes=yes, keep_partial=keep_partial, no_deploy=no_deploy, as_json=as_json)
+
+
+def abandon_cmd(project: Project, plan_id: str, reason: str, as_json: bool) -> None:
+    """`promote --abandon ID`: record that an unfinished promotion will not be finished."""
+    done = abandon(project.store, plan_id, actor=actor(), reason=reason.strip(),
+                   notifications=project.config.notifications)
+    if as_json:
+        render.print_json({"abandoned": done.as_dict()})
+        return
+    stays = f"; these repos stay pushed: {', '.join(done.pushed)}" if done.pushed else "; nothing had been pushed"
+    render.info(f"{done.id} abandoned (was {done.previous_state}){stays}")
 
 
 def hotfix_sync_cmd(message: MessageOpt = "", dry_run: DryRunOpt = False, yes: YesOpt = False,

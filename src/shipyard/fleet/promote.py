@@ -17,6 +17,7 @@ from shipyard.fleet.freeze import check_not_frozen
 from shipyard.fleet.inventory import select_repos
 from shipyard.fleet.plan import PromotionPlan, hotfix_pairs, plan_hotfix, plan_promotion
 from shipyard.fleet.tags import free_time, promotion_id, promotion_time, stamp, tag_name
+from shipyard.fleet.unfinished import check_no_unfinished
 
 
 def promotion_envs(cfg: Any, source_env: str, target_env: str) -> None:
@@ -35,6 +36,7 @@ async def prepare_promotion(ctx: FleetContext, source_env: str, target_env: str,
     cfg = ctx.config
     promotion_envs(cfg, source_env, target_env)
     check_not_frozen(cfg, ctx.store, [target_env])
+    check_no_unfinished(ctx.store, "promote", source_env, target_env)
     src, dst = cfg.environment(source_env), cfg.environment(target_env)
     when = promotion_time(cfg.timezone)
     plan_id, ts = promotion_id("promote", when), stamp(when)
@@ -71,6 +73,7 @@ async def prepare_hotfix(ctx: FleetContext, *, message: str = "", only: Sequence
     cfg = ctx.config
     envs = hotfix_chain(cfg)
     check_not_frozen(cfg, ctx.store, envs[1:])
+    check_no_unfinished(ctx.store, "hotfix", envs[0], envs[1])
     chain = [cfg.environment(e).branch for e in envs]
     when = promotion_time(cfg.timezone)
     plan_id, ts = promotion_id("hotfix", when), stamp(when)

@@ -14,9 +14,10 @@ from shipyard.fleet.plan import PromotionPlan, RepoPlan, hotfix_pairs, plan_hotf
 from shipyard.fleet.promote import hotfix_chain
 from shipyard.fleet.rollback import prepare_rollback_resume
 from shipyard.fleet.tags import parse_stamp, tag_name
+from shipyard.fleet.unfinished import UNFINISHED
 from shipyard.store import promotions as pq
 
-RESUMABLE = ("partial", "planned", "pushed")
+RESUMABLE = UNFINISHED
 
 
 async def prepare_resume(ctx: FleetContext, plan_id: str) -> Prepared:
