@@ -172,3 +172,22 @@ def test_state_paths_are_anchored_and_bad_state_is_refused(new_workspace: Callab
     e2e.edit_config(lambda t: t.replace('state: "sqlite:///.shipyard/custom.db"', 'state: "nosuchdb://x/y"'))
     line = assert_one_error(run_cli(elsewhere, "history", "--config", config), 2)
     assert f"{config}:3: state: unknown database 'nosuchdb'" in line, line      # line 1 is a comment
+
+
+def test_deploy_output_tells_the_truth(new_workspace: Callable[[], E2E]) -> None:
+    e2e = new_workspace()
+    e2e.edit_config(lambda t: t.replace("  api:\n    repo: api\n", "  api:\n    repo: api\n    hooks: {cleanup: 'true'}\n",
+                                        1))
+    res = assert_ok(e2e.deploy("api"))
+    assert "finish: hook cleanup" in res.stdout and "rollback:" not in res.stdout, str(res)
+
+    # An instance that exits at once: its exit code and log, at once, not a health deadline later.
+    e2e.edit_config(lambda t: t.replace(f'    run: "{sys.executable} app.py"\n',
+                                        "    run: \"/bin/sh -c 'echo cannot open the database >&2; exit 3'\"\n", 1))
+    res = e2e.deploy("api", timeout=60)
+    line = assert_one_error(res, 1)
+    assert "exited with code 3 right after it started" in line or "restarted" in line, line
+    log = re.search(r"log: (\S+\.log)", line)
+    assert log, line
+    assert "cannot open the database" in Path(log.group(1)).read_text()
+    assert "rolled_back" in line and res.seconds < 30, str(res)

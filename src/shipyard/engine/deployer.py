@@ -21,7 +21,8 @@ from shipyard.engine.environment import RUNNING_STATES, Environment, EnvSource, 
 from shipyard.engine.freeze import FreezeOverride
 from shipyard.engine.journal import Journal
 from shipyard.engine.lease import acquire, hold_lease
-from shipyard.engine.run import Run, StepFailed
+from shipyard.engine.rollback import roll_back
+from shipyard.engine.run import Run, StepFailed, revision_label
 from shipyard.engine.runstate import RunContext, weights
 from shipyard.engine.settings import ServiceSettings, strategy_named
 from shipyard.errors import LeaseHeldError, ShipyardError, UsageError
@@ -122,11 +123,11 @@ async def _run_new(e: Environment, journal: Journal, dep_id: str, revision: Revi
                                     hooks=frozenset(s.hooks), migrate=s.migrate is not None))
     journal.transition(DeployState.IN_PROGRESS, None, started_at=_now(), owner=e.owner,
                        previous_revision=old_rev, plan=plan.to_list(), context=ctx.to_dict())
-    journal.event("deploy.started", f"{strat.name}: {len(plan.steps)} steps", strategy=strat.name,
-                  revision=revision.sha, previous_revision=old_rev, steps=[st.describe() for st in plan.steps])
     run = Run(deployment_id=dep_id, revision=revision.sha, settings=s, target=e.target, router=e.router,
               releases=e.releases, journal=journal, context=ctx, actor=e.actor, metrics=e.metrics)
     run.front = front
+    journal.event("deploy.started", f"{strat.name}: {len(plan.steps)} steps", strategy=strat.name,
+                  revision=revision.sha, previous_revision=old_rev, steps=[run.describe(st) for st in plan.steps])
     return await _drive(e, run, plan, 0, lost)
 
 
@@ -170,12 +171,12 @@ async def _fail(e: Environment, run: Run, plan: Plan, reason: str) -> Outcome:
     if not touched and not run.ctx.new:
         # Nothing moved (e.g. the build failed): there is nothing to roll back.
         if "on_failure" in e.settings.hooks:
-            await run._safe_hook("on_failure", phase_idx=0)
+            await run.safe_hook("on_failure", "finish", 0)
         run.journal.transition(DeployState.FAILED, reason, finished_at=_now())
         run.journal.event("deploy.failed", reason, reason=reason)
         return Outcome(run.id, DeployState.FAILED, reason, run.revision, run.front)
     run.journal.event("deploy.failed", reason, reason=reason)
-    final = await run.rollback(reason)
+    final = await roll_back(run, reason)
     return Outcome(run.id, final, reason, run.revision, run.front)
 
 
@@ -193,7 +194,7 @@ async def _succeed(e: Environment, run: Run) -> Outcome:
     if stale:
         await e.target.stop(stale, s.stop_timeout)
     if "cleanup" in s.hooks:
-        await run._safe_hook("cleanup", phase_idx=0)
+        await run.safe_hook("cleanup", "finish", 0)     # the end of a deploy, not a rollback step
     run.journal.transition(DeployState.SUCCEEDED, None, finished_at=_now())
     run.journal.event("deploy.succeeded", f"{s.service}/{s.env} now serves {run.revision[:8]}",
                       revision=run.revision)
@@ -229,8 +230,8 @@ async def rollback(e: Environment, *, wait: bool = True, override: FreezeOverrid
         dep_id = row.id
     journal = _journal(e, dep_id)
     record_override(journal, overridden, override, e.actor)
-    journal.event("rollback.requested", f"flip {s.service}/{s.env} back to warm {target_rev[:8]}",
-                  revision=target_rev, rollback_of=last_id)
+    journal.event("rollback.requested", f"flip {s.service}/{s.env} back to the warm instances of "
+                  f"{revision_label(e.store, s.service, s.env, target_rev)}", revision=target_rev, rollback_of=last_id)
     lost = asyncio.Event()
     async with _admission(e, dep_id), hold_lease(e.store, s.service, s.env, dep_id, e.owner, wait=wait, lost=lost):
         front = await _front(e, journal)
@@ -245,6 +246,8 @@ async def rollback(e: Environment, *, wait: bool = True, override: FreezeOverrid
         run = Run(deployment_id=dep_id, revision=target_rev, settings=s, target=e.target, router=e.router,
                   releases=e.releases, journal=journal, context=ctx, actor=e.actor, metrics=e.metrics)
         run.front = front
+        journal.event("deploy.started", f"traffic_flip: {len(plan.steps)} steps", strategy="traffic_flip",
+                      revision=target_rev, previous_revision=old_rev, steps=[run.describe(st) for st in plan.steps])
         await e.target.keep_warm(warm, None)
         outcome = await _drive(e, run, plan, 0, lost)
     _mark_rolled_back(e, last_id, outcome)
@@ -274,9 +277,11 @@ def _flip_tail(s: ServiceSettings) -> tuple[Step, ...]:
 def _mark_rolled_back(e: Environment, last_id: str, outcome: Outcome) -> None:
     if outcome.state is not DeployState.SUCCEEDED:
         return
+    s = e.settings
+    why = f"rolled back by {outcome.deployment_id} to {revision_label(e.store, s.service, s.env, outcome.revision)}"
     j = _journal(e, last_id)
-    j.transition(DeployState.ROLLING_BACK, f"rolled back by {outcome.deployment_id}")
-    j.transition(DeployState.ROLLED_BACK, f"rolled back by {outcome.deployment_id}")
+    j.transition(DeployState.ROLLING_BACK, why)
+    j.transition(DeployState.ROLLED_BACK, why)     # its finished_at stays when it ended (store rule)
 
 
 # ---- recovery ----------------------------------------------------------------------------------------
@@ -322,8 +327,8 @@ async def recover_one(e: Environment, dep_id: str) -> Outcome | None:
         reason = f"owner {owner} died ({last_desc}); rolled back by recover"
         if state is DeployState.ROLLING_BACK:
             journal.event("rollback.resumed", reason)
-            return Outcome(dep_id, await run.rollback(reason, resume=True), reason, revision)
-        final = await run.rollback(reason) if (ctx.new or done) else _fail_quiet(journal, reason)
+            return Outcome(dep_id, await roll_back(run, reason, resume=True), reason, revision)
+        final = await roll_back(run, reason) if (ctx.new or done) else _fail_quiet(journal, reason)
         return Outcome(dep_id, final, reason, revision)
     finally:
         with e.store.session() as ses:

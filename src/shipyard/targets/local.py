@@ -21,7 +21,9 @@ def free_port() -> int:
 def to_instance(rec: dict[str, Any]) -> Instance:
     return Instance(id=rec["id"], service=rec["service"], env=rec["env"], revision=rec["revision"],
                     address=rec["address"], state=rec.get("state", "running"), pid=rec.get("pid"),
-                    deployment=rec.get("deployment"), labels=dict(rec.get("labels") or {}))
+                    deployment=rec.get("deployment"), labels=dict(rec.get("labels") or {}),
+                    exit_code=rec.get("exit_code"), signal=rec.get("signal"), restarts=int(rec.get("restarts") or 0),
+                    log_path=rec.get("log_path"))
 
 
 class LocalTarget:

@@ -59,6 +59,12 @@ class FakeTarget:
         inst = self.running[instance_id]
         self.running[instance_id] = replace(inst, state="exited")
 
+    def crash(self, instance_id: str, exit_code: int) -> None:
+        """Simulate an instance whose process exited with `exit_code` and waits for its restart (backoff)."""
+        inst = self.running[instance_id]
+        self.running[instance_id] = replace(inst, state="backoff", exit_code=exit_code, restarts=inst.restarts,
+                                            log_path=f"/logs/{instance_id}.log")
+
 
 @dataclass
 class FakeRouter:
