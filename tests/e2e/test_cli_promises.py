@@ -176,8 +176,8 @@ def test_state_paths_are_anchored_and_bad_state_is_refused(new_workspace: Callab
 
 def test_deploy_output_tells_the_truth(new_workspace: Callable[[], E2E]) -> None:
     e2e = new_workspace()
-    e2e.edit_config(lambda t: t.replace("  api:\n    repo: api\n", "  api:\n    repo: api\n    hooks: {cleanup: 'true'}\n",
-                                        1))
+    anchor = "  api:\n    repo: api\n"
+    e2e.edit_config(lambda t: t.replace(anchor, anchor + "    hooks: {cleanup: 'true'}\n", 1))
     res = assert_ok(e2e.deploy("api"))
     assert "finish: hook cleanup" in res.stdout and "rollback:" not in res.stdout, str(res)
 
