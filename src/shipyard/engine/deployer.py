@@ -102,11 +102,12 @@ async def deploy(e: Environment, ref: str | None = None, *, wait: bool = True, s
     journal.event("deploy.queued", f"{s.service}/{s.env} {revision.short} ({revision.ref})",
                   revision=revision.sha, ref=revision.ref, actor=e.actor)
     lost = asyncio.Event()
-    # Refused before it started (lease held with --no-wait, the router's address taken): closed as cancelled.
+
     def waiting(pos: int, holder: str) -> None:
         journal.event("deploy.waiting", f"queued at position {pos + 1} behind {holder}", position=pos + 1,
                       holder=holder)
 
+    # Refused before it started (lease held with --no-wait, the router's address taken): closed as cancelled.
     async with _admission(e, dep_id), hold_lease(e.store, s.service, s.env, dep_id, e.owner, wait=wait,
                                                  lost=lost, on_wait=waiting):
         return await _run_new(e, journal, dep_id, revision, strat, lost)
