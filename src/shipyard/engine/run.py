@@ -1,9 +1,12 @@
-"""Execute one deployment's plan against a target and a router, and roll it back when it fails.
+"""Execute one deployment's plan against a target and a router (engine.rollback undoes it when it fails).
 
 Everything the run knows about instances is re-read from the target and the router (the agent is the
 source of truth), plus a small persisted context: which instances were serving before (`old`) and which
 this run started or adopted (`new`). That makes every step idempotent, so a run resumed or rolled back by
 `shipyard recover` after its owner died acts on what really exists, not on what a dead process believed.
+
+Layering inside the engine: deployer -> rollback -> run -> (analysis, startup, journal, settings); none
+of these imports one above it.
 """
 
 from __future__ import annotations
