@@ -10,7 +10,9 @@ where they happen, so the CLI can print one line and choose an exit code without
     │   ├── UnknownEnvironmentError    exit 2
     │   ├── RevisionNotFoundError      exit 2
     │   └── MissingSecretsError        exit 2: required names resolve to nothing (all of them listed at once)
-    ├── StoreError                     the state database failed or is at an unknown schema
+    ├── StoreError                     the state database failed, is at an unknown schema, empty or corrupt
+    ├── OSFailure                      an operating-system call failed (file, directory, process): OSError
+    │                                  mapped where it happens, one line with the path
     ├── LeaseHeldError                 a run already holds the (service, env) lease and --no-wait was given
     ├── AgentError                     the host agent is unreachable or refused a request
     │   └── AgentUnavailableError
@@ -27,7 +29,8 @@ where they happen, so the CLI can print one line and choose an exit code without
     │   ├── ReposNotReady              refused up front (dirty tree, detached HEAD, no remote/branch): nothing changed
     │   ├── PromotionConflict          merges would conflict or not fast-forward: nothing was pushed
     │   ├── PushFailed                 a push was rejected after others went through (put back or kept partial)
-    │   └── EnvironmentFrozen          a rollback (or the config) froze the env against promotion
+    │   ├── EnvironmentFrozen          a rollback (or the config) froze the env against deploys and promotion
+    │   └── UnfinishedPromotion        a partial promotion between the same envs must be resumed or abandoned
     └── InvalidTransition              a state change the rules forbid: always a bug, raised loudly
 """
 
@@ -78,6 +81,20 @@ class MissingSecretsError(UsageError):
 
 class StoreError(ShipyardError):
     pass
+
+
+class OSFailure(ShipyardError):
+    """An OSError (no such file, name too long, permission denied, no space left) as one line."""
+
+    @classmethod
+    def of(cls, exc: OSError, doing: str = "") -> OSFailure:
+        """`doing: <what the OS said>: <path>`; keeps the OSError as the cause."""
+        what = exc.strerror or type(exc).__name__
+        where = [str(f) for f in (exc.filename, exc.filename2) if f is not None]
+        text = f"{what}: {' -> '.join(where)}" if where else (what if exc.strerror else str(exc) or what)
+        err = cls(f"{doing}: {text}" if doing else text)
+        err.__cause__ = exc
+        return err
 
 
 class LeaseHeldError(ShipyardError):
@@ -166,3 +183,7 @@ class PushFailed(FleetError):
 
 class EnvironmentFrozen(FleetError):
     pass
+
+
+class UnfinishedPromotion(FleetError):
+    """An earlier promotion between the same environments was not finished: resume or abandon it first."""

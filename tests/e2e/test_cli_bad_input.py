@@ -45,6 +45,8 @@ def _sub(old: str, new: str) -> Callable[[str], str]:
     return edit
 
 
+LONG_NAME = "a" * 300
+
 # name -> (edit of the demo config, the line the problem is on (a substring of it; None: any), what the
 # message must contain)
 CONFIG_ERRORS: dict[str, tuple[Callable[[str], str], str | None, list[str]]] = {
@@ -56,6 +58,9 @@ CONFIG_ERRORS: dict[str, tuple[Callable[[str], str], str | None, list[str]]] = {
                      "interval: soonish", ["services.api.health.interval: invalid duration 'soonish'"]),
     "unknown-repo": (_sub("    repo: api\n", "    repo: api-server\n"),
                      "    repo: api-server", ["services.api.repo: 'api-server': unknown repo", "known: api, web"]),
+    # A name that passed validation used to kill the deploy with a traceback (a path too long), in progress.
+    "name-too-long": (_sub("  api:\n    repo: api\n", f"  {LONG_NAME}:\n    repo: api\n"),
+                      f"  {LONG_NAME}:", [f"services.{LONG_NAME}: invalid name", "at most 63 characters"]),
 }
 
 
@@ -127,6 +132,8 @@ BAD_ARGS: dict[str, tuple[tuple[str, ...], list[str]]] = {
     "unknown-strategy": (("deploy", "api", "--env", "stg", "--strategy", "bogus"), ["'bogus'", "rolling"]),
     "rollback-without-history": (("rollback", "api", "--env", "stg"), ["no successful deployment"]),
     "missing-option": (("deploy", "api"), ["--env"]),
+    "bad-set-name": (("deploy", "api", "--env", "stg", "--set", "LOG-LEVEL=debug"),
+                     ["--set", "invalid environment variable name 'LOG-LEVEL'"]),
 }
 
 

@@ -221,24 +221,24 @@ def test_history_newest_first_and_show_prints_hook_output(story: Story) -> None:
 
 def test_deploy_queue_waits_and_no_wait_refuses(new_workspace: Callable[[], E2E]) -> None:
     e2e = new_workspace()
-    # The first deploy's hook holds the lease until the test opens a gate file (named through the CLI's
-    # environment, config interpolation), however slowly the others start on a loaded machine; the others'
-    # gate is /dev/null, which always exists.
+    # The first deploy's hook waits for a gate file the test opens once it has seen the others meet the
+    # lease (a gate, not a sleep: on a loaded machine the others may take seconds just to start). The gate
+    # comes from the CLI's environment (config interpolation); the others' is `/`, which exists: no wait.
     gate = e2e.root / "gate"
     e2e.edit_config(lambda t: _add_hooks(
-        t, '{before_install: "i=0; while [ ! -e ${E2E_GATE:-/dev/null} ] && [ $i -lt 1200 ]; '
-           'do sleep 0.1; i=$((i+1)); done"}'))
+        t, '{before_install: "until [ -e ${E2E_HOOK_GATE:-/} ]; do sleep 0.05; done"}'))
 
-    first = e2e.background("deploy", "api", "--env", "stg", E2E_GATE=str(gate))
+    first = e2e.background("deploy", "api", "--env", "stg", E2E_HOOK_GATE=str(gate))
     try:
-        first.wait_for_line(r"state in_progress")
+        first.wait_for_line(r"step 1: hook before_install")
         second = e2e.background("deploy", "api", "--env", "stg")
         refused = e2e.background("deploy", "api", "--env", "stg", "--no-wait")
         try:
             waiting = second.wait_for_line(r"deploy\.waiting")
             status = _api_row(assert_ok(e2e.cli("status", "--json", "--service", "api", "--env", "stg")))
+            res_refused = refused.finish()          # decided while the first still holds the lease
         finally:
-            res_refused = refused.finish()
+            refused.kill()                          # (only if something above failed first)
             gate.touch()
             res2 = second.finish()
     finally:

@@ -146,6 +146,41 @@ def test_rejected_push_compensates_or_keeps_partial_then_resume(fleet: Fleet) ->
     assert "only a partial one can be resumed" in one_error(cli(f, "promote", "--resume", outcome["id"]), 2)
 
 
+def test_a_partial_promotion_blocks_the_next_until_resumed_or_abandoned(fleet: Fleet) -> None:
+    f = fleet
+    for n in f.names:
+        f.commit(n, "dev", {"x.txt": n})
+    hook = _decline_pushes(f, "svc1")
+    kept = cli(f, "promote", "dev", "stg", "--yes", "--jobs", "1", "--keep-partial", "--json")
+    partial = kept.json()["outcome"]["id"]
+    assert "--abandon" in kept.stderr
+    hook.unlink()
+    after_partial = f.remote_state()
+
+    blocked = one_error(cli(f, "promote", "dev", "stg", "--yes"), 1)
+    assert f"{partial} (promote dev → stg) is partial (2 repo(s) already pushed: svc0, svc2)" in blocked
+    assert f"promote --resume {partial}" in blocked and f"promote --abandon {partial}" in blocked
+    assert f.remote_state() == after_partial, "a refused promotion moved something"
+    assert cli(f, "promote", "stg", "prod", "--yes").returncode == 0, "other envs are not blocked"
+    after_partial = f.remote_state()
+
+    assert "--reason goes with --abandon" in one_error(cli(f, "promote", "dev", "stg", "--reason", "x"), 2)
+    gave_up = cli(f, "promote", "--abandon", partial, "--reason", "svc1 is being rewritten", "--json")
+    assert gave_up.returncode == 0, str(gave_up)
+    assert gave_up.json()["abandoned"] == {"id": partial, "kind": "promote", "previous_state": "partial",
+                                           "state": "abandoned", "pushed": ["svc0", "svc2"], "not_pushed": ["svc1"]}
+    assert f.remote_state() == after_partial, "abandoning changes no repo"
+    record = cli(f, "history", "--promotions", "--json").json()["promotions"]
+    row = next(p for p in record if p["id"] == partial)
+    assert row["state"] == "abandoned" and "svc1 is being rewritten" in row["detail"] and "svc0, svc2" in row["detail"]
+    assert "only a partial one can be resumed" in one_error(cli(f, "promote", "--resume", partial), 2)
+    assert "only an unfinished one" in one_error(cli(f, "promote", "--abandon", partial), 2)
+
+    res = cli(f, "promote", "dev", "stg", "--yes", "--json")          # the next one goes ahead
+    assert res.returncode == 0 and res.json()["outcome"]["state"] == "completed", str(res)
+    assert res.json()["outcome"]["changed"]["stg"].keys() == {"svc1"}
+
+
 def test_rollback_to_tag_freeze_and_unfreeze(fleet: Fleet) -> None:
     f = fleet
     d = Driver(f)

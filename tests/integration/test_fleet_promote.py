@@ -15,12 +15,13 @@ from pathlib import Path
 import pytest
 from fleet_helpers import GIT_ENV, Driver, git, make_fleet
 
-from shipyard.errors import EnvironmentFrozen, PromotionConflict, ReposNotReady, UsageError
+from shipyard.errors import EnvironmentFrozen, PromotionConflict, ReposNotReady, UnfinishedPromotion, UsageError
 from shipyard.fleet.context import Prepared
 from shipyard.fleet.execute import execute, planned_reports, record_plan
 from shipyard.fleet.freeze import unfreeze
-from shipyard.fleet.promote import prepare_hotfix, prepare_resume
+from shipyard.fleet.promote import prepare_hotfix
 from shipyard.fleet.push import push
+from shipyard.fleet.resume import prepare_resume
 from shipyard.fleet.rollback import prepare_rollback
 
 
@@ -283,6 +284,11 @@ def test_rollback_kept_partial_then_resumed(fleet3: Driver) -> None:
 
     outcome = fleet3.execute(prepared, jobs=1, keep_partial=True)
     assert outcome.state == "partial" and outcome.where("rejected") == ["svc1"]
+    # half rolled back: neither a promotion into prod nor another rollback of it starts before this one ends
+    with pytest.raises(UnfinishedPromotion, match=f"{outcome.id} \\(rollback prod\\) is partial"):
+        fleet3.prepare("stg", "prod")
+    with pytest.raises(UnfinishedPromotion):
+        asyncio.run(prepare_rollback(fleet3.ctx(1), "prod", good_tag))
     final = fleet3.execute(asyncio.run(prepare_resume(fleet3.ctx(), outcome.id)))
     assert final.state == "completed"
     # the tree is the tag's again everywhere; their commit stays in the history, under the revert

@@ -77,3 +77,51 @@ def test_store_url_is_masked(pg_server_url: str) -> None:
     with Store.open(url.render_as_string(hide_password=False)) as store:
         assert SECRET not in store.url and SECRET not in repr(store) and ":***@" in store.url
         assert store.display_url == store.url
+
+
+def test_an_empty_state_file_is_refused_not_recreated(tmp_path: Path) -> None:
+    empty = tmp_path / "state.db"
+    empty.write_bytes(b"")
+    message = open_error(f"sqlite:///{empty}")
+    assert "is empty (0 bytes)" in message and "restore it from a backup" in message and "remove it" in message
+    assert empty.stat().st_size == 0, "the empty file was turned into a new database"
+
+
+def test_a_sqlite_file_without_shipyard_schema_is_refused(tmp_path: Path) -> None:
+    import sqlite3
+
+    foreign = tmp_path / "state.db"
+    con = sqlite3.connect(foreign)
+    con.execute("CREATE TABLE notes (x TEXT)")
+    con.commit()
+    con.close()
+    assert "holds no shipyard schema (1 other tables)" in open_error(f"sqlite:///{foreign}")
+    with sqlite3.connect(foreign) as con:
+        assert [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")] == ["notes"]
+
+
+def test_a_corrupt_state_file_says_what_to_do(tmp_path: Path) -> None:
+    bogus = tmp_path / "state.db"
+    bogus.write_bytes(b"SQLite format 3\x00" + b"\xff" * 200)
+    message = open_error(f"sqlite:///{bogus}")
+    assert "restore it from a backup" in message and "move it aside" in message
+
+
+def test_a_new_state_file_is_still_created(tmp_path: Path) -> None:
+    with Store.open(f"sqlite:///{tmp_path / 'sub' / 'state.db'}") as store, store.session() as s:
+        assert s.execute(text("SELECT count(*) FROM deployments")).scalar() == 0
+    with Store.open(f"sqlite:///{tmp_path / 'sub' / 'state.db'}") as store, store.session() as s:   # and reopened
+        assert s.execute(text("SELECT count(*) FROM deployments")).scalar() == 0
+
+
+def test_state_urls_are_checked_and_anchored(tmp_path: Path) -> None:
+    from shipyard.store.db import anchored, url_problem
+
+    assert url_problem("sqlite:///x.db") is None and url_problem("postgresql+psycopg://u@h/db") is None
+    assert "invalid database URL" in (url_problem("not a url") or "")
+    assert "unknown database 'notadb'" in (url_problem(f"notadb://u:{SECRET}@h/x") or "")
+    assert SECRET not in (url_problem(f"notadb://u:{SECRET}@h/x") or "")
+    assert "in-memory" in (url_problem("sqlite://") or "") and "in-memory" in (url_problem("sqlite:///:memory:") or "")
+    assert anchored("sqlite:///.shipyard/state.db", tmp_path) == f"sqlite:///{tmp_path}/.shipyard/state.db"
+    assert anchored("sqlite:////abs/state.db", tmp_path) == "sqlite:////abs/state.db"
+    assert anchored(f"postgresql+psycopg://u:{SECRET}@h/db", tmp_path) == f"postgresql+psycopg://u:{SECRET}@h/db"

@@ -104,7 +104,8 @@ def test_design_sketch_loads(sketch: Config) -> None:
     ops = sketch.notifications.channels["ops"]
     assert isinstance(ops, EmailChannel) and ops.smtp.tls == "starttls"
     assert sketch.notifications.routes[1].events[0] == "deploy.started"
-    assert sketch.secrets.provider == "local" and sketch.state_url == "sqlite:///.shipyard/state.db"
+    assert sketch.secrets.provider == "local"
+    assert sketch.state_url == f"sqlite:///{(sketch.root / '.shipyard' / 'state.db').resolve()}"   # anchored
 
 
 def test_service_for_merges_everything(sketch: Config) -> None:
@@ -356,3 +357,26 @@ def test_programmatic_construction_checks_references() -> None:
     config = Config.model_validate(data)
     assert config.source is None and config.service_for("a", "dev").instances == 1
     Config(project="p", environments={"dev": {"branch": "dev"}})  # type: ignore[dict-item]
+
+
+def test_names_are_bounded_where_they_become_paths_and_ids() -> None:
+    long = "a" * 300
+    found = problems(SIMPLE.replace("  api:\n    repo: api\n", f"  {long}:\n    repo: api\n") + "    run: x\n")
+    assert [p.key for p in found] == [f"services.{long}"], [str(p) for p in found]
+    assert "at most 63 characters" in found[0].message and "(300 characters)" in found[0].message
+    assert not problems(SIMPLE.replace("  api:\n", f"  {'a' * 63}:\n") + "    run: x\n")
+    (env_var,) = problems(SIMPLE + "    run: x\n" + f"    env: {{{'V' * 256}: x}}\n")
+    assert "at most 255 characters" in env_var.message
+    (branch,) = problems(SIMPLE.replace("{branch: dev}", "{branch: " + "b" * 201 + "}") + "    run: x\n")
+    assert branch.key == "environments.dev.branch" and "at most 200 characters" in branch.message
+
+
+@pytest.mark.parametrize(("state", "words"), [
+    ("not a url", "invalid database URL"),
+    ("notadb://host/x", "unknown database 'notadb'"),
+    ("'sqlite://'", "in-memory SQLite database"),
+])
+def test_a_bad_state_url_is_a_config_error(state: str, words: str) -> None:
+    (err,) = problems(SIMPLE.replace("project: p\n", f"project: p\nstate: {state}\n") + "    run: x\n")
+    assert err.key == "state" and err.line == 2 and words in err.message, str(err)
+    assert err.exit_code == 2

@@ -1,6 +1,6 @@
 """docs/environment.md lists exactly the variables the code gives builds, hooks and instances.
 
-The names are read from the code that sets them (the engine's Run.environ, Run._hook and Run._spec; the
+The names are read from the code that sets them (the engine's Run.build_environ, environ, _hook and _spec; the
 agent's build_env; the scrub allow-list every child starts from), not from a copy here, so renaming,
 adding or dropping a variable without the docs fails this test.
 If one of those functions moves, point SOURCES at its new home.
@@ -20,10 +20,11 @@ DOC = SRC.parents[1] / "docs" / "environment.md"
 NAME = re.compile(r"^[A-Z][A-Z0-9_]*\*?$")       # `LC_*`: a pattern of the scrub allow-list
 # (file, class or None, function or module-level name) -> the variable names it sets
 BASE = ("secrets/scrub.py", None, "BASE")       # what every child keeps of the user's environment
+BUILD = ("engine/run.py", "Run", "build_environ")   # also what a release is keyed by
 SOURCES = {
-    "build": [BASE, ("engine/run.py", "Run", "environ")],
-    "hooks": [BASE, ("engine/run.py", "Run", "environ"), ("engine/run.py", "Run", "_hook")],
-    "instances": [BASE, ("engine/run.py", "Run", "environ"), ("engine/run.py", "Run", "_spec"),
+    "build": [BASE, BUILD, ("releases/store.py", "ReleaseStore", "prepare")],
+    "hooks": [BASE, BUILD, ("engine/run.py", "Run", "environ"), ("engine/run.py", "Run", "_hook")],
+    "instances": [BASE, BUILD, ("engine/run.py", "Run", "environ"), ("engine/run.py", "Run", "_spec"),
                   ("agent/spec.py", None, "build_env")],
 }
 NOT_VARIABLES = {REDACT_ENV}        # taken out of the environment by the agent before the app starts

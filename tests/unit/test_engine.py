@@ -1,71 +1,27 @@
 """The engine against FakeTarget/FakeRouter, with a real git repo and a real SQLite store.
 
-Health uses exec checks that look for a marker file per instance port, so a test decides which
-instances are unhealthy without any network.
+The `repo` and `env` fixtures come from conftest.py (built by engine_env): health uses exec checks that
+look for a marker file per instance port, so a test decides which instances are unhealthy without any
+network.
 """
 
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from engine_env import git
 
-from shipyard.config.checks import ExecCheck
 from shipyard.domain.deployment import DeployState
 from shipyard.engine import deployer
-from shipyard.engine.settings import HookSpec, ServiceSettings
-from shipyard.releases.git import GitSource
-from shipyard.releases.store import ReleaseStore
-from shipyard.store import Store
+from shipyard.engine.settings import HookSpec
 from shipyard.store import deployments as dq
 from shipyard.store import events as eq
 from shipyard.store import leases as lq
 from shipyard.store import steps as sq
 from shipyard.strategies import BlueGreen, Canary, CanaryStep, Rolling
-from shipyard.testing import FakeRouter, FakeTarget
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd, check=True,
-                          capture_output=True, text=True).stdout.strip()
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    r = tmp_path / "repo"
-    r.mkdir()
-    git(r, "init", "-q", "-b", "stg")
-    for v in ("1", "2", "3"):
-        (r / "VERSION").write_text(v)
-        git(r, "add", "-A")
-        git(r, "commit", "-qm", f"v{v}")
-        git(r, "tag", f"v{v}")
-    return r
-
-
-@pytest.fixture
-def env(tmp_path: Path, repo: Path):
-    store = Store.open(f"sqlite:///{tmp_path / 'state.db'}")
-    bad = tmp_path / "bad"
-    bad.mkdir()
-    check = ExecCheck(type="exec", command=f'test ! -e "{bad}/$HEALTH_PORT"', interval=0.02, timeout=2,
-                      healthy_threshold=1, unhealthy_threshold=1, start_period=0, deadline=10)
-    settings = ServiceSettings(
-        service="api", env="stg", branch="stg", source=GitSource("api", None, repo, tmp_path / "mirrors"),
-        build="echo built > BUILT", build_timeout=30, run="python app.py", migrate=None, environ={"A": "1"},
-        instances=3, stop_timeout=1, listen="127.0.0.1:1", strategy=Rolling(drain_timeout=1), drain_timeout=1,
-        ws_drain_timeout=1, bake=0, keep_previous=300, step_timeout=30, keep_releases=5, health=check,
-        health_wait=10, hooks={})
-    target = FakeTarget("api", "stg")
-    router = FakeRouter()
-    e = deployer.Environment(settings=settings, store=store, target=target, router=router,
-                             releases=ReleaseStore(tmp_path / "releases"), actor="tester")
-    e.bad_dir = bad  # type: ignore[attr-defined]
-    yield e
-    store.close()
 
 
 def mark_bad(e, revision_tag: str, repo: Path) -> None:
@@ -113,7 +69,8 @@ async def test_first_deploy_then_rolling_update_keeps_previous_warm(env, repo: P
     assert first.state is DeployState.SUCCEEDED
     v1 = git(repo, "rev-parse", "v1")
     assert env.router.serving_revisions() == {v1} and len(env.router.current) == 3
-    assert (env.releases.path("api", v1) / "BUILT").read_text().strip() == "built"
+    [release] = (env.releases.root / "api").glob(f"{v1}-*")
+    assert (release / "BUILT").read_text().strip() == "built"
 
     second = await deployer.deploy(env, "v2")
     v2 = git(repo, "rev-parse", "v2")
@@ -158,7 +115,7 @@ async def test_build_failure_fails_without_touching_anything(env, repo: Path) ->
     assert outcome.state is DeployState.FAILED
     assert "build" in outcome.reason and "exited 3" in outcome.reason and "broken" in outcome.reason
     assert env.router.current == before
-    assert not (env.releases.path("api", git(repo, "rev-parse", "v2"))).exists()
+    assert not list((env.releases.root / "api").glob(f"{git(repo, 'rev-parse', 'v2')}*"))
 
 
 async def test_failing_hook_rolls_back_and_keeps_its_output(env, repo: Path) -> None:

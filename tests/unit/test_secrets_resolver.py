@@ -84,6 +84,26 @@ def test_overrides_never_replace_secrets() -> None:
     assert resolve(cfg, "api", "stg", providers, {"LEVEL": "debug"}).values["LEVEL"].source == "override"
 
 
+def test_a_name_backed_by_a_secret_is_refused_even_when_no_provider_has_it() -> None:
+    cfg = config(env={"URL": "${secret:PW}", "LEVEL": "info"}, requires_env=["JWT", "LEVEL"])
+    for name in ("JWT", "PW", "URL"):           # required without a value in shipyard.yaml; referenced
+        with pytest.raises(UsageError, match=f"--set {name}: {name} is a secret"):
+            resolve(cfg, "api", "stg", [Memory("local", {})], {name: "typed-on-the-command-line"}, strict=False)
+    lenient = resolve(cfg, "api", "stg", [Memory("local", {})], {"LEVEL": "debug", "NEW": "1"}, strict=False)
+    assert lenient.values["LEVEL"].source == "override" and lenient.values["NEW"].value == "1"
+
+
+def test_set_names_are_checked_like_env_names() -> None:
+    from shipyard.cli.deploy import parse_sets
+
+    assert parse_sets(["LOG_LEVEL=debug", "_X=a=b"]) == {"LOG_LEVEL": "debug", "_X": "a=b"}
+    for bad in ("BAD-NAME=1", "9LIVES=1", "A B=1", "Ä=1", f"{'V' * 256}=1"):
+        with pytest.raises(UsageError, match="--set: invalid environment variable name"):
+            parse_sets([bad])
+    with pytest.raises(UsageError, match="expected NAME=VALUE"):
+        parse_sets(["NOVALUE"])
+
+
 def test_a_malformed_reference_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="invalid secret reference"):
         resolve(config(env={"A": "${secret:not valid}"}), "api", "stg", [])

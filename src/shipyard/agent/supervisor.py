@@ -31,6 +31,7 @@ from shipyard.agent import logpipe, procs
 from shipyard.agent.errors import AgentRequestError, ConflictError, NotFoundError
 from shipyard.agent.spec import Backoff, InstanceSpec, build_env, new_instance_id, take_redact
 from shipyard.agent.state import BACKOFF, EXITED, LIVE, RUNNING, STOPPED, STOPPING, TERMINAL, InstanceRecord
+from shipyard.domain.launch import fill_argv  # `{instance}` in argv: only the agent knows the id
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ class Supervisor:
         redact = [*spec.redact, *take_redact(environ)]
         rec = InstanceRecord(
             id=iid, service=spec.service, env=spec.env, revision=spec.revision, cwd=spec.cwd,
-            argv=list(spec.argv), port=port, log_path=str(self.logs_dir / f"{iid}.log"),
+            argv=fill_argv(spec.argv, {"instance": iid}), port=port, log_path=str(self.logs_dir / f"{iid}.log"),
             deployment=spec.deployment, environ=environ, stop_timeout=spec.stop_timeout,
             labels=dict(spec.labels), restart=spec.restart, redact=redact)
         rt = _Runtime()

@@ -11,11 +11,14 @@ import typer
 from shipyard.cli import render
 from shipyard.cli.aio import run
 from shipyard.cli.notify import drain_quietly
-from shipyard.cli.project import Project
+from shipyard.cli.project import Project, actor
+from shipyard.config.base import check_env_var
 from shipyard.domain.deployment import DeployState
 from shipyard.engine import deployer
+from shipyard.engine.admission import record_refused
 from shipyard.engine.deployer import Outcome
-from shipyard.errors import UsageError
+from shipyard.engine.freeze import FreezeOverride
+from shipyard.errors import ShipyardError, UsageError
 from shipyard.store import deployments as dq
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Path to shipyard.yaml.")]
@@ -24,15 +27,35 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON summary inst
 SetOpt = Annotated[list[str] | None, typer.Option(
     "--set", help="NAME=VALUE: override a non-secret variable for this deploy (repeatable). Secrets never go "
                   "on the command line: use `shipyard secrets set`.")]
+OverrideFreezeOpt = Annotated[bool, typer.Option(
+    "--override-freeze", help="Go ahead although the environment is frozen (needs --reason; recorded).")]
+ReasonOpt = Annotated[str | None, typer.Option("--reason", help="Why the freeze is overridden (recorded).")]
+
+
+def freeze_override(override: bool, reason: str | None) -> FreezeOverride | None:
+    """`--override-freeze --reason TEXT`: both or neither; the reason goes into the record."""
+    if not override:
+        if reason is not None:
+            raise UsageError("--reason goes with --override-freeze (why a frozen environment is deployed anyway)")
+        return None
+    if not reason or not reason.strip():
+        raise UsageError("--override-freeze needs --reason TEXT: why the frozen environment is deployed anyway")
+    return FreezeOverride(reason.strip())
 
 
 def parse_sets(items: list[str] | None) -> dict[str, str]:
-    """`--set NAME=VALUE` pairs; the resolver refuses names that are secrets."""
+    """`--set NAME=VALUE` pairs, NAME checked like an `env:` key; the resolver refuses names that are
+    secrets. Only the name is ever echoed back: a value typed here may be one that must not be printed."""
     out: dict[str, str] = {}
     for item in items or []:
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
-            raise UsageError(f"--set {item.split('=')[0]!r}: expected NAME=VALUE")
+            # Not echoed: without "=" the whole argument may be a value someone meant to keep secret.
+            raise UsageError("--set: expected NAME=VALUE (an argument without '=' or without a name)")
+        try:
+            check_env_var(name.strip())
+        except ValueError as exc:
+            raise UsageError(f"--set: {exc}") from None
         out[name.strip()] = value
     return out
 
@@ -40,9 +63,10 @@ def parse_sets(items: list[str] | None) -> dict[str, str]:
 def _finish(outcome: Outcome, as_json: bool) -> None:
     if as_json:
         render.print_json({"id": outcome.deployment_id, "state": str(outcome.state), "reason": outcome.reason,
-                           "revision": outcome.revision})
+                           "revision": outcome.revision, "address": outcome.address})
     elif outcome.state is DeployState.SUCCEEDED:
-        render.console.print(f"[green]✓ {outcome.deployment_id} succeeded[/] ({outcome.revision[:8]})")
+        where = f" on http://{outcome.address}" if outcome.address else ""
+        render.console.print(f"[green]✓ {outcome.deployment_id} succeeded[/] ({outcome.revision[:8]}){where}")
     # Failed or rolled back: DeploymentFailed becomes one `error:` line on stderr and exit 1 in main.run.
     outcome.raise_for_state()
 
@@ -51,7 +75,12 @@ def _run(project: Project, service: str, env: str, title: str, as_json: bool,
          action: Callable[[deployer.Environment], Awaitable[Outcome]]) -> None:
     """Run one engine request against a live agent with the progress display, then report and exit."""
     project.settings(service, env)      # unknown names fail here, before the agent starts
-    project.secrets.resolve(service, env)   # so do missing values: all listed at once, nothing started
+    try:
+        project.secrets.resolve(service, env)   # so do missing values: all listed at once, nothing started
+    except ShipyardError as exc:
+        record_refused(project.store, service, env, exc, actor=actor(), redactor=project.redactor,
+                       notifications=project.config.notifications)
+        raise
     progress = render.DeployProgress(title, quiet=as_json)
 
     async def go() -> Outcome:
@@ -76,12 +105,15 @@ def deploy_cmd(
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
     sets: SetOpt = None,
+    override_freeze: OverrideFreezeOpt = False,
+    reason: ReasonOpt = None,
 ) -> None:
     """Deploy a revision of SERVICE to ENV with zero downtime."""
+    override = freeze_override(override_freeze, reason)
     project = Project.load(config)
     project.overrides.update(parse_sets(sets))
     _run(project, service, env, f"deploy {service} → {env}", as_json,
-         lambda e: deployer.deploy(e, rev, wait=not no_wait, strategy=strategy))
+         lambda e: deployer.deploy(e, rev, wait=not no_wait, strategy=strategy, override=override))
 
 
 def rollback_cmd(
@@ -91,10 +123,11 @@ def rollback_cmd(
     = False,
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
+    override: FreezeOverride | None = None,
 ) -> None:
     """Go back to the previous successful revision (a traffic flip while it is still warm)."""
     _run(Project.load(config), service, env, f"rollback {service} in {env}", as_json,
-         lambda e: deployer.rollback(e, wait=not no_wait))
+         lambda e: deployer.rollback(e, wait=not no_wait, override=override))
 
 
 def recover_cmd(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:

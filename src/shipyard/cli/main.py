@@ -1,7 +1,8 @@
 """The `shipyard` command: wires the per-noun modules into one Typer app and owns the error boundary.
 
-Every ShipyardError becomes one line on stderr and its exit code (2 usage/config, 1 failed); anything
-else is a bug and keeps its traceback so it gets reported.
+Every ShipyardError becomes one line on stderr and its exit code (2 usage/config, 1 failed), and so does
+an OSError that reaches this edge (a path too long, a directory not writable, a disk full: exit 1, the
+message and the path); anything else is a bug and keeps its traceback so it gets reported.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import typer
 from shipyard.cli import agent, config_cmd, demo, deploy, env, history, logs, promote, render, repos, secrets, status
 from shipyard.cli import notify as notify_cli
 from shipyard.cli import watch as watch_cli
-from shipyard.errors import ShipyardError
+from shipyard.errors import OSFailure, ShipyardError
 
 app = typer.Typer(name="shipyard", help="Promote, deploy with zero downtime, watch, roll back, record.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -57,6 +58,10 @@ def run() -> None:
     except ShipyardError as exc:
         render.error(str(exc))
         sys.exit(exc.exit_code)
+    except OSError as exc:
+        failure = OSFailure.of(exc)
+        render.error(str(failure))
+        sys.exit(failure.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:

@@ -21,6 +21,7 @@ from shipyard.routers.builtin import BuiltinRouter
 from shipyard.secrets.context import SecretsContext
 from shipyard.secrets.redact import Redactor
 from shipyard.store import Store, default_url
+from shipyard.store.db import anchored
 from shipyard.targets.local import LocalTarget
 
 
@@ -55,7 +56,8 @@ class Project:
 
     @cached_property
     def store(self) -> Store:
-        url = self.config.state or default_url(self.root)
+        """The state database (`state:`, relative SQLite paths anchored at shipyard.yaml's directory)."""
+        url = anchored(self.config.state, self.root) if self.config.state else default_url(self.root)
         self._store = Store.open(url)
         return self._store
 

@@ -28,8 +28,10 @@ from shipyard.fleet.context import FleetContext, Prepared
 from shipyard.fleet.execute import Outcome, execute, record_refused
 from shipyard.fleet.freeze import unfreeze
 from shipyard.fleet.parallel import DEFAULT_JOBS
-from shipyard.fleet.promote import prepare_hotfix, prepare_promotion, prepare_resume
+from shipyard.fleet.promote import prepare_hotfix, prepare_promotion
+from shipyard.fleet.resume import prepare_resume
 from shipyard.fleet.rollback import prepare_rollback
+from shipyard.fleet.unfinished import abandon
 from shipyard.store import promotions as pq
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Path to shipyard.yaml.")]
@@ -149,7 +151,8 @@ def _deploy(project: Project, outcome: Outcome, no_deploy: bool, as_json: bool) 
                 return await autodeploy.deploy_changed(
                     services, lambda svc: project.environment(
                         svc, env, agent, listener=None if as_json else render.DeployProgress(f"deploy {svc} → {env}",
-                                                                                            live=False)))
+                                                                                            live=False)),
+                    autodeploy.own_freeze(outcome.kind, outcome.id, env))
 
         for r in run(go()):
             results.append({"env": env, **r})
@@ -216,7 +219,8 @@ def _failure_line(outcome: Outcome) -> str:
     bad = outcome.where("rejected", "failed")
     where = {"compensated": "the repos already pushed were put back",
              "partial": f"kept pushed: {', '.join(outcome.where('pushed', 'compensation_failed'))}; "
-                        f"finish with `shipyard promote --resume {outcome.id}`",
+                        f"finish with `shipyard promote --resume {outcome.id}` (or give it up with "
+                        f"`shipyard promote --abandon {outcome.id}`)",
              "failed": "nothing was pushed"}.get(outcome.state, outcome.state)
     return f"{outcome.id} {outcome.state}: push failed in {', '.join(bad) or '?'}; {where}"
 
@@ -238,11 +242,22 @@ def promote_cmd(
     target: Annotated[str | None, typer.Argument(help="Environment promoted to (stg).")] = None,
     message: MessageOpt = "", dry_run: DryRunOpt = False, yes: YesOpt = False, keep_partial: KeepOpt = False,
     resume: Annotated[str | None, typer.Option("--resume", help="Finish a kept partial promotion (its id).")] = None,
+    abandon: Annotated[str | None, typer.Option(
+        "--abandon", help="Give up an unfinished promotion (its id): recorded, no repo changes; the repos it "
+                          "pushed stay pushed.")] = None,
+    reason: Annotated[str, typer.Option("--reason", help="With --abandon: why (recorded).")] = "",
     only: OnlyOpt = None, group: GroupOpt = None, jobs: JobsOpt = DEFAULT_JOBS, no_deploy: NoDeployOpt = False,
     as_json: JsonOpt = False, config: ConfigOpt = None,
 ) -> None:
     """Merge SOURCE into TARGET (--no-ff) in every repo that has something new, tag, push: all or nothing."""
     project = Project.load(config)
+    if abandon:
+        if resume or source or target or only or group or dry_run:
+            raise UsageError("--abandon ID takes no environments, --resume, --only, --group or --dry-run")
+        abandon_cmd(project, abandon, reason, as_json)
+        return
+    if reason:
+        raise UsageError("--reason goes with --abandon ID")
     if resume:
         if source or target or only or group:
             raise UsageError("--resume ID takes no environments, --only or --group: it finishes what it started")
@@ -254,6 +269,17 @@ def promote_cmd(
     drive(project, f"promote {source} → {target}",
           lambda ctx: prepare_promotion(ctx, source, target, message=message, only=only or [], group=group),
           jobs=jobs, dry_run=dry_run, yes=yes, keep_partial=keep_partial, no_deploy=no_deploy, as_json=as_json)
+
+
+def abandon_cmd(project: Project, plan_id: str, reason: str, as_json: bool) -> None:
+    """`promote --abandon ID`: record that an unfinished promotion will not be finished."""
+    done = abandon(project.store, plan_id, actor=actor(), reason=reason.strip(),
+                   notifications=project.config.notifications)
+    if as_json:
+        render.print_json({"abandoned": done.as_dict()})
+        return
+    stays = f"; these repos stay pushed: {', '.join(done.pushed)}" if done.pushed else "; nothing had been pushed"
+    render.info(f"{done.id} abandoned (was {done.previous_state}){stays}")
 
 
 def hotfix_sync_cmd(message: MessageOpt = "", dry_run: DryRunOpt = False, yes: YesOpt = False,
@@ -281,6 +307,7 @@ def rollback_cmd(
     only: OnlyOpt = None, group: GroupOpt = None, jobs: JobsOpt = DEFAULT_JOBS, no_deploy: NoDeployOpt = False,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Refuse instead of queueing behind a running deploy.")]
     = False,
+    override_freeze: deploy_cli.OverrideFreezeOpt = False, reason: deploy_cli.ReasonOpt = None,
     as_json: JsonOpt = False, config: ConfigOpt = None,
 ) -> None:
     """Roll back SERVICE to its previous release, or with --to TAG every repo's ENV branch to that tag."""
@@ -291,10 +318,14 @@ def rollback_cmd(
             raise UsageError("rollback needs a SERVICE (previous release) or --to TAG (every repo's branch)")
         if force or only or group:
             raise UsageError("--force, --only and --group apply to `rollback --to TAG` only")
-        deploy_cli.rollback_cmd(service, env, no_wait=no_wait, as_json=as_json, config=config)
+        deploy_cli.rollback_cmd(service, env, no_wait=no_wait, as_json=as_json, config=config,
+                                override=deploy_cli.freeze_override(override_freeze, reason))
         return
     if service is not None:
         raise UsageError("rollback --to TAG acts on every repo (or --only/--group), not on one service")
+    if override_freeze or reason is not None:
+        raise UsageError("--override-freeze and --reason apply to a service rollback (a tag rollback is the "
+                         "fix a freeze protects)")
     project = Project.load(config)
     drive(project, f"rollback {env} to {to}",
           lambda ctx: prepare_rollback(ctx, env, to, force=force, message=message, only=only or [], group=group),
@@ -304,7 +335,7 @@ def rollback_cmd(
 
 def unfreeze_cmd(env: Annotated[str, typer.Option("--env", "-e", help="Environment to unfreeze.")],
                  as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
-    """Allow promotions into ENV again after a rollback froze it."""
+    """Allow deploys and promotions into ENV again after a rollback froze it."""
     project = Project.load(config)
     lifted = unfreeze(project.config, project.store, env, actor=actor())
     if as_json:

@@ -279,7 +279,7 @@ class DeployProgress:
         elapsed = time.monotonic() - self.started
         if kind == "step.started":
             msg = f"step {data['idx'] + 1}: {data.get('description', '')}" if data.get("phase") == "deploy" \
-                else f"rollback: {data.get('description', '')}"
+                else f"{data.get('phase')}: {data.get('description', '')}"     # rollback, or finish (cleanup)
         elif kind in ("step.succeeded", "step.failed"):
             if kind == "step.succeeded" and data.get("phase") == "deploy":
                 return

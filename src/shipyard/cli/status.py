@@ -57,6 +57,7 @@ async def _one(project: Project, agent: Any, service: str, env: str) -> dict[str
         return row
     instances = await agent.list_instances(service=service, env=env)
     stats = await BuiltinRouter(agent, service, env, s.listen).stats()
+    row["listen"] = stats.get("listen") or s.listen      # the address the router picked when listen is unset
     weights = {b["address"]: int(b["weight"]) for b in stats.get("backends", [])}
     total = sum(weights.values()) or 1
     live = [i for i in instances if i.get("state") not in ("stopped", "exited")]

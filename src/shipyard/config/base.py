@@ -13,6 +13,10 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _ENV_VAR = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+NAME_MAX = 63
+"""Longest name: a service and an environment name together go into instance ids, log file names, release
+paths and 128-character columns, so each stays well inside every limit (a DNS label's length)."""
+ENV_VAR_MAX = 255
 _ADDRESS = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>\d{1,5})")
 
 
@@ -23,16 +27,26 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
-def _check_name(value: str) -> str:
+def _shown(value: str) -> str:
+    """A name as quoted in an error: a very long one is cut, with its length said."""
+    return repr(value) if len(value) <= 80 else f"{value[:40]!r}... ({len(value)} characters)"
+
+
+def check_name(value: str) -> str:
+    """A name of a repo, environment, service, alarm or channel (see the module docstring)."""
+    if len(value) > NAME_MAX:
+        raise ValueError(f"invalid name {_shown(value)}: at most {NAME_MAX} characters")
     if not _NAME.fullmatch(value):
-        raise ValueError(f"invalid name {value!r}: use letters, digits, '-', '_' and '.', "
+        raise ValueError(f"invalid name {_shown(value)}: use letters, digits, '-', '_' and '.', "
                          "starting with a letter or digit")
     return value
 
 
-def _check_env_var(value: str) -> str:
-    if not _ENV_VAR.fullmatch(value):
-        raise ValueError(f"invalid environment variable name {value!r}")
+def check_env_var(value: str) -> str:
+    """An environment variable name: letters, digits and '_', not starting with a digit."""
+    if len(value) > ENV_VAR_MAX or not _ENV_VAR.fullmatch(value):
+        raise ValueError(f"invalid environment variable name {_shown(value)}: use letters, digits and '_', "
+                         f"not starting with a digit, at most {ENV_VAR_MAX} characters")
     return value
 
 
@@ -53,8 +67,8 @@ def check_address(value: str) -> str:
     return value.strip()
 
 
-Name = Annotated[str, AfterValidator(_check_name)]
-EnvVarName = Annotated[str, AfterValidator(_check_env_var)]
+Name = Annotated[str, AfterValidator(check_name)]
+EnvVarName = Annotated[str, AfterValidator(check_env_var)]
 EnvValue = Annotated[str, BeforeValidator(_scalar_to_str)]
 Address = Annotated[str, AfterValidator(check_address)]
 

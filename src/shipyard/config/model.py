@@ -54,10 +54,11 @@ class Approvals(StrictModel):
 class Environment(StrictModel):
     """A stage (dev, stg, prod): one branch in every repo, promoted from the previous stage."""
 
-    branch: str = Field(min_length=1, description="Branch deployed to this environment in every repo.")
+    branch: str = Field(min_length=1, max_length=200, description="Branch deployed to this environment in every repo.")
     promote_from: Name | None = Field(default=None, description="Environment whose branch is merged into this one.")
-    tag: str | None = Field(default=None, description='Git tag created on promotion, e.g. "deploy-{ts}" '
-                                              "({ts}, {env} and {sha} are replaced).")
+    tag: str | None = Field(default=None, max_length=200,
+                            description='Git tag created on promotion, e.g. "deploy-{ts}" '
+                                        "({ts}, {env} and {sha} are replaced).")
     auto_deploy: bool = Field(default=False, description="Deploy automatically when the branch moves.")
     confirm: Literal["none", "once", "twice"] = Field(
         default="once", description="How many interactive confirmations a promotion/deploy asks for.")
@@ -82,7 +83,8 @@ class Config(StrictModel):
     project: Name = Field(description="Project name; used in tags, notifications and secret prefixes.")
     timezone: str = Field(default="UTC", description="IANA time zone for tag timestamps, e.g. Asia/Seoul.")
     state: str | None = Field(default=None, description="SQLAlchemy URL of the state database "
-                                                "(default sqlite:///<dir>/.shipyard/state.db).")
+                                                "(default sqlite:///<dir>/.shipyard/state.db); a relative "
+                                                "SQLite path is relative to shipyard.yaml's directory.")
     repos: dict[Name, Repo] = Field(default_factory=dict, description="Git repositories by name.")
     environments: dict[Name, Environment] = Field(min_length=1, description="Environments by name.")
     services: dict[Name, Service] = Field(default_factory=dict, description="Services by name.")
@@ -98,6 +100,17 @@ class Config(StrictModel):
     @classmethod
     def _apply_defaults(cls, data: Any) -> Any:
         return apply_defaults(data)
+
+    @field_validator("state")
+    @classmethod
+    def _usable_state(cls, value: str | None) -> str | None:
+        if value is not None:
+            from shipyard.store.db import url_problem  # SQLAlchemy loads only when a state URL is given
+
+            problem = url_problem(value)
+            if problem:
+                raise ValueError(problem)
+        return value
 
     @field_validator("timezone")
     @classmethod
@@ -131,8 +144,11 @@ class Config(StrictModel):
 
     @property
     def state_url(self) -> str:
-        """The state database URL, defaulting to SQLite under .shipyard/ beside shipyard.yaml."""
-        return self.state or f"sqlite:///{self.root / '.shipyard' / 'state.db'}"
+        """The state database URL, defaulting to SQLite under .shipyard/ beside shipyard.yaml; a relative
+        SQLite path is anchored there too (not at the directory a command happens to run in)."""
+        from shipyard.store.db import anchored
+
+        return anchored(self.state or "sqlite:///.shipyard/state.db", self.root)
 
     # --- lookups ----------------------------------------------------------------------------------------
     def service(self, name: str) -> Service:

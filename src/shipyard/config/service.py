@@ -6,25 +6,24 @@ engine never has to know which of several places a value came from.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from shipyard.config.base import Address, EnvValue, EnvVarName, FieldProblem, Name, StrictModel
 from shipyard.config.checks import HealthCheck, HttpCheck, TcpCheck, default_check_type
 from shipyard.config.deploy import Deploy
 from shipyard.config.durations import Duration
+from shipyard.domain.launch import fill, split_run
 
 HOOK_NAMES = ("application_stop", "before_install", "after_install", "application_start", "validate_service",
               "before_traffic", "after_traffic", "on_failure", "cleanup")
 """Lifecycle hooks in the order a deploy reaches them (CodeDeploy names, plus on_failure and cleanup)."""
 
 STATIC_RUN = "python -m http.server {port} --bind 127.0.0.1 --directory {publish_dir}"
-PLACEHOLDERS = ("port", "publish_dir", "instance", "env")
-_PLACEHOLDER = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
+"""A static service's default `run` (`python` is the interpreter that runs shipyard: see engine.settings)."""
 
 
 class Hook(StrictModel):
@@ -80,8 +79,9 @@ class Service(StrictModel):
     kind: Literal["process", "static"] = Field(
         default="process", description="`process` runs a server; `static` serves `publish_dir` after the build.")
     build: str | None = Field(default=None, description="Shell command that builds a release (run in its directory).")
-    run: str | None = Field(default=None, description="Command that starts one instance; `{port}` is replaced "
-                                              "(PORT is also set). Required for kind process.")
+    run: str | None = Field(default=None, description="Command that starts one instance; `{port}` (and `$PORT`), "
+                                              "`{publish_dir}`, `{instance}` and `{env}` are replaced (PORT is "
+                                              "also set). Required for kind process.")
     publish_dir: str | None = Field(default=None, description="Directory (relative to the repo) that a static "
                                                       "service serves.")
     migrate: str | None = Field(default=None, description="Command run once per deployment before traffic moves.")
@@ -95,6 +95,25 @@ class Service(StrictModel):
     deploy: Deploy = Field(default_factory=Deploy, description="Target, router, strategy and deploy timers.")
     environments: dict[Name, EnvOverride] = Field(
         default_factory=dict, description="Per-environment overrides: instances, env, listen.")
+
+    @field_validator("run")
+    @classmethod
+    def _splits(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                split_run(value)
+            except ValueError as exc:
+                raise ValueError(f"cannot split the command like a shell would: {exc}") from None
+        return value
+
+    @field_validator("publish_dir")
+    @classmethod
+    def _inside_the_release(cls, value: str | None) -> str | None:
+        if value is not None:
+            path = PurePosixPath(value)
+            if not value.strip() or path.is_absolute() or ".." in path.parts:
+                raise ValueError(f"{value!r}: a directory inside the repo (relative, no '..'), e.g. dist")
+        return value
 
     @model_validator(mode="after")
     def _kind_fits(self) -> Service:
@@ -181,10 +200,11 @@ class ResolvedService:
         return listen if isinstance(listen, str) else None
 
     def run_command(self, port: int, instance: str = "") -> str:
-        """The run command with `{port}`, `{publish_dir}`, `{instance}` and `{env}` filled in.
+        """The run command with `{port}` (and `$PORT`), `{publish_dir}`, `{instance}` and `{env}` filled in,
+        as text (the engine fills them argument by argument: shipyard.domain.launch).
 
         Only those exact placeholders are replaced, so shell braces (`awk '{print $1}'`) survive.
         """
         values = {"port": str(port), "publish_dir": self.publish_dir or ".", "instance": instance,
                   "env": self.environment}
-        return _PLACEHOLDER.sub(lambda m: values[m.group(1)], self.run)
+        return fill(self.run, values)

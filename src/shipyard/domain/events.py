@@ -35,8 +35,14 @@ _DEPLOY = (
     EventKind("deploy.succeeded", "Every step passed: the new revision serves all traffic.", data=("revision",)),
     EventKind("deploy.failed", "A step failed; a rollback follows when anything had changed.", "critical",
               data=("reason",)),
-    EventKind("deploy.refused", "Refused before it started (e.g. missing secrets); nothing changed.",
-              notified=False, data=("missing", "actor")),
+    EventKind("deploy.refused", "Refused before it started (frozen env, missing secrets, unknown revision, lease "
+              "held with --no-wait, address taken); nothing changed.", "warning",
+              data=("actor", "reason", "missing")),
+    EventKind("deploy.freeze_overridden", "A deploy or rollback into a frozen env went ahead with "
+              "--override-freeze (who and why recorded).", "warning",
+              data=("actor", "reason", "freeze", "frozen_by", "in_config")),
+    EventKind("router.listening", "No listen address is configured: the router's address (picked on the first "
+              "deploy, then kept).", data=("address",)),
     EventKind("recover.started", "`shipyard recover` took over a run whose owner died.", "critical",
               data=("previous_owner",)),
 )
@@ -86,6 +92,8 @@ _FLEET = (
     EventKind("promotion.compensated", "A promotion failed and every moved repo was put back.", "critical",
               data=_PROMOTION_DATA),
     EventKind("promotion.failed", "A promotion failed before any repo moved.", "critical", data=_PROMOTION_DATA),
+    EventKind("promotion.abandoned", "`promote --abandon`: an unfinished promotion was given up (no repo changed).",
+              "warning", data=("promotion", "kind", "actor", "reason", "pushed", "not_pushed", "previous_state")),
 )
 _AUDIT_DATA = ("actor", "names")
 _AUDIT = tuple(EventKind(f"secrets.{what}", summary, notified=False, data=_AUDIT_DATA) for what, summary in (

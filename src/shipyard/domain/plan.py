@@ -2,6 +2,9 @@
 
 Instances are spoken of as two groups: `new` (the revision being deployed) and `old` (the revision serving
 before). Steps are frozen data so a plan can be stored, shown, compared in tests and resumed by index.
+`describe(new, old)` says what a step does; the engine passes the two revisions' names (short sha and
+ref) so what people read names revisions, not "new" and "old" (for a rollback the "new" revision is the
+older one being brought back).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ Group = Literal["new", "old"]
 class Step:
     kind: str = field(init=False, default="step")
 
-    def describe(self) -> str:
+    def describe(self, new: str = "new", old: str = "old") -> str:
         return self.kind
 
     def to_dict(self) -> dict[str, Any]:
@@ -30,7 +33,7 @@ class RunHook(Step):
     hook: str
     kind: str = field(init=False, default="hook")
 
-    def describe(self) -> str:
+    def describe(self, new: str = "new", old: str = "old") -> str:
         return f"hook {self.hook}"
 
 
@@ -40,7 +43,7 @@ class Prepare(Step):
 
     kind: str = field(init=False, default="prepare")
 
-    def describe(self) -> str:
+    def describe(self, new: str = "new", old: str = "old") -> str:
         return "export and build release"
 
 
@@ -48,7 +51,7 @@ class Prepare(Step):
 class Migrate(Step):
     kind: str = field(init=False, default="migrate")
 
-    def describe(self) -> str:
+    def describe(self, new: str = "new", old: str = "old") -> str:
         return "migrate"
 
 
@@ -59,8 +62,8 @@ class StartNew(Step):
     total: int
     kind: str = field(init=False, default="start")
 
-    def describe(self) -> str:
-        return f"start new instances (to {self.total})"
+    def describe(self, new: str = "new", old: str = "old") -> str:
+        return f"start {new} instances (to {self.total})"
 
 
 @dataclass(frozen=True)
@@ -69,8 +72,8 @@ class WaitHealthy(Step):
 
     kind: str = field(init=False, default="wait_healthy")
 
-    def describe(self) -> str:
-        return "wait for new instances to be healthy"
+    def describe(self, new: str = "new", old: str = "old") -> str:
+        return f"wait for {new} instances to be healthy"
 
 
 @dataclass(frozen=True)
@@ -86,10 +89,13 @@ class Route(Step):
     new_percent: int | None = None
     kind: str = field(init=False, default="route")
 
-    def describe(self) -> str:
+    def describe(self, new: str = "new", old: str = "old") -> str:
+        if self.new_percent is not None and (self.new_percent >= 100 or not self.old):
+            return f"route 100% to {new} ({_count(self.new)})"
         if self.new_percent is not None:
-            return f"route {self.new_percent}% to new ({self.new} new, {self.old} old)"
-        return f"route to {self.new} new + {self.old} old"
+            return (f"route {self.new_percent}% to {new} ({_count(self.new)}), {100 - self.new_percent}% to "
+                    f"{old} ({_count(self.old)})")
+        return f"route to {_count(self.new)} of {new} and {_count(self.old)} of {old}"
 
 
 @dataclass(frozen=True)
@@ -99,7 +105,7 @@ class Drain(Step):
     timeout: float
     kind: str = field(init=False, default="drain")
 
-    def describe(self) -> str:
+    def describe(self, new: str = "new", old: str = "old") -> str:
         return f"drain removed instances (up to {self.timeout:g}s)"
 
 
@@ -113,8 +119,8 @@ class RetireOld(Step):
     keep: int
     kind: str = field(init=False, default="retire_old")
 
-    def describe(self) -> str:
-        return f"retire old instances (keep {self.keep} in service)"
+    def describe(self, new: str = "new", old: str = "old") -> str:
+        return f"retire {old} instances (keep {self.keep} in service)"
 
 
 @dataclass(frozen=True)
@@ -123,8 +129,8 @@ class StopOld(Step):
 
     kind: str = field(init=False, default="stop_old")
 
-    def describe(self) -> str:
-        return "stop old instances"
+    def describe(self, new: str = "new", old: str = "old") -> str:
+        return f"stop {old} instances"
 
 
 @dataclass(frozen=True)
@@ -132,7 +138,7 @@ class Pause(Step):
     seconds: float
     kind: str = field(init=False, default="pause")
 
-    def describe(self) -> str:
+    def describe(self, new: str = "new", old: str = "old") -> str:
         return f"pause {self.seconds:g}s"
 
 
@@ -143,8 +149,12 @@ class Analyze(Step):
     seconds: float
     kind: str = field(init=False, default="analyze")
 
-    def describe(self) -> str:
+    def describe(self, new: str = "new", old: str = "old") -> str:
         return f"analyze {self.seconds:g}s"
+
+
+def _count(n: int) -> str:
+    return f"{n} instance" if n == 1 else f"{n} instances"
 
 
 @dataclass(frozen=True)

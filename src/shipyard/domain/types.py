@@ -27,7 +27,11 @@ class Instance:
     env: str
     revision: str
     address: str
-    state: str = "running"           # starting | running | exited | stopped | failed
+    state: str = "running"           # starting | running | backoff (exited, restart pending) | exited | stopped
     pid: int | None = None
     deployment: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    exit_code: int | None = None     # how its last run ended, while it waits to be restarted (None: running)
+    signal: int | None = None
+    restarts: int = 0
+    log_path: str | None = None      # where its output goes, for a report that says where to look

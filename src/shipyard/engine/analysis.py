@@ -5,6 +5,10 @@ over from one canary step to the next (an alarm does not restart from INSUFFICIE
 Alarms are evaluated on the new revision only (labels {"revision": new}); the judge compares it with the
 old revision over the step's own window. Both record everything they saw in the step's detail, which
 `shipyard show` prints: the samples, the thresholds and the verdicts.
+
+Layering: this module knows settings, a journal and a metric provider, never the Run that uses it
+(engine.run imports it, not the other way round). What it needs of the run at each step, the baseline
+revision when the old set still gets traffic, is passed in as a callable.
 """
 
 from __future__ import annotations
@@ -12,18 +16,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from shipyard.engine.journal import Journal
+from shipyard.engine.settings import ServiceSettings
 from shipyard.errors import AnalysisFailed, HealthCheckError, MonitoringError
 from shipyard.monitoring.base import MetricProvider, Window
 from shipyard.monitoring.judge import JudgeConfig, MetricCheck, Verdict, apply_policy, judge
-from shipyard.monitoring.providers.router import RouterProvider
 from shipyard.monitoring.watch import AlarmWatch, event_data
-
-if TYPE_CHECKING:
-    from shipyard.engine.run import Run
 
 HEALTH_POLL = 0.2
 SAMPLE_EVERY = 1.0      # the judge's sampling interval (router snapshots) when no alarm ticks faster
@@ -39,29 +41,35 @@ def judge_config(cfg: Any) -> JudgeConfig | None:
                        min_samples=cfg.min_samples, min_requests=cfg.min_requests, no_data=cfg.no_data)
 
 
+Baseline = Callable[[], Awaitable[str | None]]
+"""The old revision when some of its instances are still routed (the judge's baseline), else None."""
+
+
 @dataclass
 class Analysis:
-    run: Run
+    revision: str
+    journal: Journal
+    baseline: Baseline
     provider: MetricProvider
     watch: AlarmWatch | None
     judge: JudgeConfig | None
     no_data_wait: float = 0.0
 
     @classmethod
-    def for_run(cls, run: Run) -> Analysis:
-        provider = run.metrics or RouterProvider(run.router.stats)
+    def build(cls, settings: ServiceSettings, revision: str, journal: Journal, provider: MetricProvider,
+              baseline: Baseline) -> Analysis:
         watch = None
-        if run.s.alarms:
-            labels = {"revision": run.revision}
+        if settings.alarms:
+            labels = {"revision": revision}
 
             def changed(name: str, alarm: Any, ev: Any) -> None:
-                run.journal.event(f"alarm.{str(ev.state).lower()}",
-                                  f"{name}: {ev.previous} -> {ev.state}: {ev.reason}",
-                                  **event_data(name, alarm, ev, labels))
+                journal.event(f"alarm.{str(ev.state).lower()}", f"{name}: {ev.previous} -> {ev.state}: {ev.reason}",
+                              **event_data(name, alarm, ev, labels))
 
-            watch = AlarmWatch(run.s.alarms, provider, labels=labels, on_change=changed)
-        cfg = run.s.analysis
-        return cls(run, provider, watch, judge_config(cfg), float(getattr(cfg, "no_data_wait", 0.0) or 0.0))
+            watch = AlarmWatch(settings.alarms, provider, labels=labels, on_change=changed)
+        cfg = settings.analysis
+        return cls(revision, journal, baseline, provider, watch, judge_config(cfg),
+                   float(getattr(cfg, "no_data_wait", 0.0) or 0.0))
 
     @property
     def active(self) -> bool:
@@ -82,19 +90,20 @@ class Analysis:
         detail: dict[str, Any] = {}
         if self.watch is not None:
             detail["alarms"] = self.watch.to_dict()
-        baseline = self.run.ctx.old_revision
-        if self.judge is not None and baseline and baseline != self.run.revision and await self._baseline_routed():
+        baseline = await self.baseline() if self.judge is not None else None
+        if self.judge is not None and baseline and baseline != self.revision:
             verdict = await self._judge(start, baseline)
             action = apply_policy(verdict, self.judge.no_data, final=self.no_data_wait <= 0)
             if action == "wait":
-                self.run.journal.event("analysis.waiting", f"{verdict.reason}; collecting up to "
+                self.journal.event("analysis.waiting", f"{verdict.reason}; collecting up to "
                                        f"{self.no_data_wait:g}s more", reason=verdict.reason)
-                await self._watch_until(time.monotonic() + self.no_data_wait, unhealthy, stop_on_data=start)
+                await self._watch_until(time.monotonic() + self.no_data_wait, unhealthy,
+                                        stop_on_data=(start, baseline))
                 verdict = await self._judge(start, baseline)
                 action = apply_policy(verdict, self.judge.no_data, final=True)
             detail["canary"] = verdict.to_dict()
             detail["canary"]["action"] = action
-            self.run.journal.event(f"analysis.{verdict.verdict}", verdict.reason, score=verdict.score,
+            self.journal.event(f"analysis.{verdict.verdict}", verdict.reason, score=verdict.score,
                                    verdict=verdict.verdict, action=action, baseline=baseline)
             if self.watch is not None:
                 detail["alarms"] = self.watch.to_dict()
@@ -105,7 +114,7 @@ class Analysis:
         return detail
 
     async def _watch_until(self, deadline: float, unhealthy: Callable[[], list[str]],
-                           stop_on_data: float | None = None) -> None:
+                           stop_on_data: tuple[float, str] | None = None) -> None:
         interval = min(self.watch.interval if self.watch else SAMPLE_EVERY, SAMPLE_EVERY)
         next_tick = time.monotonic()
         while True:
@@ -124,16 +133,12 @@ class Analysis:
                 else:
                     await self._collect()
                 if stop_on_data is not None and self.judge is not None:
-                    verdict = await self._judge(stop_on_data, self.run.ctx.old_revision or "")
+                    verdict = await self._judge(*stop_on_data)
                     if verdict.verdict != "nodata":
                         return
             if now >= deadline:
                 return
             await asyncio.sleep(max(0.0, min(HEALTH_POLL, deadline - now, max(0.0, next_tick - now))))
-
-    async def _baseline_routed(self) -> bool:
-        old = {i.address for i in await self.run.old_instances()}
-        return bool(old & set(self.run.ctx.routed))
 
     async def _judge(self, start: float, baseline: str) -> Verdict:
         assert self.judge is not None
@@ -141,11 +146,11 @@ class Analysis:
         canary: dict[str, list[float]] = {}
         base: dict[str, list[float]] = {}
         for check in self.judge.metrics:
-            canary[check.metric] = await self._values(check.metric, window, self.run.revision)
+            canary[check.metric] = await self._values(check.metric, window, self.revision)
             base[check.metric] = await self._values(check.metric, window, baseline)
         requests = None
         if self.judge.min_requests:
-            requests = sum(await self._values("request_count", window, self.run.revision))
+            requests = sum(await self._values("request_count", window, self.revision))
         return judge(self.judge, canary, base, canary_requests=requests)
 
     async def _values(self, metric: str, window: Window, revision: str) -> list[float]:

@@ -8,68 +8,30 @@ and reason are always written, whatever happened, so `shipyard history` tells th
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 from shipyard.domain.deployment import DeployState, StepState
 from shipyard.domain.plan import Drain, Plan, RetireOld, Route, Step, step_from_dict
 from shipyard.domain.types import Instance, Revision
-from shipyard.engine.journal import Journal, Listener
+from shipyard.engine.admission import admit_freeze, as_shipyard_error, record_override, refuse, resolve_env
+from shipyard.engine.environment import RUNNING_STATES, Environment, EnvSource, Outcome
+from shipyard.engine.freeze import FreezeOverride
+from shipyard.engine.journal import Journal
 from shipyard.engine.lease import acquire, hold_lease
-from shipyard.engine.run import Run, StepFailed
+from shipyard.engine.rollback import roll_back
+from shipyard.engine.run import Run, StepFailed, revision_label
 from shipyard.engine.runstate import RunContext, weights
 from shipyard.engine.settings import ServiceSettings, strategy_named
-from shipyard.errors import DeploymentFailed, LeaseHeldError, MissingSecretsError, ShipyardError, UsageError
+from shipyard.errors import LeaseHeldError, ShipyardError, UsageError
 from shipyard.releases.git import resolve_revision
-from shipyard.releases.store import ReleaseStore
-from shipyard.routers.base import Router
-from shipyard.secrets.redact import Redactor
-from shipyard.store import Store
 from shipyard.store import deployments as dq
-from shipyard.store import events as eq
 from shipyard.store import leases as lq
 from shipyard.store import steps as sq
-from shipyard.store.owner import current_owner, owner_is_dead
+from shipyard.store.owner import owner_is_dead
 from shipyard.strategies import PlanInput, compose
-from shipyard.targets.base import Target
-
-RUNNING_STATES = ("running", "starting", "backoff")
-EnvSource = Callable[[str, str], Mapping[str, str]]
-"""(service, env) -> every variable resolved (secrets included), or MissingSecretsError naming all gaps."""
-
-
-@dataclass
-class Environment:
-    """What a request needs to act on one (service, env): settings plus the live target and router."""
-
-    settings: ServiceSettings
-    store: Store
-    target: Target
-    router: Router
-    releases: ReleaseStore
-    actor: str = "cli"
-    listener: Listener | None = None
-    owner: str = field(default_factory=current_owner)
-    secrets: EnvSource | None = None           # None: settings.environ is used as configured (tests, fakes)
-    redactor: Redactor = field(default_factory=Redactor)
-    notifications: Any = None                  # config.notifications: routes events into the outbox
-    metrics: Any = None                        # MetricProvider for alarms/judge; None = the router's counters
-    env_resolved: bool = False
-
-
-@dataclass(frozen=True)
-class Outcome:
-    deployment_id: str
-    state: DeployState
-    reason: str | None
-    revision: str
-
-    def raise_for_state(self) -> None:
-        if self.state is not DeployState.SUCCEEDED:
-            raise DeploymentFailed(self.deployment_id, str(self.state), self.reason or "")
 
 
 def _now() -> datetime:
@@ -81,24 +43,18 @@ def _journal(e: Environment, deployment_id: str) -> Journal:
                    notifications=e.notifications)
 
 
-async def resolve_env(e: Environment) -> None:
-    """Resolve every value (secrets included) before anything is recorded or started.
-
-    A missing or empty required name fails here, all of them listed at once, with nothing in progress
-    and no instance started; the refusal is recorded as an event naming the names (never values).
-    """
-    if e.secrets is None or e.env_resolved:
-        return
-    s = e.settings
+@asynccontextmanager
+async def _admission(e: Environment, deployment_id: str | None = None, **data: Any) -> AsyncIterator[None]:
+    """Everything inside is the request's admission: a ShipyardError (or an OSError, mapped to one line)
+    raised there is recorded as `deploy.refused` and closes the queued row, if any, before it propagates."""
     try:
-        environ = await asyncio.to_thread(e.secrets, s.service, s.env)
-    except MissingSecretsError as exc:
-        with e.store.session() as ses:
-            eq.add_event(ses, "deploy.refused", service=s.service, env=s.env, message=str(exc),
-                         data={"missing": exc.names, "actor": e.actor})
-        raise
-    e.settings = dataclasses.replace(s, environ={**s.environ, **environ})
-    e.env_resolved = True
+        yield
+    except (ShipyardError, OSError) as exc:
+        err = as_shipyard_error(exc)
+        refuse(e, err, deployment_id=deployment_id, **data)
+        if err is exc:
+            raise
+        raise err from exc
 
 
 async def serving(e: Environment) -> tuple[list[Instance], str | None]:
@@ -125,52 +81,65 @@ async def recover_stale(e: Environment) -> list[Outcome]:
 
 
 async def deploy(e: Environment, ref: str | None = None, *, wait: bool = True, strategy: str | None = None,
-                 kind: str = "deploy", rollback_of: str | None = None) -> Outcome:
-    await resolve_env(e)
+                 kind: str = "deploy", rollback_of: str | None = None,
+                 override: FreezeOverride | None = None) -> Outcome:
+    """Deploy `ref` (default: the env's branch tip); `override` lets it through a frozen environment."""
     s = e.settings
-    await recover_stale(e)
-    revision: Revision = await resolve_revision(s.source, ref or s.branch)
-    strat = strategy_named(strategy, s) if strategy else s.strategy
+    async with _admission(e, ref=ref or s.branch, kind=kind):
+        await resolve_env(e)
+        s = e.settings
+        await recover_stale(e)
+        revision: Revision = await resolve_revision(s.source, ref or s.branch)
+        strat = strategy_named(strategy, s) if strategy else s.strategy
+        overridden = admit_freeze(e, override, kind)
     with e.store.session() as ses:
         row = dq.create_deployment(ses, service=s.service, env=s.env, revision=revision.sha,
                                    ref=revision.ref, strategy=strat.name, actor=e.actor, kind=kind,
                                    owner=e.owner, rollback_of=rollback_of)
         dep_id = row.id
     journal = _journal(e, dep_id)
+    record_override(journal, overridden, override, e.actor)
     journal.event("deploy.queued", f"{s.service}/{s.env} {revision.short} ({revision.ref})",
                   revision=revision.sha, ref=revision.ref, actor=e.actor)
     lost = asyncio.Event()
-    try:
-        async with hold_lease(e.store, s.service, s.env, dep_id, e.owner, wait=wait, lost=lost,
-                              on_wait=lambda pos, holder: journal.event(
-                                  "deploy.waiting", f"queued at position {pos + 1} behind {holder}",
-                                  position=pos + 1, holder=holder)):
-            return await _run_new(e, journal, dep_id, revision, strat, lost)
-    except ShipyardError as exc:
-        # Refused before it started (lease held with --no-wait, cancelled while queued): close the record.
-        with e.store.session() as ses:
-            cur = dq.get_deployment(ses, dep_id)
-            state = DeployState(cur.state) if cur else DeployState.QUEUED
-        if state is DeployState.QUEUED:
-            journal.transition(DeployState.CANCELLED, str(exc), finished_at=_now())
-        raise
+
+    def waiting(pos: int, holder: str) -> None:
+        journal.event("deploy.waiting", f"queued at position {pos + 1} behind {holder}", position=pos + 1,
+                      holder=holder)
+
+    # Refused before it started (lease held with --no-wait, the router's address taken): closed as cancelled.
+    async with _admission(e, dep_id), hold_lease(e.store, s.service, s.env, dep_id, e.owner, wait=wait,
+                                                 lost=lost, on_wait=waiting):
+        return await _run_new(e, journal, dep_id, revision, strat, lost)
+    raise AssertionError("unreachable")     # pragma: no cover (mypy: the admission block re-raises)
 
 
 async def _run_new(e: Environment, journal: Journal, dep_id: str, revision: Revision, strat: Any,
                    lost: asyncio.Event) -> Outcome:
     s = e.settings
-    await e.router.ensure()
+    front = await _front(e, journal)
     olds, old_rev = await serving(e)
     ctx = RunContext(old=[i.id for i in olds], old_revision=old_rev, routed=sorted(i.address for i in olds))
     plan = compose(strat, PlanInput(current=len(olds), desired=s.instances, bake=s.bake,
                                     hooks=frozenset(s.hooks), migrate=s.migrate is not None))
     journal.transition(DeployState.IN_PROGRESS, None, started_at=_now(), owner=e.owner,
                        previous_revision=old_rev, plan=plan.to_list(), context=ctx.to_dict())
-    journal.event("deploy.started", f"{strat.name}: {len(plan.steps)} steps", strategy=strat.name,
-                  revision=revision.sha, previous_revision=old_rev, steps=[st.describe() for st in plan.steps])
     run = Run(deployment_id=dep_id, revision=revision.sha, settings=s, target=e.target, router=e.router,
               releases=e.releases, journal=journal, context=ctx, actor=e.actor, metrics=e.metrics)
+    run.front = front
+    journal.event("deploy.started", f"{strat.name}: {len(plan.steps)} steps", strategy=strat.name,
+                  revision=revision.sha, previous_revision=old_rev, steps=[run.describe(st) for st in plan.steps])
     return await _drive(e, run, plan, 0, lost)
+
+
+async def _front(e: Environment, journal: Journal) -> str | None:
+    """Make sure the router listens, and say where: with `listen` unset that is the address it already
+    has, or the free port it picked on the first deploy (kept for the next ones)."""
+    address = await e.router.ensure()
+    if address and not e.settings.listen:
+        journal.event("router.listening", f"{e.settings.service}/{e.settings.env} listens on {address} "
+                      "(no listen configured: the router keeps this address)", address=address)
+    return address
 
 
 async def _drive(e: Environment, run: Run, plan: Plan, start_at: int, lost: asyncio.Event) -> Outcome:
@@ -203,13 +172,13 @@ async def _fail(e: Environment, run: Run, plan: Plan, reason: str) -> Outcome:
     if not touched and not run.ctx.new:
         # Nothing moved (e.g. the build failed): there is nothing to roll back.
         if "on_failure" in e.settings.hooks:
-            await run._safe_hook("on_failure", phase_idx=0)
+            await run.safe_hook("on_failure", "finish", 0)
         run.journal.transition(DeployState.FAILED, reason, finished_at=_now())
         run.journal.event("deploy.failed", reason, reason=reason)
-        return Outcome(run.id, DeployState.FAILED, reason, run.revision)
+        return Outcome(run.id, DeployState.FAILED, reason, run.revision, run.front)
     run.journal.event("deploy.failed", reason, reason=reason)
-    final = await run.rollback(reason)
-    return Outcome(run.id, final, reason, run.revision)
+    final = await roll_back(run, reason)
+    return Outcome(run.id, final, reason, run.revision, run.front)
 
 
 def _changed_anything(e: Environment, dep_id: str) -> bool:
@@ -226,28 +195,33 @@ async def _succeed(e: Environment, run: Run) -> Outcome:
     if stale:
         await e.target.stop(stale, s.stop_timeout)
     if "cleanup" in s.hooks:
-        await run._safe_hook("cleanup", phase_idx=0)
+        await run.safe_hook("cleanup", "finish", 0)     # the end of a deploy, not a rollback step
     run.journal.transition(DeployState.SUCCEEDED, None, finished_at=_now())
     run.journal.event("deploy.succeeded", f"{s.service}/{s.env} now serves {run.revision[:8]}",
                       revision=run.revision)
     in_use = {i.revision for i in await e.target.instances()}
     e.releases.prune(s.service, s.keep_releases, in_use | {run.revision})
-    return Outcome(run.id, DeployState.SUCCEEDED, None, run.revision)
+    return Outcome(run.id, DeployState.SUCCEEDED, None, run.revision, run.front)
 
 
 # ---- manual rollback ---------------------------------------------------------------------------------
 
-async def rollback(e: Environment, *, wait: bool = True) -> Outcome:
-    """Back to the revision that served before the current one: a traffic flip while its set is warm."""
-    await resolve_env(e)
+async def rollback(e: Environment, *, wait: bool = True, override: FreezeOverride | None = None) -> Outcome:
+    """Back to the revision that served before the current one: a traffic flip while its set is warm.
+
+    In a frozen environment it is refused like a deploy (the previous release may be the very one a tag
+    rollback took out), unless `override` lets it through."""
+    async with _admission(e, kind="rollback"):
+        await resolve_env(e)
+        await recover_stale(e)
+        target_rev, last_id = rollback_target(e)
+        overridden = admit_freeze(e, override, "rollback")
+        warm = [i for i in await e.target.instances()
+                if i.revision == target_rev and i.state in RUNNING_STATES]
     s = e.settings
-    await recover_stale(e)
-    target_rev, last_id = rollback_target(e)
-    warm = [i for i in await e.target.instances()
-            if i.revision == target_rev and i.state in RUNNING_STATES]
     if not warm:
         # The previous set has expired: redeploy that revision with the configured strategy.
-        outcome = await deploy(e, target_rev, wait=wait, kind="rollback", rollback_of=last_id)
+        outcome = await deploy(e, target_rev, wait=wait, kind="rollback", rollback_of=last_id, override=override)
         _mark_rolled_back(e, last_id, outcome)
         return outcome
     with e.store.session() as ses:
@@ -256,10 +230,12 @@ async def rollback(e: Environment, *, wait: bool = True) -> Outcome:
                                    rollback_of=last_id)
         dep_id = row.id
     journal = _journal(e, dep_id)
-    journal.event("rollback.requested", f"flip {s.service}/{s.env} back to warm {target_rev[:8]}",
-                  revision=target_rev, rollback_of=last_id)
+    record_override(journal, overridden, override, e.actor)
+    journal.event("rollback.requested", f"flip {s.service}/{s.env} back to the warm instances of "
+                  f"{revision_label(e.store, s.service, s.env, target_rev)}", revision=target_rev, rollback_of=last_id)
     lost = asyncio.Event()
-    async with hold_lease(e.store, s.service, s.env, dep_id, e.owner, wait=wait, lost=lost):
+    async with _admission(e, dep_id), hold_lease(e.store, s.service, s.env, dep_id, e.owner, wait=wait, lost=lost):
+        front = await _front(e, journal)
         olds, old_rev = await serving(e)
         warm = [i for i in await e.target.instances()
                 if i.revision == target_rev and i.state in RUNNING_STATES][: s.instances]
@@ -270,6 +246,9 @@ async def rollback(e: Environment, *, wait: bool = True) -> Outcome:
                            previous_revision=old_rev, plan=plan.to_list(), context=ctx.to_dict())
         run = Run(deployment_id=dep_id, revision=target_rev, settings=s, target=e.target, router=e.router,
                   releases=e.releases, journal=journal, context=ctx, actor=e.actor, metrics=e.metrics)
+        run.front = front
+        journal.event("deploy.started", f"traffic_flip: {len(plan.steps)} steps", strategy="traffic_flip",
+                      revision=target_rev, previous_revision=old_rev, steps=[run.describe(st) for st in plan.steps])
         await e.target.keep_warm(warm, None)
         outcome = await _drive(e, run, plan, 0, lost)
     _mark_rolled_back(e, last_id, outcome)
@@ -299,16 +278,19 @@ def _flip_tail(s: ServiceSettings) -> tuple[Step, ...]:
 def _mark_rolled_back(e: Environment, last_id: str, outcome: Outcome) -> None:
     if outcome.state is not DeployState.SUCCEEDED:
         return
+    s = e.settings
+    why = f"rolled back by {outcome.deployment_id} to {revision_label(e.store, s.service, s.env, outcome.revision)}"
     j = _journal(e, last_id)
-    j.transition(DeployState.ROLLING_BACK, f"rolled back by {outcome.deployment_id}")
-    j.transition(DeployState.ROLLED_BACK, f"rolled back by {outcome.deployment_id}")
+    j.transition(DeployState.ROLLING_BACK, why)
+    j.transition(DeployState.ROLLED_BACK, why)     # its finished_at stays when it ended (store rule)
 
 
 # ---- recovery ----------------------------------------------------------------------------------------
 
 async def recover_one(e: Environment, dep_id: str) -> Outcome | None:
     """Finish or roll back a run whose owner died; None if its owner is alive (not ours to touch)."""
-    await resolve_env(e)
+    async with _admission(e, kind="recover", deployment=dep_id):
+        await resolve_env(e)
     s = e.settings
     with e.store.session() as ses:
         row = dq.get_deployment(ses, dep_id)
@@ -346,8 +328,8 @@ async def recover_one(e: Environment, dep_id: str) -> Outcome | None:
         reason = f"owner {owner} died ({last_desc}); rolled back by recover"
         if state is DeployState.ROLLING_BACK:
             journal.event("rollback.resumed", reason)
-            return Outcome(dep_id, await run.rollback(reason, resume=True), reason, revision)
-        final = await run.rollback(reason) if (ctx.new or done) else _fail_quiet(journal, reason)
+            return Outcome(dep_id, await roll_back(run, reason, resume=True), reason, revision)
+        final = await roll_back(run, reason) if (ctx.new or done) else _fail_quiet(journal, reason)
         return Outcome(dep_id, final, reason, revision)
     finally:
         with e.store.session() as ses:
@@ -359,5 +341,5 @@ def _fail_quiet(journal: Journal, reason: str) -> DeployState:
     return DeployState.FAILED
 
 
-__all__ = ["Environment", "Outcome", "deploy", "recover_one", "recover_stale", "resolve_env", "rollback", "serving",
-           "weights"]
+__all__ = ["EnvSource", "Environment", "FreezeOverride", "Outcome", "deploy", "recover_one", "recover_stale",
+           "resolve_env", "rollback", "serving", "weights"]

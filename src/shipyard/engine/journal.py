@@ -61,13 +61,14 @@ class Journal:
         with self.store.session() as s:
             q.update_deployment(s, self.deployment_id, **fields)
 
-    def step_started(self, phase: str, idx: int, step: Step) -> None:
+    def step_started(self, phase: str, idx: int, step: Step, description: str | None = None) -> None:
+        """`description`: what the step does, in words naming revisions (default: the step's own)."""
+        text = description or step.describe()
         with self.store.session() as s:
-            row = sq.start_step(s, self.deployment_id, phase, idx, step.kind, step.describe(),
-                                detail=step.to_dict())
+            row = sq.start_step(s, self.deployment_id, phase, idx, step.kind, text, detail=step.to_dict())
             self._steps[(phase, idx)] = row.id
         if self.listener:
-            self.listener("step.started", {"phase": phase, "idx": idx, "description": step.describe()})
+            self.listener("step.started", {"phase": phase, "idx": idx, "description": text})
 
     def step_finished(self, phase: str, idx: int, state: StepState, *, output: str | None = None,
                       error: str | None = None, detail: dict[str, Any] | None = None) -> None:

@@ -1,9 +1,12 @@
-"""Execute one deployment's plan against a target and a router, and roll it back when it fails.
+"""Execute one deployment's plan against a target and a router (engine.rollback undoes it when it fails).
 
 Everything the run knows about instances is re-read from the target and the router (the agent is the
 source of truth), plus a small persisted context: which instances were serving before (`old`) and which
 this run started or adopted (`new`). That makes every step idempotent, so a run resumed or rolled back by
 `shipyard recover` after its owner died acts on what really exists, not on what a dead process believed.
+
+Layering inside the engine: deployer -> rollback -> run -> (analysis, startup, journal, settings); none
+of these imports one above it.
 """
 
 from __future__ import annotations
@@ -14,10 +17,11 @@ import os
 import signal
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from shipyard.domain.deployment import DeployState, StepState
+from shipyard.domain.deployment import StepState
 from shipyard.domain.plan import (
     Analyze,
     Drain,
@@ -34,17 +38,21 @@ from shipyard.domain.plan import (
     WaitHealthy,
 )
 from shipyard.domain.types import Instance
-from shipyard.engine.commands import run_command
+from shipyard.engine.analysis import Analysis
+from shipyard.engine.commands import CommandResult, run_command
 from shipyard.engine.journal import Journal
 from shipyard.engine.runstate import RunContext, weights
 from shipyard.engine.settings import HookSpec, ServiceSettings
-from shipyard.errors import HookError, ShipyardError
-from shipyard.health.checker import HealthMonitor, wait_healthy
-from shipyard.health.probes import Prober, ProbeResult
+from shipyard.engine.startup import StartWatch
+from shipyard.errors import HookError, OSFailure, ReleaseError, ShipyardError
+from shipyard.health.checker import HealthMonitor
+from shipyard.monitoring.providers.router import RouterProvider
 from shipyard.releases.store import ReleaseStore
 from shipyard.routers.base import Router, WeightedBackend
 from shipyard.secrets.redact import REDACT_ENV
 from shipyard.secrets.scrub import scrubbed
+from shipyard.store import Store
+from shipyard.store import deployments as dq
 from shipyard.targets.base import LaunchSpec, Target
 
 FAILPOINT_ENV = "SHIPYARD_FAILPOINT"   # fault injection for crash tests: "after-step:N" kills this process
@@ -60,7 +68,7 @@ class Run:
                  actor: str = "", metrics: Any = None) -> None:
         self.id = deployment_id
         self.metrics = metrics          # MetricProvider for alarms/judge; None = the router's own counters
-        self.analysis: Any = None       # engine.analysis.Analysis, created by the first Analyze step
+        self.analysis: Analysis | None = None   # created by the first Analyze step, kept for the whole run
         self.revision = revision
         self.s = settings
         self.target = target
@@ -69,8 +77,10 @@ class Run:
         self.journal = journal
         self.ctx = context
         self.actor = actor
-        self.release_dir: Path = releases.path(settings.service, revision)
         self.stopped = False
+        self.front: str | None = None   # the router's front address, as ensure() reported it
+        self.startup = StartWatch(journal, target, settings.health, settings.health_wait)
+        self._labels: dict[str, str] = {}
 
     # ---- instances -------------------------------------------------------------------------------
 
@@ -89,13 +99,54 @@ class Run:
         by_id = {i.id: i for i in await self._all()}
         return [by_id[iid] for iid in self.ctx.old if iid in by_id]
 
+    def label(self, revision: str | None) -> str:
+        """A revision as people read it (see revision_label), looked up once per run."""
+        key = revision or ""
+        if key not in self._labels:
+            self._labels[key] = revision_label(self.journal.store, self.s.service, self.s.env, revision)
+        return self._labels[key]
+
+    def names(self) -> tuple[str, str]:
+        """How this run's two sets are called: by revision, and when both run the same revision (a
+        redeploy with a changed config) by whose they are."""
+        new, old = self.label(self.revision), self.label(self.ctx.old_revision)
+        if new == old:
+            return f"this deployment's {new}", f"the previous {old}"
+        return new, old
+
+    def describe(self, step: Step) -> str:
+        new, old = self.names()
+        return step.describe(new=new, old=old)
+
     def save_context(self) -> None:
         self.journal.update(context=self.ctx.to_dict())
 
-    def environ(self) -> dict[str, str]:
+    @cached_property
+    def release_dir(self) -> Path:
+        """This run's release directory (computed on first use, inside a step: it reads the release key)."""
+        return self.release_of(self.revision)
+
+    def build_environ(self, revision: str) -> dict[str, str]:
+        """What a build of `revision` sees, and so what its release is keyed by (releases.store): nothing
+        that changes from one deployment to the next, or every deploy would build again."""
         base = scrubbed()
         return {**base, **self.s.environ, "SHIPYARD_SERVICE": self.s.service, "SHIPYARD_ENV": self.s.env,
-                "SHIPYARD_REVISION": self.revision, "SHIPYARD_DEPLOYMENT": self.id,
+                "SHIPYARD_REVISION": revision}
+
+    def release_of(self, revision: str) -> Path:
+        """The release directory `revision` is (or will be) built in with this run's inputs."""
+        return self.releases.path(self.s.service, revision, build=self.s.build, env=self.build_environ(revision))
+
+    async def prepare(self, revision: str) -> CommandResult | None:
+        """Export and build `revision` unless its release (same inputs) is built already."""
+        _, result = await self.releases.prepare(self.s.source, self.s.service, revision, build=self.s.build,
+                                                env=self.build_environ(revision), timeout=self.s.build_timeout,
+                                                redact=self.journal.redact)
+        return result
+
+    def environ(self) -> dict[str, str]:
+        """What hooks and instances see: the build's variables plus this deployment's id and release dir."""
+        return {**self.build_environ(self.revision), "SHIPYARD_DEPLOYMENT": self.id,
                 "SHIPYARD_RELEASE_DIR": str(self.release_dir)}
 
     # ---- the forward run -------------------------------------------------------------------------
@@ -106,20 +157,23 @@ class Run:
             if self.stopped:        # cancelled: never start another step, even if a cancel was swallowed
                 raise asyncio.CancelledError
             step = plan.steps[idx]
-            self.journal.step_started("deploy", idx, step)
+            self.journal.step_started("deploy", idx, step, self.describe(step))
             try:
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that races a result.
                 async with asyncio.timeout(self._timeout(step)):
                     detail = await self._do(step)
             except TimeoutError:
-                msg = f"step {idx + 1} ({step.describe()}) timed out after {self._timeout(step):g}s"
+                msg = f"step {idx + 1} ({self.describe(step)}) timed out after {self._timeout(step):g}s"
                 self.journal.step_finished("deploy", idx, StepState.FAILED, error=msg)
                 raise StepFailed(msg) from None
-            except ShipyardError as exc:
+            except (ShipyardError, OSError) as raised:
+                # An OSError (a path too long, a disk full) fails the step like any other error, so the run
+                # rolls back instead of dying with a traceback and staying in progress.
+                exc = one_line(raised)
                 output = getattr(exc, "output", None)
                 self.journal.step_finished("deploy", idx, StepState.FAILED, error=str(exc), output=output,
                                            detail=getattr(exc, "detail", None))
-                raise StepFailed(f"step {idx + 1} ({step.describe()}): {exc}") from exc
+                raise StepFailed(f"step {idx + 1} ({self.describe(step)}): {exc}") from raised
             output = detail.pop("output", None) if detail else None
             self.journal.step_finished("deploy", idx, StepState.SUCCEEDED, output=output, detail=detail)
             _failpoint(f"after-step:{idx}")
@@ -139,9 +193,10 @@ class Run:
 
     async def _do(self, step: Step) -> dict[str, Any]:
         if isinstance(step, Prepare):
-            _, result = await self.releases.prepare(self.s.source, self.s.service, self.revision,
-                                                    build=self.s.build, env=self.environ(),
-                                                    timeout=self.s.build_timeout, redact=self.journal.redact)
+            result = await self.prepare(self.revision)
+            if self.s.publish_dir and not (self.release_dir / self.s.publish_dir).is_dir():
+                raise ReleaseError(f"publish_dir {self.s.publish_dir!r} is not a directory in the release of "
+                                   f"{self.revision[:8]} after the build (does `build` write it?)")
             return {"output": result.output if result else "release already built", "built": bool(result)}
         if isinstance(step, RunHook):
             return await self._hook(step.hook, self.s.hooks[step.hook])
@@ -151,13 +206,11 @@ class Run:
         if isinstance(step, StartNew):
             return await self._start_new(step.total)
         if isinstance(step, WaitHealthy):
-            news = await self.new_instances()
-            await self._wait_healthy([i.address for i in news])
-            return {"healthy": [i.address for i in news]}
+            return await self.startup.wait(await self.new_instances())
         if isinstance(step, Route):
             return await self._route(step)
         if isinstance(step, Drain):
-            return await self._drain(step.timeout)
+            return await self.drain(step.timeout)
         if isinstance(step, RetireOld):
             return await self._retire(step.keep)
         if isinstance(step, StopOld):
@@ -170,14 +223,6 @@ class Run:
         if isinstance(step, Analyze):
             return await self._analyze(step.seconds)
         raise StepFailed(f"unknown step kind {step.kind}")
-
-    async def _wait_healthy(self, addresses: list[str]) -> None:
-        """wait_healthy, with every state change and each instance's first failed probe as events."""
-        async with _EventProber(self.journal) as prober:
-            await wait_healthy(self.s.health, addresses, deadline=self.s.health_wait, prober=prober,
-                               on_change=lambda a, st, r: self.journal.event(
-                                   "health.changed", f"{a} {st.value}: {r.detail}", address=a, state=st.value,
-                                   detail=r.detail))
 
     async def _hook(self, name: str, spec: HookSpec, *, release_dir: Path | None = None) -> dict[str, Any]:
         cwd = release_dir or self.release_dir
@@ -209,12 +254,12 @@ class Run:
         return {"started": [i.id for i in started], "total": total}
 
     def _spec(self, revision: str, deployment: str) -> LaunchSpec:
-        environ = {**self.environ(), "SHIPYARD_REVISION": revision,
-                   "SHIPYARD_RELEASE_DIR": str(self.releases.path(self.s.service, revision))}
+        release = self.release_of(revision)
+        environ = {**self.environ(), "SHIPYARD_REVISION": revision, "SHIPYARD_RELEASE_DIR": str(release)}
         if self.journal.redactor:       # the agent masks these in the log and drops them from the app's env
             environ[REDACT_ENV] = json.dumps(self.journal.redactor.values())
         return LaunchSpec(service=self.s.service, env=self.s.env, revision=revision, deployment=deployment,
-                          cwd=self.releases.path(self.s.service, revision), argv=self.s.launch_argv(),
+                          cwd=release, argv=self.s.launch_argv(release),
                           environ=environ, stop_timeout=self.s.stop_timeout)
 
     async def _route(self, step: Route) -> dict[str, Any]:
@@ -235,7 +280,7 @@ class Run:
         self.journal.event("traffic.changed", ", ".join(f"{b.address}={b.weight}" for b in backends),
                            backends=[b.__dict__ for b in backends])
 
-    async def _drain(self, timeout: float) -> dict[str, Any]:
+    async def drain(self, timeout: float) -> dict[str, Any]:
         remaining = await asyncio.gather(*(self.router.drain(a, timeout, self.s.ws_drain_timeout)
                                            for a in self.ctx.to_drain))
         left = dict(zip(self.ctx.to_drain, remaining, strict=True))
@@ -256,125 +301,68 @@ class Run:
 
     async def _analyze(self, seconds: float) -> dict[str, Any]:
         """Bake: health of the routed new instances, plus the service's alarms and the canary judge."""
-        from shipyard.engine.analysis import Analysis
-
         news = [i for i in await self.new_instances() if i.address in self.ctx.routed]
         if self.analysis is None:
-            self.analysis = Analysis.for_run(self)
+            provider = self.metrics or RouterProvider(self.router.stats)
+            self.analysis = Analysis.build(self.s, self.revision, self.journal, provider, self._routed_baseline)
         async with HealthMonitor(self.s.health, [i.address for i in news]) as monitor:
             detail = await self.analysis.bake(seconds, monitor.unhealthy)
         return {"analyzed_seconds": seconds, "instances": [i.address for i in news], **detail}
 
-    # ---- rollback --------------------------------------------------------------------------------
+    async def _routed_baseline(self) -> str | None:
+        """The old revision while some of its instances still get traffic (what a canary is judged against)."""
+        old = {i.address for i in await self.old_instances()}
+        return self.ctx.old_revision if old & set(self.ctx.routed) else None
 
-    async def rollback(self, reason: str, *, resume: bool = False) -> DeployState:
-        """Put traffic back on the old revision, stop the new instances; return the final state.
-
-        Every rollback step is idempotent, so a rollback interrupted by a crash is redone from the start
-        (`resume`), without entering rolling_back a second time.
-        """
-        if not resume:
-            self.journal.transition(DeployState.ROLLING_BACK, reason)
-        self.journal.event("rollback.started", reason, reason=reason)
-        if "on_failure" in self.s.hooks:
-            await self._safe_hook("on_failure", phase_idx=0)
-        idx = 1
-        olds: list[Instance] = []
-        if self.ctx.old and self.ctx.old_revision:
-            olds = await self._rb_step(idx, "ensure old instances run", self._ensure_old())
-            idx += 1
-        news = await self.new_instances()
-        backends = weights([], olds, None)
-        await self._rb_step(idx, "route all traffic to the old revision", self.set_backends(backends))
-        idx += 1
-        await self._rb_step(idx, "drain new instances", self._drain(self.s.drain_timeout))
-        idx += 1
-        await self._rb_step(idx, "stop new instances", self.target.stop(news, self.s.stop_timeout))
-        idx += 1
-        if "cleanup" in self.s.hooks:
-            await self._safe_hook("cleanup", phase_idx=idx)
-        final = DeployState.ROLLED_BACK if olds else DeployState.FAILED
-        why = reason if olds else f"{reason} (no previous revision to roll back to)"
-        self.journal.transition(final, why, finished_at=_now())
-        self.journal.event("rollback.completed", why, state=str(final),
-                           serving=self.ctx.old_revision if olds else None)
-        return final
-
-    async def _rb_step(self, idx: int, description: str, work: Any) -> Any:
-        step = _Described(description)
-        self.journal.step_started("rollback", idx, step)
-        try:
-            result = await work
-        except ShipyardError as exc:
-            self.journal.step_finished("rollback", idx, StepState.FAILED, error=str(exc))
-            raise
-        self.journal.step_finished("rollback", idx, StepState.SUCCEEDED)
-        return result
-
-    async def _safe_hook(self, name: str, phase_idx: int) -> None:
-        """on_failure/cleanup hooks: their output is kept, but their failure never stops a rollback."""
+    async def safe_hook(self, name: str, phase: str, idx: int) -> None:
+        """on_failure and cleanup: their output is kept, but their failure never stops what runs them (a
+        rollback, or the end of a run). `phase` says which: a successful deploy's cleanup is "finish", not
+        a rollback step."""
         step = RunHook(name)
-        self.journal.step_started("rollback", phase_idx, step)
+        self.journal.step_started(phase, idx, step)
         try:
             detail = await self._hook(name, self.s.hooks[name],
                                       release_dir=self.release_dir if self.release_dir.exists() else None)
-            self.journal.step_finished("rollback", phase_idx, StepState.SUCCEEDED, output=detail.get("output"))
-        except ShipyardError as exc:
-            self.journal.step_finished("rollback", phase_idx, StepState.FAILED, error=str(exc),
+            self.journal.step_finished(phase, idx, StepState.SUCCEEDED, output=detail.get("output"))
+        except (ShipyardError, OSError) as raised:
+            exc = one_line(raised)
+            self.journal.step_finished(phase, idx, StepState.FAILED, error=str(exc),
                                        output=getattr(exc, "output", None))
 
-    async def _ensure_old(self) -> list[Instance]:
-        """The old set, running and out of expiry; instances lost meanwhile are started again."""
-        assert self.ctx.old_revision is not None
-        olds = [i for i in await self.old_instances() if i.state in ("running", "starting", "backoff")]
-        await self.target.keep_warm(olds, None)
-        missing = len(self.ctx.old) - len(olds)
-        if missing > 0:
-            if not self.releases.is_ready(self.s.service, self.ctx.old_revision):
-                await self.releases.prepare(self.s.source, self.s.service, self.ctx.old_revision,
-                                            build=self.s.build, env=self.environ(), timeout=self.s.build_timeout,
-                                            redact=self.journal.redact)
-            fresh = await self.target.start(self._spec(self.ctx.old_revision, self.id + "-rollback"), missing)
-            await self._wait_healthy([i.address for i in fresh])
-            self.ctx.old = [i.id for i in olds + fresh]
-            self.save_context()
-            olds += fresh
-        return olds
+    async def start_healthy(self, revision: str, deployment: str, count: int) -> list[Instance]:
+        """Start `count` instances of `revision` and wait until they are healthy (the rollback's way of
+        bringing back old instances that were lost)."""
+        fresh = await self.target.start(self._spec(revision, deployment), count)
+        await self.startup.wait(fresh)
+        return fresh
 
 
 @dataclass(frozen=True)
-class _Described(Step):
+class Described(Step):
+    """A step of a rollback, which is not planned: only its text is recorded."""
+
     text: str = ""
 
-    def describe(self) -> str:
+    def describe(self, new: str = "new", old: str = "old") -> str:
         return self.text
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "rollback", "text": self.text}
 
 
-class _EventProber(Prober):
-    """A Prober that records the first failed probe of each instance (when trouble was first seen)."""
+def revision_label(store: Store, service: str, env: str, revision: str | None) -> str:
+    """A revision as people read it: its short sha and the ref it was deployed from, `1a2b3c4d (v1.2)`."""
+    if not revision:
+        return "the previous revision"
+    with store.session(readonly=True) as ses:
+        ref = dq.ref_of(ses, service, env, revision)
+    return f"{revision[:8]} ({ref})" if ref and not revision.startswith(ref) else revision[:8]
 
-    def __init__(self, journal: Journal) -> None:
-        super().__init__()
-        self.journal = journal
-        self.failed: set[str] = set()
 
-    async def probe(self, check: Any, address: str) -> ProbeResult:
-        result = await super().probe(check, address)
-        if not result.ok and address not in self.failed:
-            self.failed.add(address)
-            self.journal.event("health.probe_failed", f"{address}: {result.detail}", address=address,
-                               detail=result.detail)
-        return result
+def one_line(exc: Exception) -> Exception:
+    return OSFailure.of(exc) if isinstance(exc, OSError) else exc
 
 
 def _failpoint(name: str) -> None:
     if os.environ.get(FAILPOINT_ENV) == name:
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _now() -> Any:
-    from datetime import UTC, datetime
-    return datetime.now(UTC)

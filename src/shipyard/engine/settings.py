@@ -6,10 +6,13 @@ The engine never reaches into the config tree itself, so config shape changes st
 from __future__ import annotations
 
 import shlex
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shipyard.config.service import STATIC_RUN
+from shipyard.domain.launch import fill_argv, split_run
 from shipyard.errors import UnknownEnvironmentError, UnknownServiceError, UsageError
 from shipyard.releases.git import GitSource
 from shipyard.strategies import AllAtOnce, BlueGreen, Canary, CanaryStep, Rolling, Strategy
@@ -37,7 +40,7 @@ class ServiceSettings:
     environ: dict[str, str]
     instances: int
     stop_timeout: float
-    listen: str
+    listen: str | None               # None: the router keeps the address it has, or picks a free port
     strategy: Strategy
     drain_timeout: float
     ws_drain_timeout: float
@@ -51,10 +54,15 @@ class ServiceSettings:
     alarms: dict[str, Any] = field(default_factory=dict)   # name -> config Alarm, from deploy.alarms
     analysis: Any = None             # the canary judge's config (config.deploy.Analysis), None = no judge
     router_options: dict[str, Any] = field(default_factory=dict)   # proxy.RouterOptions keys for the router
+    frozen: bool = False             # environments.<env>.frozen: deploys refused without an override
+    publish_dir: str | None = None   # a static service's directory, relative to its release
 
-    def launch_argv(self, port_placeholder: bool = True) -> list[str]:
-        """`run` split like a shell would (no shell runs it); `{port}` is filled in by the agent via $PORT."""
-        return shlex.split(self.run)
+    def launch_argv(self, release_dir: Path) -> list[str]:
+        """`run` split like a shell would (no shell runs it), with `{env}` and `{publish_dir}` (absolute, in
+        `release_dir`) filled in; `{port}`/`$PORT` are the target's to fill and `{instance}` the agent's
+        (see shipyard.domain.launch)."""
+        return fill_argv(split_run(self.run), {"env": self.env,
+                                               "publish_dir": str(release_dir / (self.publish_dir or "."))})
 
 
 def _names(mapping: dict[str, Any]) -> str:
@@ -92,6 +100,9 @@ def service_settings(cfg: Any, project_root: Path, service: str, env: str) -> Se
         migrate = HookSpec(svc.migrate, float(getattr(svc, "migrate_timeout", 600.0)))
     listen = cfg.listen_for(service, env) if hasattr(cfg, "listen_for") else dep.router.listen
     run = svc.run or ""
+    if getattr(getattr(svc, "service", None), "run", "") is None and getattr(svc, "kind", "") == "static":
+        # The default file server runs on the interpreter that runs shipyard: `python` may not be on PATH.
+        run = shlex.join([sys.executable, *split_run(STATIC_RUN)[1:]])
     if not run:
         raise UsageError(f"service {service}: no `run` command configured")
     return ServiceSettings(
@@ -105,7 +116,8 @@ def service_settings(cfg: Any, project_root: Path, service: str, env: str) -> Se
         keep_releases=int(dep.keep_releases), health=svc.health,
         health_wait=float(getattr(svc.health, "deadline", 120.0)), hooks=hooks,
         alarms={n: cfg.alarms[n] for n in getattr(dep, "alarms", []) if n in getattr(cfg, "alarms", {})},
-        analysis=getattr(dep, "analysis", None))
+        analysis=getattr(dep, "analysis", None), frozen=bool(getattr(envcfg, "frozen", False)),
+        publish_dir=getattr(svc, "publish_dir", None))
 
 
 def _strategy(cfg: Any) -> Strategy:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from shipyard.engine import deployer
+from shipyard.engine.freeze import FreezeOverride
 from shipyard.errors import ShipyardError
 
 
@@ -19,13 +20,24 @@ def services_to_deploy(config: Any, changed: Mapping[str, str]) -> list[tuple[st
     return [(name, changed[svc.repo]) for name, svc in config.services.items() if svc.repo in changed]
 
 
-async def deploy_changed(services: list[tuple[str, str]],
-                         environment: Callable[[str], deployer.Environment]) -> list[dict[str, Any]]:
-    """Deploy each (service, sha) one after the other through the engine; collect, never raise, results."""
+def own_freeze(kind: str, promotion_id: str, env: str) -> FreezeOverride | None:
+    """A tag rollback freezes its env, then deploys what it pushed: that deploy (and only it) passes the
+    freeze this very rollback made; any other freeze (another rollback's, the config's) still refuses it."""
+    if kind != "rollback":
+        return None
+    return FreezeOverride(f"deploys what {promotion_id} pushed (the rollback that froze {env})",
+                          only_freeze_by=promotion_id)
+
+
+async def deploy_changed(services: list[tuple[str, str]], environment: Callable[[str], deployer.Environment],
+                         override: FreezeOverride | None = None) -> list[dict[str, Any]]:
+    """Deploy each (service, sha) one after the other through the engine; collect, never raise, results.
+
+    A frozen environment refuses each of them (recorded) unless `override` covers its freeze."""
     results: list[dict[str, Any]] = []
     for service, sha in services:
         try:
-            outcome = await deployer.deploy(environment(service), sha)
+            outcome = await deployer.deploy(environment(service), sha, override=override)
         except ShipyardError as err:
             results.append({"service": service, "revision": sha, "id": None, "state": "failed", "reason": str(err)})
             continue

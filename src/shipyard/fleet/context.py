@@ -139,3 +139,11 @@ async def build_all(ctx: FleetContext, plan: PromotionPlan, specs: dict[str, Rep
     await _all(ctx, [specs[name] for name in plans], one, "merge")
     return built
 
+
+async def finish_prepare(ctx: FleetContext, plan: PromotionPlan, specs: Sequence[RepoSpec],
+                         facts: dict[str, RepoFacts], when: datetime, resume_of: str | None = None,
+                         already: dict[str, str] | None = None) -> Prepared:
+    """Build the plan into objects and bundle everything the executor and the report need."""
+    by_name = {s.name: s for s in specs}
+    built = await build_all(ctx, plan, by_name, facts, when)
+    return Prepared(plan, by_name, facts, built, when, resume_of=resume_of, already_pushed=already or {})

@@ -1,7 +1,8 @@
-"""Frozen environments: after a rollback, the bad commits must not come back by the next promotion.
+"""Frozen environments, fleet side: after a rollback, the bad commits must not come back by a promotion.
 
-A rollback records a freeze on its environment; `shipyard promote` into it (and an auto-deploy of it) is
-refused with a line naming the rollback, until someone runs `shipyard unfreeze --env ENV`. The config's
+A rollback records a freeze on its environment; `shipyard promote` into it is refused with a line naming
+the rollback, until someone runs `shipyard unfreeze --env ENV` (deploys, rollbacks and auto-deploys of its
+services are refused by the engine, see `shipyard.engine.freeze`). The config's
 `environments.ENV.frozen: true` freezes too; that one is lifted by editing the config, on purpose: a freeze
 written down in the repo is a team decision, not something one command should undo.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from shipyard.engine.freeze import current_freeze
 from shipyard.errors import EnvironmentFrozen, UsageError
 from shipyard.store import Store
 from shipyard.store import promotions as pq
@@ -18,16 +20,8 @@ from shipyard.store import promotions as pq
 
 def frozen_reason(config: Any, store: Store, env: str) -> str | None:
     """Why `env` is frozen (one line), or None when promotions into it are allowed."""
-    environment = config.environment(env)
-    if environment.frozen:
-        return f"{env} is frozen in shipyard.yaml (environments.{env}.frozen: true); edit the config to lift it"
-    with store.session(readonly=True) as s:
-        row = pq.active_freeze(s, env)
-        if row is None:
-            return None
-        by = f" by {row.promotion_id}" if row.promotion_id else ""
-        return (f"{env} is frozen{by} ({row.reason}, {row.frozen_by}); "
-                f"run `shipyard unfreeze --env {env}` once the fix is in")
+    found = current_freeze(store, env, in_config=config.environment(env).frozen)
+    return found.reason if found else None
 
 
 def check_not_frozen(config: Any, store: Store, envs: Iterable[str]) -> None:

@@ -19,10 +19,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from shipyard.errors import UsageError
-from shipyard.fleet.context import FleetContext, Prepared, gather_all, ready_and_fetch
+from shipyard.fleet.context import FleetContext, Prepared, finish_prepare, gather_all, ready_and_fetch
 from shipyard.fleet.inventory import RepoFacts, RepoSpec, commits_between, select_repos
 from shipyard.fleet.plan import PromotionPlan, RestoreTarget, plan_rollback
-from shipyard.fleet.promote import finish_prepare
 from shipyard.fleet.tags import (
     free_time,
     parse_stamp,
@@ -33,6 +32,7 @@ from shipyard.fleet.tags import (
     tag_pattern,
     tag_stamp,
 )
+from shipyard.fleet.unfinished import check_no_unfinished
 from shipyard.store import promotions as pq
 
 KEPT_STATES = ("completed", "partial", "pushed")
@@ -110,6 +110,7 @@ async def prepare_rollback(ctx: FleetContext, env: str, to: str, *, force: bool 
     if force and not getattr(e, "allow_force", False):
         raise UsageError(f"--force is not allowed for {env}: set environments.{env}.allow_force: true, "
                          "or roll back with a revert commit (the default, no --force)")
+    check_no_unfinished(ctx.store, "rollback", None, env)
     when = promotion_time(cfg.timezone)
     plan_id, ts = promotion_id("rollback", when), stamp(when)
     specs = select_repos(cfg, ctx.root, only=only, group=group)

@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 
 OnChange = Callable[[str, HealthState, ProbeResult], Awaitable[None] | None]
 """Called as on_change(address, new_state, probe_result) when an instance changes state."""
+OnProbe = Callable[[str, ProbeResult, bool], Awaitable[None] | None]
+"""Called as on_probe(address, probe_result, counted) after every probe; `counted` is False for a failure
+the start period forgives (a booting instance refusing connections is not trouble yet)."""
 
 
 class ProbeRunner(Protocol):
@@ -43,19 +46,19 @@ def _tracker(check: HealthCheck, started_at: float, healthy: bool = False) -> He
                          started_at=started_at, initial=HealthState.HEALTHY if healthy else HealthState.STARTING)
 
 
-async def _notify(on_change: OnChange | None, address: str, state: HealthState, result: ProbeResult) -> None:
-    if on_change is None:
+async def _notify(callback: Callable[..., Awaitable[None] | None] | None, address: str, *args: object) -> None:
+    if callback is None:
         return
     try:
-        outcome = on_change(address, state, result)
+        outcome = callback(address, *args)
         if inspect.isawaitable(outcome):
             await outcome
     except Exception:                                    # a broken callback must not stop health checks
-        log.exception("health on_change callback failed for %s", address)
+        log.exception("health callback failed for %s", address)
 
 
 async def _round(runner: ProbeRunner, check: HealthCheck, trackers: dict[str, HealthTracker],
-                 clock: Callable[[], float], on_change: OnChange | None) -> None:
+                 clock: Callable[[], float], on_change: OnChange | None, on_probe: OnProbe | None = None) -> None:
     """Probe every tracked address once, concurrently, and feed the trackers."""
     addresses = list(trackers)
     results = await asyncio.gather(*(runner.probe(check, address) for address in addresses))
@@ -63,8 +66,9 @@ async def _round(runner: ProbeRunner, check: HealthCheck, trackers: dict[str, He
         tracker = trackers.get(address)
         if tracker is None:                              # removed while the round ran
             continue
-        before = tracker.state
+        before, failures = tracker.state, tracker.failures
         after = tracker.observe(result.ok, clock(), result.detail, answered=result.answered)
+        await _notify(on_probe, address, result, result.ok or tracker.failures > failures)
         if after is not before:
             await _notify(on_change, address, after, result)
 
@@ -81,7 +85,7 @@ def _summary(addresses: Iterable[str], trackers: dict[str, HealthTracker]) -> st
 
 async def wait_healthy(check: HealthCheck, addresses: list[str], *, deadline: float,
                        on_change: OnChange | None = None, prober: ProbeRunner | None = None,
-                       started_at: float | None = None,
+                       started_at: float | None = None, on_probe: OnProbe | None = None,
                        clock: Callable[[], float] = time.monotonic) -> dict[str, HealthState]:
     """Probe `addresses` every `check.interval` until all are healthy; return their states.
 
@@ -101,7 +105,7 @@ async def wait_healthy(check: HealthCheck, addresses: list[str], *, deadline: fl
     try:
         tick = 0
         while True:
-            await _round(runner, check, trackers, clock, on_change)
+            await _round(runner, check, trackers, clock, on_change, on_probe)
             states = {a: t.state for a, t in trackers.items()}
             details = {a: t.last_detail for a, t in trackers.items()}
             bad = [a for a, s in states.items() if s is HealthState.UNHEALTHY]

@@ -15,8 +15,9 @@ class WeightedBackend:
 
 
 class Router(Protocol):
-    async def ensure(self) -> None:
-        """Create the listener if it does not exist (idempotent)."""
+    async def ensure(self) -> str | None:
+        """Create the listener if it does not exist (idempotent); return the front address it listens on
+        (None: this router cannot tell). A router without a fixed address keeps the one it has."""
         ...
 
     async def set_backends(self, backends: list[WeightedBackend]) -> None:

@@ -10,13 +10,17 @@ from shipyard.routers.base import WeightedBackend
 
 
 class BuiltinRouter:
-    def __init__(self, agent: AgentClient, service: str, env: str, listen: str,
+    def __init__(self, agent: AgentClient, service: str, env: str, listen: str | None,
                  options: dict[str, Any] | None = None) -> None:
         self.agent, self.service, self.env, self.listen = agent, service, env, listen
         self.options = options
 
-    async def ensure(self) -> None:
-        await self.agent.ensure_router(self.service, self.env, self.listen, self.options)
+    async def ensure(self) -> str | None:
+        # No fixed `listen`: keep the address the router already has (stable across deploys), or let the
+        # agent pick a free port the first time (":0" binds one; the router reports the real address).
+        listen = self.listen or (await self.stats()).get("listen") or "127.0.0.1:0"
+        info = await self.agent.ensure_router(self.service, self.env, listen, self.options)
+        return info.get("listen") or listen
 
     async def set_backends(self, backends: list[WeightedBackend]) -> None:
         await self.agent.set_backends(self.service, self.env, [b.__dict__ for b in backends])

@@ -125,9 +125,12 @@ def resolve(config: Any, service: str, env: str, providers: Sequence[SecretProvi
         else:
             values[name] = Value(name, None, "-", False)
 
+    # Backed by a secret even when no provider has it today: a `${secret:NAME}` reference, or a required
+    # name shipyard.yaml gives no value (it can only come from a provider).
+    secret_backed = set(all_refs) | {n for n in required if n not in entries}
     for name, value in (overrides or {}).items():
         current = values.get(name)
-        if (current is not None and current.secret) or name in all_refs:
+        if (current is not None and current.secret) or name in secret_backed:
             raise UsageError(f"--set {name}: {name} is a secret; secrets never go on the command line "
                              f"(use `shipyard secrets set {name} --env {env}`)")
         values[name] = Value(name, value, OVERRIDE_SOURCE, False)

@@ -30,7 +30,9 @@ from shipyard.store.db import (
     mask_url,
     parse_url,
     scrub,
+    sqlite_path,
     store_errors,
+    with_hint,
 )
 from shipyard.store.deployments import (
     UNSET,
@@ -90,8 +92,14 @@ class Store:
 
     @classmethod
     def open(cls, url: str, *, migrate: bool = True) -> Store:
-        """Connect to `url` (creating a SQLite file's directory) and upgrade the schema to head."""
+        """Connect to `url` (creating a SQLite file's directory) and upgrade the schema to head.
+
+        A SQLite file that exists but is empty, or holds no shipyard schema, is refused (StoreError saying
+        what to do): starting a new history over it would silently lose the old one. Only a file that
+        does not exist yet is created."""
         parsed = parse_url(url)
+        path = sqlite_path(parsed)
+        existing = path if path is not None and path.exists() else None
         with store_errors("cannot open state database", parsed):
             try:
                 engine = make_engine(parsed)
@@ -101,7 +109,7 @@ class Store:
             try:
                 if migrate:
                     from shipyard.store.migrate import upgrade  # alembic only loads when a store opens
-                    upgrade(engine)
+                    upgrade(engine, existing=existing)
                 else:
                     with engine.connect():
                         pass
@@ -124,8 +132,8 @@ class Store:
             with maker() as session, session.begin():
                 yield session
         except SQLAlchemyError as err:
-            message = scrub(f"state database error ({self.url}): {first_line(err)}", self.engine.url)
-            raise StoreError(message) from err
+            message = with_hint(f"state database error ({self.url}): {first_line(err)}", self.engine.url)
+            raise StoreError(scrub(message, self.engine.url)) from err
 
     def close(self) -> None:
         """Return every pooled connection; the store must not be used afterwards."""

@@ -35,6 +35,45 @@ def parse_url(url: str) -> URL:
         raise StoreError(f"invalid state database URL {mask_url(url)!r}: {first_line(err)}") from None
 
 
+def url_problem(url: str) -> str | None:
+    """Why `url` cannot be a state database (one line, password masked), or None. For the config check:
+    a URL that does not parse, names no known database, or keeps the state in memory (lost on exit)."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError) as err:
+        return f"invalid database URL {mask_url(url)!r}: {first_line(err)}"
+    try:
+        parsed.get_dialect()
+    except (ArgumentError, ImportError) as err:       # NoSuchModuleError is an ArgumentError
+        return f"unknown database {parsed.drivername!r} in {mask_url(parsed)!r} ({first_line(err)}); " \
+               "use sqlite:///PATH or postgresql+psycopg://..."
+    if is_sqlite(parsed) and (not parsed.database or parsed.database == ":memory:"):
+        return "an in-memory SQLite database loses every record when the command ends; give a file: sqlite:///PATH"
+    return None
+
+
+def anchored(url: str, root: Path) -> str:
+    """`url` with a relative SQLite path made absolute against `root` (the config's directory), so a
+    command run from another directory opens the same database instead of creating a new one there."""
+    parsed = parse_url(url)
+    path = sqlite_path(parsed)
+    if path is None or path.is_absolute():
+        return url
+    return parsed.set(database=str((Path(root) / path).resolve())).render_as_string(hide_password=False)
+
+
+_CORRUPT = ("file is not a database", "database disk image is malformed", "file is encrypted")
+
+
+def with_hint(message: str, url: URL | None) -> str:
+    """A SQLite corruption message gets what to do appended (shipyard never starts a new history over it)."""
+    path = sqlite_path(url) if url is not None else None
+    if path is not None and any(word in message for word in _CORRUPT):
+        return (f"{message}: {path} is damaged or is not shipyard's; restore it from a backup, or move it "
+                "aside (with its -wal and -shm files) to start an empty history")
+    return message
+
+
 def mask_url(url: str | URL) -> str:
     """The URL as it may be shown to people and written to logs: any password replaced by ***."""
     if isinstance(url, URL):
@@ -72,7 +111,7 @@ def store_errors(action: str, url: URL | None) -> Iterator[None]:
         yield
     except (SQLAlchemyError, OSError) as err:
         where = f" {mask_url(url)}" if url is not None else ""
-        raise StoreError(scrub(f"{action}{where}: {first_line(err)}", url)) from err
+        raise StoreError(scrub(with_hint(f"{action}{where}: {first_line(err)}", url), url)) from err
 
 
 def is_sqlite(url: URL) -> bool:

@@ -117,7 +117,9 @@ def update_deployment(
     """Change a deployment; a state change must be allowed by the domain rules (else InvalidTransition).
 
     Entering in_progress stamps `started_at` and entering a terminal state stamps `finished_at`, unless the
-    caller gives them, so history never shows a finished run without an end time.
+    caller gives them, so history never shows a finished run without an end time. Each is stamped once: a
+    succeeded run rolled back later keeps the time it ended (its duration in history and reports stays
+    true); the rollback has its own record and times.
     """
     row = session.get(Deployment, deployment_id, with_for_update=True, populate_existing=True)
     if row is None:
@@ -128,7 +130,7 @@ def update_deployment(
         row.state = target.value
         if target is DeployState.IN_PROGRESS and row.started_at is None and isinstance(started_at, _Unset):
             row.started_at = now
-        if target.terminal and isinstance(finished_at, _Unset):
+        if target.terminal and isinstance(finished_at, _Unset) and row.finished_at is None:
             row.finished_at = now
     if not isinstance(reason, _Unset):
         row.reason = clean_text(reason)
@@ -215,3 +217,12 @@ def find_unfinished(
     if env is not None:
         stmt = stmt.where(Deployment.env == env)
     return list(session.scalars(stmt))
+
+
+def ref_of(session: Session, service: str, env: str, revision: str) -> str | None:
+    """The ref (branch, tag) the newest deployment of `revision` in (service, env) was asked for, if any."""
+    stmt = (select(Deployment.ref)
+            .where(Deployment.service == service, Deployment.env == env, Deployment.revision == revision,
+                   Deployment.kind == "deploy")
+            .order_by(Deployment.created_at.desc(), Deployment.id.desc()).limit(1))
+    return session.scalars(stmt).first()

@@ -18,7 +18,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, inspect, text
 
 from shipyard.errors import StoreError
 from shipyard.store.db import mask_url, sqlite_path
@@ -47,22 +47,42 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
-def upgrade(engine: Engine) -> None:
-    """Run `upgrade head` once, however many processes try at the same moment."""
+def upgrade(engine: Engine, *, existing: Path | None = None) -> None:
+    """Run `upgrade head` once, however many processes try at the same moment.
+
+    `existing`: the SQLite file was there before this open, so it must hold a shipyard schema (checked
+    under the lock: a concurrent first open may still be creating it). An empty one is refused."""
     cfg = alembic_config()
-    with _file_lock(engine), engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_LOCK_KEY})
-        known = ScriptDirectory.from_config(cfg)
-        found = MigrationContext.configure(conn).get_current_revision()
-        if found is not None and found not in {rev.revision for rev in known.walk_revisions()}:
-            raise StoreError(f"state database {mask_url(engine.url)} is at schema {found!r}, which this "
-                             "version of shipyard does not know; upgrade shipyard")
-        cfg.attributes["connection"] = conn
-        try:
-            command.upgrade(cfg, "head")
-        except CommandError as err:
-            raise StoreError(f"cannot migrate state database {mask_url(engine.url)}: {err}") from None
+    with _file_lock(engine):
+        if existing is not None and existing.stat().st_size == 0:
+            raise StoreError(_refuse(existing, "is empty (0 bytes)"))
+        with engine.begin() as conn:
+            _upgrade(conn, cfg, engine, existing)
+
+
+def _refuse(path: Path, what: str) -> str:
+    return (f"state database {path} {what}: shipyard will not start a new history over it; restore it from a "
+            f"backup, or remove it (with its -wal and -shm files) to start an empty one")
+
+
+def _upgrade(conn: Connection, cfg: Config, engine: Engine, existing: Path | None) -> None:
+    """Inside the upgrade lock and transaction: refuse what must not be migrated, then upgrade to head."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_LOCK_KEY})
+    known = ScriptDirectory.from_config(cfg)
+    found = MigrationContext.configure(conn).get_current_revision()
+    if found is None and existing is not None:
+        tables = inspect(conn).get_table_names()
+        raise StoreError(_refuse(existing, f"holds no shipyard schema ({len(tables)} other tables)" if tables
+                                 else "holds no shipyard schema (no tables)"))
+    if found is not None and found not in {rev.revision for rev in known.walk_revisions()}:
+        raise StoreError(f"state database {mask_url(engine.url)} is at schema {found!r}, which this "
+                         "version of shipyard does not know; upgrade shipyard")
+    cfg.attributes["connection"] = conn
+    try:
+        command.upgrade(cfg, "head")
+    except CommandError as err:
+        raise StoreError(f"cannot migrate state database {mask_url(engine.url)}: {err}") from None
 
 
 @contextlib.contextmanager

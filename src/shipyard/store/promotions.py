@@ -18,8 +18,9 @@ from shipyard.store.models import EnvFreeze, Promotion, PromotionRepo
 from shipyard.store.sql import clean_text, utcnow
 
 KINDS: Final = frozenset({"promote", "hotfix", "rollback"})
-STATES: Final = frozenset({"planned", "pushed", "partial", "compensated", "failed", "completed"})
-TERMINAL: Final = frozenset({"compensated", "failed", "completed"})
+STATES: Final = frozenset({"planned", "pushed", "partial", "compensated", "failed", "completed", "abandoned"})
+TERMINAL: Final = frozenset({"compensated", "failed", "completed", "abandoned"})
+UNFINISHED: Final = STATES - TERMINAL           # planned, pushed, partial: `promote --resume` may finish them
 
 
 def create_promotion(session: Session, *, promotion_id: str, kind: str, source_env: str | None,
@@ -96,6 +97,13 @@ def list_promotions(session: Session, *, env: str | None = None, limit: int | No
         stmt = stmt.where(Promotion.target_env == env)
     if limit is not None:
         stmt = stmt.limit(limit)
+    return list(session.scalars(stmt))
+
+
+def unfinished_promotions(session: Session, *, target_env: str) -> list[Promotion]:
+    """Promotions into `target_env` that neither finished nor were given up, oldest first."""
+    stmt = (select(Promotion).where(Promotion.target_env == target_env, Promotion.state.in_(sorted(UNFINISHED)))
+            .order_by(Promotion.created_at, Promotion.id))
     return list(session.scalars(stmt))
 
 

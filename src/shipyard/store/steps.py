@@ -20,7 +20,7 @@ from shipyard.store.sql import cap_text, utcnow
 
 OUTPUT_LIMIT: Final = 256 * 1024  # bytes of hook output kept per step (the tail)
 ERROR_LIMIT: Final = 16 * 1024
-PHASES: Final = ("deploy", "rollback")
+PHASES: Final = ("deploy", "rollback", "finish")   # finish: on_failure/cleanup hooks of a run that did not roll back
 FINISHED: Final = frozenset({StepState.SUCCEEDED, StepState.FAILED, StepState.SKIPPED})
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from shipyard.domain.launch import fill_argv
 from shipyard.domain.types import Instance
 
 
@@ -21,6 +22,10 @@ class LaunchSpec:
     argv: list[str]
     environ: dict[str, str]
     stop_timeout: float
+
+    def argv_for(self, port: int) -> list[str]:
+        """argv with `{port}`, `$PORT` and `${PORT}` filled in: the target picks the port, so it fills them."""
+        return fill_argv(self.argv, {"port": str(port)})
 
 
 class Target(Protocol):

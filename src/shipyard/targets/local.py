@@ -21,7 +21,9 @@ def free_port() -> int:
 def to_instance(rec: dict[str, Any]) -> Instance:
     return Instance(id=rec["id"], service=rec["service"], env=rec["env"], revision=rec["revision"],
                     address=rec["address"], state=rec.get("state", "running"), pid=rec.get("pid"),
-                    deployment=rec.get("deployment"), labels=dict(rec.get("labels") or {}))
+                    deployment=rec.get("deployment"), labels=dict(rec.get("labels") or {}),
+                    exit_code=rec.get("exit_code"), signal=rec.get("signal"), restarts=int(rec.get("restarts") or 0),
+                    log_path=rec.get("log_path"))
 
 
 class LocalTarget:
@@ -35,7 +37,7 @@ class LocalTarget:
             port = free_port()
             rec = await self.agent.start_instance(
                 service=spec.service, env=spec.env, revision=spec.revision, deployment=spec.deployment,
-                cwd=str(spec.cwd), argv=[a.replace("{port}", str(port)) for a in spec.argv],
+                cwd=str(spec.cwd), argv=spec.argv_for(port),
                 environ=spec.environ, port=port, stop_timeout=spec.stop_timeout)
             return to_instance(rec)
         return list(await asyncio.gather(*(one() for _ in range(count))))

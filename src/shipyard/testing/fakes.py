@@ -59,6 +59,12 @@ class FakeTarget:
         inst = self.running[instance_id]
         self.running[instance_id] = replace(inst, state="exited")
 
+    def crash(self, instance_id: str, exit_code: int) -> None:
+        """Simulate an instance whose process exited with `exit_code` and waits for its restart (backoff)."""
+        inst = self.running[instance_id]
+        self.running[instance_id] = replace(inst, state="backoff", exit_code=exit_code, restarts=inst.restarts,
+                                            log_path=f"/logs/{instance_id}.log")
+
 
 @dataclass
 class FakeRouter:
@@ -66,9 +72,11 @@ class FakeRouter:
     history: list[list[WeightedBackend]] = field(default_factory=list)
     drained: list[str] = field(default_factory=list)
     ensured: bool = False
+    listen: str | None = None            # what ensure() reports as the front address
 
-    async def ensure(self) -> None:
+    async def ensure(self) -> str | None:
         self.ensured = True
+        return self.listen
 
     async def set_backends(self, backends: list[WeightedBackend]) -> None:
         self.current = list(backends)
