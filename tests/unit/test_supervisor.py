@@ -18,7 +18,7 @@ import pytest
 from shipyard.agent import procs
 from shipyard.agent.errors import AgentRequestError, NotFoundError
 from shipyard.agent.spec import Backoff, InstanceSpec, build_env
-from shipyard.agent.state import AgentState, InstanceRecord, RouterRecord, StateFile
+from shipyard.agent.state import AgentState, InstanceRecord, StateFile
 from shipyard.agent.supervisor import Supervisor
 
 DEADLINE = 20.0
@@ -71,11 +71,13 @@ def test_state_file_round_trip_is_private_and_survives_corruption(tmp_path: Path
     assert sf.load() == AgentState()
     rec = InstanceRecord(id="i", service="s", env="e", revision="r", cwd="/", argv=["a"], port=1,
                          log_path="l", environ={"SECRET": "v"}, pid=5, pid_start=7, expires_at=1.5)
-    router = RouterRecord(service="s", env="e", listen="127.0.0.1:1",
-                          backends=[{"address": "127.0.0.1:2", "weight": 1, "revision": "r", "instance": "i"}])
-    sf.save(AgentState(instances=[rec], routers=[router]))
+    # Routers of a version that ran them inside the agent are carried as they were, for the router
+    # processes to take over (proxy.table); the agent itself no longer keeps any.
+    legacy = {"service": "s", "env": "e", "listen": "127.0.0.1:1",
+              "backends": [{"address": "127.0.0.1:2", "weight": 1, "revision": "r", "instance": "i"}]}
+    sf.save(AgentState(instances=[rec], legacy_routers=[legacy]))
     assert stat.S_IMODE(sf.path.stat().st_mode) == 0o600
-    assert sf.load() == AgentState(instances=[rec], routers=[router])
+    assert sf.load() == AgentState(instances=[rec], legacy_routers=[legacy])
     assert "environ" not in rec.public() and rec.public()["address"] == "127.0.0.1:1"
     assert sorted(tmp_path.iterdir()) == sorted([sf.path, sf.key_path])  # no temp file left behind
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shipyard.agent import logpipe, procs
+from shipyard.agent import logpipe, procs, pruning
 from shipyard.agent.errors import AgentRequestError, ConflictError, NotFoundError
 from shipyard.agent.spec import Backoff, InstanceSpec, build_env, new_instance_id, take_redact
 from shipyard.agent.state import BACKOFF, EXITED, LIVE, RUNNING, STOPPED, STOPPING, TERMINAL, InstanceRecord
@@ -57,10 +57,12 @@ class Supervisor:
     """All instances of one agent. Call from the event loop thread only."""
 
     def __init__(self, logs_dir: Path, *, on_change: Callable[[], None] | None = None,
-                 backoff: Backoff | None = None, retention: float = 3600.0) -> None:
+                 backoff: Backoff | None = None, retention: float = pruning.MAX_AGE,
+                 keep_stopped: int = pruning.KEEP_PER_ENV) -> None:
         self.logs_dir = logs_dir
         self.backoff = backoff or Backoff()
-        self.retention = retention          # how long stopped instances stay listed
+        self.retention = retention          # how long stopped instances stay listed (with their logs)
+        self.keep_stopped = keep_stopped    # and how many per (service, env) at most
         self._on_change = on_change or (lambda: None)
         self._recs: dict[str, InstanceRecord] = {}
         self._rt: dict[str, _Runtime] = {}
@@ -85,7 +87,19 @@ class Supervisor:
 
     # ---- start ---------------------------------------------------------------------------------
     async def start(self, spec: InstanceSpec) -> InstanceRecord:
-        """Start a new instance; a bad argv or cwd is reported to the caller, not retried."""
+        """Start a new instance; a bad argv or cwd is reported to the caller, not retried.
+
+        Idempotent under a caller-chosen `spec.id`: asking again (a retry after the agent died mid-call)
+        returns the instance already started instead of a second one. The record is persisted before
+        the process exists, so an agent killed at any point leaves either no trace of the call or a
+        record the next agent adopts (or starts); never an app nobody supervises.
+        """
+        if spec.id is not None and spec.id in self._recs:
+            rec = self._recs[spec.id]
+            if (rec.service, rec.env, rec.revision) != (spec.service, spec.env, spec.revision):
+                raise ConflictError(f"instance id {spec.id!r} is already used by {rec.service}/{rec.env} "
+                                    f"{rec.revision[:8]}")
+            return rec
         if not spec.argv or not all(isinstance(a, str) for a in spec.argv):
             raise AgentRequestError("argv must be a non-empty list of strings")
         used = {r.port for r in self._recs.values() if r.state not in TERMINAL}
@@ -93,7 +107,7 @@ class Supervisor:
             # Refused now with a clear reason, instead of a crash loop the caller would have to decode.
             raise ConflictError(f"port {spec.port} is already in use on 127.0.0.1")
         port = spec.port if spec.port is not None else procs.free_port(exclude=used)
-        iid = new_instance_id(spec.service, spec.env, spec.revision)
+        iid = spec.id or new_instance_id(spec.service, spec.env, spec.revision)
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         environ = dict(spec.environ)
         redact = [*spec.redact, *take_redact(environ)]
@@ -103,11 +117,14 @@ class Supervisor:
             deployment=spec.deployment, environ=environ, stop_timeout=spec.stop_timeout,
             labels=dict(spec.labels), restart=spec.restart, redact=redact)
         rt = _Runtime()
+        self._recs[iid], self._rt[iid] = rec, rt
+        self._changed()
         try:
             self._spawn(rec, rt)
         except (OSError, ValueError) as exc:
+            del self._recs[iid], self._rt[iid]
+            self._changed()
             raise AgentRequestError(f"cannot start {spec.argv[0]!r} in {spec.cwd!r}: {exc}") from exc
-        self._recs[iid], self._rt[iid] = rec, rt
         self._changed()
         return rec
 
@@ -332,6 +349,8 @@ class Supervisor:
             self._recs[rec.id], self._rt[rec.id] = rec, rt
             if rec.state in TERMINAL:
                 continue
+            if rec.pid is None:     # the last agent died between recording the start and the pid
+                rec.pid, rec.pid_start = procs.find_instance(rec.id) or (None, None)
             adopted = rec.pid is not None and self._watch(rec, rt, verify=True)
             if adopted:
                 log.info("adopted %s (pid %s)", rec.id, rec.pid)
@@ -349,6 +368,8 @@ class Supervisor:
                 rec.state = BACKOFF
                 self._restart(rec.id)
             self._arm_expiry(rec, rt)
+        for path in pruning.orphan_logs(self.logs_dir, set(self._recs), self.retention):
+            pruning.remove_log(str(path))
         self._changed()
 
     async def stop_all(self) -> None:
@@ -366,11 +387,17 @@ class Supervisor:
         for task in list(self._tasks):
             task.cancel()
 
+    def prune(self) -> bool:
+        """Forget stopped/exited instances past their retention (time or count), with their logs."""
+        drop = pruning.expired(self._recs.values(), time.time(), self.retention, self.keep_stopped)
+        for iid in drop:
+            rec = self._recs.pop(iid)
+            self._rt.pop(iid, None)
+            pruning.remove_log(rec.log_path)
+        return bool(drop)
+
     def _changed(self) -> None:
-        cutoff = time.time() - self.retention
-        for iid in [i for i, r in self._recs.items()
-                    if r.state in TERMINAL and r.stopped_at is not None and r.stopped_at < cutoff]:
-            del self._recs[iid], self._rt[iid]
+        self.prune()
         self._on_change()
 
 

@@ -56,7 +56,7 @@ async def _one(project: Project, agent: Any, service: str, env: str) -> dict[str
     if agent is None:
         return row
     instances = await agent.list_instances(service=service, env=env)
-    stats = await BuiltinRouter(agent, service, env, s.listen).stats()
+    stats = await BuiltinRouter(agent.router, service, env, s.listen).stats()
     weights = {b["address"]: int(b["weight"]) for b in stats.get("backends", [])}
     total = sum(weights.values()) or 1
     live = [i for i in instances if i.get("state") not in ("stopped", "exited")]

@@ -1,25 +1,29 @@
-"""The built-in router, served by the local host agent (one listener per service/env)."""
+"""The built-in router: one listener per (service, env) in the router processes of the local host.
+
+Talks to the routers' own admin socket (shipyard.proxy.RouterClient), not through the agent, so traffic
+stays controllable while the agent restarts. Every call here is idempotent, which is what lets the
+client re-send one that a dying router dropped.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from shipyard.agent.client import AgentClient
-from shipyard.agent.errors import NotFoundError
+from shipyard.proxy import RouterClient, RouterNotFound
 from shipyard.routers.base import WeightedBackend
 
 
 class BuiltinRouter:
-    def __init__(self, agent: AgentClient, service: str, env: str, listen: str,
+    def __init__(self, client: RouterClient, service: str, env: str, listen: str,
                  options: dict[str, Any] | None = None) -> None:
-        self.agent, self.service, self.env, self.listen = agent, service, env, listen
+        self.client, self.service, self.env, self.listen = client, service, env, listen
         self.options = options
 
     async def ensure(self) -> None:
-        await self.agent.ensure_router(self.service, self.env, self.listen, self.options)
+        await self.client.ensure_router(self.service, self.env, self.listen, self.options)
 
     async def set_backends(self, backends: list[WeightedBackend]) -> None:
-        await self.agent.set_backends(self.service, self.env, [b.__dict__ for b in backends])
+        await self.client.set_backends(self.service, self.env, [b.__dict__ for b in backends])
 
     async def backends(self) -> list[WeightedBackend]:
         stats = await self.stats()
@@ -27,7 +31,7 @@ class BuiltinRouter:
                 for b in stats.get("backends", [])]
 
     async def drain(self, address: str, timeout: float, ws_timeout: float | None = None) -> int:
-        result = await self.agent.drain(self.service, self.env, address, timeout, ws_timeout)
+        result = await self.client.drain(self.service, self.env, address, timeout, ws_timeout)
         return int(result.get("remaining", 0))
 
     async def verify(self, backends: list[WeightedBackend]) -> bool | None:
@@ -36,6 +40,6 @@ class BuiltinRouter:
 
     async def stats(self) -> dict[str, Any]:
         try:
-            return await self.agent.router_stats(self.service, self.env)
-        except NotFoundError:         # no router yet: nothing was ever deployed here
+            return await self.client.router_stats(self.service, self.env)
+        except RouterNotFound:         # no router yet: nothing was ever deployed here
             return {"backends": []}
