@@ -119,7 +119,7 @@ def test_a_killed_agent_comes_back_by_itself(harness: Harness) -> None:
     status = agent_status(harness.state_dir)
     assert status is not None and status["pid"] == second
     assert harness.keeper()["agent"]["restarts"] == 1
-    assert "agent (pid %d) died" % first in (harness.state_dir / "keeper.log").read_text()
+    assert f"agent (pid {first}) died" in (harness.state_dir / "keeper.log").read_text()
 
 
 def test_stale_files_of_a_killed_agent_are_cleaned_up(harness: Harness) -> None:

@@ -57,6 +57,9 @@ else:
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def do_GET(self):
+        if self.path.startswith("/sleep/"):            # a long request, to be in flight on purpose
+            import time
+            time.sleep(float(self.path.split("/")[2]))
         body = json.dumps({"instance": os.environ.get("SHIPYARD_INSTANCE"), "pid": os.getpid(),
                            "revision": os.environ.get("SHIPYARD_REVISION"), "path": self.path}).encode()
         self.send_response(200)

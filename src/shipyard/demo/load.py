@@ -126,6 +126,7 @@ class Recorder:
         self.started_at = time.monotonic()
         self.ended_at: float | None = None
         self.offered_rps = offered_rps
+        self.in_flight = 0    # sent and not yet answered or failed (read by benchmarks at a crash)
 
     def _fail(self, now: float, reason: str) -> None:
         self.failed += 1
@@ -179,6 +180,7 @@ def check_arguments(rps: float, duration: float | None, can_stop: bool, keepaliv
 
 async def _request(session: aiohttp.ClientSession, url: str, rec: Recorder, headers: dict[str, str]) -> None:
     t0 = time.monotonic()
+    rec.in_flight += 1
     try:
         async with session.get(url, headers=headers, allow_redirects=False) as resp:
             await resp.read()
@@ -186,6 +188,8 @@ async def _request(session: aiohttp.ClientSession, url: str, rec: Recorder, head
     except Exception as exc:
         rec.error(classify_error(exc), str(exc)[:200])
         return
+    finally:
+        rec.in_flight -= 1
     rec.response(status, time.monotonic() - t0)
 
 
@@ -319,6 +323,11 @@ class LoadRunner:
     def snapshot(self) -> LoadResult:
         """Counts so far, without stopping (safe from the caller's thread)."""
         return self._recorder.snapshot()
+
+    @property
+    def in_flight(self) -> int:
+        """Requests sent and not finished right now."""
+        return self._recorder.in_flight
 
     @property
     def running(self) -> bool:
