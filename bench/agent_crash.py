@@ -4,8 +4,9 @@ Real parts throughout: the demo's example API (3 instances) in git repos with ba
 the router processes and the agent, and an open-loop load generator (half keep-alive, half new
 connections) offering a fixed rate the whole time. The agent is killed 5 times (idle, and in the middle
 of deploys driven like the CLI drives them), then the active router process 5 times. A failed request
-is a non-2xx answer or a connection error; a prober opening a fresh connection every 10 ms measures
-how long connections were refused. After each kill exactly one revision must serve.
+is a non-2xx answer or a connection error, never retried by the client; a prober opening a fresh
+connection every 10 ms measures how long connections were refused. After each kill exactly one revision
+must serve.
 
     python bench/agent_crash.py [--rps 200] [--json]
 """
@@ -197,7 +198,9 @@ def main() -> int:
         bench = Bench(project, ws, base, port, log)
         log(f"v1: {bench.deploy().state}")
         bench.check_one_revision()
-        with LoadRunner(f"http://127.0.0.1:{port}/version", args.rps) as load:
+        # No client retries: a request caught in a crash counts as failed, even where a browser (or aiohttp
+        # by default) would have sent it again.
+        with LoadRunner(f"http://127.0.0.1:{port}/version", args.rps, client_retries=False) as load:
             prober = Prober(port)
             prober.start()
             time.sleep(1.0)

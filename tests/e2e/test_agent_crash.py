@@ -112,3 +112,15 @@ def test_status_with_the_agent_down_says_so_and_exits_1(new_workspace: Callable[
     started = assert_ok(e2e.cli("agent", "start", "--json")).json()
     assert started["recovered"] == []
     assert assert_ok(e2e.cli("status", "--json")).json()["agent"] is True
+
+    # `agent restart` (what an upgrade ends with) under load: a new router generation and a new agent,
+    # not one failed request, the same revision serving.
+    with LoadRunner(f"http://127.0.0.1:{e2e.api_port}/version", 40) as load:
+        wait_until(lambda: load.snapshot().succeeded >= 20, 30, "traffic through the router")
+        restarted = assert_ok(e2e.cli("agent", "restart", "--json")).json()
+        seen = load.snapshot().total
+        wait_until(lambda: load.snapshot().succeeded >= seen + 20, 30, "traffic after the restart")
+        result = load.stop()
+    assert result.failed == 0, f"{result.summary()}; {result.failures[:5]}"
+    assert restarted["agent_pid"] != started["pid"] and restarted["routers"]["new"] != restarted["routers"]["old"]
+    assert _serving_revisions(e2e) == {v1}

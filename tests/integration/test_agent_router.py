@@ -297,3 +297,29 @@ async def test_router_options_are_applied_persisted_and_validated(harness: Harne
             await routers.ensure_router("api", "dev", router["listen"], {"bogus": 1})
         status = await client.status()
     assert [r["options"]["connect_timeout"] for r in status["routers"]] == [1.5]
+
+
+async def test_a_new_keeper_adopts_the_routers_and_agent_of_a_dead_one(harness: Harness) -> None:
+    """SIGKILL the keeper: routers, agent and apps serve on; the next keeper (any shipyard command starts
+    one) is handed the running router's sockets, so later router crashes are covered again."""
+    agent = harness.ensure()
+    recs, listen = await _serve(harness, 1)
+    router = harness.active_router()
+    keeper = harness.keeper()["pid"]
+    os.kill(keeper, signal.SIGKILL)
+    wait_until(lambda: not procs.is_running(keeper), "the keeper to die")
+    assert (await _revisions(listen, 3)) == {recs[0]["revision"]: 3}       # no keeper needed to serve
+    await await_until(lambda: _exists(harness.state_dir / "router-handoff.sock"), "the router to wait for a keeper")
+
+    harness.ensure()
+    st = harness.keeper()
+    assert st["pid"] != keeper and st["agent"]["pid"] == agent
+    assert harness.active_router() == router and st["listeners"] == [listen]
+    os.kill(router, signal.SIGKILL)                          # the adopted sockets still outlive it
+    replaced = await await_until(lambda: _new_active(harness, router), "a new active router", timeout=5)
+    assert replaced != router
+    assert (await _revisions(listen, 3)) == {recs[0]["revision"]: 3}
+
+
+async def _exists(path: Any) -> bool:
+    return bool(path.exists())

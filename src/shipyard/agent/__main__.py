@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)     # one line per router status call otherwise
 
-    from shipyard.agent.runtime import serve
+    from shipyard.agent.process import serve
 
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:

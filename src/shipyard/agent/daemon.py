@@ -76,7 +76,7 @@ def ensure_agent(state_dir: Path, timeout: float = 10.0, config: Path | None = N
     if none runs; raises AgentError on failure. `config` is the project whose interrupted deploys the
     keeper recovers after an agent crash."""
     paths = AgentPaths(Path(state_dir).resolve())
-    if _serving(paths):
+    if _serving(paths) and keeper_pid(paths.state_dir) is not None:
         return
     try:
         paths.ensure_dirs()

@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shipyard.agent import logpipe, procs, pruning
+from shipyard.agent import logpipe, procs, pruning, spawn
 from shipyard.agent.errors import AgentRequestError, ConflictError, NotFoundError
-from shipyard.agent.spec import Backoff, InstanceSpec, build_env, new_instance_id, take_redact
+from shipyard.agent.spec import Backoff, InstanceSpec, new_instance_id, take_redact
 from shipyard.agent.state import BACKOFF, EXITED, LIVE, RUNNING, STOPPED, STOPPING, TERMINAL, InstanceRecord
 
 log = logging.getLogger(__name__)
@@ -134,41 +134,15 @@ class Supervisor:
                                + (f" (restart {rec.restarts})" if rec.restarts else "")))
             logf.flush()
             if rec.redact:
-                popen = self._spawn_piped(rec, rt)
+                popen, rt.logpipe = spawn.app_through_logpipe(rec, rt.logpipe)
             else:
-                popen = subprocess.Popen(
-                    rec.argv, cwd=rec.cwd, env=build_env(rec), stdin=subprocess.DEVNULL, stdout=logf,
-                    stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+                popen = spawn.app(rec, logf.fileno())
         rec.pid, rec.pid_start = popen.pid, procs.start_time(popen.pid)
         rec.state, rec.started_at, rec.next_restart_at = RUNNING, time.time(), None
         rec.exit_code = rec.signal = None
         rec.killed, rec.stopped_at = False, None
         rt.popen, rt.exited = popen, asyncio.Event()
         self._watch(rec, rt)
-
-    def _spawn_piped(self, rec: InstanceRecord, rt: _Runtime) -> subprocess.Popen[bytes]:
-        """App output -> pipe -> logpipe (masks rec.redact) -> the log; the agent keeps neither end."""
-        if rt.logpipe is not None:
-            rt.logpipe.poll()                  # reap the previous run's log process (it saw EOF)
-        read_end, write_end = os.pipe()
-        try:
-            rt.logpipe = subprocess.Popen(
-                logpipe.command(rec.log_path), env=logpipe.environment(rec.redact), stdin=read_end,
-                stdout=subprocess.DEVNULL, start_new_session=True, close_fds=True)
-            try:
-                return subprocess.Popen(
-                    rec.argv, cwd=rec.cwd, env=build_env(rec), stdin=subprocess.DEVNULL, stdout=write_end,
-                    stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
-            except BaseException:
-                os.close(write_end)            # EOF: the log process ends by itself; reap it
-                write_end = -1
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    rt.logpipe.wait(timeout=5)
-                raise
-        finally:
-            os.close(read_end)
-            if write_end >= 0:
-                os.close(write_end)
 
     def _watch(self, rec: InstanceRecord, rt: _Runtime, *, verify: bool = False) -> bool:
         """Arrange for `_on_exit` when rec.pid exits: pidfd where possible, else a slow poll.

@@ -203,11 +203,15 @@ async def run_load(
     timeout: float = 5.0,
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
     recorder: Recorder | None = None,
+    client_retries: bool = True,
 ) -> LoadResult:
     """Offer `rps` GET requests per second to `url` until `duration` passes or `stop` is set.
 
     Returns after the last request sent has finished or timed out (at most `timeout` later).
-    Pass a `recorder` to watch progress from elsewhere (LoadRunner.snapshot does).
+    Pass a `recorder` to watch progress from elsewhere (LoadRunner.snapshot does). aiohttp itself sends
+    an idempotent request again, once, when the server drops the connection before answering (as
+    browsers do on a reused connection); `client_retries=False` turns that off, so a request caught in
+    a crash counts as failed.
     """
     check_arguments(rps, duration, stop is not None, keepalive_share)
     rec = recorder if recorder is not None else Recorder(rps)
@@ -219,6 +223,9 @@ async def run_load(
     fresh = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=max_concurrency, force_close=True), timeout=client_timeout
     )
+    if not client_retries:
+        for session in (pooled, fresh):
+            session._retry_connection = False  # no public switch; aiohttp's own test client does this
     keep_headers: dict[str, str] = {}
     close_headers = {"Connection": "close"}
     inflight: set[asyncio.Task[None]] = set()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+from typing import Any
 
 BACKLOG = 1024
 
@@ -22,11 +23,26 @@ def split_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def bind_tcp(listen: str) -> tuple[socket.socket, str]:
-    """Bind and listen on `listen`; returns the socket and its real address (port 0 resolved)."""
+def _resolve(listen: str) -> tuple[int, int, int, Any]:
     host, port = split_listen(listen)
     family, kind, proto, _, addr = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM, 0,
                                                       socket.AI_PASSIVE)[0]
+    return family, kind, proto, addr
+
+
+def _shown(addr: Any) -> str:
+    host, port = addr[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def canonical(listen: str) -> str:
+    """The address `listen` binds to, as bound sockets are keyed ("localhost:80" -> "127.0.0.1:80")."""
+    return _shown(_resolve(listen)[3])
+
+
+def bind_tcp(listen: str) -> tuple[socket.socket, str]:
+    """Bind and listen on `listen`; returns the socket and its real address (port 0 resolved)."""
+    family, kind, proto, addr = _resolve(listen)
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -36,9 +52,7 @@ def bind_tcp(listen: str) -> tuple[socket.socket, str]:
     except BaseException:
         sock.close()
         raise
-    bound_host, bound_port = sock.getsockname()[:2]
-    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-    return sock, f"{shown}:{bound_port}"
+    return sock, _shown(sock.getsockname())
 
 
 class ListenerTable:
@@ -50,7 +64,10 @@ class ListenerTable:
 
     def get_or_bind(self, listen: str) -> tuple[socket.socket, str]:
         bound = self.aliases.get(listen) or (listen if listen in self.socks else None)
+        if bound is None and not listen.endswith(":0"):
+            bound = canonical(listen)          # the same address asked for by another name
         if bound is not None and bound in self.socks:
+            self.aliases[listen] = bound
             return self.socks[bound], bound
         sock, bound = bind_tcp(listen)
         self.socks[bound] = sock

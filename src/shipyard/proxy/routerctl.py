@@ -19,8 +19,8 @@ from shipyard.adminapi import NOT_SENT, Retry, raise_for_response
 from shipyard.errors import AgentError
 from shipyard.ipc import SocketName
 
-from . import keeperctl
 from .errors import RouterConflict, RouterNotFound, RouterRequestError, RouterUnavailableError
+from .keeperctl import keeper_pid
 from .paths import ProxyPaths
 
 _BASE_URL = "http://shipyard-router"
@@ -59,7 +59,7 @@ class RouterClient:
         self._name.close()
 
     async def _keeper_alive(self) -> bool:
-        return await asyncio.to_thread(keeperctl.keeper_pid, self.state_dir) is not None
+        return await asyncio.to_thread(keeper_pid, self.state_dir) is not None
 
     async def _call(self, method: str, path: str, *, json: Any = None, timeout: float | None = None) -> httpx.Response:
         budget = self.timeout if timeout is None else max(self.timeout, timeout + 15.0)
