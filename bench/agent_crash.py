@@ -180,6 +180,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rps", type=int, default=200, help="offered load for the whole run")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--client-retries", action="store_true",
+                    help="let the client re-send an idempotent request once when its connection drops (as "
+                         "browsers and aiohttp do by default); off by default, so every casualty counts")
     ap.add_argument("--keep", action="store_true", help="keep the workspace (for debugging)")
     args = ap.parse_args()
     log = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr))
@@ -198,13 +201,19 @@ def main() -> int:
         bench = Bench(project, ws, base, port, log)
         log(f"v1: {bench.deploy().state}")
         bench.check_one_revision()
-        # No client retries: a request caught in a crash counts as failed, even where a browser (or aiohttp
-        # by default) would have sent it again.
-        with LoadRunner(f"http://127.0.0.1:{port}/version", args.rps, client_retries=False) as load:
+        # By default no client retries: a request caught in a crash counts as failed, even where a browser
+        # (or aiohttp by default) would have sent it again. Such casualties are the requests in flight in
+        # the killed router, and those sent on keep-alive connections it held, before the client saw them
+        # close.
+        with LoadRunner(f"http://127.0.0.1:{port}/version", args.rps, client_retries=args.client_retries) as load:
             prober = Prober(port)
             prober.start()
             time.sleep(1.0)
+            start = load.snapshot()
+            time.sleep(10.0)                 # a baseline without kills, to read the numbers against
             before = load.snapshot()
+            log(f"baseline (no kill, 10 s): {before.total - start.total} requests, "
+                f"{before.failed - start.failed} failed")
             for i in range(KILLS):
                 (bench.kill_agent_mid_deploy if i % 2 == 1 else bench.kill_agent_idle)()
                 bench.check_one_revision()

@@ -11,6 +11,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -260,3 +261,21 @@ async def test_long_state_dir_path_works(harness: Harness) -> None:
         assert (await client.status())["state_dir"] == str(deep)
         rec = await harness.start_app(client)
         assert rec["state"] == "running"
+
+
+async def test_client_waits_for_an_agent_the_keeper_brings_back(harness: Harness) -> None:
+    """A call that finds the agent dead waits for the keeper to restart it (bounded) instead of failing
+    the deploy that made it; an agent stopped on purpose is reported at once."""
+    first = harness.ensure()
+    async with harness.client() as client:
+        os.kill(first, signal.SIGKILL)
+        st = await client.status()                     # no error: it waited for the new agent
+        assert st["pid"] != first
+        rec = await harness.start_app(client)          # and mutating calls work again
+        assert rec["state"] == "running"
+    stop_agent(harness.state_dir, stop_instances=False, timeout=DEADLINE)
+    async with harness.client() as client:
+        t0 = time.monotonic()
+        with pytest.raises(AgentUnavailableError):
+            await client.status()
+        assert time.monotonic() - t0 < 5.0

@@ -60,12 +60,16 @@ class Child:
 
 
 def spawn(role: str, argv: list[str], log_path: Path, *, pass_fds: tuple[int, ...] = (),
-          env: dict[str, str] | None = None) -> Child:
+          env: dict[str, str] | None = None, nice: int = 0) -> Child:
     """Start a child in its own session (terminal signals and the keeper's group never reach it),
-    output appended to `log_path`. Every process the keeper starts comes through here."""
+    output appended to `log_path`. Every process the keeper starts comes through here.
+
+    `nice` lowers the priority of background work (recovery) so it never starves the routers of CPU
+    on a small host; it is inherited, so it is never used for the agent (its apps would inherit it)."""
     with open(log_path, "ab") as logf:
         popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
-                                 start_new_session=True, close_fds=True, pass_fds=pass_fds, env=env)
+                                 start_new_session=True, close_fds=True, pass_fds=pass_fds, env=env,
+                                 preexec_fn=(lambda: os.nice(nice)) if nice else None)
     return Child(role=role, pid=popen.pid, popen=popen)
 
 

@@ -27,7 +27,7 @@ import time
 from typing import Any
 
 import shipyard
-from shipyard.ipc import bind_unix, pidfile_holder
+from shipyard.ipc import SocketName, bind_unix, pidfile_holder
 
 from . import children
 from .channel import Channel, ChannelClosed, Message, pair
@@ -38,6 +38,7 @@ from .paths import ProxyPaths
 log = logging.getLogger("shipyard.keeper")
 
 HANDOVER_TIMEOUT = 30.0     # a new generation must be serving by then, or the old one stays
+STANDBY_DELAY = 1.0         # seconds after a takeover before the next standby is started
 
 
 class Keeper:
@@ -56,6 +57,7 @@ class Keeper:
         self.recover: Child | None = None
         self.generation = 0
         self.go_next = False        # the next router to say hello takes over at once (none is active)
+        self.spare_timer: asyncio.TimerHandle | None = None
         self.stopping = False
         self.started_at = time.time()
         self.done: asyncio.Event = asyncio.Event()
@@ -86,18 +88,22 @@ class Keeper:
         if not self.paths.handoff.exists():
             return None
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        conn.setblocking(True)
         conn.settimeout(5.0)
+        name = SocketName(self.paths.handoff)
         try:
-            conn.connect(str(self.paths.handoff))
+            conn.connect(name.name)
             data, fds, _, _ = socket.recv_fds(conn, 65536, 64, socket.MSG_CMSG_CLOEXEC)
             msg = json.loads(data)
+            if not fds or not isinstance(msg, dict):
+                raise ValueError("no sockets in the handoff")
         except (OSError, ValueError) as exc:
             conn.close()
             log.warning("no router to adopt at %s (%s)", self.paths.handoff, exc)
             with contextlib.suppress(FileNotFoundError):
                 self.paths.handoff.unlink()
             return None
+        finally:
+            name.close()
         self.admin = socket.socket(fileno=fds[0])
         for listen, fd in zip(msg.get("listens", []), fds[1:], strict=False):
             self.listeners.adopt(listen, socket.socket(fileno=fd))
@@ -166,8 +172,7 @@ class Keeper:
         elif op == "serving":
             child.state = "active"
             _resolve(child.serving)
-            if not self._by_state("standby", "starting") and not self.stopping:
-                self._spawn_router()
+            self._want_spare()
         elif op == "listener":
             self._lend(child, msg)
         elif op == "release":
@@ -206,11 +211,19 @@ class Keeper:
                 self._go(standby, None)
             else:
                 self.go_next = True
-        if not self._by_state("standby", "starting"):
-            delay = self.router_backoff.next_delay(time.monotonic() - child.started)
-            asyncio.get_running_loop().call_later(delay, self._respawn_router)
+        delay = self.router_backoff.next_delay(time.monotonic() - child.started)
+        # A spare waits a moment when someone serves: its interpreter start would compete for CPU with
+        # the generation that just took over and is working through the backlog.
+        self._want_spare(delay if self.go_next else max(delay, STANDBY_DELAY))
+
+    def _want_spare(self, delay: float = 0.0) -> None:
+        """Make sure a router is starting or standing by (after `delay`)."""
+        if self.stopping or self.spare_timer is not None or self._by_state("standby", "starting"):
+            return
+        self.spare_timer = asyncio.get_running_loop().call_later(delay, self._respawn_router)
 
     def _respawn_router(self) -> None:
+        self.spare_timer = None
         if not self.stopping and not self._by_state("standby", "starting"):
             self._spawn_router()
 
@@ -274,7 +287,7 @@ class Keeper:
         if self.recover_argv and (self.recover is None or not self.recover.alive) and not self.stopping:
             # Runs whose owner died with the agent are finished or rolled back before anyone builds on a
             # half-moved split (a run whose owner is alive is left to it: the lease says so).
-            self.recover = children.spawn("recover", self.recover_argv, self.paths.keeper_log)
+            self.recover = children.spawn("recover", self.recover_argv, self.paths.keeper_log, nice=10)
             children.watch(self.recover, self._on_exit)
             log.info("running recovery (pid %d): %s", self.recover.pid, " ".join(self.recover_argv))
 
