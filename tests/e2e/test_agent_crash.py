@@ -124,3 +124,19 @@ def test_status_with_the_agent_down_says_so_and_exits_1(new_workspace: Callable[
     assert result.failed == 0, f"{result.summary()}; {result.failures[:5]}"
     assert restarted["agent_pid"] != started["pid"] and restarted["routers"]["new"] != restarted["routers"]["old"]
     assert _serving_revisions(e2e) == {v1}
+
+
+def test_agent_start_recovers_a_dead_run_before_returning(new_workspace: Callable[[], E2E]) -> None:
+    """The advice of every "agent not running" message is `shipyard agent start`: it must never leave a
+    half-moved split serving, so it recovers runs whose owner died before it returns."""
+    e2e = new_workspace()
+    v1 = assert_ok(e2e.deploy("api", "--json")).json()["revision"]
+    commit_version(e2e.ws, "api", "2.0.0")
+    killed_cli = e2e.cli("deploy", "api", "--env", "stg", "--json", SHIPYARD_FAILPOINT="after-step:5")
+    assert killed_cli.returncode == -signal.SIGKILL, str(killed_cli)
+    dead = e2e.deployments()[0]
+    assert dead["state"] == "in_progress"
+    started = assert_ok(e2e.cli("agent", "start", "--json")).json()
+    assert [(r["id"], r["state"]) for r in started["recovered"]] == [(dead["id"], "rolled_back")]
+    assert _serving_revisions(e2e) == {v1}
+    assert get_version(e2e.api_port)["version"] == "1.0.0"
