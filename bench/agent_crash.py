@@ -163,7 +163,17 @@ class Bench:
         self.wait_agent(old)
         time.sleep(1.0)
 
+    def standby_ready(self, timeout: float = 30.0) -> None:
+        """Kill in the steady state: the keeper starts a warm standby a few seconds after a takeover."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            st = keeper_status(self.state_dir) or {}
+            if any(r["state"] == "standby" for r in st.get("routers", [])):
+                return
+            time.sleep(0.05)
+
     def kill_router(self, load: LoadRunner) -> int:
+        self.standby_ready()
         old = self.active_router()
         in_flight = load.in_flight
         os.kill(old, signal.SIGKILL)

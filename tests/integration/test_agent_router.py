@@ -202,6 +202,7 @@ async def test_killed_router_is_replaced_within_a_second_and_only_in_flight_requ
     async with harness.client() as client:
         await client.router.ensure_router("api", "dev", listen, {"connect_timeout": 2.5})
     victim = harness.active_router()
+    harness.standby_ready()                  # the steady state: a warm standby waits to take over
     prober = Prober(listen).start()
     async with httpx.AsyncClient(timeout=20) as http:
         slow = [asyncio.create_task(http.get(f"http://{listen}/sleep/5", headers={"Connection": "close"}))
@@ -317,6 +318,7 @@ async def test_a_new_keeper_adopts_the_routers_and_agent_of_a_dead_one(harness: 
     st = harness.keeper()
     assert st["pid"] != keeper and st["agent"]["pid"] == agent
     assert harness.active_router() == router and st["listeners"] == [listen]
+    harness.standby_ready()
     os.kill(router, signal.SIGKILL)                          # the adopted sockets still outlive it
     replaced = await await_until(lambda: _new_active(harness, router), "a new active router", timeout=5)
     assert replaced != router

@@ -165,6 +165,13 @@ class Harness:
             return next((r["pid"] for r in (st or {}).get("routers", []) if r["state"] == "active"), None)
         return wait_until(active, "an active router process")
 
+    def standby_ready(self) -> int:
+        """Wait for the warm standby router (started a few seconds after a router takes over)."""
+        def standby() -> int | None:
+            st = keeper_status(self.state_dir)
+            return next((r["pid"] for r in (st or {}).get("routers", []) if r["state"] == "standby"), None)
+        return wait_until(standby, "a standby router process")
+
     def new_agent(self, old: int) -> int:
         """Wait for the keeper to bring back an agent other than `old`; its pid."""
         def other() -> int | None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from shipyard.adminapi import errors_middleware, field_num, field_str, read_body
+from shipyard.adminweb import errors_middleware, field_num, field_str, read_body
 from shipyard.agent.errors import AgentRequestError
 from shipyard.agent.runtime import Agent
 from shipyard.agent.spec import InstanceSpec, valid_instance_id

@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 import shipyard
-from shipyard.adminapi import errors_middleware, field_num, field_str, read_body
+from shipyard.adminweb import errors_middleware, field_num, field_str, read_body
 
 from .metrics import render_prometheus
 from .registry import RouterRegistry

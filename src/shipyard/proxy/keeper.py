@@ -39,6 +39,7 @@ log = logging.getLogger("shipyard.keeper")
 
 HANDOVER_TIMEOUT = 30.0     # a new generation must be serving by then, or the old one stays
 STANDBY_DELAY = 1.0         # seconds after a takeover before the next standby is started
+SPARE_DELAY = 10.0          # ... and after a start or handover: it would compete with what starts then
 
 
 class Keeper:
@@ -172,7 +173,7 @@ class Keeper:
         elif op == "serving":
             child.state = "active"
             _resolve(child.serving)
-            self._want_spare()
+            self._want_spare(SPARE_DELAY)
         elif op == "listener":
             self._lend(child, msg)
         elif op == "release":
