@@ -85,9 +85,9 @@ def test_concurrent_ensure_agent_starts_one(harness: Harness) -> None:
     assert {"version", "started_at"} <= status.keys()
     assert status["event_loop"] == "uvloop"
 
-    sock = harness.paths.sock
-    assert stat.S_ISSOCK(sock.stat().st_mode)
-    assert stat.S_IMODE(sock.stat().st_mode) == 0o600
+    for sock in (harness.paths.sock, harness.state_dir / "router.sock", harness.state_dir / "keeper.sock"):
+        assert stat.S_ISSOCK(sock.stat().st_mode)
+        assert stat.S_IMODE(sock.stat().st_mode) == 0o600, sock      # admin sockets: private, never TCP
     assert stat.S_IMODE(harness.state_dir.stat().st_mode) == 0o700
 
 
@@ -229,8 +229,13 @@ async def test_agent_restart_keeps_instances_and_routers(harness: Harness) -> No
         rec = await harness.start_app(client)
         listen = (await client.router.ensure_router("api", "dev", "127.0.0.1:0"))["listen"]
         await client.router.set_backends("api", "dev", [{"address": rec["address"], "weight": 1}])
+    keeper = harness.keeper()
     answer = restart_agent(harness.state_dir, timeout=DEADLINE * 2)
     assert answer["routers"]["old"] == router and answer["routers"]["new"] != router
+    # The keeper re-executed itself: same pid (what systemd tracks), a new image that adopted the rest.
+    again = harness.keeper()
+    assert again["pid"] == keeper["pid"] == answer["keeper_pid"] and again["started_at"] > keeper["started_at"]
+    assert again["listeners"] == [listen] and again["agent"]["pid"] is not None
     second = harness.new_agent(first)
     wait_until(lambda: not procs.is_running(router), "the old router generation to exit")
     assert harness.active_router() == answer["routers"]["new"]
@@ -240,6 +245,11 @@ async def test_agent_restart_keeps_instances_and_routers(harness: Harness) -> No
         assert (await client.status())["pid"] == second
     assert await http_get(listen) is not None
     assert harness.keeper()["agent"]["restarts"] == 0       # a restart on request is not a crash
+    new_router = harness.active_router()                     # the sockets came back to the new image:
+    harness.standby_ready()                                  # a router crash is still covered
+    os.kill(new_router, signal.SIGKILL)
+    wait_until(lambda: harness.active_router() != new_router, "the standby to take over")
+    assert await http_get(listen) is not None
 
 
 def test_stop_agent_when_agent_does_not_answer_raises(harness: Harness) -> None:

@@ -27,7 +27,7 @@ from shipyard.agent.errors import AgentRequestError
 from shipyard.agent.paths import AgentPaths, SocketName
 from shipyard.agent.state import LIVE, StateFile
 from shipyard.errors import AgentError
-from shipyard.proxy import ensure_keeper, keeper_pid, keeper_request, stop_keeper
+from shipyard.proxy import ensure_keeper, keeper_pid, keeper_request, keeper_status, stop_keeper
 
 _POLL = 0.05
 _BASE_URL = "http://shipyard-agent"
@@ -151,16 +151,20 @@ def _wait_gone(paths: AgentPaths, pid: int | None, timeout: float) -> None:
 
 def restart_agent(state_dir: Path, timeout: float = 120.0) -> dict[str, Any]:
     """`shipyard agent restart`: a new router generation takes over the sockets (zero failed requests),
-    and the agent is restarted leaving its instances running; both then run the installed code."""
+    the agent is restarted leaving its instances running, then the keeper re-executes itself (same pid)
+    and adopts them; all three then run the installed code."""
     paths = AgentPaths(Path(state_dir).resolve())
-    ensure_keeper(paths.state_dir)
-    answer = keeper_request(paths.state_dir, "restart", timeout=timeout) or {}
+    before = ensure_keeper(paths.state_dir)
+    answer = keeper_request(paths.state_dir, "restart", timeout=timeout, keeper=True) or {}
     deadline = time.monotonic() + timeout
-    while not _serving(paths):
+    while True:
+        with contextlib.suppress(AgentError):
+            now = keeper_status(paths.state_dir)
+            if now and now["started_at"] > before["started_at"] and _serving(paths):
+                return {**answer, "keeper_pid": now["pid"]}
         if time.monotonic() >= deadline:
-            raise AgentError(f"the agent did not come back within {timeout:g}s; see {paths.log}")
+            raise AgentError(f"the keeper and agent did not come back within {timeout:g}s; see {paths.log}")
         time.sleep(_POLL)
-    return answer
 
 
 async def ensure_agent_async(state_dir: Path, timeout: float = 10.0) -> None:

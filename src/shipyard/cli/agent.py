@@ -63,18 +63,19 @@ def stop(
 
 @app.command("restart")
 def restart(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
-    """Replace the router processes and the agent with ones running the installed code (e.g. after an
-    upgrade of shipyard): no request fails, instances keep running."""
+    """Replace the router processes, the agent and the keeper with ones running the installed code (e.g.
+    after an upgrade of shipyard): no request fails, instances keep running."""
     project = Project.load(config)
     ensure_agent(project.agent_dir, config=project.config_path)
     answer = restart_agent(project.agent_dir)
     st = agent_status(project.agent_dir) or {}
     if as_json:
-        render.print_json({"routers": answer.get("routers"), "agent_pid": st.get("pid")})
+        render.print_json({"routers": answer.get("routers"), "agent_pid": st.get("pid"),
+                           "keeper_pid": answer.get("keeper_pid")})
         return
     routers = answer.get("routers") or {}
     render.info(f"routers handed over to generation {routers.get('generation')} (pid {routers.get('new')}); "
-                f"agent restarted (pid {st.get('pid')})")
+                f"agent restarted (pid {st.get('pid')}); keeper re-executed (pid {answer.get('keeper_pid')})")
 
 
 def _describe(project: Project) -> dict[str, Any]:

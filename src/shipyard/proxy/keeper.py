@@ -39,12 +39,15 @@ log = logging.getLogger("shipyard.keeper")
 
 HANDOVER_TIMEOUT = 30.0     # a new generation must be serving by then, or the old one stays
 STANDBY_DELAY = 1.0         # seconds after a takeover before the next standby is started
+RESUME_WAIT = 5.0           # seconds a re-executed keeper waits for its router's handoff socket
 SPARE_DELAY = 10.0          # ... and after a start or handover: it would compete with what starts then
 
 
 class Keeper:
-    def __init__(self, paths: ProxyPaths, *, agent_module: str | None, recover_argv: list[str] | None) -> None:
+    def __init__(self, paths: ProxyPaths, *, agent_module: str | None, recover_argv: list[str] | None,
+                 resume: bool = False) -> None:
         self.paths = paths
+        self.resume = resume        # this process image replaced the previous keeper's (exec)
         self.agent_module = agent_module
         self.recover_argv = recover_argv
         self.listeners = ListenerTable()
@@ -68,6 +71,12 @@ class Keeper:
 
     # ---- start ---------------------------------------------------------------------------------
     async def start(self) -> None:
+        if self.resume:
+            # The previous image's channels closed at exec: the active router opens its handoff socket
+            # within milliseconds. Binding anew instead would find the ports taken by that router.
+            deadline = time.monotonic() + RESUME_WAIT
+            while not self.paths.handoff.exists() and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
         adopted = await self._adopt_router()
         if self.admin is None:
             self.admin = bind_unix(self.paths.router_sock, backlog=128)
@@ -278,6 +287,13 @@ class Keeper:
             log.info("agent (pid %d) exited on request: not restarting it", child.pid)
             self.agent_wanted = False
             return
+        other = pidfile_holder(self.paths.agent_pid)
+        if other and other != child.pid:      # it lost the lock to an agent already running: adopt that
+            self.agent = children.adopt("agent", other)
+            if self.agent is not None:
+                children.watch(self.agent, self._on_exit)
+                log.info("agent (pid %d) exited: another agent (pid %d) runs, adopted", child.pid, other)
+                return
         self.agent_restarts += 1
         delay = self.agent_backoff.next_delay(time.monotonic() - child.started)
         log.warning("agent (pid %d) died (%s): starting it again in %.1fs", child.pid, code, delay)
@@ -306,6 +322,11 @@ class Keeper:
         self.agent_restarting = True
         agent.signal(signal.SIGHUP)          # the agent's "exit, leave the instances for the next one"
         await agent.wait(60.0)
+        # Answer only once the new agent holds its lock: a keeper re-executed right after must find it.
+        deadline = time.monotonic() + 60.0
+        while time.monotonic() < deadline and self.agent is not None and self.agent.alive \
+                and pidfile_holder(self.paths.agent_pid) != self.agent.pid:
+            await asyncio.sleep(0.05)
 
     def agent_status(self) -> dict[str, Any]:
         a = self.agent
@@ -348,6 +369,19 @@ class Keeper:
         with contextlib.suppress(FileNotFoundError):
             self.paths.table.unlink()
         self.done.set()
+
+    def reap_strays(self) -> None:
+        """Reap exited children this image does not track (those of the image before an exec)."""
+        tracked = {c.pid for c in [*self.routers, self.agent, self.recover] if c is not None}
+        me = os.getpid()
+        for name in os.listdir("/proc"):
+            if not name.isdigit() or int(name) in tracked:
+                continue
+            with contextlib.suppress(OSError, ValueError, IndexError, ChildProcessError):
+                with open(f"/proc/{name}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                if fields[0] == "Z" and int(fields[1]) == me:
+                    os.waitpid(int(name), os.WNOHANG)
 
     def close(self) -> None:
         self.listeners.close_all()

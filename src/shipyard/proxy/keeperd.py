@@ -3,8 +3,9 @@ control socket, keeper.sock: one JSON object per line in, one per line out.
 
     {"op": "status"}                        -> keeper, agent and router processes
     {"op": "start-agent"}                   -> run the agent (again) if it is not running
-    {"op": "restart", "routers": true, "agent": true}
-                                            -> router handover and agent restart on the installed code
+    {"op": "restart", "routers": true, "agent": true, "keeper": true}
+                                            -> router handover, agent restart and (after the answer) the
+                                               keeper itself re-executed, all on the installed code
     {"op": "stop", "budget": 60}            -> full stop (instances, agent, routers), then the keeper exits
 
 Signals: SIGTERM/SIGINT = stop (what `systemctl stop` sends), SIGHUP = restart (`systemctl reload`).
@@ -15,8 +16,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -34,10 +37,12 @@ CLI_MODULE = "shipyard.cli.main"    # run as a command, never imported: the keep
 
 
 class Control:
-    def __init__(self, keeper: Keeper) -> None:
+    def __init__(self, keeper: Keeper, lock: int) -> None:
         self.keeper = keeper
+        self.lock = lock
         self.tasks: set[asyncio.Task[Any]] = set()
         self._restart = asyncio.Lock()
+        self.reexec = False
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -55,6 +60,8 @@ class Control:
             writer.write(json.dumps(answer).encode() + b"\n")
             await writer.drain()
             writer.close()
+        if self.reexec:
+            reexec(self.lock)           # the answer went out first
 
     async def answer(self, request: dict[str, Any]) -> dict[str, Any]:
         op = request.get("op")
@@ -66,7 +73,9 @@ class Control:
                 return {"error": "the keeper is stopping"}
             return {"ok": True, "agent": k.start_agent()}
         if op == "restart":
-            return await self.restart(bool(request.get("routers", True)), bool(request.get("agent", True)))
+            out = await self.restart(bool(request.get("routers", True)), bool(request.get("agent", True)))
+            self.reexec = bool(request.get("keeper", False))
+            return {**out, "keeper": "re-executing" if self.reexec else "kept"}
         if op == "stop":
             await k.stop(float(request.get("budget") or 60.0))
             return {"ok": True}
@@ -98,13 +107,29 @@ def recover_argv(state_dir: Path, config: Path | None) -> list[str] | None:
     return [sys.executable, "-m", CLI_MODULE, "recover", "--json", "--config", str(config)]
 
 
-async def serve(keeper: Keeper) -> None:
+def reexec(lock: int) -> None:
+    """Become a keeper running the installed code, with the same pid (what systemd tracks) and the same
+    lock (its fd survives exec): the routers keep serving and hand their sockets to the new image, the
+    agent stays our child and is adopted by it."""
+    argv = [a for a in sys.orig_argv[1:] if a != "--resume"]
+    if "--lock-fd" in argv:
+        i = argv.index("--lock-fd")
+        del argv[i:i + 2]
+    os.set_inheritable(lock, True)
+    argv = [sys.executable, *argv, "--resume", "--lock-fd", str(lock)]
+    log.info("re-executing the keeper: %s", " ".join(argv))
+    logging.shutdown()
+    os.execv(sys.executable, argv)
+
+
+async def serve(keeper: Keeper, lock: int) -> None:
     loop = asyncio.get_running_loop()
-    control = Control(keeper)
+    control = Control(keeper, lock)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: control.spawn(keeper.stop()))
-    loop.add_signal_handler(signal.SIGHUP, lambda: control.spawn(control.restart(True, True)))
+    loop.add_signal_handler(signal.SIGHUP, lambda: control.spawn(control.restart(True, True)))  # not the keeper
     await keeper.start()
+    reaper = asyncio.create_task(_reap_forever(keeper))
     server = await asyncio.start_unix_server(control.handle, sock=bind_unix(keeper.paths.keeper_sock),
                                              limit=MAX_REQUEST)
     log.info("keeper %s ready on %s", keeper.status()["pid"], keeper.paths.keeper_sock)
@@ -113,8 +138,22 @@ async def serve(keeper: Keeper) -> None:
         if control.tasks:           # let the answer to `stop` go out
             await asyncio.wait(set(control.tasks), timeout=5.0)
     finally:
+        reaper.cancel()
         server.close()
         keeper.close()
+
+
+async def _reap_forever(keeper: Keeper) -> None:
+    while True:
+        await asyncio.sleep(5.0)
+        keeper.reap_strays()
+
+
+def _inherited_lock(fd: int) -> int:
+    """The keeper.pid lock held across an exec: same open file, same flock, same pid inside."""
+    os.set_inheritable(fd, False)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)   # already ours: succeeds at once
+    return fd
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
                                                             "after an agent crash")
     parser.add_argument("--agent-module", default="shipyard.agent",
                         help="module run as the agent ('' for none: routers only)")
+    parser.add_argument("--resume", action="store_true", help=argparse.SUPPRESS)   # set by re-exec
+    parser.add_argument("--lock-fd", type=int, help=argparse.SUPPRESS)              # the lock it holds
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
@@ -132,15 +173,15 @@ def main(argv: list[str] | None = None) -> int:
     paths = ProxyPaths(args.state_dir.resolve())
     paths.ensure_dir()
     try:
-        lock = acquire_pidfile(paths.keeper_pid)
+        lock = _inherited_lock(args.lock_fd) if args.lock_fd is not None else acquire_pidfile(paths.keeper_pid)
     except LockHeld as held:
         print(f"shipyard keeper: another keeper (pid {held.pid or '?'}) is already running for "
               f"{paths.state_dir}", file=sys.stderr)
         return 3
     try:
         keeper = Keeper(paths, agent_module=args.agent_module or None,
-                        recover_argv=recover_argv(paths.state_dir, args.project_config))
-        asyncio.run(serve(keeper))
+                        recover_argv=recover_argv(paths.state_dir, args.project_config), resume=args.resume)
+        asyncio.run(serve(keeper, lock))
     except OSError as exc:
         print(f"shipyard keeper: {exc}", file=sys.stderr)
         return 1
