@@ -4,7 +4,12 @@ Real parts throughout: git repos with bare origins, the host agent supervising 3
 built-in router, and an open-loop load generator offering a fixed rate (half keep-alive, half new
 connections) for the whole deploy. A failed request is a non-2xx answer or a connection error.
 
-    python bench/zero_downtime.py [--rps 500] [--json]
+    python bench/zero_downtime.py [--rps 500] [--repeat] [--json]
+
+With --repeat each strategy (and the failing release) is deployed again and again, each time a new
+commit, until it has seen at least --min-requests requests, so "zero failed" rests on enough traffic.
+The JSON keeps its shape: counts are summed over the repeats, deploy_seconds is the mean per deploy,
+state is the first one that was not "succeeded" (else "succeeded"), rollback_seconds the worst.
 """
 
 from __future__ import annotations
@@ -56,6 +61,23 @@ def deploy_under_load(project: Project, settings: ServiceSettings, url: str, rps
                      "errors": result.errors, "by_status": {str(k): v for k, v in result.by_status.items()}}
 
 
+def merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several deploys of one strategy as one result of the same shape (see the module docstring)."""
+    out: dict[str, Any] = {"requests_total": sum(r["requests_total"] for r in runs),
+                           "requests_failed": sum(r["requests_failed"] for r in runs),
+                           "deploy_seconds": round(sum(r["deploy_seconds"] for r in runs) / len(runs), 2),
+                           "state": next((r["state"] for r in runs if r["state"] != "succeeded"), "succeeded"),
+                           "errors": {}, "by_status": {}}
+    for r in runs:
+        for key in ("errors", "by_status"):
+            for k, v in r[key].items():
+                out[key][k] = out[key].get(k, 0) + v
+    if "rollback_seconds" in runs[0]:
+        seconds = [r["rollback_seconds"] for r in runs if r.get("rollback_seconds") is not None]
+        out["rollback_seconds"] = max(seconds) if seconds else None
+    return out
+
+
 def rollback_seconds(project: Project, deployment_id: str) -> float | None:
     """First failed health check of the new revision → the router back on the old revision only."""
     with project.store.session() as s:
@@ -74,6 +96,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rps", type=int, default=500, help="offered load during each deploy")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--repeat", action="store_true",
+                    help="deploy each strategy again until it has seen --min-requests requests")
+    ap.add_argument("--min-requests", type=int, default=2000, help="with --repeat (default 2000)")
     ap.add_argument("--keep", action="store_true", help="keep the workspace (for debugging)")
     args = ap.parse_args()
 
@@ -91,18 +116,22 @@ def main() -> int:
             update={"interval": 0.2, "start_period": 5.0, "healthy_threshold": 2, "unhealthy_threshold": 2}))
         first, _ = deploy_under_load(project, replace(base, strategy=Rolling()), url, 1)
         log(f"v1: {first.state}")
-        for n, (name, strat) in enumerate(strategies(base.drain_timeout).items(), start=2):
-            commit_version(ws, "api", f"{n}.0.0")
-            outcome, r = deploy_under_load(project, replace(base, strategy=strat), url, args.rps)
-            out["strategies"][name] = r
-            log(f"{name}: {outcome.state}, {r['requests_failed']}/{r['requests_total']} failed, "
-                f"{r['deploy_seconds']}s")
-        commit_version(ws, "api", "99.0.0", health_fail=True)
-        outcome, r = deploy_under_load(project, replace(base, strategy=Rolling()), url, args.rps)
-        r["rollback_seconds"] = rollback_seconds(project, outcome.deployment_id)
-        out["strategies"]["failing_release"] = r
-        log(f"failing_release: {outcome.state}, {r['requests_failed']}/{r['requests_total']} failed, "
-            f"rollback {r['rollback_seconds']}s")
+        version = 1
+        plan: list[tuple[str, Strategy, bool]] = [
+            *((name, strat, False) for name, strat in strategies(base.drain_timeout).items()),
+            ("failing_release", Rolling(), True)]
+        for name, strat, failing in plan:
+            runs: list[dict[str, Any]] = []
+            while not runs or (args.repeat and sum(r["requests_total"] for r in runs) < args.min_requests):
+                version += 1
+                commit_version(ws, "api", f"{version}.0.0", health_fail=failing)
+                outcome, r = deploy_under_load(project, replace(base, strategy=strat), url, args.rps)
+                if failing:
+                    r["rollback_seconds"] = rollback_seconds(project, outcome.deployment_id)
+                runs.append(r)
+                log(f"{name} #{len(runs)}: {outcome.state}, {r['requests_failed']}/{r['requests_total']} failed, "
+                    f"{r['deploy_seconds']}s" + (f", rollback {r['rollback_seconds']}s" if failing else ""))
+            out["strategies"][name] = merge(runs)
     finally:
         stop_agent(project.agent_dir, stop_instances=True)
         project.close()

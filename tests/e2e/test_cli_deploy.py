@@ -281,9 +281,13 @@ def test_agent_stop_status_and_restart(story: Story) -> None:
     assert agent_status(e2e.agent_dir) is None
     wait_until(lambda: not instance_processes(e2e.root), 15, "the app instances to stop")
 
-    human = assert_ok(e2e.cli("status"))
-    assert "agent is not running" in human.stdout, str(human)
+    # With the agent down, status still shows the records, says so in one error line, and exits 1.
+    human = e2e.cli("status")
+    line = assert_one_error(human, 1)
+    assert "agent is not running" in line and "shipyard agent start" in line, str(human)
     assert "api/stg" in human.stdout, str(human)       # the last deployment is still shown
+    down = e2e.cli("status", "--json")
+    assert down.returncode == 1 and down.json()["agent"] is False, str(down)
 
     sha = commit_version(e2e.ws, "api", "5.0.0")
     res = assert_ok(e2e.deploy("api", "--json"))

@@ -1,4 +1,5 @@
-"""The agent dies, the apps do not: re-adoption, restarts of what died meanwhile, persisted expiry."""
+"""The agent dies, the apps do not: re-adoption, restarts of what died meanwhile, persisted expiry,
+and start_instance calls that a dying agent may or may not have carried out."""
 
 from __future__ import annotations
 
@@ -9,7 +10,11 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from shipyard.agent import procs
+from shipyard.agent.errors import AgentRequestError, ConflictError
+from shipyard.proxy import keeper_pid
 
 try:
     from .test_agent_support import Harness, await_until, harness_fixture, http_get, wait_until
@@ -20,8 +25,16 @@ __all__ = ["harness_fixture"]
 
 
 def _kill_agent(harness: Harness, pid: int) -> None:
+    """SIGKILL the agent while the keeper is frozen, so it stays dead until `_thaw`."""
+    os.kill(harness.keeper()["pid"], signal.SIGSTOP)
     os.kill(pid, signal.SIGKILL)
     wait_until(lambda: not procs.is_running(pid) and harness.agent_pid() is None, "the agent to die")
+
+
+def _thaw(harness: Harness, old: int) -> int:
+    """Let the keeper run again; it brings the agent back by itself."""
+    os.kill(keeper_pid(harness.state_dir) or 0, signal.SIGCONT)
+    return harness.new_agent(old)
 
 
 def _log_size(path: str) -> int:
@@ -40,7 +53,7 @@ async def test_apps_survive_agent_sigkill_and_are_adopted(harness: Harness) -> N
     assert await http_get(a["address"], "/while-agent-dead") is not None
     await await_until(lambda: _grew(a["log_path"], size), "the app's log to grow without the agent")
 
-    second = harness.ensure()
+    second = _thaw(harness, first)
     assert second != first
     async with harness.client() as client:
         for old in (a, b):
@@ -74,7 +87,7 @@ async def test_app_that_died_while_agent_was_down_is_started_again(harness: Harn
     os.kill(rec["pid"], signal.SIGKILL)
     wait_until(lambda: not procs.is_running(rec["pid"]), "the app to die")
 
-    harness.ensure()
+    _thaw(harness, first)
     async with harness.client() as client:
         again = harness.track(await client.get_instance(rec["id"]))
         assert again["state"] == "running" and again["restarts"] == 1 and again["pid"] != rec["pid"]
@@ -96,7 +109,7 @@ async def test_expiry_survives_agent_restart(harness: Harness) -> None:
     _kill_agent(harness, first)
     assert procs.is_running(passed["pid"])
 
-    harness.ensure()
+    _thaw(harness, first)
     async with harness.client() as client:
         await harness.wait_record(client, passed["id"], lambda r: r["state"] == "stopped",
                                   "the already-expired instance to stop on agent start")
@@ -140,3 +153,40 @@ async def test_reused_pid_is_not_adopted(harness: Harness) -> None:
     finally:
         stranger.kill()
         stranger.wait()
+
+
+async def test_start_instance_is_idempotent_under_its_id(harness: Harness) -> None:
+    """A start retried after the agent died mid-call (same id) finds the instance, never starts two."""
+    harness.ensure()
+    async with harness.client() as client:
+        first = await harness.start_app(client, instance_id="api-dev-retry-0001")
+        again = await client.start_instance(service="api", env="dev", revision=first["revision"],
+                                            argv=harness.argv(), cwd=str(harness.base), instance_id=first["id"])
+        assert again["id"] == first["id"] and again["pid"] == first["pid"]
+        assert [i["id"] for i in await client.list_instances()] == [first["id"]]
+        with pytest.raises(ConflictError, match="already used"):
+            await client.start_instance(service="api", env="dev", revision="b" * 40, argv=harness.argv(),
+                                        cwd=str(harness.base), instance_id=first["id"])
+        with pytest.raises(AgentRequestError, match="id: letters"):
+            await client.start_instance(service="api", env="dev", revision="b" * 40, argv=harness.argv(),
+                                        cwd=str(harness.base), instance_id="../etc/passwd")
+    assert [p for p in harness.token_pids() if procs.read_stat(p) and procs.read_stat(p).pgrp == p] \
+        == [first["pid"]]                                        # type: ignore[union-attr]
+
+
+async def test_app_started_just_before_the_agent_died_is_adopted_not_doubled(harness: Harness) -> None:
+    """The agent records an instance before spawning it, and its pid after. Killed in between, the next
+    agent finds the running app by the instance id in its environment instead of starting a second."""
+    first = harness.ensure()
+    async with harness.client() as client:
+        rec = await harness.start_app(client)
+    _kill_agent(harness, first)
+    state = json.loads(harness.paths.state.read_text())
+    state["instances"][0].update(state="starting", pid=None, pid_start=None)     # as if killed mid-start
+    harness.paths.state.write_text(json.dumps(state))
+    _thaw(harness, first)
+    async with harness.client() as client:
+        again = await client.get_instance(rec["id"])
+    assert (again["pid"], again["restarts"]) == (rec["pid"], 0)
+    assert harness.token_pids() and all(procs.read_stat(p).pgrp == rec["pid"]    # type: ignore[union-attr]
+                                        for p in harness.token_pids())

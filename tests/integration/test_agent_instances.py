@@ -6,11 +6,12 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from shipyard.agent import procs
+from shipyard.agent import procs, pruning
 from shipyard.agent.errors import AgentRequestError, ConflictError, NotFoundError
 
 try:
@@ -33,7 +34,7 @@ async def test_start_instance_env_port_and_log(harness: Harness, monkeypatch: py
     async with harness.client() as client:
         rec = await harness.start_app(client, revision=SHA, deployment="deploy-20250101-000000-01234567",
                                       environ={"GREETING": "hello", "PORT": "1"}, labels={"color": "blue"})
-        assert rec["id"].startswith(f"api-dev-{SHA[:8]}-") and len(rec["id"].rsplit("-", 1)[1]) == 4
+        assert rec["id"].startswith(f"api-dev-{SHA[:8]}-") and len(rec["id"].rsplit("-", 1)[1]) == 8
         assert rec["address"] == f"127.0.0.1:{rec['port']}"
         assert (rec["state"], rec["restarts"], rec["labels"]) == ("running", 0, {"color": "blue"})
         assert rec["deployment"] == "deploy-20250101-000000-01234567"
@@ -195,3 +196,29 @@ async def test_no_restart_instance_ends_exited(harness: Harness) -> None:
         rec = await harness.start_app(client, "exit", "7", wait_http=False, restart=False)
         done = await harness.wait_record(client, rec["id"], lambda r: r["state"] == "exited", "exited")
         assert (done["exit_code"], done["restarts"]) == (7, 0)
+
+
+async def test_ended_instances_are_pruned_with_their_logs(harness: Harness) -> None:
+    """state.json, the agent's tables and logs/ stay bounded: the newest ended instances per service/env
+    are kept (show and logs still work for them), older ones are forgotten with their log files."""
+    harness.ensure()
+    keep = pruning.KEEP_PER_ENV
+    async with harness.client() as client:
+        ended = []
+        for _ in range(keep + 5):
+            rec = await harness.start_app(client, argv=["true"], restart=False, wait_http=False)
+            ended.append(await harness.wait_record(client, rec["id"], lambda r: r["state"] == "exited",
+                                                   "the instance to exit"))
+        other = await harness.start_app(client, argv=["true"], restart=False, wait_http=False, env="stg")
+        await harness.wait_record(client, other["id"], lambda r: r["state"] == "exited", "the stg one")
+        listed = {i["id"] for i in await client.list_instances()}
+        newest = {r["id"] for r in ended[-keep:]}
+        assert listed == newest | {other["id"]}           # another env keeps its own
+        for gone in ended[:5]:
+            with pytest.raises(NotFoundError):
+                await client.get_instance(gone["id"])
+            assert not Path(gone["log_path"]).exists()
+        assert all(Path(r["log_path"]).exists() for r in ended[-keep:])
+    saved = json.loads(harness.paths.state.read_text())["instances"]
+    assert {i["id"] for i in saved} == listed
+    assert len(list(harness.paths.logs.iterdir())) == keep + 1

@@ -1,8 +1,8 @@
 """Helpers shared by the agent integration tests (this module holds no tests).
 
 Every test gets its own short state dir under /tmp (unix socket paths are limited to 108 bytes), its
-own agent process, and a token in every app's environment, so teardown can find and SIGKILL whatever
-the test left behind, including apps that outlived a killed agent.
+own keeper, router and agent processes, and a token in every app's environment, so teardown can find
+and SIGKILL whatever the test left behind, including apps that outlived a killed agent.
 
 The test process makes itself a child subreaper: apps orphaned by a SIGKILLed agent are re-parented to
 it rather than to PID 1 (which does not reap on some CI machines), so teardown can reap them.
@@ -29,8 +29,9 @@ import pytest
 
 from shipyard.agent import pidfile
 from shipyard.agent.client import AgentClient
-from shipyard.agent.daemon import ensure_agent
+from shipyard.agent.daemon import agent_status, ensure_agent
 from shipyard.agent.paths import AgentPaths
+from shipyard.proxy import keeper_pid, keeper_status
 from shipyard.testing.wait import wait_until as shared_wait_until
 
 T = TypeVar("T")
@@ -56,6 +57,9 @@ else:
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def do_GET(self):
+        if self.path.startswith("/sleep/"):            # a long request, to be in flight on purpose
+            import time
+            time.sleep(float(self.path.split("/")[2]))
         body = json.dumps({"instance": os.environ.get("SHIPYARD_INSTANCE"), "pid": os.getpid(),
                            "revision": os.environ.get("SHIPYARD_REVISION"), "path": self.path}).encode()
         self.send_response(200)
@@ -95,6 +99,10 @@ async def http_get(address: str, path: str = "/", timeout: float = 5.0) -> dict[
     except httpx.TransportError:
         return None
     return resp.json() if resp.status_code == 200 else None
+
+
+def agent_answers(state_dir: Path) -> bool:
+    return agent_status(state_dir, timeout=2.0) is not None
 
 
 def set_subreaper(on: bool) -> None:
@@ -145,6 +153,47 @@ class Harness:
     def agent_pid(self) -> int | None:
         return pidfile.holder(self.paths)
 
+    def keeper(self) -> dict[str, Any]:
+        st = keeper_status(self.state_dir)
+        assert st is not None, "no keeper answers"
+        return st
+
+    def active_router(self) -> int:
+        """The pid of the router generation serving now (waits for one)."""
+        def active() -> int | None:
+            st = keeper_status(self.state_dir)
+            return next((r["pid"] for r in (st or {}).get("routers", []) if r["state"] == "active"), None)
+        return wait_until(active, "an active router process")
+
+    def standby_ready(self) -> int:
+        """Wait for the warm standby router (started a few seconds after a router takes over)."""
+        def standby() -> int | None:
+            st = keeper_status(self.state_dir)
+            return next((r["pid"] for r in (st or {}).get("routers", []) if r["state"] == "standby"), None)
+        return wait_until(standby, "a standby router process")
+
+    def new_agent(self, old: int) -> int:
+        """Wait for the keeper to bring back an agent other than `old`; its pid."""
+        def other() -> int | None:
+            pid = self.agent_pid()
+            return pid if pid and pid != old and agent_answers(self.state_dir) else None
+        pid = wait_until(other, "the keeper to bring the agent back")
+        self.pids.add(pid)
+        return pid
+
+    def host_pids(self) -> list[int]:
+        """Keeper, router and agent processes of this state dir (found by --state-dir in argv)."""
+        want = str(self.state_dir.resolve()).encode()
+        found = []
+        for name in os.listdir("/proc"):
+            if name.isdigit():
+                with contextlib.suppress(OSError):
+                    argv = Path(f"/proc/{name}/cmdline").read_bytes().split(b"\0")
+                    stat = Path(f"/proc/{name}/stat").read_text()
+                    if want in argv and stat.rsplit(")", 1)[1].split()[0] != "Z":
+                        found.append(int(name))
+        return found
+
     def client(self) -> AgentClient:
         return AgentClient(self.state_dir, timeout=DEADLINE)
 
@@ -190,16 +239,22 @@ class Harness:
         return found
 
     def cleanup(self) -> None:
-        """SIGKILL the agent and every app of this test, then reap what became our zombie."""
+        """SIGKILL the keeper first (so nothing is restarted), then the routers, the agent and every app
+        of this test; then reap what became our zombie."""
+        keeper = keeper_pid(self.state_dir) if self.state_dir.exists() else None
+        if keeper:
+            with contextlib.suppress(OSError):
+                os.kill(keeper, signal.SIGKILL)
+            wait_until(lambda: keeper_pid(self.state_dir) is None, "the keeper to die", timeout=10.0)
         agent = self.agent_pid()
-        for pid in {*(p for p in [agent] if p), *self.token_pids()}:
+        for pid in {*(p for p in [agent] if p), *self.host_pids(), *self.token_pids()}:
             self.pids.add(pid)
             with contextlib.suppress(OSError):
                 os.killpg(pid, signal.SIGKILL)
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
-        wait_until(lambda: not self.token_pids() and not (self.agent_pid()), "test processes to die",
-                   timeout=10.0)
+        wait_until(lambda: not self.token_pids() and not self.agent_pid() and not self.host_pids(),
+                   "test processes to die", timeout=10.0)
         for pid in _zombie_children(since=self.started):
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)

@@ -18,7 +18,7 @@ import pytest
 from shipyard.agent import procs
 from shipyard.agent.errors import AgentRequestError, NotFoundError
 from shipyard.agent.spec import Backoff, InstanceSpec, build_env
-from shipyard.agent.state import AgentState, InstanceRecord, RouterRecord, StateFile
+from shipyard.agent.state import AgentState, InstanceRecord, StateFile
 from shipyard.agent.supervisor import Supervisor
 
 DEADLINE = 20.0
@@ -71,11 +71,13 @@ def test_state_file_round_trip_is_private_and_survives_corruption(tmp_path: Path
     assert sf.load() == AgentState()
     rec = InstanceRecord(id="i", service="s", env="e", revision="r", cwd="/", argv=["a"], port=1,
                          log_path="l", environ={"SECRET": "v"}, pid=5, pid_start=7, expires_at=1.5)
-    router = RouterRecord(service="s", env="e", listen="127.0.0.1:1",
-                          backends=[{"address": "127.0.0.1:2", "weight": 1, "revision": "r", "instance": "i"}])
-    sf.save(AgentState(instances=[rec], routers=[router]))
+    # Routers of a version that ran them inside the agent are carried as they were, for the router
+    # processes to take over (proxy.table); the agent itself no longer keeps any.
+    legacy = {"service": "s", "env": "e", "listen": "127.0.0.1:1",
+              "backends": [{"address": "127.0.0.1:2", "weight": 1, "revision": "r", "instance": "i"}]}
+    sf.save(AgentState(instances=[rec], legacy_routers=[legacy]))
     assert stat.S_IMODE(sf.path.stat().st_mode) == 0o600
-    assert sf.load() == AgentState(instances=[rec], routers=[router])
+    assert sf.load() == AgentState(instances=[rec], legacy_routers=[legacy])
     assert "environ" not in rec.public() and rec.public()["address"] == "127.0.0.1:1"
     assert sorted(tmp_path.iterdir()) == sorted([sf.path, sf.key_path])  # no temp file left behind
 
@@ -168,3 +170,23 @@ async def test_restore_adopts_live_and_restarts_dead(tmp_path: Path) -> None:
         for pid in (live.pid, dead.pid):
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid or 0, os.WNOHANG)
+
+
+def test_pruning_bounds_ended_instances_by_age_and_count(tmp_path: Path) -> None:
+    from shipyard.agent import pruning
+
+    def rec(i: int, state: str, stopped: float | None, env: str = "e") -> InstanceRecord:
+        return InstanceRecord(id=f"i{i}", service="s", env=env, revision="r", cwd="/", argv=["a"], port=i,
+                              log_path=str(tmp_path / f"i{i}.log"), state=state, stopped_at=stopped)
+
+    now = 10_000.0
+    recs = [rec(i, "stopped", now - i) for i in range(5)] + [rec(9, "running", None), rec(8, "exited", now - 1, "f"),
+                                                                 rec(7, "exited", now - 5000)]
+    # newest 2 per (service, env) kept; anything older than max_age goes; live ones never.
+    assert sorted(pruning.expired(recs, now, max_age=3600, keep=2)) == ["i2", "i3", "i4", "i7"]
+    assert pruning.expired(recs, now, max_age=4, keep=10) == ["i7"]
+    for name in ("i1.log", "stranger.log", "notes.txt"):
+        (tmp_path / name).write_text("x")
+    os.utime(tmp_path / "stranger.log", (now - 7200, now - 7200))
+    os.utime(tmp_path / "i1.log", (now - 7200, now - 7200))
+    assert pruning.orphan_logs(tmp_path, {"i1"}, max_age=3600, now=now) == [tmp_path / "stranger.log"]

@@ -30,17 +30,23 @@ def main(argv: list[str] | None = None) -> int:
                         help="agent state dir (a project's .shipyard/agent)")
     parser.add_argument("--metrics-listen", metavar="HOST:PORT",
                         help="also serve /metrics over TCP (for Prometheus)")
+    parser.add_argument("--keep-stopped", type=int, metavar="N",
+                        help="ended instances kept listed per service/env (default 20)")
+    parser.add_argument("--keep-stopped-for", type=float, metavar="SECONDS",
+                        help="how long ended instances stay listed (default one day)")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)     # one line per router status call otherwise
 
-    from shipyard.agent.runtime import serve
+    from shipyard.agent.process import serve
 
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            runner.run(serve(args.state_dir, args.metrics_listen))
+            runner.run(serve(args.state_dir, args.metrics_listen, retention=args.keep_stopped_for,
+                             keep_stopped=args.keep_stopped))
     except AgentError as exc:
         print(f"shipyard agent: {exc}", file=sys.stderr)
         return 1

@@ -3,49 +3,63 @@
 Transport failures become AgentUnavailableError with the command that fixes them; refusals become
 AgentRequestError (an AgentError) carrying the agent's own message and HTTP status, so callers and the
 CLI never see httpx exceptions.
+
+When a keeper runs for the state dir, an agent that is not there (crashed, restarting, being upgraded)
+is waited for, up to RETRY_BUDGET seconds, instead of failing the deploy that needed it: the keeper
+brings it back. A call the agent may have acted on before it died is only sent again when doing it
+twice is harmless; start_instance is made so by the instance id the client chooses.
 """
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
+from shipyard.adminapi import NOT_SENT, Retry
+from shipyard.adminapi import raise_for_response as _raise_for_response
 from shipyard.agent.errors import AgentRequestError, ConflictError, NotFoundError
 from shipyard.agent.paths import AgentPaths, SocketName
+from shipyard.agent.spec import new_instance_id
 from shipyard.errors import AgentError, AgentUnavailableError
+from shipyard.proxy import RouterClient, agent_expected
 
 _BASE_URL = "http://shipyard-agent"
+RETRY_BUDGET = 10.0
 
 
 def unavailable(sock: Path) -> AgentUnavailableError:
-    return AgentUnavailableError(f"agent not running at {sock}: start it with `shipyard agent start`")
+    # Safe advice: `agent start` recovers interrupted deploys before it returns, so it never brings
+    # back a half-moved traffic split.
+    return AgentUnavailableError(f"agent not running at {sock}: `shipyard agent start` starts it and "
+                                 "recovers interrupted deploys")
 
 
 def raise_for_response(resp: httpx.Response) -> None:
     """Turn an error answer into the matching AgentRequestError (shared with the sync lifecycle code)."""
-    if resp.status_code < 400:
-        return
-    try:
-        message = str(resp.json().get("error") or resp.text)
-    except (ValueError, AttributeError):
-        message = resp.text or resp.reason_phrase
-    cls = {404: NotFoundError, 409: ConflictError}.get(resp.status_code, AgentRequestError)
-    raise cls(message, resp.status_code)
+    _raise_for_response(resp, {404: NotFoundError, 409: ConflictError}, AgentRequestError)
 
 
 def _seg(value: str) -> str:
     return quote(value, safe="")
 
 
+def _restarting(resp: httpx.Response) -> bool:
+    return resp.status_code == 503      # "shutting down": a restart the keeper finishes
+
+
 class AgentClient:
     """Talks to the agent of one state dir. Use as `async with AgentClient(dir) as agent: ...`."""
 
-    def __init__(self, state_dir: Path, *, timeout: float = 30.0) -> None:
-        self.sock = AgentPaths(Path(state_dir)).sock
+    def __init__(self, state_dir: Path, *, timeout: float = 30.0, retry_budget: float = RETRY_BUDGET) -> None:
+        self.state_dir = Path(state_dir)
+        self.sock = AgentPaths(self.state_dir).sock
         self.timeout = timeout
+        self._retry = Retry(retry_budget, self._agent_expected)
+        self._router: RouterClient | None = None
         self._name = SocketName(self.sock)
         self._http = httpx.AsyncClient(
             # No pooled connections: unix-socket connects are cheap, and a pool would tie the client to
@@ -63,16 +77,36 @@ class AgentClient:
     async def aclose(self) -> None:
         await self._http.aclose()
         self._name.close()
+        if self._router is not None:
+            await self._router.aclose()
+
+    @property
+    def router(self) -> RouterClient:
+        """The routers of the same state dir: a client of their own socket, not of the agent's."""
+        if self._router is None:
+            self._router = RouterClient(self.state_dir, timeout=self.timeout)
+        return self._router
+
+    async def _agent_expected(self) -> bool:
+        return await asyncio.to_thread(agent_expected, self.state_dir)
 
     async def _call(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
-                    timeout: float | None = None) -> httpx.Response:
-        """One request; `timeout` widens the read budget for calls that wait on purpose (stop, drain)."""
+                    timeout: float | None = None, idempotent: bool | None = None) -> httpx.Response:
+        """One request; `timeout` widens the read budget for calls that wait on purpose (stop, drain).
+
+        `idempotent` (default: GET) says whether a call the agent may have received before dying can be
+        sent again once the keeper has brought it back."""
         budget = self.timeout if timeout is None else max(self.timeout, timeout + 15.0)
+        query = {k: v for k, v in (params or {}).items() if v is not None}
+
+        async def attempt() -> httpx.Response:
+            return await self._http.request(method, path, json=json, params=query,
+                                            timeout=httpx.Timeout(budget, connect=5.0))
+
         try:
-            resp = await self._http.request(
-                method, path, json=json, params={k: v for k, v in (params or {}).items() if v is not None},
-                timeout=httpx.Timeout(budget, connect=5.0))
-        except (httpx.ConnectError, FileNotFoundError, ConnectionRefusedError) as exc:
+            resp = await self._retry.send(attempt, idempotent=method == "GET" if idempotent is None else idempotent,
+                                          retry_status=_restarting)
+        except NOT_SENT as exc:
             raise unavailable(self.sock) from exc
         except httpx.TimeoutException as exc:
             raise AgentError(f"agent at {self.sock} did not answer {method} {path} within {budget:.0f}s") \
@@ -105,12 +139,16 @@ class AgentClient:
         self, *, service: str, env: str, revision: str, argv: list[str], cwd: str | Path,
         environ: dict[str, str] | None = None, deployment: str | None = None, port: int | None = None,
         stop_timeout: float | None = None, labels: dict[str, str] | None = None, restart: bool = True,
+        instance_id: str | None = None,
     ) -> dict[str, Any]:
+        """Start one instance. The id is chosen here (unless given), so a retry after the agent died
+        mid-call finds the instance it already started instead of starting a second one."""
         body = {"service": service, "env": env, "revision": revision, "argv": list(argv), "cwd": str(cwd),
                 "environ": environ or {}, "deployment": deployment, "port": port,
-                "stop_timeout": stop_timeout, "labels": labels or {}, "restart": restart}
+                "stop_timeout": stop_timeout, "labels": labels or {}, "restart": restart,
+                "id": instance_id or new_instance_id(service, env, revision)}
         result: dict[str, Any] = await self._json(
-            "POST", "/v1/instances", json={k: v for k, v in body.items() if v is not None})
+            "POST", "/v1/instances", json={k: v for k, v in body.items() if v is not None}, idempotent=True)
         return result
 
     async def list_instances(self, service: str | None = None, env: str | None = None,
@@ -128,45 +166,10 @@ class AgentClient:
         """Returns {id, state, exit_code, signal, killed} once the process group is gone."""
         result: dict[str, Any] = await self._json(
             "DELETE", f"/v1/instances/{_seg(instance_id)}", params={"timeout": timeout},
-            timeout=(timeout if timeout is not None else 10.0) + 15.0)
+            timeout=(timeout if timeout is not None else 10.0) + 15.0, idempotent=True)
         return result
 
     async def expire_instance(self, instance_id: str, at: float | None) -> dict[str, Any]:
         result: dict[str, Any] = await self._json(
-            "POST", f"/v1/instances/{_seg(instance_id)}/expire", json={"at": at})
-        return result
-
-    # ---- routers -------------------------------------------------------------------------------
-    def _router(self, service: str, env: str, tail: str = "") -> str:
-        return f"/v1/routers/{_seg(service)}/{_seg(env)}{tail}"
-
-    async def ensure_router(self, service: str, env: str, listen: str,
-                            options: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Create or move the router; `options` (proxy.RouterOptions keys) replace the running ones."""
-        body: dict[str, Any] = {"listen": listen}
-        if options is not None:
-            body["options"] = options
-        result: dict[str, Any] = await self._json("PUT", self._router(service, env), json=body)
-        return result
-
-    async def set_backends(self, service: str, env: str, backends: list[dict[str, Any]]) -> dict[str, Any]:
-        result: dict[str, Any] = await self._json(
-            "POST", self._router(service, env, "/backends"), json={"backends": backends})
-        return result
-
-    async def drain(self, service: str, env: str, address: str, timeout: float,
-                    ws_timeout: float | None = None) -> dict[str, Any]:
-        """Returns {"remaining": n}: connections still open on `address` when the budget ran out."""
-        result: dict[str, Any] = await self._json(
-            "POST", self._router(service, env, "/drain"),
-            json={"address": address, "timeout": timeout, "ws_timeout": ws_timeout},
-            timeout=max(timeout, ws_timeout or 0.0))
-        return result
-
-    async def router_stats(self, service: str, env: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self._json("GET", self._router(service, env, "/stats"))
-        return result
-
-    async def delete_router(self, service: str, env: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self._json("DELETE", self._router(service, env))
+            "POST", f"/v1/instances/{_seg(instance_id)}/expire", json={"at": at}, idempotent=True)
         return result

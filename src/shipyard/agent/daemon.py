@@ -3,21 +3,19 @@
 Synchronous on purpose: the CLI calls these before it has an event loop, and they mostly wait for
 another process. Async code uses the `*_async` wrappers, which run them in a worker thread.
 
-Who is "the agent" is decided by the flock on agent.pid (see pidfile.py), never by a pid or a socket
-file alone: both can be left behind by an agent that was SIGKILLed.
+The agent is started by the keeper (shipyard.proxy), never directly: the keeper also runs the routers
+and holds their sockets, and starts the agent again when it dies. Who is "the agent" is decided by the
+flock on agent.pid (see pidfile.py), never by a pid or a socket file alone: both can be left behind by
+an agent that was SIGKILLed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +25,9 @@ from shipyard.agent import pidfile, procs
 from shipyard.agent.client import raise_for_response
 from shipyard.agent.errors import AgentRequestError
 from shipyard.agent.paths import AgentPaths, SocketName
+from shipyard.agent.state import LIVE, StateFile
 from shipyard.errors import AgentError
-from shipyard.secrets.scrub import PYTHON, scrubbed
+from shipyard.proxy import ensure_keeper, keeper_pid, keeper_request, keeper_status, stop_keeper
 
 _POLL = 0.05
 _BASE_URL = "http://shipyard-agent"
@@ -64,23 +63,34 @@ def agent_status(state_dir: Path, timeout: float = 5.0) -> dict[str, Any] | None
     return result
 
 
-@contextlib.contextmanager
-def _start_lock(paths: AgentPaths, deadline: float) -> Iterator[None]:
-    """Serialise starters, so two CLIs racing into ensure_agent start exactly one agent."""
-    fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+def _log_tail(paths: AgentPaths, lines: int = 5) -> str:
     try:
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise AgentError(f"timed out waiting for another process starting the agent "
-                                     f"({paths.lock} is locked)") from None
-                time.sleep(_POLL)
-        yield
-    finally:
-        os.close(fd)
+        text = paths.log.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(text[-lines:])
+
+
+def ensure_agent(state_dir: Path, timeout: float = 10.0, config: Path | None = None) -> None:
+    """Make sure an agent serves `state_dir`, starting the keeper (which starts the agent and the routers)
+    if none runs; raises AgentError on failure. `config` is the project whose interrupted deploys the
+    keeper recovers after an agent crash."""
+    paths = AgentPaths(Path(state_dir).resolve())
+    if _serving(paths) and keeper_pid(paths.state_dir) is not None:
+        return
+    try:
+        paths.ensure_dirs()
+        deadline = time.monotonic() + timeout
+        ensure_keeper(paths.state_dir, timeout, config)
+        keeper_request(paths.state_dir, "start-agent")
+        while not _serving(paths):
+            if time.monotonic() >= deadline:
+                holder = pidfile.holder(paths)
+                raise AgentError(f"the agent (pid {holder or '?'}) did not answer at {paths.sock} within "
+                                 f"{timeout:g}s; {paths.log}: {_log_tail(paths)}")
+            time.sleep(_POLL)
+    except OSError as exc:
+        raise AgentError(f"cannot start the agent in {paths.state_dir}: {exc}") from exc
 
 
 def _clean_stale(paths: AgentPaths) -> None:
@@ -90,62 +100,27 @@ def _clean_stale(paths: AgentPaths) -> None:
             path.unlink()
 
 
-def _spawn(paths: AgentPaths) -> subprocess.Popen[bytes]:
-    """Start the agent detached: own session (no terminal signals), no stdin, output to agent.log."""
-    with open(paths.log, "ab") as logf:
-        return subprocess.Popen(
-            [sys.executable, "-m", "shipyard.agent", "--state-dir", str(paths.state_dir)],
-            stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True,
-            close_fds=True, env=scrubbed(allow=PYTHON))
-
-
-def _log_tail(paths: AgentPaths, lines: int = 5) -> str:
-    try:
-        text = paths.log.read_text(errors="replace").strip().splitlines()
-    except OSError:
-        return ""
-    return " | ".join(text[-lines:])
-
-
-def ensure_agent(state_dir: Path, timeout: float = 10.0) -> None:
-    """Make sure an agent serves `state_dir`, starting one if none does; raises AgentError on failure."""
-    paths = AgentPaths(Path(state_dir).resolve())
-    if _serving(paths):
-        return
-    try:
-        paths.ensure_dirs()
-        _ensure(paths, timeout)
-    except OSError as exc:
-        raise AgentError(f"cannot start the agent in {paths.state_dir}: {exc}") from exc
-
-
-def _ensure(paths: AgentPaths, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    with _start_lock(paths, deadline):
-        proc: subprocess.Popen[bytes] | None = None
-        while True:
-            if _serving(paths):
-                return
-            if proc is not None and proc.poll() is not None:
-                raise AgentError(f"the agent exited with code {proc.returncode} while starting; "
-                                 f"{paths.log}: {_log_tail(paths)}")
-            if proc is None and pidfile.holder(paths) is None:
-                _clean_stale(paths)
-                proc = _spawn(paths)
-            if time.monotonic() >= deadline:
-                holder = pidfile.holder(paths)
-                raise AgentError(f"the agent (pid {holder or '?'}) did not answer at {paths.sock} within "
-                                 f"{timeout:g}s; see {paths.log}")
-            time.sleep(_POLL)
+def _live_instances(paths: AgentPaths) -> bool:
+    return any(r.state in LIVE for r in StateFile(paths.state).load().instances)
 
 
 def stop_agent(state_dir: Path, stop_instances: bool = True, timeout: float = 30.0) -> bool:
     """Stop the agent and wait for its process to exit: True if one was stopped, False if none ran.
 
-    An agent that holds the lock but does not answer is sent SIGTERM (which stops instances), but only
-    when the caller asked to stop instances anyway.
+    With `stop_instances` this is the full stop of the host: every instance, the agent, the routers
+    (traffic stops, the routing table is forgotten) and the keeper. Without it only the agent exits:
+    instances and routers keep serving, and the keeper does not start the agent again until asked.
     """
     paths = AgentPaths(Path(state_dir).resolve())
+    if stop_instances and keeper_pid(paths.state_dir) is not None:
+        if pidfile.holder(paths) is None and _live_instances(paths):
+            # Instances left running by an agent stopped with --leave-running: one must adopt them
+            # before they can be stopped.
+            with contextlib.suppress(AgentError):
+                ensure_agent(paths.state_dir, timeout=min(timeout, 15.0))
+        stopped = stop_keeper(paths.state_dir, timeout)
+        _wait_gone(paths, None, timeout)
+        return stopped
     pid = pidfile.holder(paths)
     if pid is None:
         _clean_stale(paths)
@@ -162,12 +137,34 @@ def stop_agent(state_dir: Path, stop_instances: bool = True, timeout: float = 30
             raise AgentError(f"the agent (pid {pid or '?'}) does not answer at {paths.sock}")
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
+    _wait_gone(paths, pid, timeout)
+    return True
+
+
+def _wait_gone(paths: AgentPaths, pid: int | None, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while pidfile.holder(paths) is not None or (pid and procs.is_running(pid)):
         if time.monotonic() >= deadline:
-            raise AgentError(f"the agent (pid {pid}) did not exit within {timeout:g}s")
+            raise AgentError(f"the agent (pid {pid or pidfile.holder(paths)}) did not exit within {timeout:g}s")
         time.sleep(_POLL)
-    return True
+
+
+def restart_agent(state_dir: Path, timeout: float = 120.0) -> dict[str, Any]:
+    """`shipyard agent restart`: a new router generation takes over the sockets (zero failed requests),
+    the agent is restarted leaving its instances running, then the keeper re-executes itself (same pid)
+    and adopts them; all three then run the installed code."""
+    paths = AgentPaths(Path(state_dir).resolve())
+    before = ensure_keeper(paths.state_dir)
+    answer = keeper_request(paths.state_dir, "restart", timeout=timeout, keeper=True) or {}
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(AgentError):
+            now = keeper_status(paths.state_dir)
+            if now and now["started_at"] > before["started_at"] and _serving(paths):
+                return {**answer, "keeper_pid": now["pid"]}
+        if time.monotonic() >= deadline:
+            raise AgentError(f"the keeper and agent did not come back within {timeout:g}s; see {paths.log}")
+        time.sleep(_POLL)
 
 
 async def ensure_agent_async(state_dir: Path, timeout: float = 10.0) -> None:

@@ -6,18 +6,11 @@ status lets a caller tell "no such instance" (404) from "port already taken" (40
 
 from __future__ import annotations
 
-from shipyard.errors import AgentError
+from shipyard.adminapi import StatusError
 
 
-class AgentRequestError(AgentError):
+class AgentRequestError(StatusError):
     """The agent refused a request; `status` is the HTTP status it answered with."""
-
-    status = 400
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        if status is not None:
-            self.status = status
 
 
 class NotFoundError(AgentRequestError):

@@ -58,6 +58,27 @@ def is_running(pid: int, started: int | None = None) -> bool:
     return started is None or st.start_time == started
 
 
+def find_instance(instance_id: str) -> tuple[int, int] | None:
+    """(pid, start time) of the live session leader started as `instance_id` (SHIPYARD_INSTANCE in its
+    environment), if any. For an agent that died after starting an app but before recording its pid:
+    the app is found by what the agent gave it, not by a pid. Scans /proc: restore only."""
+    needle = f"SHIPYARD_INSTANCE={instance_id}".encode()
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        pid = int(name)
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if needle not in f.read().split(b"\0"):
+                    continue
+        except OSError:
+            continue
+        st = read_stat(pid)
+        if st is not None and st.alive and st.pgrp == pid:
+            return pid, st.start_time
+    return None
+
+
 def group_members(pgid: int) -> list[int]:
     """Live processes of a process group. Scans /proc: only used while stopping, never on a hot path."""
     try:

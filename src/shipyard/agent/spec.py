@@ -7,6 +7,7 @@ delays, its id) can be read and tested without starting anything.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from dataclasses import dataclass, field
 
@@ -47,6 +48,7 @@ class InstanceSpec:
     labels: dict[str, str] = field(default_factory=dict)
     restart: bool = True
     redact: list[str] = field(default_factory=list)    # values the instance's log must mask
+    id: str | None = None      # chosen by the caller so a retried start is recognised, not repeated
 
 
 def take_redact(environ: dict[str, str]) -> list[str]:
@@ -62,8 +64,16 @@ def take_redact(environ: dict[str, str]) -> list[str]:
     return [v for v in values if isinstance(v, str)] if isinstance(values, list) else []
 
 
+INSTANCE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+
+
 def new_instance_id(service: str, env: str, revision: str) -> str:
-    return f"{service}-{env}-{revision[:8]}-{secrets.token_hex(2)}"
+    """Unique enough per host (4 random bytes), readable in `ps` and logs, safe as a file name."""
+    return f"{service}-{env}-{revision[:8]}-{secrets.token_hex(4)}"
+
+
+def valid_instance_id(value: str) -> bool:
+    return INSTANCE_ID.fullmatch(value) is not None
 
 
 def build_env(rec: InstanceRecord) -> dict[str, str]:

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from shipyard.ipc import write_json_atomic
 from shipyard.secrets.sealing import SealError, decode_key, encode_key, new_key, seal, unseal
 
 log = logging.getLogger(__name__)
@@ -87,29 +88,11 @@ class InstanceRecord:
 
 
 @dataclass
-class RouterRecord:
-    """A built-in router to recreate on the same address with the same backends after a restart."""
-
-    service: str
-    env: str
-    listen: str
-    backends: list[dict[str, Any]] = field(default_factory=list)
-    options: dict[str, Any] = field(default_factory=dict)     # proxy.RouterOptions as a dict
-
-    def public(self) -> dict[str, Any]:
-        return {"service": self.service, "env": self.env, "listen": self.listen,
-                "backends": [dict(b) for b in self.backends], "options": dict(self.options)}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RouterRecord:
-        return cls(service=data["service"], env=data["env"], listen=data["listen"],
-                   backends=list(data.get("backends") or []), options=dict(data.get("options") or {}))
-
-
-@dataclass
 class AgentState:
     instances: list[InstanceRecord] = field(default_factory=list)
-    routers: list[RouterRecord] = field(default_factory=list)
+    # Routers as versions that ran them inside the agent stored them: carried over untouched until the
+    # router processes have taken them into their own table (shipyard.proxy.table), then dropped.
+    legacy_routers: list[dict[str, Any]] = field(default_factory=list)
 
 
 _SEALED = ("environ", "redact")
@@ -176,7 +159,7 @@ class StateFile:
             data = json.loads(raw)
             return AgentState(
                 instances=[InstanceRecord.from_dict(self._unseal(dict(d))) for d in data.get("instances", [])],
-                routers=[RouterRecord.from_dict(d) for d in data.get("routers", [])],
+                legacy_routers=[dict(d) for d in data.get("routers") or []],
             )
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
@@ -189,16 +172,7 @@ class StateFile:
             "version": STATE_VERSION,
             "saved_at": time.time(),
             "instances": [self._seal(asdict(r)) for r in state.instances],
-            "routers": [asdict(r) for r in state.routers],
         }
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(data, f, indent=1, sort_keys=True)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        if state.legacy_routers:
+            data["routers"] = state.legacy_routers
+        write_json_atomic(self.path, data)

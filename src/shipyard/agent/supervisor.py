@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shipyard.agent import logpipe, procs
+from shipyard.agent import logpipe, procs, pruning, spawn
 from shipyard.agent.errors import AgentRequestError, ConflictError, NotFoundError
-from shipyard.agent.spec import Backoff, InstanceSpec, build_env, new_instance_id, take_redact
+from shipyard.agent.spec import Backoff, InstanceSpec, new_instance_id, take_redact
 from shipyard.agent.state import BACKOFF, EXITED, LIVE, RUNNING, STOPPED, STOPPING, TERMINAL, InstanceRecord
 from shipyard.domain.launch import fill_argv  # `{instance}` in argv: only the agent knows the id
 
@@ -58,10 +58,12 @@ class Supervisor:
     """All instances of one agent. Call from the event loop thread only."""
 
     def __init__(self, logs_dir: Path, *, on_change: Callable[[], None] | None = None,
-                 backoff: Backoff | None = None, retention: float = 3600.0) -> None:
+                 backoff: Backoff | None = None, retention: float = pruning.MAX_AGE,
+                 keep_stopped: int = pruning.KEEP_PER_ENV) -> None:
         self.logs_dir = logs_dir
         self.backoff = backoff or Backoff()
-        self.retention = retention          # how long stopped instances stay listed
+        self.retention = retention          # how long stopped instances stay listed (with their logs)
+        self.keep_stopped = keep_stopped    # and how many per (service, env) at most
         self._on_change = on_change or (lambda: None)
         self._recs: dict[str, InstanceRecord] = {}
         self._rt: dict[str, _Runtime] = {}
@@ -86,7 +88,19 @@ class Supervisor:
 
     # ---- start ---------------------------------------------------------------------------------
     async def start(self, spec: InstanceSpec) -> InstanceRecord:
-        """Start a new instance; a bad argv or cwd is reported to the caller, not retried."""
+        """Start a new instance; a bad argv or cwd is reported to the caller, not retried.
+
+        Idempotent under a caller-chosen `spec.id`: asking again (a retry after the agent died mid-call)
+        returns the instance already started instead of a second one. The record is persisted before
+        the process exists, so an agent killed at any point leaves either no trace of the call or a
+        record the next agent adopts (or starts); never an app nobody supervises.
+        """
+        if spec.id is not None and spec.id in self._recs:
+            rec = self._recs[spec.id]
+            if (rec.service, rec.env, rec.revision) != (spec.service, spec.env, spec.revision):
+                raise ConflictError(f"instance id {spec.id!r} is already used by {rec.service}/{rec.env} "
+                                    f"{rec.revision[:8]}")
+            return rec
         if not spec.argv or not all(isinstance(a, str) for a in spec.argv):
             raise AgentRequestError("argv must be a non-empty list of strings")
         used = {r.port for r in self._recs.values() if r.state not in TERMINAL}
@@ -94,7 +108,7 @@ class Supervisor:
             # Refused now with a clear reason, instead of a crash loop the caller would have to decode.
             raise ConflictError(f"port {spec.port} is already in use on 127.0.0.1")
         port = spec.port if spec.port is not None else procs.free_port(exclude=used)
-        iid = new_instance_id(spec.service, spec.env, spec.revision)
+        iid = spec.id or new_instance_id(spec.service, spec.env, spec.revision)
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         environ = dict(spec.environ)
         redact = [*spec.redact, *take_redact(environ)]
@@ -104,11 +118,14 @@ class Supervisor:
             deployment=spec.deployment, environ=environ, stop_timeout=spec.stop_timeout,
             labels=dict(spec.labels), restart=spec.restart, redact=redact)
         rt = _Runtime()
+        self._recs[iid], self._rt[iid] = rec, rt
+        self._changed()
         try:
             self._spawn(rec, rt)
         except (OSError, ValueError) as exc:
+            del self._recs[iid], self._rt[iid]
+            self._changed()
             raise AgentRequestError(f"cannot start {spec.argv[0]!r} in {spec.cwd!r}: {exc}") from exc
-        self._recs[iid], self._rt[iid] = rec, rt
         self._changed()
         return rec
 
@@ -118,41 +135,15 @@ class Supervisor:
                                + (f" (restart {rec.restarts})" if rec.restarts else "")))
             logf.flush()
             if rec.redact:
-                popen = self._spawn_piped(rec, rt)
+                popen, rt.logpipe = spawn.app_through_logpipe(rec, rt.logpipe)
             else:
-                popen = subprocess.Popen(
-                    rec.argv, cwd=rec.cwd, env=build_env(rec), stdin=subprocess.DEVNULL, stdout=logf,
-                    stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+                popen = spawn.app(rec, logf.fileno())
         rec.pid, rec.pid_start = popen.pid, procs.start_time(popen.pid)
         rec.state, rec.started_at, rec.next_restart_at = RUNNING, time.time(), None
         rec.exit_code = rec.signal = None
         rec.killed, rec.stopped_at = False, None
         rt.popen, rt.exited = popen, asyncio.Event()
         self._watch(rec, rt)
-
-    def _spawn_piped(self, rec: InstanceRecord, rt: _Runtime) -> subprocess.Popen[bytes]:
-        """App output -> pipe -> logpipe (masks rec.redact) -> the log; the agent keeps neither end."""
-        if rt.logpipe is not None:
-            rt.logpipe.poll()                  # reap the previous run's log process (it saw EOF)
-        read_end, write_end = os.pipe()
-        try:
-            rt.logpipe = subprocess.Popen(
-                logpipe.command(rec.log_path), env=logpipe.environment(rec.redact), stdin=read_end,
-                stdout=subprocess.DEVNULL, start_new_session=True, close_fds=True)
-            try:
-                return subprocess.Popen(
-                    rec.argv, cwd=rec.cwd, env=build_env(rec), stdin=subprocess.DEVNULL, stdout=write_end,
-                    stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
-            except BaseException:
-                os.close(write_end)            # EOF: the log process ends by itself; reap it
-                write_end = -1
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    rt.logpipe.wait(timeout=5)
-                raise
-        finally:
-            os.close(read_end)
-            if write_end >= 0:
-                os.close(write_end)
 
     def _watch(self, rec: InstanceRecord, rt: _Runtime, *, verify: bool = False) -> bool:
         """Arrange for `_on_exit` when rec.pid exits: pidfd where possible, else a slow poll.
@@ -333,6 +324,8 @@ class Supervisor:
             self._recs[rec.id], self._rt[rec.id] = rec, rt
             if rec.state in TERMINAL:
                 continue
+            if rec.pid is None:     # the last agent died between recording the start and the pid
+                rec.pid, rec.pid_start = procs.find_instance(rec.id) or (None, None)
             adopted = rec.pid is not None and self._watch(rec, rt, verify=True)
             if adopted:
                 log.info("adopted %s (pid %s)", rec.id, rec.pid)
@@ -350,6 +343,8 @@ class Supervisor:
                 rec.state = BACKOFF
                 self._restart(rec.id)
             self._arm_expiry(rec, rt)
+        for path in pruning.orphan_logs(self.logs_dir, set(self._recs), self.retention):
+            pruning.remove_log(str(path))
         self._changed()
 
     async def stop_all(self) -> None:
@@ -367,11 +362,17 @@ class Supervisor:
         for task in list(self._tasks):
             task.cancel()
 
+    def prune(self) -> bool:
+        """Forget stopped/exited instances past their retention (time or count), with their logs."""
+        drop = pruning.expired(self._recs.values(), time.time(), self.retention, self.keep_stopped)
+        for iid in drop:
+            rec = self._recs.pop(iid)
+            self._rt.pop(iid, None)
+            pruning.remove_log(rec.log_path)
+        return bool(drop)
+
     def _changed(self) -> None:
-        cutoff = time.time() - self.retention
-        for iid in [i for i, r in self._recs.items()
-                    if r.state in TERMINAL and r.stopped_at is not None and r.stopped_at < cutoff]:
-            del self._recs[iid], self._rt[iid]
+        self.prune()
         self._on_change()
 
 

@@ -130,9 +130,8 @@ def rollback_cmd(
          lambda e: deployer.rollback(e, wait=not no_wait, override=override))
 
 
-def recover_cmd(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
-    """Finish or roll back every run whose owner died; cancel queue entries of dead waiters."""
-    project = Project.load(config)
+def recover_dead_runs(project: Project, *, quiet: bool) -> list[dict[str, Any]]:
+    """Finish or roll back every unfinished run of the project whose owner died (starts the agent)."""
     with project.store.session() as s:
         pending = [(d.id, d.service, d.env) for d in dq.find_unfinished(s)]
     results: list[dict[str, Any]] = []
@@ -141,13 +140,20 @@ def recover_cmd(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
         async with project.agent() as agent:
             for dep_id, service, env in pending:
                 e = project.environment(service, env, agent,
-                                        listener=None if as_json else render.DeployProgress(dep_id))
+                                        listener=None if quiet else render.DeployProgress(dep_id))
                 outcome = await deployer.recover_one(e, dep_id)
                 results.append({"id": dep_id, "service": service, "env": env,
                                 "state": str(outcome.state) if outcome else "skipped",
                                 "reason": outcome.reason if outcome else "its owner is alive"})
 
     run(go())
+    return results
+
+
+def recover_cmd(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """Finish or roll back every run whose owner died; cancel queue entries of dead waiters."""
+    project = Project.load(config)
+    results = recover_dead_runs(project, quiet=as_json)
     if as_json:
         render.print_json({"recovered": results})
     elif not results:

@@ -64,7 +64,7 @@ class Project:
     def agent(self, *, start: bool = True) -> AgentClient:
         """A client for this project's agent; starts the agent first unless told not to."""
         if start:
-            ensure_agent(self.agent_dir)
+            ensure_agent(self.agent_dir, config=self.config_path)
         return AgentClient(self.agent_dir)
 
     def settings(self, service: str, env: str) -> ServiceSettings:
@@ -79,7 +79,7 @@ class Project:
                     listener: Listener | None = None) -> Environment:
         s = self.settings(service, env)
         return Environment(settings=s, store=self.store, target=LocalTarget(agent, service, env),
-                           router=BuiltinRouter(agent, service, env, s.listen, s.router_options or None),
+                           router=BuiltinRouter(agent.router, service, env, s.listen, s.router_options or None),
                            releases=ReleaseStore(self.state_dir / "releases"), actor=actor(),
                            listener=listener, secrets=self.secrets.environ_for, redactor=self.redactor,
                            notifications=self.config.notifications)

@@ -1,4 +1,8 @@
-"""`shipyard status`: per service and env, what serves, how healthy, who holds the lease, who waits."""
+"""`shipyard status`: per service and env, what serves, how healthy, who holds the lease, who waits.
+
+With the agent down it still shows what it can (the store's records, and the routers' table: they run
+apart from the agent, so what is served is known), says that the agent is down, and exits 1.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +16,9 @@ import typer
 from shipyard.cli import render
 from shipyard.cli.aio import run
 from shipyard.cli.project import Project
-from shipyard.errors import AgentUnavailableError
+from shipyard.errors import AgentError, AgentUnavailableError
 from shipyard.health.probes import probe
+from shipyard.proxy import RouterClient
 from shipyard.routers.builtin import BuiltinRouter
 from shipyard.store import deployments as dq
 from shipyard.store import leases as lq
@@ -22,19 +27,46 @@ from shipyard.store import queue as qq
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Path to shipyard.yaml.")]
 
 
+AGENT_DOWN = "the agent is not running: `shipyard agent start` starts it and recovers interrupted deploys"
+
+
 async def gather_status(project: Project, services: list[str], envs: list[str]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
+    agent: Any = project.agent(start=False)
     try:
-        agent = project.agent(start=False)
         await agent.status()
     except AgentUnavailableError:
+        await agent.aclose()
         agent = None
+    routers = await _routed(project) if agent is None else {}
     for service in services:
         for env in envs:
-            out.append(await _one(project, agent, service, env))
+            row = await _one(project, agent, service, env)
+            if agent is None:
+                _from_router(row, routers.get((service, env)))
+            out.append(row)
     if agent is not None:
         await agent.aclose()
     return out
+
+
+async def _routed(project: Project) -> dict[tuple[str, str], dict[str, Any]]:
+    """The routers' table, readable while the agent is down (their processes do not depend on it)."""
+    try:
+        async with RouterClient(project.agent_dir, timeout=5.0, retry_budget=0) as client:
+            return {(r["service"], r["env"]): r for r in await client.list_routers()}
+    except AgentError:
+        return {}
+
+
+def _from_router(row: dict[str, Any], router: dict[str, Any] | None) -> None:
+    """Without the agent, what serves is what the router routes to (instances themselves are unknown)."""
+    if router is None:
+        return
+    serving = sorted({b["revision"] for b in router["backends"] if b.get("weight", 0) > 0})
+    row["revision"] = serving[0] if len(serving) == 1 else (serving or None)
+    row["routed"] = [{"instance": b.get("instance", ""), "address": b["address"], "revision": b.get("revision", ""),
+                      "weight": b.get("weight", 0)} for b in router["backends"]]
 
 
 async def _one(project: Project, agent: Any, service: str, env: str) -> dict[str, Any]:
@@ -56,7 +88,7 @@ async def _one(project: Project, agent: Any, service: str, env: str) -> dict[str
     if agent is None:
         return row
     instances = await agent.list_instances(service=service, env=env)
-    stats = await BuiltinRouter(agent, service, env, s.listen).stats()
+    stats = await BuiltinRouter(agent.router, service, env, s.listen).stats()
     row["listen"] = stats.get("listen") or s.listen      # the address the router picked when listen is unset
     weights = {b["address"]: int(b["weight"]) for b in stats.get("backends", [])}
     total = sum(weights.values()) or 1
@@ -86,11 +118,14 @@ def status_cmd(
     for name in services:
         project.settings(name, envs[0])          # unknown names fail here with a clear message
     rows = run(gather_status(project, services, envs))
+    agent_up = not rows or rows[0]["agent"]
     if as_json:
-        render.print_json({"status": rows})
+        render.print_json({"status": rows, "agent": agent_up})
+        if not agent_up:
+            raise typer.Exit(1)
         return
     for r in rows:
-        if not r["instances"] and not r["last_deployment"] and not r["lease"]:
+        if not r["instances"] and not r["last_deployment"] and not r["lease"] and not r.get("routed"):
             continue
         rev = r["revision"] if isinstance(r["revision"], str) else ",".join(r["revision"] or []) or "-"
         shown = rev[:8] if isinstance(r["revision"], str) else rev
@@ -102,10 +137,14 @@ def status_cmd(
                        render.styled(i["health"]), f"{i['traffic_percent']:g}%", i["restarts"],
                        datetime.fromtimestamp(i["warm_until"], UTC).strftime("%H:%M:%S") if i["warm_until"] else "-")
                       for i in r["instances"]])
+        if r.get("routed"):
+            render.table(None, ["routed to (agent down)", "revision", "address", "weight"],
+                         [(b["instance"] or "-", b["revision"][:8], b["address"], b["weight"]) for b in r["routed"]])
         for q in r["queue"]:
             render.console.print(f"  queued #{q['position'] if q['position'] is not None else '?'}: "
                                  f"{q['deployment']} by {q['owner']} ({q['age_seconds']:.0f}s)", markup=False)
     if not any(r["instances"] or r["last_deployment"] for r in rows):
         render.info("nothing deployed yet: try `shipyard deploy <service> --env <env>`")
-    if rows and not rows[0]["agent"]:
-        render.info("(the agent is not running: `shipyard agent start`)")
+    if not agent_up:
+        render.error(AGENT_DOWN)
+        raise typer.Exit(1)

@@ -126,6 +126,7 @@ class Recorder:
         self.started_at = time.monotonic()
         self.ended_at: float | None = None
         self.offered_rps = offered_rps
+        self.in_flight = 0    # sent and not yet answered or failed (read by benchmarks at a crash)
 
     def _fail(self, now: float, reason: str) -> None:
         self.failed += 1
@@ -179,6 +180,7 @@ def check_arguments(rps: float, duration: float | None, can_stop: bool, keepaliv
 
 async def _request(session: aiohttp.ClientSession, url: str, rec: Recorder, headers: dict[str, str]) -> None:
     t0 = time.monotonic()
+    rec.in_flight += 1
     try:
         async with session.get(url, headers=headers, allow_redirects=False) as resp:
             await resp.read()
@@ -186,6 +188,8 @@ async def _request(session: aiohttp.ClientSession, url: str, rec: Recorder, head
     except Exception as exc:
         rec.error(classify_error(exc), str(exc)[:200])
         return
+    finally:
+        rec.in_flight -= 1
     rec.response(status, time.monotonic() - t0)
 
 
@@ -199,11 +203,15 @@ async def run_load(
     timeout: float = 5.0,
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
     recorder: Recorder | None = None,
+    client_retries: bool = True,
 ) -> LoadResult:
     """Offer `rps` GET requests per second to `url` until `duration` passes or `stop` is set.
 
     Returns after the last request sent has finished or timed out (at most `timeout` later).
-    Pass a `recorder` to watch progress from elsewhere (LoadRunner.snapshot does).
+    Pass a `recorder` to watch progress from elsewhere (LoadRunner.snapshot does). aiohttp itself sends
+    an idempotent request again, once, when the server drops the connection before answering (as
+    browsers do on a reused connection); `client_retries=False` turns that off, so a request caught in
+    a crash counts as failed.
     """
     check_arguments(rps, duration, stop is not None, keepalive_share)
     rec = recorder if recorder is not None else Recorder(rps)
@@ -215,6 +223,9 @@ async def run_load(
     fresh = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=max_concurrency, force_close=True), timeout=client_timeout
     )
+    if not client_retries:
+        for session in (pooled, fresh):
+            session._retry_connection = False  # no public switch; aiohttp's own test client does this
     keep_headers: dict[str, str] = {}
     close_headers = {"Connection": "close"}
     inflight: set[asyncio.Task[None]] = set()
@@ -319,6 +330,11 @@ class LoadRunner:
     def snapshot(self) -> LoadResult:
         """Counts so far, without stopping (safe from the caller's thread)."""
         return self._recorder.snapshot()
+
+    @property
+    def in_flight(self) -> int:
+        """Requests sent and not finished right now."""
+        return self._recorder.in_flight
 
     @property
     def running(self) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from typing import Any
 
 from .backends import Backend, BackendState, Balancer, split_address
@@ -83,18 +84,54 @@ class RouterServer:
         self.max_attempts = max(1, options.max_attempts)
 
     # -- lifecycle --------------------------------------------------------------------------------
-    async def start(self) -> None:
-        """Bind and listen; an address already in use raises OSError here, not on the first request."""
+    async def start(self, sock: socket.socket | None = None) -> None:
+        """Listen; an address already in use raises OSError here, not on the first request.
+
+        With `sock`, serve a socket that is already bound and listening (handed over by the keeper, which
+        keeps its own copy so connections wait in the backlog while no router runs) instead of binding.
+        """
         self.loop = asyncio.get_running_loop()
         self.closing = False
-        self._server = await self.loop.create_server(
-            lambda: ClientConnection(self), self.host, self.port, reuse_address=True, backlog=1024
-        )
-        if self.port == 0:  # ephemeral port (tests): report the real one
-            sock = self._server.sockets[0]
-            self.port = sock.getsockname()[1]
+        if sock is not None:
+            self._server = await self.loop.create_server(lambda: ClientConnection(self), sock=sock, backlog=1024)
+        else:
+            self._server = await self.loop.create_server(
+                lambda: ClientConnection(self), self.host, self.port, reuse_address=True, backlog=1024
+            )
+        if self.port == 0 or sock is not None:  # ephemeral port (tests), or a handed-over socket
+            bound = self._server.sockets[0]
+            self.host, self.port = bound.getsockname()[:2]
             self.listen = f"{self.host}:{self.port}"
         self._sweeper = self.loop.create_task(self._sweep())
+
+    def stop_accepting(self) -> None:
+        """Close this process's copy of the listening socket; open connections are served on.
+
+        For a handover: another process holding the same socket accepts from now on, and connections
+        not yet accepted stay in the shared backlog for it.
+        """
+        if self._server is not None:
+            self._server.close()
+
+    def busy_connections(self) -> int:
+        """Client connections with a request or tunnel still under way."""
+        return sum(1 for c in self.clients if c.active is not None or c.tunnel is not None or c.queue)
+
+    async def finish(self, timeout: float) -> int:
+        """After stop_accepting: let every request and tunnel end (closing connections as they go idle)
+        for up to `timeout` seconds, then close what is left; returns how many connections were cut."""
+        deadline = self.loop.time() + timeout
+        while True:
+            for client in list(self.clients):
+                if client.active is None and client.tunnel is None and not client.queue and client.current is None:
+                    client.closing = True  # idle keep-alive: the client opens its next one elsewhere
+                    client.transport.close()
+            if not self.clients or self.loop.time() >= deadline:
+                break
+            await asyncio.sleep(0.02)
+        cut = len(self.clients)
+        await self.close()
+        return cut
 
     async def close(self) -> None:
         """Stop listening, then close every client and backend connection."""

@@ -1,0 +1,91 @@
+"""What the clients of the agent's and the routers' admin APIs share: errors that carry a status, the
+mapping of an error answer back to one, and how to retry while the process behind a socket restarts.
+
+Both APIs are JSON over HTTP on a 0600 unix socket; the server side is in adminweb.py (kept apart so
+the CLI, which only ever is a client, does not load a web server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
+
+import httpx
+
+from shipyard.errors import AgentError
+
+
+class StatusError(AgentError):
+    """Base of the errors an admin API answers with a status of its own choosing."""
+
+    status = 400
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        if status is not None:
+            self.status = status
+
+
+def raise_for_response(resp: httpx.Response, by_status: Mapping[int, type[StatusError]],
+                       default: type[StatusError]) -> None:
+    """Turn an error answer into the matching exception, carrying the server's message and status."""
+    if resp.status_code < 400:
+        return
+    try:
+        message = str(resp.json().get("error") or resp.text)
+    except (ValueError, AttributeError):
+        message = resp.text or resp.reason_phrase
+    raise by_status.get(resp.status_code, default)(message, resp.status_code)
+
+
+# ---- clients -------------------------------------------------------------------------------------
+
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, FileNotFoundError, ConnectionRefusedError)
+"""The request never reached a server: always safe to send again."""
+DROPPED = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+"""The server went away after the request was sent: it may or may not have acted on it."""
+
+
+class Retry:
+    """How long a client keeps trying while the process behind a socket is being replaced.
+
+    `can_wait()` says whether waiting makes sense at all (a keeper is there to bring the process back);
+    without one, a refused connection is reported at once, with the command that fixes it.
+    """
+
+    def __init__(self, budget: float, can_wait: Callable[[], Awaitable[bool]], interval: float = 0.1) -> None:
+        self.budget, self.can_wait, self.interval = budget, can_wait, interval
+
+    async def send(self, attempt: Callable[[], Awaitable[httpx.Response]], *, idempotent: bool,
+                   retry_status: Callable[[httpx.Response], bool] = lambda _r: False) -> httpx.Response:
+        """Run `attempt` until it gets an answer; re-send only what is safe to send twice.
+
+        Not sent (connection refused): re-sent whatever the method. Dropped after sending (the server
+        died mid-request) or answered with `retry_status`: re-sent only when `idempotent`.
+        """
+        first_failure: float | None = None    # the budget runs from the first failure, not the start
+        while True:
+            try:
+                resp = await attempt()
+            except NOT_SENT:
+                first_failure = first_failure or time.monotonic()
+                if not await self._again(first_failure):
+                    raise
+                continue
+            except DROPPED:
+                first_failure = first_failure or time.monotonic()
+                if not idempotent or not await self._again(first_failure):
+                    raise
+                continue
+            if idempotent and retry_status(resp):
+                first_failure = first_failure or time.monotonic()
+                if await self._again(first_failure):
+                    continue
+            return resp
+
+    async def _again(self, first_failure: float) -> bool:
+        if time.monotonic() >= first_failure + self.budget or not await self.can_wait():
+            return False
+        await asyncio.sleep(self.interval)
+        return True

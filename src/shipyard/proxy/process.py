@@ -1,0 +1,263 @@
+"""`python -m shipyard.proxy.process`: one router generation, started and watched by the keeper.
+
+A generation's life, driven by keeper messages over its channel (channel.py):
+1. hello: the interpreter is up and imported; the keeper keeps one such standby ready, so a crashed
+   router is replaced in milliseconds, not in an interpreter start.
+2. go: load the committed routing table, take the listening sockets from the keeper (dups of the
+   ones it holds), start accepting, then serve the admin API on router.sock: "serving".
+3. release-admin (only when a newer generation is about to take over): refuse changes, stop serving
+   the admin socket, let the change in progress finish: "admin-released". The newer one then reads
+   the table and no change can be lost between the two.
+4. retire: stop accepting (the newer one accepts from the same sockets), finish in-flight requests and
+   tunnels within the budget, exit.
+If the keeper goes away, an active generation keeps serving and waits on router-handoff.sock for the
+next keeper, which adopts it by receiving its sockets; a standby just exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import errno
+import json
+import logging
+import os
+import select
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from shipyard.ipc import bind_unix
+
+from .admin import AdminState, make_app
+from .channel import Channel, ChannelClosed, Message
+from .paths import ProxyPaths
+from .registry import RouterRegistry
+
+log = logging.getLogger("shipyard.router")
+
+RETIRE_BUDGET = 60.0       # seconds an old generation may take to finish requests and tunnels
+
+
+class KeeperListeners:
+    """The ListenerSource of a router process: sockets come from (and go back to) the keeper."""
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+        self.socks: dict[str, socket.socket] = {}
+
+    async def acquire(self, listen: str) -> socket.socket:
+        msg, fds = await self.channel.request({"op": "listener", "listen": listen})
+        if not msg.get("ok") or not fds:
+            for fd in fds:
+                os.close(fd)
+            raise OSError(int(msg.get("errno") or errno.EIO), str(msg.get("error") or "the keeper refused"))
+        for fd in fds[1:]:
+            os.close(fd)
+        sock = socket.socket(fileno=fds[0])
+        sock.setblocking(False)
+        self.socks[str(msg.get("listen") or listen)] = sock
+        return sock
+
+    async def release(self, listen: str) -> None:
+        self.socks.pop(listen, None)
+        with contextlib.suppress(ChannelClosed, TimeoutError):
+            await self.channel.request({"op": "release", "listen": listen})
+
+    def fds(self, listens: list[str]) -> list[int]:
+        return [self.socks[x].fileno() for x in listens if x in self.socks and self.socks[x].fileno() >= 0]
+
+
+def _pid_alive(pidfd: int | None) -> Callable[[], bool]:
+    """A cheap "is the previous generation still running" check: a pidfd turns readable at exit."""
+    def alive() -> bool:
+        if pidfd is None:
+            return False
+        readable, _, _ = select.select([pidfd], [], [], 0)
+        return not readable
+    return alive
+
+
+class Generation:
+    def __init__(self, paths: ProxyPaths, channel_sock: socket.socket, admin_sock: socket.socket,
+                 number: int) -> None:
+        self.paths = paths
+        self.number = number
+        self.admin_sock = admin_sock
+        self.channel = Channel(channel_sock, self._on_message, self._on_keeper_gone)
+        self.listeners = KeeperListeners(self.channel)
+        self.registry: RouterRegistry | None = None
+        self.admin: AdminState | None = None
+        self.runner: web.AppRunner | None = None
+        self.site: web.SockSite | None = None
+        self.role = "standby"
+        self.done: asyncio.Future[Any] | None = None       # the exit code
+        self._go: asyncio.Future[Any] | None = None        # the predecessor's pid (or None)
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        self.done = loop.create_future()
+        self._go = loop.create_future()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda: self._spawn(self.retire(RETIRE_BUDGET)))
+        self.channel.start()
+        self.channel.send({"op": "hello", "pid": os.getpid(), "generation": self.number})
+        await asyncio.wait([self._go, self.done], return_when=asyncio.FIRST_COMPLETED)
+        if self.done.done():
+            return self.done.result()
+        await self.activate(self._go.result())
+        return await self.done
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _finish(self, code: int) -> None:
+        if self.done is not None and not self.done.done():
+            self.done.set_result(code)
+
+    # ---- keeper messages -------------------------------------------------------------------------
+    def _on_message(self, msg: Message, fds: list[int]) -> None:
+        for fd in fds:                      # nothing the keeper sends unasked carries fds
+            os.close(fd)
+        op = msg.get("op")
+        if op == "go" and self._go is not None and not self._go.done():
+            self._go.set_result(msg.get("predecessor"))
+        elif op == "release-admin":
+            self._spawn(self._release_admin(msg))
+        elif op == "retire":
+            self._spawn(self.retire(float(msg.get("timeout") or RETIRE_BUDGET)))
+        else:
+            log.warning("unexpected keeper message %r", op)
+
+    async def activate(self, predecessor: int | None) -> None:
+        pidfd = None
+        if predecessor:
+            with contextlib.suppress(OSError):
+                pidfd = os.pidfd_open(predecessor)
+        self.registry = RouterRegistry(self.paths.table, self.listeners, predecessor_alive=_pid_alive(pidfd),
+                                       legacy=self.paths.legacy_state)
+        await self.registry.load()
+        with contextlib.suppress(ChannelClosed, TimeoutError):
+            await self.channel.request({"op": "keep", "listens": self.registry.listens()})
+        self.admin = AdminState(self.registry, self.number)
+        self.runner = web.AppRunner(make_app(self.admin), access_log=None, handle_signals=False)
+        await self.runner.setup()
+        self.site = web.SockSite(self.runner, self.admin_sock)
+        await self.site.start()
+        self.role = "active"
+        self.channel.send({"op": "serving", "pid": os.getpid(), "generation": self.number,
+                           "routers": len(self.registry.servers())})
+        log.info("router generation %d (pid %d) serving %d routers", self.number, os.getpid(),
+                 len(self.registry.servers()))
+
+    async def _release_admin(self, msg: Message) -> None:
+        await self.stop_admin()
+        with contextlib.suppress(ChannelClosed):
+            self.channel.reply(msg, {"op": "admin-released"})
+
+    async def stop_admin(self) -> None:
+        if self.admin is not None:
+            self.admin.frozen = True
+        if self.site is not None:
+            await self.site.stop()
+            self.site = None
+        if self.registry is not None:
+            await self.registry.quiesce()
+
+    async def retire(self, budget: float) -> None:
+        """Stop accepting, let what is under way finish (bounded), exit."""
+        if self.role == "retiring":
+            return
+        was = self.role
+        self.role = "retiring"
+        if self.registry is None or was == "standby":
+            self._finish(0)
+            return
+        await self.stop_admin()
+        self.registry.stop_accepting()
+        cut = await self.registry.finish(budget)
+        log.info("router generation %d retired (%d connections cut)", self.number, cut)
+        if self.runner is not None:
+            await self.runner.cleanup()
+        self._finish(0)
+
+    # ---- losing the keeper -------------------------------------------------------------------------
+    def _on_keeper_gone(self) -> None:
+        if self.role != "active":
+            log.info("keeper gone: generation %d (%s) exits", self.number, self.role)
+            if self.role == "standby":
+                self._finish(0)
+            return
+        log.warning("keeper gone: serving on, waiting for a new keeper on %s", self.paths.handoff)
+        self._spawn(self._await_adoption())
+
+    async def _await_adoption(self) -> None:
+        """Hand our sockets to the next keeper that connects; its connection becomes our channel."""
+        loop = asyncio.get_running_loop()
+        try:
+            server = bind_unix(self.paths.handoff, socket.SOCK_SEQPACKET, backlog=4)
+        except OSError as exc:
+            log.error("cannot wait for a new keeper on %s: %s", self.paths.handoff, exc)
+            return
+        server.setblocking(False)
+        try:
+            conn, _ = await loop.sock_accept(server)
+        finally:
+            server.close()
+            with contextlib.suppress(FileNotFoundError):
+                self.paths.handoff.unlink()
+        assert self.registry is not None
+        listens = self.registry.listens()
+        conn.setblocking(True)
+        socket.send_fds(conn, [_encode({"op": "adopt", "pid": os.getpid(), "generation": self.number,
+                                        "listens": listens})],
+                        [self.admin_sock.fileno(), *self.listeners.fds(listens)])
+        self.channel = Channel(conn, self._on_message, self._on_keeper_gone)
+        self.listeners.channel = self.channel
+        self.channel.start()
+        log.info("adopted by a new keeper")
+
+
+def _encode(msg: Message) -> bytes:
+    return json.dumps(msg).encode()
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop
+    return uvloop.new_event_loop
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m shipyard.proxy.process",
+                                     description="a shipyard router generation (started by the keeper)")
+    parser.add_argument("--state-dir", required=True, type=Path)
+    parser.add_argument("--channel-fd", required=True, type=int)
+    parser.add_argument("--admin-fd", required=True, type=int)
+    parser.add_argument("--generation", type=int, default=1)
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format=f"%(asctime)s %(levelname)s router[{args.generation}]: %(message)s")
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    channel = socket.socket(fileno=args.channel_fd)
+    admin = socket.socket(fileno=args.admin_fd)
+    gen = Generation(ProxyPaths(args.state_dir), channel, admin, args.generation)
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        return runner.run(gen.run())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
