@@ -18,7 +18,7 @@ from shipyard.cli.main import app
 # and must accept --json. Write commands that already have a --json summary need not be listed.
 WRITE_COMMANDS: dict[str, str] = {
     "init": "writes shipyard.yaml and .gitignore",
-    "agent start": "starts the agent process",
+    "agent install": "writes a systemd unit file (or prints it with --print)",
     "agent stop": "stops the agent (and its instances)",
     "secrets set": "stores a value",
     "secrets rm": "deletes a value",
