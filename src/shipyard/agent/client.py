@@ -156,7 +156,8 @@ class AgentClient:
 
     async def drain(self, service: str, env: str, address: str, timeout: float,
                     ws_timeout: float | None = None) -> dict[str, Any]:
-        """Returns {"remaining": n}: connections still open on `address` when the budget ran out."""
+        """Returns {"remaining": n, "http_left": n, "ws_closed": n, "ws_cut": n}: `remaining` counts requests
+        still in flight on `address` and websockets cut when the budget ran out (proxy.DrainReport)."""
         result: dict[str, Any] = await self._json(
             "POST", self._router(service, env, "/drain"),
             json={"address": address, "timeout": timeout, "ws_timeout": ws_timeout},

@@ -124,10 +124,11 @@ class RouterRegistry:
         return self.describe(service, env)
 
     async def drain(self, service: str, env: str, address: str, timeout: float,
-                    ws_timeout: float | None = None) -> int:
+                    ws_timeout: float | None = None) -> dict[str, Any]:
+        """proxy.DrainReport as a dict: {"remaining": n, "http_left", "ws_closed", "ws_cut"}."""
         server = self._get((service, env))
         try:
-            return await server.drain(address, timeout, ws_timeout=ws_timeout)
+            return (await server.drain(address, timeout, ws_timeout=ws_timeout)).as_dict()
         except ValueError as exc:     # still routed to: draining it would never finish
             raise ConflictError(str(exc)) from exc
 

@@ -168,9 +168,9 @@ async def drain(request: web.Request) -> web.Response:
     data = await _body(request)
     timeout = _num(data.get("timeout"), "timeout", required=True)
     assert timeout is not None
-    remaining = await request.app[AGENT_KEY].routers.drain(
+    report = await request.app[AGENT_KEY].routers.drain(
         *_router_key(request), _str(data, "address"), timeout, _num(data.get("ws_timeout"), "ws_timeout"))
-    return web.json_response({"remaining": remaining})
+    return web.json_response(report)
 
 
 async def delete_router(request: web.Request) -> web.Response:

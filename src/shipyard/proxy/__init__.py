@@ -5,8 +5,9 @@ Hot path on asyncio Protocols + httptools (uvloop when the process installed its
 """
 
 from .backends import Backend
+from .drain import DrainReport
 from .metrics import render_prometheus
 from .options import RouterOptions
 from .server import RouterServer
 
-__all__ = ["Backend", "RouterOptions", "RouterServer", "render_prometheus"]
+__all__ = ["Backend", "DrainReport", "RouterOptions", "RouterServer", "render_prometheus"]
