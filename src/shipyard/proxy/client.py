@@ -35,21 +35,23 @@ class ClientConnection(asyncio.Protocol):
         "current",
         "extra",
         "fwd",
+        "head_mark",
         "head_since",
         "head_size",
         "headers",
         "held",
         "host",
-        "in_head",
         "last_active",
         "loop",
         "parser",
         "paused",
         "peer",
         "queue",
+        "rare",
         "raw",
         "router",
         "rx",
+        "rx_mark",
         "seen_rx",
         "seen_wbuf",
         "served",
@@ -84,12 +86,17 @@ class ClientConnection(asyncio.Protocol):
         self.trusted = False
         self.fwd = b""
         self.served = 0  # requests read on this connection
-        self.in_head = False  # part of a request head arrived, not all of it
         self.last_active = self.head_since = self.since = self.wsince = 0.0
         self.rx = 0  # data_received calls (the sweeper compares it instead of reading the clock)
-        self.seen_rx = self.seen_wbuf = -1
-        self.on_message_begin()
-        self.in_head = False  # a fresh connection has sent nothing yet (request_timeout, silent close)
+        self.rx_mark = 0  # rx when the last request was read whole: more since = a head in progress
+        self.seen_rx = self.seen_wbuf = self.head_mark = -1
+        # Per-request head state, reset once the head is built; ``rare`` marks the seldom-set part.
+        self.url = b""
+        self.head_size = 0
+        self.headers: list[bytes] = []
+        self.host: bytes | None = None
+        self.rare = False
+        self._reset_rare()
 
     # -- asyncio callbacks ------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -128,7 +135,7 @@ class ClientConnection(asyncio.Protocol):
             self._close_with(400)
 
     def eof_received(self) -> bool | None:
-        if self.tunnel is None and self.current is None and not self.in_head and self.active is not None:
+        if self.tunnel is None and self.current is None and self.rx == self.rx_mark and self.active is not None:
             # The whole request arrived and the client half-closed: it still gets its answer.
             self.closing = True
             return True
@@ -159,15 +166,9 @@ class ClientConnection(asyncio.Protocol):
             up.resume_reading()
 
     # -- httptools callbacks ----------------------------------------------------------------------
-    def on_message_begin(self) -> None:
-        self.in_head = True
-        self.head_since = self.loop.time()
-        self.head_size = 0
-        self.url = b""
-        self.headers: list[bytes] = []
+    def _reset_rare(self) -> None:
         self.conn: list[bytes] | None = None
         self.upgrade: bytes | None = None
-        self.host: bytes | None = None
         self.xff = b""
         self.xfp: bytes | None = None
         self.xfh: bytes | None = None
@@ -179,22 +180,25 @@ class ClientConnection(asyncio.Protocol):
             raise ValueError("request line too long")  # surfaces as HttpParserError -> 400
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.current is not None:
+            return  # trailer fields of a chunked request body: dropped
         self.head_size += len(name) + len(value)
         if self.head_size > MAX_HEAD:
             raise ValueError("request headers too large")
         lname = name.lower()
-        if lname in _SPECIAL:
-            self._special(lname, name, value)
-        else:
+        if lname not in _SPECIAL:
             self.headers += (name, b": ", value, b"\r\n")
-
-    def _special(self, lname: bytes, name: bytes, value: bytes) -> None:
-        if lname == b"host":
-            if self.host is not None:
-                raise ValueError("more than one Host header")  # RFC 9112 3.2: 400
+        elif lname == b"host" and self.host is None:
             self.host = value
             self.headers += (name, b": ", value, b"\r\n")
-        elif lname == b"x-forwarded-for":
+        else:
+            self._special(lname, name, value)
+
+    def _special(self, lname: bytes, name: bytes, value: bytes) -> None:
+        self.rare = True
+        if lname == b"host":
+            raise ValueError("more than one Host header")  # RFC 9112 3.2: 400
+        if lname == b"x-forwarded-for":
             self.xff += value + b", "  # several headers = one comma-separated list
         elif lname == b"x-forwarded-proto":
             self.xfp = self.xfp or value
@@ -209,7 +213,6 @@ class ClientConnection(asyncio.Protocol):
         # keep-alive, proxy-connection, te, trailer: this hop only
 
     def on_headers_complete(self) -> None:
-        self.in_head = False
         if self.closing:
             return
         p = self.parser
@@ -237,6 +240,10 @@ class ClientConnection(asyncio.Protocol):
             if self.host is not None:
                 parts += (b"X-Forwarded-Host: ", self.host, b"\r\n")
         parts.append(b"\r\n")
+        self.url, self.head_size, self.headers, self.host = b"", 0, [], None
+        if self.rare:
+            self.rare = False
+            self._reset_rare()
         ex = self.current = Exchange(self, b"".join(parts), self.loop.time())
         ex.keep_alive = p.should_keep_alive()
         ex.http11 = http11
@@ -271,6 +278,7 @@ class ClientConnection(asyncio.Protocol):
         if ex is None:
             return
         self.current = None
+        self.rx_mark = self.rx
         if ex.chunked:
             ex.feed(b"0\r\n\r\n")
         ex.complete = True
@@ -370,8 +378,10 @@ class ClientConnection(asyncio.Protocol):
                 self._abandon_all()
                 self.abort()
         elif self.active is None and not self.queue:
-            if self.in_head:
-                if now - max(self.head_since, self.last_active) >= opts.request_timeout:
+            if self.rx != self.rx_mark:  # part of a head arrived: it must be whole within request_timeout
+                if self.head_mark != self.rx_mark:
+                    self.head_mark, self.head_since = self.rx_mark, now
+                elif now - self.head_since >= opts.request_timeout:
                     self._close_with(408)
             elif now - self.last_active >= (opts.keepalive_timeout if self.served else opts.request_timeout):
                 self.closing = True  # idle: a silent close, as for any keep-alive connection

@@ -37,9 +37,10 @@ def _new_parser(proto: UpstreamConnection) -> HttpResponseParser:
 class UpstreamConnection(asyncio.Protocol):
     """Protocol for the backend side; ``exchange`` is the request it currently answers (None = idle)."""
 
-    __slots__ = ("cl", "client", "closed", "conn", "eof_body", "exchange", "head", "head_done", "idle_since",
-                 "interim", "junk", "mode", "out", "parser", "pool_after", "reading_paused", "reason", "router",
-                 "rx", "rx_at", "seen_ex", "seen_rx", "state", "te", "trailers", "transport", "tunnel",
+    __slots__ = ("cl", "client", "closed", "conn", "eof_body", "exchange", "head", "idle_since",
+                 "interim", "junk", "mode", "out", "parser", "pool_after", "rare", "reading_paused", "reason",
+                 "router",
+                 "rx", "rx_at", "seen_ex", "seen_rx", "state", "te", "transport", "tunnel",
                  "upgrade", "write_paused")
 
     def __init__(self, router: Router, state: BackendState) -> None:
@@ -61,21 +62,20 @@ class UpstreamConnection(asyncio.Protocol):
         self.out: list[bytes] = []  # what the chunk being parsed sends to the client
         self.pool_after = False  # the response ended inside this chunk: pool once the chunk is parsed
         self.junk = False  # bytes nobody asked for: never reuse this connection
-        self._reset()
-
-    def _reset(self) -> None:
-        """Per-response parse state."""
+        # Per-response parse state; ``rare`` marks the seldom-set part (reset only when set).
         self.head: list[bytes] = []
         self.reason = b""
         self.cl: bytes | None = None
+        self.mode = NONE
+        self.rare = False
+        self._reset_rare()
+
+    def _reset_rare(self) -> None:
         self.te: bytes | None = None
         self.conn: list[bytes] | None = None
         self.upgrade: bytes | None = None
-        self.trailers: list[bytes] | None = None
-        self.head_done = False
         self.interim = False
         self.eof_body = False
-        self.mode = NONE
 
     # -- asyncio callbacks ------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -102,8 +102,14 @@ class UpstreamConnection(asyncio.Protocol):
             return
         if self.out and self.exchange is ex:
             self._flush(ex)
-        if self.pool_after:
-            self._pool()
+        if self.pool_after:  # the response ended in this chunk and nothing followed it: reuse
+            self.pool_after = False
+            if self.junk or self.closed or self.state.draining or self.router.closing:
+                self.close()
+            else:
+                if self.reading_paused:
+                    self.resume_reading()
+                self.state.idle.append(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -149,40 +155,50 @@ class UpstreamConnection(asyncio.Protocol):
         self.reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self.head_done:  # trailer fields after a chunked body
-            if self.trailers is None:
-                self.trailers = []
-            self.trailers += (name, b": ", value, b"\r\n")
-            return
+        # After the head, ``head`` starts afresh and collects the trailer fields of a chunked body.
         lname = name.lower()
-        if lname in _SPECIAL:
-            if lname == b"content-length":
-                self.cl = value
-            elif lname == b"transfer-encoding":
-                self.te = value if self.te is None else self.te + b", " + value
-            elif lname == b"connection":
-                self.conn = [value] if self.conn is None else [*self.conn, value]
-            elif lname == b"upgrade":
-                self.upgrade = value
-            # keep-alive, proxy-connection, te: this hop only
-        else:
+        if lname not in _SPECIAL:
             self.head += (name, b": ", value, b"\r\n")
+        elif lname == b"content-length":
+            self.cl = value
+        elif lname == b"connection":
+            if value.lower() not in _PLAIN_CONNECTION:  # it names headers to drop (or odd spelling)
+                self.rare = True
+                self.conn = [*(self.conn or ()), value]
+        elif lname == b"transfer-encoding":
+            self.rare = True
+            self.te = value if self.te is None else self.te + b", " + value
+        elif lname == b"upgrade":
+            self.rare = True
+            self.upgrade = value
+        # keep-alive, proxy-connection, te: this hop only
 
     def on_headers_complete(self) -> None:
         ex = self.exchange
         if ex is None:
             self.junk = True
             return
-        self.head_done = True
         status = self.parser.get_status_code()
-        head = self.head if self.conn is None else drop_named(self.head, connection_tokens(self.conn))
-        line = b"HTTP/1.1 %d %s\r\n" % (status, self.reason)
+        out = self.out
+        out.append(_LINES.get((status, self.reason)) or _status_line(status, self.reason))
+        head = self.head
+        self.head = []
+        out += head if not self.rare or self.conn is None else drop_named(head, connection_tokens(self.conn))
         if status < 200 and status != 101:  # interim (100 Continue, 103): forwarded, the final one follows
-            self.interim = True
-            self.out.append(b"".join([line, *head, b"\r\n"]))
+            self.rare = self.interim = True
+            out.append(b"\r\n")
             return
         ex.status = status
-        self.out.append(b"".join([line, *head, self._framing(ex, status), b"\r\n"]))
+        cl = self.cl
+        if cl is not None and not self.rare and not ex.is_head and status != 204 and status != 304:
+            self.mode = LENGTH  # the common case, inline: the length is known, the body goes as it is
+            if ex.keep_alive and not self.router.closing:
+                out += (b"Content-Length: ", cl, b"\r\n\r\n" if ex.http11 else b"\r\nConnection: keep-alive\r\n\r\n")
+            else:
+                ex.close_after = True
+                out += (b"Content-Length: ", cl, b"\r\nConnection: close\r\n\r\n")
+            return
+        out += (self._framing(ex, status), b"\r\n")
         if ex.is_head and status != 101:
             # A HEAD response announces a body it never sends; llhttp cannot know that, so the message
             # ends here and the connection gets a fresh parser for the next response.
@@ -199,14 +215,14 @@ class UpstreamConnection(asyncio.Protocol):
             self.junk = True
 
     def on_message_complete(self) -> None:
-        if self.interim:
-            self._reset()
+        if self.interim:  # the final response's head comes next
+            self.head, self.reason, self.cl, self.interim = [], b"", None, False
             return
         ex = self.exchange
-        if ex is None or ex.status == 0 or self.parser.should_upgrade():
+        if ex is None or ex.status == 0 or ex.status == 101:
             return  # junk, or a 101 that feed_data reports as HttpParserUpgrade
-        if self.mode == CHUNKED:
-            self.out.append(b"0\r\n%s\r\n" % b"".join(self.trailers or ()))
+        if self.mode == CHUNKED:  # the last chunk, with the trailer fields (collected in ``head``)
+            self.out.append(b"0\r\n%s\r\n" % b"".join(self.head))
         self._finish(ex, self.parser.should_keep_alive())
 
     # -- used by the router and the client side ---------------------------------------------------
@@ -286,6 +302,7 @@ class UpstreamConnection(asyncio.Protocol):
             framing = b"Content-Length: %s\r\n" % cl if cl is not None else b""
         elif te is not None or cl is None:  # chunked, or (llhttp) delimited by the backend closing
             self.eof_body = te is None or not te.rstrip().lower().endswith(b"chunked")
+            self.rare = self.rare or self.eof_body
             if ex.http11:
                 self.mode = CHUNKED
                 framing = b"Transfer-Encoding: %s\r\n" % _chunked(te)
@@ -304,17 +321,21 @@ class UpstreamConnection(asyncio.Protocol):
     def _flush(self, ex: Exchange) -> None:
         out = self.out
         if out:
-            data = out[0] if len(out) == 1 else b"".join(out)
+            ex.client.transport.write(b"".join(out))
             out.clear()
-            ex.client.transport.write(data)
-            ex.responded = True
+            if ex.status:  # an interim 1xx alone still allows a 502 (HAProxy does the same)
+                ex.responded = True
 
     def _finish(self, ex: Exchange, reusable: bool) -> None:
         """The response is complete: send it, count it, pool or close this connection, free the client."""
         self.exchange = None
         ex.done = True
         ex.upstream = None  # late request-body bytes must not reach a connection now serving others
-        self._flush(ex)
+        out = self.out
+        if out:
+            ex.client.transport.write(b"".join(out))
+            out.clear()
+            ex.responded = True
         state = self.state
         now = self.router.loop.time()
         state.counters.record(ex.status, now - ex.started)
@@ -324,21 +345,19 @@ class UpstreamConnection(asyncio.Protocol):
             client.resume(PAUSE_UPSTREAM)
         self.client = None
         state.busy.discard(self)
-        self._reset()
+        self.head = []
+        self.reason = b""
+        self.cl = None
+        self.mode = NONE
+        if self.rare:
+            self.rare = False
+            self._reset_rare()
         if reusable and ex.complete and not self.write_paused and not self.junk:
             self.idle_since = now
             self.pool_after = True  # once the chunk is parsed: bytes after the response void it
         else:
             self.close()
         client.response_done(ex, ex.close_after, now)
-
-    def _pool(self) -> None:
-        self.pool_after = False
-        if self.junk or self.closed or self.state.draining or self.router.closing:
-            self.close()
-            return
-        self.resume_reading()
-        self.state.idle.append(self)
 
     def _broken(self) -> None:
         """The backend sent something that is not HTTP: 502 if the client saw nothing yet, else cut."""
@@ -385,6 +404,17 @@ class UpstreamConnection(asyncio.Protocol):
         ex.release()
         self.close()
         ex.client.abort()
+
+
+_PLAIN_CONNECTION = frozenset({b"keep-alive", b"close"})
+_LINES: dict[tuple[int, bytes], bytes] = {}  # status lines seen so far (a handful per backend)
+
+
+def _status_line(status: int, reason: bytes) -> bytes:
+    line = b"HTTP/1.1 %d %s\r\n" % (status, reason)
+    if len(_LINES) < 256:
+        _LINES[(status, reason)] = line
+    return line
 
 
 def _chunked(te: bytes | None) -> bytes:
