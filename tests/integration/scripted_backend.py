@@ -59,8 +59,11 @@ class _Conn(asyncio.Protocol):
         self.url = b""
         self.headers: list[tuple[str, str]] = []
         self.ws = False
+        self.echo = False
         self.ws_buffer = b""
         self.ws_closed = False
+        self.ws_half = False  # half of a frame went out, the rest waits for a gate
+        self.ws_close_due: bytes | None = None
         self.tasks: set[asyncio.Task[None]] = set()
 
     # -- asyncio ----------------------------------------------------------------------------------
@@ -68,6 +71,9 @@ class _Conn(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        if self.echo:
+            self.send(data)
+            return
         if self.ws:
             self.ws_buffer += data
             self._ws_frames()
@@ -75,7 +81,9 @@ class _Conn(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
-            if self.ws:
+            if self.echo:
+                self.send(data[exc.args[0] :])
+            elif self.ws:
                 self.ws_buffer += data[exc.args[0] :]
                 self._ws_frames()
         except httptools.HttpParserError:
@@ -157,11 +165,16 @@ class _Conn(asyncio.Protocol):
                 continue
             if opcode == 0x8:
                 self.ws_closed = True
+                if self.ws_half:  # a websocket library finishes the frame it is sending first
+                    self.ws_close_due = payload[:2]
+                    continue
                 self.send(ws_frame(0x8, payload[:2]))
                 self.close()
                 return
             if opcode == 0x9:
                 self.send(ws_frame(0xA, payload))
+            elif opcode == 0x1 and payload == b"half":  # half a frame now, the rest when the gate opens
+                self._run(_half_frame, Seen(self.id, "WS", "/ws/half", "1.1", []))
             elif opcode in (0x1, 0x2):
                 self.send(ws_frame(opcode, payload))
 
@@ -248,12 +261,30 @@ def _continue_done(c: _Conn, s: Seen) -> None:
     c.send(response(200, b"got %d" % len(s.body)))
 
 
+def _raw_upgrade(c: _Conn, s: Seen) -> None:
+    """101 to a protocol that is not a websocket: the connection becomes an echo of raw bytes."""
+    c.send(response(101, b"", "Upgrade: echo", "Connection: Upgrade", reason="Switching Protocols", length=False))
+    c.echo = True
+
+
 def _websocket(c: _Conn, s: Seen) -> None:
     key = (s.header("sec-websocket-key") or "").encode()
     accept = base64.b64encode(hashlib.sha1(key + WS_GUID).digest()).decode()  # RFC 6455 4.2.2
     c.send(response(101, b"", "Upgrade: websocket", "Connection: Upgrade", f"Sec-WebSocket-Accept: {accept}",
                     reason="Switching Protocols", length=False))
     c.ws = True
+
+
+async def _half_frame(c: _Conn, s: Seen) -> None:
+    data = ws_frame(2, b"z" * 1000)
+    c.ws_half = True
+    c.send(data[:500])
+    await c.backend.gate("ws-rest").wait()
+    c.send(data[500:])
+    c.ws_half = False
+    if c.ws_close_due is not None:
+        c.send(ws_frame(0x8, c.ws_close_due))
+        c.close()
 
 
 async def _bad_chunk_late(c: _Conn, s: Seen) -> None:
@@ -294,6 +325,7 @@ BEHAVIOURS: dict[str, Behaviour] = {
 EARLY: dict[str, Behaviour] = {
     "continue": _continue,
     "ws": _websocket,
+    "upgrade": _raw_upgrade,
     "early-close": _close,  # dies while the request body is still arriving
     "body-wait": lambda c, s: None,  # only records: the test watches the connection
 }

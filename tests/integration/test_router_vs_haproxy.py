@@ -119,6 +119,11 @@ async def pipelined(f: Front, r: str) -> dict[str, Any]:
             "bodies_in_order": [x.body if x else b"" for x in resps] == [f"ok {p}".encode() for p in paths]}
 
 
+@row(expect={"status": 200, "body": b"", "usable_after": True, "transfer-encoding": "chunked"})
+async def head_of_a_chunked_resource(f: Front, r: str) -> dict[str, Any]:
+    return await one(f, r, "chunked", "HEAD", names=("transfer-encoding",))
+
+
 @row(expect={"interim": 100, "status": 200, "body": b"got 4", "received": 1})
 async def expect_continue(f: Front, r: str) -> dict[str, Any]:
     client = await Client.connect(f.main)
@@ -258,6 +263,26 @@ async def http10_client(f: Front, r: str) -> dict[str, Any]:
     out = view(resp) | {"closed": await client.closed()}
     await client.close()
     return out
+
+
+@row(expect={"status": 200, "body": b"chunked", "complete": True, "transfer-encoding": None, "closed": True},
+     haproxy_differs="HAProxy 2.6 sends an HTTP/1.0 client a chunked body, which RFC 9112 6.1 forbids; the router "
+                     "sends it as is and ends it by closing the connection")
+async def http10_client_chunked_backend(f: Front, r: str) -> dict[str, Any]:
+    client = await Client.connect(f.main)
+    resp = await client.request("GET", f.path("chunked", r), "Connection: keep-alive", version="1.0")
+    out = view(resp, "transfer-encoding") | {"closed": await client.closed()}
+    await client.close()
+    return out
+
+
+@row(expect={"statuses": [502, 200], "closed_between": False})
+async def error_then_next_request(f: Front, r: str) -> dict[str, Any]:
+    client = await Client.connect(f.main)
+    client.send(raw_request("GET", f.path("nothttp", r)) + raw_request("GET", f.path("ok", r)))
+    first, second = await client.response(), await client.response()
+    await client.close()
+    return {"statuses": [x.status if x else None for x in (first, second)], "closed_between": second is None}
 
 
 @row(expect={"status": 200, "connection": "keep-alive", "second": 200})

@@ -133,7 +133,7 @@ def render_prometheus(routers: Iterable[Observed]) -> str:
         "requests": "Requests answered through the router (including proxy-generated 502/504).",
         "responses": "Responses by status class.",
         "errors": "Proxy-generated 502/504 and failed connection attempts.",
-        "retries": "Requests re-sent to another backend after a connection failed before any response.",
+        "retries": "Attempts sent again after a failure (retry_on: never sent, or no byte back and idempotent).",
         "latency": "Time from the request head arriving to the response finishing.",
         "in_flight": "HTTP requests currently being proxied to the backend.",
         "tunnels": "Open upgraded (websocket) tunnels through the backend.",

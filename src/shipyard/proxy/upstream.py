@@ -299,7 +299,10 @@ class UpstreamConnection(asyncio.Protocol):
             return b"Connection: Upgrade\r\nUpgrade: %s\r\n" % (self.upgrade or b"websocket")
         if ex.is_head or status == 204 or status == 304:
             self.mode = NONE  # no body; the headers still describe the one a GET would get
-            framing = b"Content-Length: %s\r\n" % cl if cl is not None else b""
+            if cl is not None:
+                framing = b"Content-Length: %s\r\n" % cl
+            else:
+                framing = b"Transfer-Encoding: %s\r\n" % te if te is not None and ex.http11 else b""
         elif te is not None or cl is None:  # chunked, or (llhttp) delimited by the backend closing
             self.eof_body = te is None or not te.rstrip().lower().endswith(b"chunked")
             self.rare = self.rare or self.eof_body
