@@ -366,7 +366,7 @@ class ClientConnection(asyncio.Protocol):
             return
         opts = self.router.opts
         if self.current is not None:  # a request body is on its way: the client must keep sending
-            if self.rx != self.seen_rx:
+            if self.rx != self.seen_rx or self.paused:  # (unless the router itself holds it back)
                 self.seen_rx, self.since = self.rx, now
             elif now - self.since >= opts.client_timeout:
                 self._timed_out()
@@ -376,7 +376,7 @@ class ClientConnection(asyncio.Protocol):
                 self.seen_wbuf, self.wsince = size, now
             elif now - self.wsince >= opts.client_timeout:
                 self._abandon_all()
-                self.abort()
+                self.transport.abort()  # close() would wait for a buffer this client never reads
         elif self.active is None and not self.queue:
             if self.rx != self.rx_mark:  # part of a head arrived: it must be whole within request_timeout
                 if self.head_mark != self.rx_mark:
