@@ -265,6 +265,17 @@ async def http10_client(f: Front, r: str) -> dict[str, Any]:
     return out
 
 
+@row(expect={"status": 200, "version_seen": "1.0", "host_seen": None, "connection_seen": "keep-alive"})
+async def http10_request_without_host(f: Front, r: str) -> dict[str, Any]:
+    client = await Client.connect(f.main)
+    client.send(f"GET {f.path('ok', r)} HTTP/1.0\r\n\r\n".encode())
+    resp = await client.response()
+    await client.close()
+    seen = f.backend.requests(f.path("ok", r))[-1]
+    return {"status": resp.status if resp else None, "version_seen": seen.version, "host_seen": seen.header("host"),
+            "connection_seen": seen.header("connection")}
+
+
 @row(expect={"status": 200, "body": b"chunked", "complete": True, "transfer-encoding": None, "closed": True},
      haproxy_differs="HAProxy 2.6 sends an HTTP/1.0 client a chunked body, which RFC 9112 6.1 forbids; the router "
                      "sends it as is and ends it by closing the connection")

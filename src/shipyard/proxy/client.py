@@ -1,8 +1,8 @@
 """The client side: one Protocol per accepted connection, one ``Exchange`` per request on it.
 
 The request head is rebuilt from httptools callbacks: hop-by-hop headers (and those Connection names) are
-dropped, the forwarding headers are set by the router (or extended, for a trusted proxy), and every
-request goes to the backend as HTTP/1.1. The body is streamed as it arrives. Requests are answered
+dropped, the forwarding headers are set by the router (or extended, for a trusted proxy), and the
+router writes its own Connection header. The body is streamed as it arrives. Requests are answered
 strictly in order (pipelined ones wait in ``queue``), each on a backend picked for that request alone.
 """
 
@@ -23,6 +23,9 @@ MAX_HEAD = 64 * 1024  # request line + headers; more is refused (400) instead of
 # Request headers the router decides itself: this hop's (RFC 9110 7.6.1), and the forwarding ones.
 _SPECIAL = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"upgrade", b"host",
                       b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded", b"x-real-ip"})
+
+
+_HTTP10 = b" HTTP/1.0\r\nConnection: keep-alive\r\n"
 
 
 class ClientConnection(asyncio.Protocol):
@@ -224,7 +227,8 @@ class ClientConnection(asyncio.Protocol):
         if method == b"CONNECT":
             raise ValueError("CONNECT: the router is not a forward proxy")
         headers = self.headers if self.conn is None else drop_named(self.headers, connection_tokens(self.conn))
-        parts = [method, b" ", self.url, b" HTTP/1.1\r\n", *headers]
+        # HTTP/1.0 stays 1.0 (it may lack Host), asking the backend to keep the connection, as HAProxy does.
+        parts = [method, b" ", self.url, b" HTTP/1.1\r\n" if http11 else _HTTP10, *headers]
         if upgrade:
             parts += (b"Connection: Upgrade\r\nUpgrade: ", self.upgrade or b"", b"\r\n")
         if self.trusted:  # a proxy in front of us: keep what it says, add the hop we saw
