@@ -224,7 +224,7 @@ class ClientConnection(asyncio.Protocol):
         upgrade = p.should_upgrade()
         if http11 and self.host is None:
             raise ValueError("HTTP/1.1 request without Host")  # RFC 9112 3.2: 400
-        if method == b"CONNECT":
+        if upgrade and method == b"CONNECT":  # (llhttp reports CONNECT as an upgrade)
             raise ValueError("CONNECT: the router is not a forward proxy")
         headers = self.headers if self.conn is None else drop_named(self.headers, connection_tokens(self.conn))
         # HTTP/1.0 stays 1.0 (it may lack Host), asking the backend to keep the connection, as HAProxy does.

@@ -342,13 +342,17 @@ class UpstreamConnection(asyncio.Protocol):
         state = self.state
         now = self.router.loop.time()
         state.counters.record(ex.status, now - ex.started)
-        ex.release()
+        owner = ex.state
+        if owner is not None:  # ex.release(), inline: this runs once per response
+            ex.state = None
+            owner.request_done()
         client = ex.client
         if self.write_paused:
             client.resume(PAUSE_UPSTREAM)
         self.client = None
         state.busy.discard(self)
-        self.head = []
+        if self.head:  # trailer fields of a chunked body
+            self.head = []
         self.reason = b""
         self.cl = None
         self.mode = NONE
