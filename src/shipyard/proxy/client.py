@@ -248,13 +248,8 @@ class ClientConnection(asyncio.Protocol):
         if self.rare:
             self.rare = False
             self._reset_rare()
-        ex = self.current = Exchange(self, b"".join(parts), self.loop.time())
-        ex.keep_alive = p.should_keep_alive()
-        ex.http11 = http11
-        ex.is_head = method == b"HEAD"
-        ex.idempotent = method in IDEMPOTENT
-        ex.upgrade = upgrade
-        ex.first = self.served == 0
+        ex = self.current = Exchange(self, b"".join(parts), self.loop.time(), p.should_keep_alive(), http11,
+                                     method == b"HEAD", method in IDEMPOTENT, upgrade, self.served == 0)
         self.served += 1
         self.seen_rx = -1
         if self.active is None:

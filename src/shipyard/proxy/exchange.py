@@ -102,7 +102,9 @@ class Exchange:
         "upstream",
     )
 
-    def __init__(self, client: Downstream, head: bytes, started: float) -> None:
+    def __init__(self, client: Downstream, head: bytes, started: float, keep_alive: bool = True,
+                 http11: bool = True, is_head: bool = False, idempotent: bool = True, upgrade: bool = False,
+                 first: bool = True) -> None:
         self.client = client
         self.chunks: list[bytes] | None = [head]
         self.size = len(head)
@@ -117,13 +119,13 @@ class Exchange:
         self.complete = False  # the whole request arrived from the client
         self.done = False  # the outcome is settled (answered, failed or abandoned)
         self.chunked = False
-        self.is_head = False
-        self.keep_alive = True  # the client lets the connection live on after this response
+        self.is_head = is_head
+        self.keep_alive = keep_alive  # the client lets the connection live on after this response
         self.close_after = False  # the response is framed by closing the client connection
-        self.http11 = True
-        self.idempotent = True
-        self.first = True  # the first request of its client connection (HAProxy: not TX_NOT_FIRST)
-        self.upgrade = False
+        self.http11 = http11
+        self.idempotent = idempotent
+        self.first = first  # the first request of its client connection (HAProxy: not TX_NOT_FIRST)
+        self.upgrade = upgrade
 
     def release(self) -> None:
         """Stop counting this request as in flight on its backend (exactly once per dispatch)."""

@@ -104,7 +104,7 @@ class UpstreamConnection(asyncio.Protocol):
             self._flush(ex)
         if self.pool_after:  # the response ended in this chunk and nothing followed it: reuse
             self.pool_after = False
-            if self.junk or self.closed or self.state.draining or self.router.closing:
+            if self.junk:
                 self.close()
             else:
                 if self.reading_paused:
@@ -359,7 +359,8 @@ class UpstreamConnection(asyncio.Protocol):
         if self.rare:
             self.rare = False
             self._reset_rare()
-        if reusable and ex.complete and not self.write_paused and not self.junk:
+        if (reusable and ex.complete and not self.write_paused and not self.junk and not state.draining
+                and not self.router.closing):
             self.idle_since = now
             self.pool_after = True  # once the chunk is parsed: bytes after the response void it
         else:
