@@ -314,6 +314,7 @@ BEHAVIOURS: dict[str, Behaviour] = {
     "hop": lambda c, s: c.send(response(200, b"hop", "Connection: X-Hop-Resp, Keep-Alive",
                                         "Keep-Alive: timeout=5", "X-Hop-Resp: secret", "X-End: kept")),
     "junkafter": lambda c, s: c.send(response(200, b"exact") + b"JUNK AFTER THE RESPONSE"),
+    "junkhead": lambda c, s: c.send(response(200, b"exact") + b"HTTP/1.1 200 OK\r\nX-Junk: yes\r\n"),
     "trailers": lambda c, s: c.send(response(200, b"", "Transfer-Encoding: chunked", "Trailer: X-Sum",
                                              length=False) + b"3\r\nabc\r\n2\r\nde\r\n0\r\nX-Sum: 5\r\n\r\n"),
     "nocontent": lambda c, s: c.send(response(204, b"", reason="No Content", length=False)),

@@ -224,6 +224,15 @@ async def junk_after_response(f: Front, r: str) -> dict[str, Any]:
     return await one(f, r, "junkafter")
 
 
+@row(expect={"status": 200, "body": b"exact", "complete": True, "usable_after": True, "x-junk": None,
+             "followup_on_new_connection": True})
+async def partial_head_after_response(f: Front, r: str) -> dict[str, Any]:
+    out = await one(f, r, "junkhead", names=("x-junk",))
+    first, followup = f.backend.requests(f.path("junkhead", r)), f.backend.requests(f.path("ok", r + "-followup"))
+    out["followup_on_new_connection"] = bool(first and followup) and first[0].conn != followup[0].conn
+    return out
+
+
 # -- connection management and hop-by-hop headers -----------------------------------------------------
 @row(expect={"status": 200, "body": b"closing", "connection": None, "usable_after": True})
 async def backend_closes_its_side(f: Front, r: str) -> dict[str, Any]:

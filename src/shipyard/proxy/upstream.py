@@ -102,9 +102,9 @@ class UpstreamConnection(asyncio.Protocol):
             return
         if self.out and self.exchange is ex:
             self._flush(ex)
-        if self.pool_after:  # the response ended in this chunk and nothing followed it: reuse
+        if self.pool_after:  # the response ended in this chunk: reuse, unless something followed it
             self.pool_after = False
-            if self.junk:
+            if self.junk or self.reason or self.head:  # (reset when it ended: the start of an unasked head)
                 self.close()
             else:
                 if self.reading_paused:
