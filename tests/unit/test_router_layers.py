@@ -27,6 +27,8 @@ def sibling_imports(module: str) -> set[str]:
         if isinstance(node, ast.ImportFrom):
             if node.level == 1 and node.module:
                 found.add(node.module.split(".")[0])
+            elif node.level == 1:  # from . import wire
+                found |= {a.name for a in node.names}
             elif node.level == 0 and (node.module or "").startswith("shipyard.proxy."):
                 found.add((node.module or "").split(".")[2])
         elif isinstance(node, ast.Import):

@@ -31,45 +31,10 @@ _HTTP10 = b" HTTP/1.0\r\nConnection: keep-alive\r\n"
 class ClientConnection(asyncio.Protocol):
     """Protocol for one downstream (client) connection."""
 
-    __slots__ = (
-        "active",
-        "closing",
-        "conn",
-        "current",
-        "extra",
-        "fwd",
-        "head_mark",
-        "head_since",
-        "head_size",
-        "headers",
-        "held",
-        "host",
-        "last_active",
-        "loop",
-        "parser",
-        "paused",
-        "peer",
-        "queue",
-        "rare",
-        "raw",
-        "router",
-        "rx",
-        "rx_mark",
-        "seen_rx",
-        "seen_wbuf",
-        "served",
-        "since",
-        "transport",
-        "trusted",
-        "tunnel",
-        "upgrade",
-        "url",
-        "write_paused",
-        "wsince",
-        "xff",
-        "xfh",
-        "xfp",
-    )
+    __slots__ = ("active", "closing", "conn", "current", "extra", "fwd", "head_mark", "head_since", "head_size",
+                 "headers", "held", "host", "last_active", "loop", "parser", "paused", "peer", "queue", "rare",
+                 "raw", "router", "rx", "rx_mark", "seen_rx", "seen_wbuf", "served", "since", "transport",
+                 "trusted", "tunnel", "upgrade", "url", "write_paused", "wsince", "xff", "xfh", "xfp")
 
     def __init__(self, router: Router) -> None:
         self.router = router

@@ -78,29 +78,9 @@ class Upstream(Protocol):
 class Exchange:
     """One request and its response; ``chunks`` keeps the request bytes while it is still retryable."""
 
-    __slots__ = (
-        "attempts",
-        "chunked",
-        "chunks",
-        "client",
-        "close_after",
-        "complete",
-        "done",
-        "error",
-        "first",
-        "http11",
-        "idempotent",
-        "is_head",
-        "keep_alive",
-        "responded",
-        "size",
-        "started",
-        "state",
-        "status",
-        "tried",
-        "upgrade",
-        "upstream",
-    )
+    __slots__ = ("attempts", "chunked", "chunks", "client", "close_after", "complete", "done", "error", "first",
+                 "http11", "idempotent", "is_head", "keep_alive", "responded", "size", "started", "state", "status",
+                 "tried", "upgrade", "upstream")
 
     def __init__(self, client: Downstream, head: bytes, started: float, keep_alive: bool = True,
                  http11: bool = True, is_head: bool = False, idempotent: bool = True, upgrade: bool = False,

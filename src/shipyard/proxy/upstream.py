@@ -14,13 +14,12 @@ import asyncio
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
+from . import wire
 from .backends import BackendState
 from .exchange import EMPTY_RESPONSE, PAUSE_UPSTREAM, RESPONSE_TIMEOUT, Downstream, Exchange, Router
 from .tunnel import Tunnel
-from .wire import connection_tokens, drop_named
+from .wire import CHUNKED, CLOSE, LENGTH, NONE, STATUS_LINES
 
-# How the response body goes to the client.
-NONE, LENGTH, CHUNKED, CLOSE = 0, 1, 2, 3
 # Response headers the router decides itself (RFC 9110 7.6.1; framing is rewritten).
 _SPECIAL = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te", b"transfer-encoding",
                       b"content-length", b"upgrade"})
@@ -37,11 +36,9 @@ def _new_parser(proto: UpstreamConnection) -> HttpResponseParser:
 class UpstreamConnection(asyncio.Protocol):
     """Protocol for the backend side; ``exchange`` is the request it currently answers (None = idle)."""
 
-    __slots__ = ("cl", "client", "closed", "conn", "eof_body", "exchange", "head", "idle_since",
-                 "interim", "junk", "mode", "out", "parser", "pool_after", "rare", "reading_paused", "reason",
-                 "router",
-                 "rx", "rx_at", "seen_ex", "seen_rx", "state", "te", "transport", "tunnel",
-                 "upgrade", "write_paused")
+    __slots__ = ("cl", "client", "closed", "conn", "eof_body", "exchange", "head", "idle_since", "interim", "junk",
+                 "mode", "out", "parser", "pool_after", "rare", "reading_paused", "reason", "router", "rx",
+                 "rx_at", "seen_ex", "seen_rx", "state", "te", "transport", "tunnel", "upgrade", "write_paused")
 
     def __init__(self, router: Router, state: BackendState) -> None:
         self.router = router
@@ -180,10 +177,10 @@ class UpstreamConnection(asyncio.Protocol):
             return
         status = self.parser.get_status_code()
         out = self.out
-        out.append(_LINES.get((status, self.reason)) or _status_line(status, self.reason))
+        out.append(STATUS_LINES.get((status, self.reason)) or wire.status_line(status, self.reason))
         head = self.head
         self.head = []
-        out += head if not self.rare or self.conn is None else drop_named(head, connection_tokens(self.conn))
+        out += head if not self.rare or self.conn is None else wire.drop_named(head, wire.connection_tokens(self.conn))
         if status < 200 and status != 101:  # interim (100 Continue, 103): forwarded, the final one follows
             self.rare = self.interim = True
             out.append(b"\r\n")
@@ -293,33 +290,12 @@ class UpstreamConnection(asyncio.Protocol):
     # -- internals --------------------------------------------------------------------------------
     def _framing(self, ex: Exchange, status: int) -> bytes:
         """Choose how the body goes to the client; return the framing and Connection headers."""
-        te, cl = self.te, self.cl
-        if status == 101:
-            self.mode = NONE
-            return b"Connection: Upgrade\r\nUpgrade: %s\r\n" % (self.upgrade or b"websocket")
-        if ex.is_head or status == 204 or status == 304:
-            self.mode = NONE  # no body; the headers still describe the one a GET would get
-            if cl is not None:
-                framing = b"Content-Length: %s\r\n" % cl
-            else:
-                framing = b"Transfer-Encoding: %s\r\n" % te if te is not None and ex.http11 else b""
-        elif te is not None or cl is None:  # chunked, or (llhttp) delimited by the backend closing
-            self.eof_body = te is None or not te.rstrip().lower().endswith(b"chunked")
-            self.rare = self.rare or self.eof_body
-            if ex.http11:
-                self.mode = CHUNKED
-                framing = b"Transfer-Encoding: %s\r\n" % _chunked(te)
-            else:  # an HTTP/1.0 client knows no chunking: the end is the connection's end
-                self.mode = CLOSE
-                framing = b""
-        else:
-            self.mode = LENGTH
-            framing = b"Content-Length: %s\r\n" % cl
-        keep = ex.keep_alive and self.mode != CLOSE and not self.router.closing
-        ex.close_after = not keep
-        if not keep:
-            return framing + b"Connection: close\r\n"
-        return framing if ex.http11 else framing + b"Connection: keep-alive\r\n"
+        self.mode, eof_body, ex.close_after, framing = wire.choose_framing(
+            status, ex.is_head, ex.http11, ex.keep_alive and not self.router.closing, self.cl, self.te,
+            self.upgrade)
+        if eof_body:
+            self.rare = self.eof_body = True
+        return framing
 
     def _flush(self, ex: Exchange) -> None:
         out = self.out
@@ -415,18 +391,3 @@ class UpstreamConnection(asyncio.Protocol):
 
 
 _PLAIN_CONNECTION = frozenset({b"keep-alive", b"close"})
-_LINES: dict[tuple[int, bytes], bytes] = {}  # status lines seen so far (a handful per backend)
-
-
-def _status_line(status: int, reason: bytes) -> bytes:
-    line = b"HTTP/1.1 %d %s\r\n" % (status, reason)
-    if len(_LINES) < 256:
-        _LINES[(status, reason)] = line
-    return line
-
-
-def _chunked(te: bytes | None) -> bytes:
-    """The Transfer-Encoding a re-chunked body carries: the backend's codings, chunked last."""
-    if te is None:
-        return b"chunked"
-    return te if te.rstrip().lower().endswith(b"chunked") else te + b", chunked"
