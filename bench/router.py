@@ -8,9 +8,10 @@ Two measurements per target, the same client for all three:
 - latency at a fixed rate: an open-loop paced client (own process, uvloop, raw sockets) that sends
   ``--rate`` requests per second whatever the answers do, taking turns between the targets every 100 ms
   so all three share the same background noise; reports p50/p99 per target.
-The router runs in its own process on uvloop as the agent runs it (normal RouterServer: drain support
-and metrics on). HAProxy runs with its default thread count (all CPUs; ``--haproxy-threads 1`` gives it
-one core like the single-threaded router). Not a test: numbers depend on the machine (and on whatever
+The router runs in its own process on uvloop as the agent runs it (normal RouterServer: drain support,
+metrics, response parsing before forwarding, forwarding headers); HAProxy is configured to write the same
+X-Forwarded-For/-Proto/-Host. HAProxy runs with its default thread count (all CPUs; ``--haproxy-threads 1``
+gives it one core like the single-threaded router). Not a test: numbers depend on the machine (and on whatever
 else runs on it); what matters are the side-by-side ratios.
 """
 
@@ -114,6 +115,10 @@ defaults
     option http-keep-alive
 frontend bench
     bind 127.0.0.1:{port}
+    # The forwarding headers the built-in router always writes, so both proxies do the same work.
+    option forwardfor
+    http-request set-header X-Forwarded-Proto http
+    http-request set-header X-Forwarded-Host %[req.hdr(host)]
     default_backend app
 backend app
     http-reuse always

@@ -103,7 +103,11 @@ async def start_backend(name: str) -> LiveBackend:
         sock = web.WebSocketResponse()
         await sock.prepare(request)
         async for msg in sock:
-            if msg.type == WSMsgType.TEXT:
+            if msg.type == WSMsgType.TEXT and msg.data.startswith("big:"):  # one large binary frame
+                await sock.send_bytes(b"z" * int(msg.data[4:]))
+            elif msg.type == WSMsgType.TEXT and msg.data == "close-me":  # the app ends it itself
+                await sock.close(code=4001, message=b"app says bye")
+            elif msg.type == WSMsgType.TEXT:
                 await sock.send_str(f"{name}:{msg.data}")
             elif msg.type == WSMsgType.BINARY:
                 await sock.send_bytes(msg.data)

@@ -123,7 +123,8 @@ async def test_router_routes_drains_and_reports(harness: Harness) -> None:
         assert seen["a" * 40] > 0 and seen["b" * 40] > 0 and sum(seen.values()) == 40
 
         await routers.set_backends("api", "dev", [_backend(a, 1), _backend(b, 0)])
-        assert (await routers.drain("api", "dev", b["address"], timeout=5)) == {"remaining": 0}
+        assert (await routers.drain("api", "dev", b["address"], timeout=5)) == {
+            "remaining": 0, "http_left": 0, "ws_closed": 0, "ws_cut": 0}
         assert await _revisions(listen, 10) == {"a" * 40: 10}
 
         stats = await routers.router_stats("api", "dev")
@@ -293,7 +294,7 @@ async def test_router_options_are_applied_persisted_and_validated(harness: Harne
     async with harness.client() as client:
         routers = client.router
         router = await routers.ensure_router("api", "dev", "127.0.0.1:0", {"response_timeout": 7, "max_attempts": 2})
-        assert router["options"]["response_timeout"] == 7.0 and router["options"]["max_attempts"] == 2
+        assert router["options"]["response_timeout"] == 7.0 and router["options"]["retries"] == 1  # legacy key
         again = await routers.ensure_router("api", "dev", router["listen"], {"connect_timeout": 1.5})
         assert again["options"] == {**RouterOptions().as_dict(), "connect_timeout": 1.5}
         with pytest.raises(Exception, match="unknown router option 'bogus'"):

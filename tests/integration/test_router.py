@@ -194,7 +194,7 @@ async def test_drain_waits_for_in_flight_request(router: RouterServer, backends:
         assert other.text == "b"
         assert not drain.done()
         a.gate("slow").set()
-        assert await asyncio.wait_for(drain, 10) == 0
+        assert (await asyncio.wait_for(drain, 10)).remaining == 0
         resp = await slow
     assert resp.status_code == 200 and resp.text == "a done slow"
     assert not router.states[a.address].idle  # pooled connections to a were closed
@@ -210,8 +210,8 @@ async def test_drain_websocket_budget(router: RouterServer, backends: list[LiveB
         route(router, (a, 0), (b, 1))
         loop = asyncio.get_running_loop()
         t0 = loop.time()
-        left = await router.drain(a.address, timeout=5, ws_timeout=0.3)
-        assert left == 1
+        report = await router.drain(a.address, timeout=5, ws_timeout=0.3)
+        assert (report.remaining, report.ws_closed, report.ws_cut) == (0, 1, 0)  # closed with 1001, not cut
         assert loop.time() - t0 < 4  # the tunnel had its own, shorter budget
         msg = await ws.receive(timeout=5)
         assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)

@@ -7,6 +7,7 @@ are new classes beside these, not new optional fields on one catch-all model.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
@@ -51,6 +52,34 @@ Listen = Annotated[
 ]
 
 
+class RouterTimeouts(StrictModel):
+    """Timeouts of the built-in router; HAProxy's names in parentheses. docs/router.md says what each bounds."""
+
+    connect: Duration = Field(default=5.0, gt=0,
+                              description="One connection attempt to an instance (`timeout connect`).")
+    response: Duration = Field(default=60.0, gt=0,
+                               description="The instance sends nothing while its response is awaited or "
+                                           "streaming: 504, or the response is cut (`timeout server`).")
+    request: Duration = Field(default=10.0, gt=0,
+                              description="A request head must arrive whole within this: 408 "
+                                          "(`timeout http-request`).")
+    client: Duration = Field(default=60.0, gt=0,
+                             description="The client sends nothing mid-body, or reads nothing of its response, "
+                                         "this long: 408 or closed (`timeout client`).")
+    keepalive: Duration = Field(default=75.0, gt=0,
+                                description="An idle client connection between requests is closed after this "
+                                            "(`timeout http-keep-alive`).")
+    pool_idle: Duration = Field(default=30.0, gt=0,
+                                description="An idle pooled connection to an instance is closed after this.")
+
+
+RetryCause = Literal["conn-failure", "empty-response", "response-timeout"]
+
+
+def _default_retry_on() -> list[RetryCause]:
+    return ["conn-failure", "empty-response"]
+
+
 class BuiltinRouter(StrictModel):
     """The agent's own reverse proxy: one front address per (service, environment)."""
 
@@ -59,17 +88,48 @@ class BuiltinRouter(StrictModel):
         default=None,
         description='Front address "host:port" for every environment, or a mapping {env: "host:port"}; '
                     "unset means no fixed address (the router picks a free port).")
+    timeouts: RouterTimeouts = Field(default_factory=RouterTimeouts,
+                                     description="Timeouts: connect, response, request, client, keepalive, "
+                                                 "pool_idle.")
+    retries: int = Field(default=3, ge=0, le=100,
+                         description="Further attempts after a failed one, on another instance when there is one.")
+    retry_on: list[RetryCause] = Field(
+        default_factory=_default_retry_on,
+        description="Failures that are retried: conn-failure (never sent), empty-response (connection closed "
+                    "without a byte back), response-timeout; past conn-failure only idempotent methods.")
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Peers (IP or CIDR) whose X-Forwarded-For/-Proto/-Host are extended instead of replaced.")
 
     @field_validator("listen")
     @classmethod
     def _check_listen(cls, value: str | dict[str, str] | None) -> str | dict[str, str] | None:
         return _listen_values(value)
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        for text in value:
+            try:
+                ipaddress.ip_network(text, strict=False)
+            except ValueError:
+                raise ValueError(f"invalid trusted proxy {text!r}: expected an IP address or CIDR "
+                                 "like 10.0.0.0/8") from None
+        return value
+
     def listen_for(self, env: str) -> str | None:
         """The front address for one environment (None: not fixed)."""
         if isinstance(self.listen, dict):
             return self.listen.get(env)
         return self.listen
+
+    def options(self) -> dict[str, Any]:
+        """The router's tunables as proxy.RouterOptions keys (what the agent applies and persists)."""
+        t = self.timeouts
+        return {"connect_timeout": t.connect, "response_timeout": t.response, "request_timeout": t.request,
+                "client_timeout": t.client, "keepalive_timeout": t.keepalive, "pool_idle_timeout": t.pool_idle,
+                "retries": self.retries, "retry_on": list(self.retry_on),
+                "trusted_proxies": list(self.trusted_proxies)}
 
 
 Router = Annotated[BuiltinRouter, Field(discriminator="type")]
@@ -194,7 +254,9 @@ class Deploy(StrictModel):
     step_timeout: Duration = Field(default=600.0, gt=0, description="Upper bound for any single deploy step.")
     keep_releases: int = Field(default=5, ge=1, description="Built releases kept on disk per service.")
     ws_drain_timeout: Duration | None = Field(
-        default=None, ge=0, description="Drain budget for websockets and long requests (default: drain_timeout).")
+        default=None, ge=0, description="Drain budget for websockets and long requests (default: drain_timeout): "
+                                         "websockets get this long, then a close frame (1001); an HTTP request "
+                                         "still running after drain_timeout may go on until this.")
     alarms: list[Name] = Field(default_factory=list,
                                description="Names of alarms (top-level `alarms`) that roll a deploy back.")
     analysis: CanaryAnalysis | None = Field(default=None, description="Canary judge run at each canary "

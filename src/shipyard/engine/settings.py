@@ -117,7 +117,13 @@ def service_settings(cfg: Any, project_root: Path, service: str, env: str) -> Se
         health_wait=float(getattr(svc.health, "deadline", 120.0)), hooks=hooks,
         alarms={n: cfg.alarms[n] for n in getattr(dep, "alarms", []) if n in getattr(cfg, "alarms", {})},
         analysis=getattr(dep, "analysis", None), frozen=bool(getattr(envcfg, "frozen", False)),
-        publish_dir=getattr(svc, "publish_dir", None))
+        publish_dir=getattr(svc, "publish_dir", None), router_options=_router_options(dep.router))
+
+
+def _router_options(router: Any) -> dict[str, Any]:
+    """The built-in router's timeouts, retries and trusted proxies (proxy.RouterOptions keys)."""
+    options = getattr(router, "options", None)
+    return dict(options()) if callable(options) else {}
 
 
 def _strategy(cfg: Any) -> Strategy:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .backends import Backend
+    from .drain import DrainReport
     from .errors import RouterConflict, RouterNotFound, RouterRequestError, RouterUnavailableError
     from .keeperctl import KeeperError, agent_expected, ensure_keeper, keeper_argv, keeper_pid, stop_keeper
     from .keeperctl import request as keeper_request
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
 _EXPORTS = {
     "Backend": (".backends", "Backend"),
+    "DrainReport": (".drain", "DrainReport"),
     "KeeperError": (".keeperctl", "KeeperError"),
     "ProxyPaths": (".paths", "ProxyPaths"),
     "RouterClient": (".routerctl", "RouterClient"),
@@ -49,6 +51,7 @@ _EXPORTS = {
 }
 __all__ = [
     "Backend",
+    "DrainReport",
     "KeeperError",
     "ProxyPaths",
     "RouterClient",

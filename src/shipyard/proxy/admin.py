@@ -84,9 +84,9 @@ async def drain(request: web.Request) -> web.Response:
     data = await read_body(request)
     timeout = field_num(data.get("timeout"), "timeout", required=True)
     assert timeout is not None
-    remaining = await _registry(request).drain(
+    report = await _registry(request).drain(
         *_key(request), field_str(data, "address"), timeout, field_num(data.get("ws_timeout"), "ws_timeout"))
-    return web.json_response({"remaining": remaining})
+    return web.json_response(report)
 
 
 async def delete_router(request: web.Request) -> web.Response:

@@ -8,12 +8,38 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from .metrics import Counters
 
-if TYPE_CHECKING:
-    from .upstream import UpstreamConnection
+
+class Pooled(Protocol):
+    """A backend connection as this bookkeeping sees it (``upstream.UpstreamConnection``)."""
+
+    closed: bool
+    idle_since: float
+
+    def close(self) -> None: ...
+
+    def attach(self, exchange: Any) -> None:
+        """Start answering one request (an ``exchange.Exchange``) on this connection."""
+
+    def sweep(self, now: float) -> None:
+        """Enforce this connection's timeouts (called by the router's sweeper)."""
+
+
+class Tunnelled(Protocol):
+    """An upgraded connection as drain sees it (``tunnel.Tunnel``)."""
+
+    @property
+    def client_got_close(self) -> bool:
+        """A websocket close frame reached the client (from the app or from the router)."""
+
+    def go_away(self) -> None:
+        """Close it politely: a websocket gets close frames (1001) at the next frame boundaries."""
+
+    def cut(self) -> None:
+        """Close both sides now."""
 
 
 @dataclass(frozen=True)
@@ -61,13 +87,13 @@ class BackendState:
         self.counters = counters
         self.current = 0  # smooth-weighted-round-robin accumulator
         self.in_flight = 0  # HTTP requests sent here and not yet answered
-        self.idle: list[UpstreamConnection] = []  # pooled keep-alive connections (LIFO)
-        self.busy: set[UpstreamConnection] = set()  # connections carrying a request or a tunnel
-        self.tunnels: set[UpstreamConnection] = set()  # upgraded connections (subset of busy)
+        self.idle: list[Pooled] = []  # pooled keep-alive connections (LIFO)
+        self.busy: set[Pooled] = set()  # connections carrying a request or a tunnel
+        self.tunnels: set[Tunnelled] = set()  # upgraded connections (their backend side is in busy)
         self.draining = False  # no pooling: connections are closed as soon as they go idle
         self.waiter: asyncio.Event | None = None  # set while a drain waits for in_flight/tunnels to drop
 
-    def pop_idle(self) -> UpstreamConnection | None:
+    def pop_idle(self) -> Pooled | None:
         """Most recently used live pooled connection (the least likely to have been closed by the peer)."""
         idle = self.idle
         while idle:
@@ -82,8 +108,8 @@ class BackendState:
         if self.waiter is not None:
             self.waiter.set()
 
-    def tunnel_done(self, conn: UpstreamConnection) -> None:
-        self.tunnels.discard(conn)
+    def tunnel_done(self, tunnel: Tunnelled) -> None:
+        self.tunnels.discard(tunnel)
         if self.waiter is not None:
             self.waiter.set()
 

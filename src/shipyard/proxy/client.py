@@ -1,251 +1,146 @@
 """The client side: one Protocol per accepted connection, one ``Exchange`` per request on it.
 
-The request head is rebuilt from httptools callbacks (that is where hop-by-hop headers are dropped and
-X-Forwarded-For is added); the body is streamed as it arrives. Requests are answered strictly in order
-(pipelined ones wait in ``queue``), each on a backend picked for that request alone.
+The request head is rebuilt from httptools callbacks: hop-by-hop headers (and those Connection names) are
+dropped, the forwarding headers are set by the router (or extended, for a trusted proxy), and the
+router writes its own Connection header. The body is streamed as it arrives. Requests are answered
+strictly in order (pipelined ones wait in ``queue``), each on a backend picked for that request alone.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import TYPE_CHECKING
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 
-if TYPE_CHECKING:
-    from .backends import BackendState
-    from .server import RouterServer
-    from .upstream import UpstreamConnection
+from .exchange import PAUSE_HELD, PAUSE_PIPELINE, Exchange, Router
+from .tunnel import Tunnel
+from .wire import IDEMPOTENT, KEEP_ALIVE_ERRORS, connection_tokens, drop_named, error_response
 
-# Request bytes kept so a request can be re-sent to another backend; a larger body is streamed and
-# the request can no longer be retried once part of it went out.
-RETRY_BUFFER = 64 * 1024
 MAX_PIPELINE = 16
 MAX_HEAD = 64 * 1024  # request line + headers; more is refused (400) instead of buffered without bound
-# Bits of ClientConnection.paused: why reading from the client is stopped.
-PAUSE_UPSTREAM, PAUSE_BODY, PAUSE_PIPELINE = 1, 2, 4
 
-# Dropped from HTTP/1.1 requests: they describe this hop, not the request (RFC 9110 7.6.1).
-_SPECIAL = frozenset(
-    {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"upgrade",
-     b"x-forwarded-for", b"x-forwarded-proto"}
-)
-_REASONS = {400: b"Bad Request", 502: b"Bad Gateway", 503: b"Service Unavailable", 504: b"Gateway Timeout"}
+# Request headers the router decides itself: this hop's (RFC 9110 7.6.1), and the forwarding ones.
+_SPECIAL = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"upgrade", b"host",
+                      b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded", b"x-real-ip"})
 
 
-def error_response(status: int) -> bytes:
-    """A small proxy-generated response; it always closes the connection (the request may be unread)."""
-    body = b"%d %s\n" % (status, _REASONS[status])
-    return (
-        b"HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
-        % (status, _REASONS[status], len(body), body)
-    )
-
-
-class Exchange:
-    """One request and its response; ``chunks`` keeps the request bytes while it is still retryable."""
-
-    __slots__ = (
-        "attempts",
-        "chunked",
-        "chunks",
-        "client",
-        "complete",
-        "done",
-        "is_head",
-        "keep_alive",
-        "responded",
-        "size",
-        "started",
-        "state",
-        "status",
-        "tried",
-        "upgrade",
-        "upstream",
-        "upstream_keep_alive",
-    )
-
-    def __init__(self, client: ClientConnection, head: bytes, started: float) -> None:
-        self.client = client
-        self.chunks: list[bytes] | None = [head]
-        self.size = len(head)
-        self.started = started
-        self.upstream: UpstreamConnection | None = None
-        self.state: BackendState | None = None
-        self.attempts = 0
-        self.tried: set[str] | None = None
-        self.status = 0
-        self.responded = False  # a response byte reached the client: no retry, no error page
-        self.complete = False  # the whole request arrived from the client
-        self.done = False  # the outcome is settled (answered, failed or aborted)
-        self.chunked = False
-        self.is_head = False
-        self.keep_alive = True
-        self.upstream_keep_alive = True
-        self.upgrade = False
-
-    def release(self) -> None:
-        """Stop counting this request as in flight on its backend (exactly once per dispatch)."""
-        state = self.state
-        if state is not None:
-            self.state = None
-            state.request_done()
-
-    def feed(self, data: bytes) -> None:
-        """More request bytes (body, or raw tunnel bytes after an upgrade request)."""
-        if self.done and self.upstream is None:
-            return
-        chunks = self.chunks
-        up = self.upstream
-        if chunks is None:
-            if up is not None:
-                up.transport.write(data)
-            return
-        chunks.append(data)
-        self.size += len(data)
-        if up is not None:
-            up.transport.write(data)
-            if self.size > RETRY_BUFFER:
-                self.chunks = None
-        elif self.size > RETRY_BUFFER:
-            self.client.pause(PAUSE_BODY)  # hold the client until a backend can take the body
-
-    def flush_to(self, transport: asyncio.Transport) -> None:
-        """Send everything received so far to a freshly attached backend connection."""
-        chunks = self.chunks
-        if chunks is None:  # cannot happen: only attached exchanges drop their buffer
-            return
-        if len(chunks) == 1:
-            transport.write(chunks[0])
-        else:
-            transport.writelines(chunks)
-        if self.size > RETRY_BUFFER:
-            self.chunks = None
-            self.client.resume(PAUSE_BODY)
+_HTTP10 = b" HTTP/1.0\r\nConnection: keep-alive\r\n"
 
 
 class ClientConnection(asyncio.Protocol):
     """Protocol for one downstream (client) connection."""
 
-    __slots__ = (
-        "active",
-        "closing",
-        "current",
-        "fwd",
-        "head_size",
-        "headers",
-        "hop",
-        "last_active",
-        "loop",
-        "parser",
-        "paused",
-        "queue",
-        "raw",
-        "router",
-        "transport",
-        "tunnel",
-        "url",
-        "write_paused",
-        "xff",
-        "xfp",
-    )
+    __slots__ = ("active", "closing", "conn", "current", "extra", "fwd", "head_mark", "head_since", "head_size",
+                 "headers", "held", "host", "last_active", "loop", "parser", "paused", "peer", "queue", "rare",
+                 "raw", "router", "rx", "rx_mark", "seen_rx", "seen_wbuf", "served", "since", "transport",
+                 "trusted", "tunnel", "upgrade", "url", "write_paused", "wsince", "xff", "xfh", "xfp")
 
-    def __init__(self, router: RouterServer) -> None:
+    def __init__(self, router: Router) -> None:
         self.router = router
         self.loop = router.loop
         self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set in connection_made
         self.parser = HttpRequestParser(self)
-        self.url = b""
-        self.head_size = 0
-        self.headers: list[bytes] = []
-        self.hop: list[tuple[bytes, bytes, bytes]] = []
-        self.xff = b""
-        self.xfp = False
-        self.fwd = b""
         self.current: Exchange | None = None  # request being received
         self.active: Exchange | None = None  # request being answered
         self.queue: deque[Exchange] = deque()
-        self.raw: Exchange | None = None  # after an upgrade request: client bytes go here unparsed
-        self.tunnel: UpstreamConnection | None = None
+        self.raw = False  # after an upgrade request: client bytes are held until the backend answers
+        self.held = b""
+        self.tunnel: Tunnel | None = None
         self.closing = False
         self.paused = 0
         self.write_paused = False
-        self.last_active = 0.0
+        self.peer = b""
+        self.trusted = False
+        self.fwd = b""
+        self.served = 0  # requests read on this connection
+        self.last_active = self.head_since = self.since = self.wsince = 0.0
+        self.rx = 0  # data_received calls (the sweeper compares it instead of reading the clock)
+        self.rx_mark = 0  # rx when the last request was read whole: more since = a head in progress
+        self.seen_rx = self.seen_wbuf = self.head_mark = -1
+        # Per-request head state, reset once the head is built; ``rare`` marks the seldom-set part.
+        self.url = b""
+        self.head_size = 0
+        self.headers: list[bytes] = []
+        self.host: bytes | None = None
+        self.rare = False
+        self._reset_rare()
 
     # -- asyncio callbacks ------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
-        self.fwd = str(peer[0]).encode() if isinstance(peer, tuple) else b""
+        host = str(peer[0]) if isinstance(peer, tuple) else ""
+        self.peer = host.encode()
+        self.trusted = bool(host) and self.router.is_trusted(host)
+        self.fwd = b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: http\r\n" % self.peer
         self.last_active = self.loop.time()
         self.router.clients.add(self)
 
     def data_received(self, data: bytes) -> None:
-        if self.raw is not None:
-            self.raw.feed(data)
+        self.rx += 1
+        tunnel = self.tunnel
+        if tunnel is not None:
+            tunnel.from_client(data)
+            return
+        if self.raw:
+            self.held += data
+            if len(self.held) > MAX_HEAD:
+                self.pause(PAUSE_HELD)
             return
         if self.closing:
             return
         try:
             self.parser.feed_data(data)
         except HttpParserUpgrade as exc:
-            ex = self.raw = self.active if self.active is not None and self.active.upgrade else None
-            if ex is not None:
-                rest = data[exc.args[0] :]
-                if rest:
-                    ex.feed(rest)
-            else:  # an upgrade request behind pipelined ones: refuse rather than reorder
+            ex = self.active
+            if ex is not None and ex.upgrade and not ex.done:
+                self.raw = True
+                self.held = data[exc.args[0] :]
+            elif ex is None or not ex.upgrade:  # an upgrade behind pipelined requests: refuse, never reorder
                 self._close_with(400)
         except HttpParserError:
             self._close_with(400)
 
     def eof_received(self) -> bool | None:
-        # A client may half-close after its request; keep the socket to send the answer. (A tunnel is
-        # closed as a whole: websockets never half-close.)
-        if self.active is not None and self.tunnel is None:
+        if self.tunnel is None and self.current is None and self.rx == self.rx_mark and self.active is not None:
+            # The whole request arrived and the client half-closed: it still gets its answer.
             self.closing = True
             return True
+        # Mid-request (or mid-head) the request can never complete: end the exchange at once.
+        self._abandon_all()
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.router.clients.discard(self)
         if self.tunnel is not None:
-            self.tunnel.close()
+            self.tunnel.cut()
             return
-        ex = self.active
-        if ex is not None and not ex.done:
-            ex.done = True
-            up = ex.upstream
-            if up is not None:  # the backend connection is mid-exchange: it cannot be reused
-                up.exchange = None
-                up.state.busy.discard(up)
-                up.close()
-            ex.release()
-            ex.upstream = None
+        self._abandon_all()
 
     def pause_writing(self) -> None:
         # The client reads slower than the backend sends: stop reading the backend.
         self.write_paused = True
-        up = self.tunnel if self.tunnel is not None else (self.active.upstream if self.active else None)
+        self.seen_wbuf = -1
+        up = self.tunnel.upstream if self.tunnel is not None else (self.active.upstream if self.active else None)
         if up is not None:
             up.pause_reading()
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        up = self.tunnel if self.tunnel is not None else (self.active.upstream if self.active else None)
+        up = self.tunnel.upstream if self.tunnel is not None else (self.active.upstream if self.active else None)
         if up is not None:
             up.resume_reading()
 
     # -- httptools callbacks ----------------------------------------------------------------------
-    def on_message_begin(self) -> None:
-        self.head_size = 0
-        self.url = b""
-        self.headers = []
-        self.hop = []
+    def _reset_rare(self) -> None:
+        self.conn: list[bytes] | None = None
+        self.upgrade: bytes | None = None
         self.xff = b""
-        self.xfp = False
+        self.xfp: bytes | None = None
+        self.xfh: bytes | None = None
+        self.extra: list[bytes] | None = None
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -253,46 +148,75 @@ class ClientConnection(asyncio.Protocol):
             raise ValueError("request line too long")  # surfaces as HttpParserError -> 400
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.current is not None:
+            return  # trailer fields of a chunked request body: dropped
         self.head_size += len(name) + len(value)
         if self.head_size > MAX_HEAD:
             raise ValueError("request headers too large")
         lname = name.lower()
-        if lname in _SPECIAL:
-            self._special(lname, name, value)
-        else:
+        if lname not in _SPECIAL:
             self.headers += (name, b": ", value, b"\r\n")
+        elif lname == b"host" and self.host is None:
+            self.host = value
+            self.headers += (name, b": ", value, b"\r\n")
+        else:
+            self._special(lname, name, value)
 
     def _special(self, lname: bytes, name: bytes, value: bytes) -> None:
+        self.rare = True
+        if lname == b"host":
+            raise ValueError("more than one Host header")  # RFC 9112 3.2: 400
         if lname == b"x-forwarded-for":
             self.xff += value + b", "  # several headers = one comma-separated list
         elif lname == b"x-forwarded-proto":
-            self.xfp = True
-            self.headers += (name, b": ", value, b"\r\n")
-        else:  # hop-by-hop: kept or dropped in on_headers_complete, once the version is known
-            self.hop.append((lname, name, value))
+            self.xfp = self.xfp or value
+        elif lname == b"x-forwarded-host":
+            self.xfh = self.xfh or value
+        elif lname == b"forwarded" or lname == b"x-real-ip":  # other spellings of the same claims
+            self.extra = [*(self.extra or ()), name, b": ", value, b"\r\n"]
+        elif lname == b"connection":
+            self.conn = [*(self.conn or ()), value]
+        elif lname == b"upgrade":
+            self.upgrade = value
+        # keep-alive, proxy-connection, te, trailer: this hop only
 
     def on_headers_complete(self) -> None:
         if self.closing:
             return
         p = self.parser
         method = p.get_method()
-        version = p.get_http_version()
+        http11 = p.get_http_version() == "1.1"
         upgrade = p.should_upgrade()
-        parts = [method, b" ", self.url, b" HTTP/", version.encode(), b"\r\n", *self.headers]
-        if self.hop:
-            # HTTP/1.0 keeps its own keep-alive negotiation; an upgrade needs Connection + Upgrade.
-            for lname, name, value in self.hop:
-                if version != "1.1" or (upgrade and lname in (b"connection", b"upgrade")):
-                    parts += (name, b": ", value, b"\r\n")
-        parts += (b"X-Forwarded-For: ", self.xff, self.fwd, b"\r\n")
-        if not self.xfp:
-            parts.append(b"X-Forwarded-Proto: http\r\n")
+        if http11 and self.host is None:
+            raise ValueError("HTTP/1.1 request without Host")  # RFC 9112 3.2: 400
+        if upgrade and method == b"CONNECT":  # (llhttp reports CONNECT as an upgrade)
+            raise ValueError("CONNECT: the router is not a forward proxy")
+        headers = self.headers if self.conn is None else drop_named(self.headers, connection_tokens(self.conn))
+        # HTTP/1.0 stays 1.0 (it may lack Host), asking the backend to keep the connection, as HAProxy does.
+        parts = [method, b" ", self.url, b" HTTP/1.1\r\n" if http11 else _HTTP10, *headers]
+        if upgrade:
+            parts += (b"Connection: Upgrade\r\nUpgrade: ", self.upgrade or b"", b"\r\n")
+        if self.trusted:  # a proxy in front of us: keep what it says, add the hop we saw
+            parts += (b"X-Forwarded-For: ", self.xff, self.peer, b"\r\nX-Forwarded-Proto: ", self.xfp or b"http",
+                      b"\r\n")
+            host = self.xfh or self.host
+            if host is not None:
+                parts += (b"X-Forwarded-Host: ", host, b"\r\n")
+            if self.extra:
+                parts += self.extra
+        else:  # the front door: whatever the client claimed is replaced
+            parts.append(self.fwd)
+            if self.host is not None:
+                parts += (b"X-Forwarded-Host: ", self.host, b"\r\n")
         parts.append(b"\r\n")
-        ex = self.current = Exchange(self, b"".join(parts), self.loop.time())
-        ex.keep_alive = p.should_keep_alive()
-        ex.upstream_keep_alive = version == "1.1" or ex.keep_alive
-        ex.is_head = method == b"HEAD"
-        ex.upgrade = upgrade
+        self.url, self.head_size, self.headers, self.host = b"", 0, [], None
+        if self.rare:
+            self.rare = False
+            self._reset_rare()
+        ex = self.current = Exchange(self, b"".join(parts), self.loop.time(), p.should_keep_alive(), http11,
+                                     method == b"HEAD", method in IDEMPOTENT, upgrade, self.served == 0)
+        self.served += 1
+        self.seen_rx = -1
         if self.active is None:
             self.active = ex
             self.router.dispatch(ex)
@@ -318,21 +242,27 @@ class ClientConnection(asyncio.Protocol):
         if ex is None:
             return
         self.current = None
+        self.rx_mark = self.rx
         if ex.chunked:
             ex.feed(b"0\r\n\r\n")
         ex.complete = True
         if not ex.keep_alive:
             self.closing = True  # nothing after a "Connection: close" request is read
+        if ex.error and self.active is ex:
+            self._send_error(ex, ex.error)
 
     # -- used by the upstream side and the router -------------------------------------------------
     def response_done(self, ex: Exchange, close: bool, now: float) -> None:
         """The response to ``ex`` went out in full; move on to the next pipelined request."""
         self.active = None
         self.last_active = now
-        if close or not ex.keep_alive or not ex.complete or ex.upgrade or self.closing:
+        if close or not ex.keep_alive or not ex.complete or self.closing:
             self.closing = True
-            self.raw = None
+            self.raw = False
             self.transport.close()
+            return
+        if self.raw:  # the backend refused the upgrade: what the client sent since is HTTP again
+            self.loop.call_soon(self._parse_held)
             return
         if self.queue:
             nxt = self.active = self.queue.popleft()
@@ -340,27 +270,47 @@ class ClientConnection(asyncio.Protocol):
                 self.resume(PAUSE_PIPELINE)
             self.router.dispatch(nxt)
 
-    def start_tunnel(self, ex: Exchange, up: UpstreamConnection) -> None:
-        """The upgrade was accepted: from now on this connection is a byte pipe to ``up``."""
+    def start_tunnel(self, ex: Exchange, tunnel: Tunnel) -> None:
+        """The upgrade was accepted: from now on this connection is a byte pipe."""
         self.active = None
-        self.tunnel = up
+        self.tunnel = tunnel
         ex.chunks = None
-        self.raw = ex
         ex.done = True
+        held, self.held, self.raw = self.held, b"", False
+        self.resume(PAUSE_HELD)
+        if held:
+            tunnel.from_client(held)
 
     def respond_error(self, ex: Exchange, status: int) -> None:
         """Answer a request the router could not forward; never leaves the client waiting."""
         ex.done = True
         ex.upstream = None
+        ex.chunks = None
+        if self.active is not ex:
+            return
+        if status in KEEP_ALIVE_ERRORS and ex.keep_alive and not ex.upgrade and not self.closing:
+            if ex.complete:
+                self._send_error(ex, status)
+            else:
+                ex.error = status  # answered once the rest of the body arrived (and was dropped)
+            return
+        self.active = None
+        self._close_with(status)
+
+    def drop(self, ex: Exchange) -> None:
+        """Close without an answer, as HAProxy does when a reused connection fails a request that cannot
+        be retried: the client sees what it would see from the backend itself (RFC 9112 9.3.1)."""
+        ex.done = True
+        ex.upstream = None
         if self.active is ex:
             self.active = None
-        self._close_with(status)
+        self.abort()
 
     def abort(self) -> None:
         """A response broke off mid-way: closing is the only way to tell the client."""
         self.active = None
         self.closing = True
-        self.raw = None
+        self.raw = False
         self.transport.close()
 
     def pause(self, reason: int) -> None:
@@ -374,12 +324,68 @@ class ClientConnection(asyncio.Protocol):
             if not self.paused and not self.transport.is_closing():
                 self.transport.resume_reading()
 
+    def sweep(self, now: float) -> None:
+        """Client-side timeouts (called by the router's sweeper, so no per-request timer exists)."""
+        if self.tunnel is not None or self.transport.is_closing():
+            return
+        opts = self.router.opts
+        if self.current is not None:  # a request body is on its way: the client must keep sending
+            if self.rx != self.seen_rx or self.paused:  # (unless the router itself holds it back)
+                self.seen_rx, self.since = self.rx, now
+            elif now - self.since >= opts.client_timeout:
+                self._timed_out()
+        elif self.write_paused:  # a response waits for the client to read it
+            size = self.transport.get_write_buffer_size()
+            if size != self.seen_wbuf:
+                self.seen_wbuf, self.wsince = size, now
+            elif now - self.wsince >= opts.client_timeout:
+                self._abandon_all()
+                self.transport.abort()  # close() would wait for a buffer this client never reads
+        elif self.active is None and not self.queue:
+            if self.rx != self.rx_mark:  # part of a head arrived: it must be whole within request_timeout
+                if self.head_mark != self.rx_mark:
+                    self.head_mark, self.head_since = self.rx_mark, now
+                elif now - self.head_since >= opts.request_timeout:
+                    self._close_with(408)
+            elif now - self.last_active >= (opts.keepalive_timeout if self.served else opts.request_timeout):
+                self.closing = True  # idle: a silent close, as for any keep-alive connection
+                self.transport.close()
+
+    # -- internals --------------------------------------------------------------------------------
+    def _timed_out(self) -> None:
+        """The request body stalled: 408 unless an answer already started, then close."""
+        started = self.active is not None and self.active.responded
+        self._abandon_all()
+        if started:
+            self.abort()
+        else:
+            self._close_with(408)
+
+    def _abandon_all(self) -> None:
+        """The client is gone (or will be): end every exchange of this connection at once."""
+        self.closing = True
+        for ex in (self.active, self.current):
+            if ex is not None:
+                ex.abandon()
+        self.active = self.current = None
+        self.queue.clear()
+
+    def _send_error(self, ex: Exchange, status: int) -> None:
+        self.transport.write(error_response(status, close=False, http11=ex.http11, head=ex.is_head))
+        self.response_done(ex, False, self.loop.time())
+
+    def _parse_held(self) -> None:
+        held, self.held, self.raw = self.held, b"", False
+        self.parser = HttpRequestParser(self)
+        self.resume(PAUSE_HELD)
+        if held and not self.closing:
+            self.data_received(held)
+
     def _close_with(self, status: int) -> None:
         self.closing = True
-        self.raw = None
+        self.raw = False
         if self.active is not None and not self.active.done:
             return  # a response is on its way: finish it, then response_done closes
         if not self.transport.is_closing():
             self.transport.write(error_response(status))
             self.transport.close()
-

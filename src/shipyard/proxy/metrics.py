@@ -10,10 +10,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from .server import RouterServer
+from typing import Any, Protocol
 
 # Fixed upper bounds (seconds); a sample goes into the first bucket whose bound is >= the sample.
 BUCKETS: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -100,11 +97,22 @@ def aggregate(pairs: Iterable[tuple[str, Counters]]) -> dict[str, Counters]:
     return out
 
 
+class Observed(Protocol):
+    """What the exposition reads of a router (``server.RouterServer``)."""
+
+    name: str
+    unrouted: int
+
+    def pair_counters(self) -> list[tuple[tuple[str, str], Counters]]: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+
 def _esc(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def render_prometheus(routers: list[RouterServer]) -> str:
+def render_prometheus(routers: Iterable[Observed]) -> str:
     """Prometheus text exposition (format 0.0.4) of every router's counters and histograms.
 
     Series are labelled ``service_env``, ``backend`` and ``revision`` so a canary judge can query one
@@ -125,7 +133,7 @@ def render_prometheus(routers: list[RouterServer]) -> str:
         "requests": "Requests answered through the router (including proxy-generated 502/504).",
         "responses": "Responses by status class.",
         "errors": "Proxy-generated 502/504 and failed connection attempts.",
-        "retries": "Requests re-sent to another backend after a connection failed before any response.",
+        "retries": "Attempts sent again after a failure (retry_on: never sent, or no byte back and idempotent).",
         "latency": "Time from the request head arriving to the response finishing.",
         "in_flight": "HTTP requests currently being proxied to the backend.",
         "tunnels": "Open upgraded (websocket) tunnels through the backend.",

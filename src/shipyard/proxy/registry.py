@@ -177,19 +177,20 @@ class RouterRegistry:
         return self.describe(*key)
 
     async def drain(self, service: str, env: str, address: str, timeout: float,
-                    ws_timeout: float | None = None) -> int:
+                    ws_timeout: float | None = None) -> dict[str, int]:
         """Wait for `address` to finish here, and for a previous generation still finishing its own
-        requests (a handover): its connections may still be on that backend."""
+        requests (a handover): its connections may still be on that backend. Returns the DrainReport
+        as a dict ("remaining" = requests still in flight + websockets cut)."""
         server = self._get((service, env))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(timeout, ws_timeout or 0.0)
         try:
-            left = await server.drain(address, timeout, ws_timeout=ws_timeout)
+            report = await server.drain(address, timeout, ws_timeout=ws_timeout)
         except ValueError as exc:     # still routed to: draining it would never finish
             raise RouterConflict(str(exc)) from exc
         while self.predecessor_alive() and loop.time() < deadline:
             await asyncio.sleep(0.05)
-        return left
+        return report.as_dict()
 
     def stats(self, service: str, env: str) -> dict[str, Any]:
         return dict(self._get((service, env)).stats())

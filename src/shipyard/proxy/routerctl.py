@@ -114,7 +114,8 @@ class RouterClient:
 
     async def drain(self, service: str, env: str, address: str, timeout: float,
                     ws_timeout: float | None = None) -> dict[str, Any]:
-        """Returns {"remaining": n}: connections still open on `address` when the budget ran out."""
+        """Returns {"remaining", "http_left", "ws_closed", "ws_cut"} (proxy.DrainReport): `remaining` counts
+        requests still in flight on `address` and websockets cut when the budget ran out."""
         result: dict[str, Any] = await self._json(
             "POST", self._router(service, env, "/drain"),
             json={"address": address, "timeout": timeout, "ws_timeout": ws_timeout},

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import socket
 from typing import Any
 
 from .backends import Backend, BackendState, Balancer, split_address
-from .client import ClientConnection, Exchange
+from .client import ClientConnection
+from .drain import DrainReport, drain_backend
+from .exchange import CONN_FAILURE, EMPTY_RESPONSE, RESPONSE_TIMEOUT, Exchange
 from .metrics import Counters, aggregate
 from .options import RouterOptions
 from .upstream import UpstreamConnection
@@ -25,34 +28,18 @@ log = logging.getLogger(__name__)
 class RouterServer:
     """One listening port routing to one (service, env)'s weighted backends.
 
-    Options (keyword-only, defaults suit the agent):
-    - ``response_timeout``: seconds without a byte from the backend once the request is sent -> 504
-      (or the client connection is closed if the response had started), like nginx's read timeout;
-    - ``connect_timeout``: per connection attempt; a failed attempt is retried on another backend;
-    - ``keepalive_timeout``: idle client connections are closed after this;
-    - ``pool_idle_timeout``: idle pooled backend connections are closed after this;
-    - ``max_attempts``: backends tried per request before answering 502.
+    ``options`` (a RouterOptions, or its fields as keywords) holds the timeouts, the retry policy and
+    the trusted proxies; docs/router.md says what each one bounds.
     """
 
-    def __init__(
-        self,
-        name: str,
-        listen: str,
-        *,
-        response_timeout: float = 60.0,
-        connect_timeout: float = 5.0,
-        keepalive_timeout: float = 75.0,
-        pool_idle_timeout: float = 30.0,
-        max_attempts: int = 3,
-    ) -> None:
+    def __init__(self, name: str, listen: str, options: RouterOptions | None = None, **overrides: Any) -> None:
         self.name = name
         self.listen = listen
         self.host, self.port = split_address(listen)
-        self.response_timeout = response_timeout
-        self.connect_timeout = connect_timeout
-        self.keepalive_timeout = keepalive_timeout
-        self.pool_idle_timeout = pool_idle_timeout
-        self.max_attempts = max(1, max_attempts)
+        self.opts = RouterOptions()
+        self._trusted: list[Any] = []
+        self.apply_options(options if not overrides else RouterOptions.from_mapping(
+            {**(options or RouterOptions()).as_dict(), **overrides}))
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # bound in start()
         self.states: dict[str, BackendState] = {}  # every address ever routed to (current or retired)
         self.current: list[BackendState] = []  # the routing set, in the order given
@@ -67,21 +54,28 @@ class RouterServer:
 
     @classmethod
     def with_options(cls, name: str, listen: str, options: RouterOptions) -> RouterServer:
-        return cls(name, listen, **options.as_dict())
+        return cls(name, listen, options)
 
     @property
     def options(self) -> RouterOptions:
-        return RouterOptions(response_timeout=self.response_timeout, connect_timeout=self.connect_timeout,
-                             keepalive_timeout=self.keepalive_timeout, pool_idle_timeout=self.pool_idle_timeout,
-                             max_attempts=self.max_attempts)
+        return self.opts
 
-    def apply_options(self, options: RouterOptions) -> None:
+    def apply_options(self, options: RouterOptions | None) -> None:
         """Change tunables in place (they are read per request/sweep), keeping connections and counters."""
-        self.response_timeout = options.response_timeout
-        self.connect_timeout = options.connect_timeout
-        self.keepalive_timeout = options.keepalive_timeout
-        self.pool_idle_timeout = options.pool_idle_timeout
-        self.max_attempts = max(1, options.max_attempts)
+        self.opts = options or RouterOptions()
+        self._trusted = [ipaddress.ip_network(n) for n in self.opts.trusted_proxies]
+
+    def is_trusted(self, host: str) -> bool:
+        """Is this peer a proxy whose forwarding headers we extend (trusted_proxies)? Once per connection."""
+        if not self._trusted:
+            return False
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip in net for net in self._trusted)
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def start(self, sock: socket.socket | None = None) -> None:
@@ -210,17 +204,20 @@ class RouterServer:
         ex.attempts += 1
         ex.state = state
         state.in_flight += 1
-        conn = state.pop_idle()
-        if conn is not None:
-            conn.attach(ex)
-            return
+        # HAProxy's "http-reuse safe": a client's first request, when it cannot be retried, goes on a
+        # connection of its own, so a pooled connection the backend just closed cannot fail it.
+        if ex.idempotent or not ex.first:
+            conn = state.pop_idle()
+            if conn is not None:
+                conn.attach(ex)
+                return
         task = self.loop.create_task(self._connect(state, ex))
         self._connects.add(task)
         task.add_done_callback(self._connects.discard)
 
     async def _connect(self, state: BackendState, ex: Exchange) -> None:
         try:
-            async with asyncio.timeout(self.connect_timeout):
+            async with asyncio.timeout(self.opts.connect_timeout):
                 _, conn = await self.loop.create_connection(
                     lambda: UpstreamConnection(self, state), state.host, state.port
                 )
@@ -228,24 +225,46 @@ class RouterServer:
             if ex.state is state:  # still ours (the client may have gone meanwhile)
                 ex.release()
                 state.counters.errors += 1
-                self.retry_or_fail(ex, state)
+                self.retry_or_fail(ex, state, CONN_FAILURE)
             return
         if ex.done or ex.state is not state or self.closing:
             # The client went away while we connected: keep the fresh connection for the next one.
             if state.draining or self.closing:
                 conn.close()
             else:
+                conn.idle_since = self.loop.time()
                 state.idle.append(conn)
             return
         conn.attach(ex)
 
-    def retry_or_fail(self, ex: Exchange, failed: BackendState) -> None:
-        """Re-send a request that got no response byte, if it is still whole; 502 otherwise."""
-        if ex.done:
+    def retry_or_fail(self, ex: Exchange, failed: BackendState, cause: str) -> None:
+        """An attempt failed before any response byte reached the client: send it again, or answer.
+
+        Like HAProxy with ``retry-on`` = options.retry_on and ``retries`` = options.retries, except that a
+        request that may have reached the backend (every cause but conn-failure) is only sent again when
+        its method is idempotent (RFC 9110 9.2.2). A request that cannot be retried after a reused
+        connection closed gets no answer but a closed connection, when it was not the client's first on
+        it (HAProxy's abort_keep_alive: the client retries as after any keep-alive race); else 502/504.
+        """
+        if ex.done:  # answered already, or the client is gone: never sent anywhere again
             return
-        if ex.chunks is None or ex.responded or ex.attempts >= self.max_attempts:
-            self.fail(ex, failed, 502)
+        opts = self.opts
+        retry = (
+            ex.chunks is not None
+            and not ex.responded
+            and ex.attempts <= opts.retries
+            and cause in opts.retry_on
+            and (ex.idempotent or cause == CONN_FAILURE)
+        )
+        if not retry:
+            if cause == EMPTY_RESPONSE and not ex.first:
+                failed.counters.errors += 1
+                failed.counters.record(502, self.loop.time() - ex.started)
+                ex.client.drop(ex)
+            else:
+                self.fail(ex, failed, 504 if cause == RESPONSE_TIMEOUT else 502)
             return
+        failed.counters.retries += 1
         if ex.tried is None:
             ex.tried = set()
         ex.tried.add(failed.address)
@@ -258,50 +277,19 @@ class RouterServer:
         ex.client.respond_error(ex, status)
 
     # -- drain ------------------------------------------------------------------------------------
-    async def drain(self, address: str, timeout: float, ws_timeout: float | None = None) -> int:
-        """Wait for a backend that no longer gets requests to finish what it has.
+    async def drain(self, address: str, timeout: float, ws_timeout: float | None = None) -> DrainReport:
+        """Wait for a backend that no longer gets requests to finish what it has (see drain.py).
 
-        HTTP requests get ``timeout``; upgraded tunnels get their own ``ws_timeout`` (long-lived
-        websockets would otherwise hold every deploy for the full budget) and are then closed. Returns
-        how many connections were still open when it gave up: 0 means the backend can stop cleanly.
+        HTTP requests get ``timeout`` (long ones up to ``ws_timeout`` when that is later); websockets
+        get ``ws_timeout``, ending with close frames. The report's ``remaining`` (requests still in
+        flight + tunnels cut) is 0 when the backend can stop cleanly.
         """
-        loop = asyncio.get_running_loop()
         state = self.states.get(address)
         if state is None:
-            return 0
+            return DrainReport()
         if state in self.current and state.weight > 0:
             raise ValueError(f"drain {address}: set its weight to 0 or remove it from the set first")
-        if ws_timeout is None:
-            ws_timeout = timeout
-        state.draining = True
-        state.close_idle()
-        event = state.waiter = state.waiter or asyncio.Event()
-        start = loop.time()
-
-        async def wait_until(done: Any, budget: float) -> bool:
-            deadline = start + budget
-            while not done():
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    return False
-                event.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(event.wait(), remaining)
-            return True
-
-        # The event stays on the state afterwards (a concurrent drain may share it); set_backends drops
-        # it when the backend is routable again.
-        http_ok, ws_ok = await asyncio.gather(
-            wait_until(lambda: state.in_flight <= 0, timeout),
-            wait_until(lambda: not state.tunnels, ws_timeout),
-        )
-        left = 0 if http_ok else state.in_flight
-        if not ws_ok:
-            for conn in list(state.tunnels):
-                left += 1
-                conn.close()
-        state.close_idle()
-        return left
+        return await drain_backend(state, timeout, timeout if ws_timeout is None else ws_timeout)
 
     # -- observation ------------------------------------------------------------------------------
     def pair_counters(self) -> list[tuple[tuple[str, str], Counters]]:
@@ -339,35 +327,25 @@ class RouterServer:
 
     # -- timeouts ---------------------------------------------------------------------------------
     async def _sweep(self) -> None:
-        """Enforce response, client keep-alive and pool idle timeouts without per-request timers."""
+        """Enforce every timeout once per interval, without per-request timers."""
         while True:  # the interval is read each pass: apply_options may change the timeouts
-            await asyncio.sleep(max(0.05, min(1.0, self.response_timeout / 4, self.keepalive_timeout / 4)))
+            o = self.opts
+            shortest = min(o.response_timeout, o.request_timeout, o.client_timeout, o.keepalive_timeout)
+            await asyncio.sleep(max(0.05, min(1.0, shortest / 4)))
             try:
                 self._sweep_once(self.loop.time())
             except Exception:  # a bug here must not silently end every timeout of the router
                 log.exception("router %s: timeout sweep failed", self.name)
 
     def _sweep_once(self, now: float) -> None:
-        """One pass over busy/idle backend connections and idle client connections."""
+        """One pass over busy/idle backend connections and client connections."""
+        pool_idle = self.opts.pool_idle_timeout
         for state in list(self.states.values()):
             for conn in list(state.busy):
-                ex = conn.exchange
-                if ex is None or conn.tunnel:
-                    continue
-                if not ex.complete or conn.rx != conn.seen_rx or conn.seen_ex is not ex:
-                    conn.seen_rx, conn.seen_ex, conn.idle_since = conn.rx, ex, now
-                elif now - conn.idle_since >= self.response_timeout:
-                    conn.timed_out()
+                conn.sweep(now)
             if state.idle:
-                for conn in [c for c in state.idle if now - c.idle_since >= self.pool_idle_timeout]:
+                for conn in [c for c in state.idle if now - c.idle_since >= pool_idle]:
                     state.idle.remove(conn)
                     conn.close()
         for client in list(self.clients):
-            if (
-                client.active is None
-                and client.tunnel is None
-                and not client.queue
-                and now - client.last_active >= self.keepalive_timeout
-            ):
-                client.closing = True
-                client.transport.close()
+            client.sweep(now)
