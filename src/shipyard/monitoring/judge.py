@@ -20,8 +20,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from scipy.stats import mannwhitneyu
-
 Direction = Literal["increase", "decrease", "either"]
 
 
@@ -87,7 +85,12 @@ def judge_metric(check: MetricCheck, canary: Sequence[float], baseline: Sequence
     change = relative_change(cm, bm)
     alternative = {"increase": "greater", "decrease": "less", "either": "two-sided"}[check.direction]
     constant = len(set(c) | set(b)) == 1     # identical constant series: nothing to test
-    p = 1.0 if constant else float(mannwhitneyu(c, b, alternative=alternative).pvalue)
+    if constant:
+        p = 1.0
+    else:
+        # Imported here: scipy.stats takes ~2 s to import, and every CLI command loads this module.
+        from scipy.stats import mannwhitneyu
+        p = float(mannwhitneyu(c, b, alternative=alternative).pvalue)
     harmful = {"increase": change > check.tolerance, "decrease": change < -check.tolerance,
                "either": abs(change) > check.tolerance}[check.direction]
     big_enough = abs(cm - bm) >= check.min_delta
