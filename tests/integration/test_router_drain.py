@@ -83,6 +83,24 @@ async def test_drain_ends_websockets_with_going_away(router: RouterServer, backe
     assert report.as_dict() == {"remaining": 0, "http_left": 0, "ws_closed": 1, "ws_cut": 0}
 
 
+@scenario()
+async def test_a_retiring_router_ends_its_websockets_with_going_away(router: RouterServer,
+                                                                     backends: list[LiveBackend]) -> None:
+    """A handover: the old router process stops accepting and finishes; a websocket cannot follow it to
+    the new process, so it ends with a close frame (the client reconnects), never a bare cut (1006)."""
+    a, _ = backends
+    route(router, (a, 1))
+    async with aiohttp.ClientSession() as session, session.ws_connect(f"http://{router.listen}/ws") as ws:
+        await ws.send_str("x")
+        assert (await ws.receive(timeout=5)).data == "a:x"
+        router.stop_accepting()
+        finish = asyncio.create_task(router.finish(0.8))
+        msg = await ws.receive(timeout=5)
+        assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 1001, msg
+        cut = await asyncio.wait_for(finish, 5)
+    assert cut == 0  # the client got its close frame: closed, not cut
+
+
 async def test_close_frame_waits_for_the_frame_in_flight() -> None:
     backend = await ScriptedBackend().start()
     router = RouterServer("api/stg", "127.0.0.1:0")

@@ -16,7 +16,7 @@ from typing import Any
 
 from .backends import Backend, BackendState, Balancer, split_address
 from .client import ClientConnection
-from .drain import DrainReport, drain_backend
+from .drain import CLOSE_HANDSHAKE, DrainReport, drain_backend
 from .exchange import CONN_FAILURE, EMPTY_RESPONSE, RESPONSE_TIMEOUT, Exchange
 from .metrics import Counters, aggregate
 from .options import RouterOptions
@@ -113,17 +113,31 @@ class RouterServer:
 
     async def finish(self, timeout: float) -> int:
         """After stop_accepting: let every request and tunnel end (closing connections as they go idle)
-        for up to `timeout` seconds, then close what is left; returns how many connections were cut."""
+        for up to `timeout` seconds, then close what is left; returns how many connections were cut.
+
+        A websocket cannot move to the next router process, so its last second (a quarter of a short
+        budget) is the close handshake, as in a drain: a close frame with 1001 (going away) to each
+        side, so the client reconnects (to the new process) instead of seeing 1006. A websocket whose
+        client got a close frame is not counted as cut.
+        """
         deadline = self.loop.time() + timeout
+        going_away = deadline - min(CLOSE_HANDSHAKE, timeout / 4)
+        went_away = False
         while True:
             for client in list(self.clients):
                 if client.active is None and client.tunnel is None and not client.queue and client.current is None:
                     client.closing = True  # idle keep-alive: the client opens its next one elsewhere
                     client.transport.close()
-            if not self.clients or self.loop.time() >= deadline:
+            now = self.loop.time()
+            if not self.clients or now >= deadline:
                 break
+            if not went_away and now >= going_away:
+                went_away = True
+                for client in list(self.clients):
+                    if client.tunnel is not None:
+                        client.tunnel.go_away()
             await asyncio.sleep(0.02)
-        cut = len(self.clients)
+        cut = sum(1 for c in self.clients if c.tunnel is None or not c.tunnel.client_got_close)
         await self.close()
         return cut
 
