@@ -6,6 +6,7 @@ would make flaky), so a heavy import creeping back into a light command fails he
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import ssl
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 
+import shipyard
 from shipyard.agent.client import AgentClient
 from shipyard.agent.daemon import agent_status
 from shipyard.demo.workspace import create_workspace
@@ -97,3 +99,13 @@ async def test_admin_api_clients_build_no_tls_context(tmp_path: Path, monkeypatc
     async with AgentClient(tmp_path), RouterClient(tmp_path):
         pass
     assert built == []
+
+
+def test_shipyard_processes_find_bytecode() -> None:
+    """The session compiled every module (conftest), so no shipyard process compiles one again even where
+    PYTHONDONTWRITEBYTECODE keeps Python from caching it."""
+    root = Path(shipyard.__file__).resolve().parent
+    stale = [str(src.relative_to(root)) for src in root.rglob("*.py")
+             if not Path(importlib.util.cache_from_source(str(src))).is_file()
+             or Path(importlib.util.cache_from_source(str(src))).stat().st_mtime < src.stat().st_mtime]
+    assert stale == []
