@@ -7,10 +7,13 @@ Databases:
 - `db_url`: parametrized over "sqlite" and "postgresql" (marked `postgres`): every test using it, or
   `store`, runs on both backends.
 - `store`: an open, migrated `Store` on `db_url`; `sqlite_store` when one backend is enough.
+
+Session start compiles shipyard's modules (see `pytest_sessionstart`).
 """
 
 from __future__ import annotations
 
+import compileall
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -18,6 +21,7 @@ from pathlib import Path
 import pytest
 
 import pg
+import shipyard
 from shipyard.agent.spec import Backoff
 from shipyard.agent.supervisor import Supervisor
 from shipyard.store import Store
@@ -92,3 +96,11 @@ async def sup(tmp_path: Path) -> AsyncIterator[Supervisor]:
         yield s
     finally:
         await s.stop_all()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Compile shipyard's modules to bytecode once, before the suite starts its hundreds of shipyard
+    processes (CLI calls, agents, keepers, routers). With PYTHONDONTWRITEBYTECODE set, as in CI images,
+    Python never caches bytecode of the editable install itself, so each of them compiled the source of
+    every module it imported again (~0.3 s a process). Stale files are harmless: Python checks the source."""
+    compileall.compile_dir(Path(shipyard.__file__).resolve().parent, quiet=1)

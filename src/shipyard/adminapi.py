@@ -41,6 +41,21 @@ def raise_for_response(resp: httpx.Response, by_status: Mapping[int, type[Status
 
 # ---- clients -------------------------------------------------------------------------------------
 
+def unix_transport(name: str) -> httpx.AsyncHTTPTransport:
+    """An HTTP transport over the unix socket `name`, for one admin API client.
+
+    No pooled connections: unix-socket connects are cheap, and a pool would tie the client to the event
+    loop that opened them (the CLI may run several asyncio.run() with one client). No TLS context:
+    the socket speaks plain HTTP, and building the default context (loading the CA bundle, ~50 ms)
+    would be paid by every client of every CLI command."""
+    return httpx.AsyncHTTPTransport(uds=name, limits=httpx.Limits(max_keepalive_connections=0), verify=False)
+
+
+def unix_transport_sync(name: str) -> httpx.HTTPTransport:
+    """The blocking twin of `unix_transport`, for callers without an event loop (no TLS context either)."""
+    return httpx.HTTPTransport(uds=name, verify=False)
+
+
 NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, FileNotFoundError, ConnectionRefusedError)
 """The request never reached a server: always safe to send again."""
 DROPPED = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)

@@ -16,7 +16,7 @@ import pytest
 from fleet_helpers import CliResult, Driver, Fleet, git, make_fleet, run_cli
 
 from shipyard.cli.project import Project
-from shipyard.cli.promote import promotions_table
+from shipyard.cli.promotion_view import promotions_table
 
 
 @pytest.fixture

@@ -4,10 +4,13 @@ connections, and real /bin/sh processes. Time bounds are generous upper limits, 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import socket
+import ssl
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -111,6 +114,54 @@ async def test_http_ignores_proxy_environment(server: str, monkeypatch: pytest.M
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
     monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
     assert (await probe(http("/health"), server)).ok
+
+
+def _self_signed(tmp_path: Path) -> ssl.SSLContext:
+    """A server context with a certificate nobody trusts (made here, signed by itself)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(hours=1)).sign(key, hashes.SHA256()))
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                         serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()))
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    return ctx
+
+
+async def test_https_probes_verify_certificates_and_http_probes_build_no_tls_context(
+        server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plain http probes skip the TLS context (loading the CA bundle cost every checker ~50 ms); an https
+    address is still verified: a self-signed certificate fails the probe."""
+    server_ctx = _self_signed(tmp_path)
+    built: list[Any] = []
+    real = ssl.create_default_context
+    monkeypatch.setattr(ssl, "create_default_context", lambda *a, **kw: built.append(a) or real(*a, **kw))
+    app = web.Application()
+    app.router.add_get("/health", _health)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ctx)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with Prober() as prober:
+            assert (await prober.probe(http("/health"), server)).ok
+            assert built == []
+            result = await prober.probe(http("/health"), f"https://127.0.0.1:{port}")
+        assert not result.ok and "certificate verify failed" in result.detail.lower(), result.detail
+        assert len(built) == 1
+    finally:
+        await runner.cleanup()
 
 
 # --- tcp ----------------------------------------------------------------------------------------------

@@ -9,13 +9,14 @@ import time
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Column, MetaData, String, inspect, text
 
 from shipyard.errors import StoreError
-from shipyard.store import Store
-from shipyard.store.migrate import current_revision, head_revision
+from shipyard.store import Store, schema
+from shipyard.store.migrate import alembic_config, current_revision, head_revision
 from shipyard.store.models import Base
 
 TABLES = {"deployments", "steps", "events", "leases", "queue", "alembic_version"}
@@ -121,3 +122,43 @@ def test_processes_opening_a_new_database_at_once(db_url: str, tmp_path: Path) -
         assert out.strip() == "opened"
     with Store.open(db_url) as store, store.session() as s:
         assert s.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [head_revision()]
+
+
+def test_the_cheap_head_is_alembics_head() -> None:
+    """Store.open skips Alembic when the database records schema.HEAD: it must be the newest migration."""
+    assert head_revision() == schema.HEAD
+
+
+OPEN_AND_TELL = textwrap.dedent("""
+    import sys
+    from shipyard.store import Store
+    Store.open(sys.argv[1]).close()
+    print("alembic loaded" if "alembic" in sys.modules else "alembic not loaded")
+""")
+
+
+def _open_in_a_new_process(url: str) -> str:
+    done = subprocess.run([sys.executable, "-c", OPEN_AND_TELL, url], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_opening_a_current_database_does_not_load_alembic(db_url: str) -> None:
+    """Every command opens the store: one already at head is opened without importing Alembic (~0.3 s)."""
+    assert _open_in_a_new_process(db_url) == "alembic loaded"          # a new database is migrated
+    assert _open_in_a_new_process(db_url) == "alembic not loaded"      # then it is current
+    with Store.open(db_url) as store:
+        assert current_revision(store.engine) == head_revision()
+
+
+def test_a_database_behind_head_is_still_upgraded(db_url: str) -> None:
+    with Store.open(db_url) as store, store.engine.begin() as conn:
+        cfg = alembic_config()
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0002")
+    with Store.open(db_url, migrate=False) as store:
+        assert current_revision(store.engine) == "0002"
+    assert _open_in_a_new_process(db_url) == "alembic loaded"
+    with Store.open(db_url) as store:
+        assert current_revision(store.engine) == head_revision()
+        assert "outbox" in inspect(store.engine).get_table_names()

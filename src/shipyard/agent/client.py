@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 import httpx
 
-from shipyard.adminapi import NOT_SENT, Retry
+from shipyard.adminapi import NOT_SENT, Retry, unix_transport
 from shipyard.adminapi import raise_for_response as _raise_for_response
 from shipyard.agent.errors import AgentRequestError, ConflictError, NotFoundError
 from shipyard.agent.paths import AgentPaths, SocketName
@@ -61,12 +61,8 @@ class AgentClient:
         self._retry = Retry(retry_budget, self._agent_expected)
         self._router: RouterClient | None = None
         self._name = SocketName(self.sock)
-        self._http = httpx.AsyncClient(
-            # No pooled connections: unix-socket connects are cheap, and a pool would tie the client to
-            # the event loop that opened them (the CLI may run several asyncio.run() with one client).
-            transport=httpx.AsyncHTTPTransport(uds=self._name.name, limits=httpx.Limits(max_keepalive_connections=0)),
-            base_url=_BASE_URL,
-            timeout=httpx.Timeout(timeout, connect=5.0))
+        self._http = httpx.AsyncClient(transport=unix_transport(self._name.name), base_url=_BASE_URL,
+                                       timeout=httpx.Timeout(timeout, connect=5.0))
 
     async def __aenter__(self) -> AgentClient:
         return self

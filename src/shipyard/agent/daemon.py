@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from shipyard.adminapi import unix_transport_sync
 from shipyard.agent import pidfile, procs
 from shipyard.agent.client import raise_for_response
 from shipyard.agent.errors import AgentRequestError
@@ -39,7 +40,7 @@ def _request(paths: AgentPaths, method: str, path: str, *, timeout: float, json:
         return None
     name = SocketName(paths.sock)
     try:
-        with httpx.Client(transport=httpx.HTTPTransport(uds=name.name), base_url=_BASE_URL,
+        with httpx.Client(transport=unix_transport_sync(name.name), base_url=_BASE_URL,
                           timeout=timeout) as http:
             resp = http.request(method, path, json=json)
     except (httpx.TransportError, OSError):

@@ -17,7 +17,6 @@ import typer
 from shipyard.agent.daemon import agent_status, ensure_agent, restart_agent, stop_agent
 from shipyard.agent.systemd import Unit, systemd_running
 from shipyard.cli import render
-from shipyard.cli.deploy import recover_dead_runs
 from shipyard.cli.project import Project
 from shipyard.errors import UsageError
 from shipyard.proxy import keeper_status
@@ -31,6 +30,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 @app.command("start")
 def start(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     """Start the agent (and its keeper and routers) if needed, then recover interrupted deploys."""
+    from shipyard.cli.deploy import recover_dead_runs  # the engine: of the agent commands only `start` needs it
+
     project = Project.load(config)
     ensure_agent(project.agent_dir, config=project.config_path)
     recovered = recover_dead_runs(project, quiet=True)

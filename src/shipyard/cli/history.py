@@ -10,6 +10,7 @@ import typer
 from shipyard.cli import render
 from shipyard.cli.analysis_view import show_analysis
 from shipyard.cli.project import Project
+from shipyard.cli.promotion_view import promotion_dict, promotions_table
 from shipyard.errors import UsageError
 from shipyard.store import deployments as dq
 from shipyard.store import events as eq
@@ -41,7 +42,6 @@ def history_cmd(
     """List deployments (or, with --promotions, promotions), newest first."""
     project = Project.load(config)
     if promotions:
-        from shipyard.cli.promote import promotions_table
         promotions_table(project, limit, as_json, env=env)
         return
     with project.store.session() as s:
@@ -130,8 +130,6 @@ def show_deployment(project: Project, deployment_id: str, output: bool, as_json:
 
 
 def show_promotion(project: Project, promotion_id: str, as_json: bool) -> None:
-    from shipyard.cli.promote import promotion_dict
-
     with project.store.session(readonly=True) as s:
         row = pq.get_promotion(s, promotion_id)
         if row is None:

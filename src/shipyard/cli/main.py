@@ -9,35 +9,99 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Iterator, MutableMapping
+from typing import Any
 
 import typer
+import typer.main
+from typer.core import TyperGroup
 
-from shipyard.cli import agent, config_cmd, demo, deploy, env, history, logs, promote, render, repos, secrets, status
-from shipyard.cli import notify as notify_cli
-from shipyard.cli import watch as watch_cli
+from shipyard.cli import render
 from shipyard.errors import OSFailure, ShipyardError
 
+Command = Any       # click's Command: typer's vendored copy (typer >= 0.2x) or click itself (older typer)
+
+# Every command, in the order help lists them (commands, then groups of subcommands, as Typer orders
+# them): name -> "module:attribute" under shipyard.cli, the attribute a command function or a typer.Typer.
+# A module is imported only when one of its commands runs (help imports them all): every `shipyard` call
+# pays for its own command only, so `config validate` never loads SQLAlchemy and `status` never loads the
+# planners, the fleet or the notification channels.
+COMMANDS: dict[str, str] = {
+    "init": "config_cmd:init_cmd",
+    "deploy": "deploy:deploy_cmd",
+    "rollback": "promote:rollback_cmd",      # a service, or every repo back to a tag with --to
+    "recover": "deploy:recover_cmd",
+    "status": "status:status_cmd",
+    "history": "history:history_cmd",
+    "show": "history:show_cmd",
+    "logs": "logs:logs_cmd",
+    "demo": "demo:demo_cmd",
+    "promote": "promote:promote_cmd",
+    "unfreeze": "promote:unfreeze_cmd",
+    "watch": "watch:watch_cmd",
+    "config": "config_cmd:app",
+    "agent": "agent:app",
+    "secrets": "secrets:app",
+    "env": "env:app",
+    "hotfix": "promote:hotfix_app",
+    "repos": "repos:app",
+    "notify": "notify:app",
+}
+
+
+def load_command(name: str, target: str) -> Command:
+    """The click command `name` for `target`, built exactly as `app.command(name)` or `app.add_typer(sub,
+    name=name)` on the root would have built it (same Typer defaults as the root)."""
+    module, _, attr = target.partition(":")
+    obj = getattr(importlib.import_module(f"shipyard.cli.{module}"), attr)
+    holder = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    if isinstance(obj, typer.Typer):
+        holder.add_typer(obj, name=name)
+    else:
+        holder.command(name)(obj)
+    return typer.main.get_group(holder).commands[name]
+
+
+class LazyCommands(MutableMapping[str, Command]):
+    """The root group's commands: every name known at once, each command built on first use."""
+
+    def __init__(self, targets: dict[str, str]) -> None:
+        self._targets = dict(targets)
+        self._built: dict[str, Command] = {}
+
+    def __getitem__(self, name: str) -> Command:
+        if name not in self._built:
+            self._built[name] = load_command(name, self._targets[name])   # KeyError: no such command
+        return self._built[name]
+
+    def __setitem__(self, name: str, command: Command) -> None:
+        self._targets.setdefault(name, "")
+        self._built[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        del self._targets[name]
+        self._built.pop(name, None)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._targets)
+
+    def __len__(self) -> int:
+        return len(self._targets)
+
+
+class LazyGroup(TyperGroup):
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        self.commands = LazyCommands(COMMANDS)
+
+
+def _root() -> None:
+    """Promote, deploy with zero downtime, watch, roll back, record."""
+
+
 app = typer.Typer(name="shipyard", help="Promote, deploy with zero downtime, watch, roll back, record.",
-                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
-app.command("init")(config_cmd.init_cmd)
-app.add_typer(config_cmd.app, name="config")
-app.command("deploy")(deploy.deploy_cmd)
-app.command("rollback")(promote.rollback_cmd)      # a service, or every repo back to a tag with --to
-app.command("recover")(deploy.recover_cmd)
-app.command("status")(status.status_cmd)
-app.command("history")(history.history_cmd)
-app.command("show")(history.show_cmd)
-app.command("logs")(logs.logs_cmd)
-app.add_typer(agent.app, name="agent")
-app.add_typer(secrets.app, name="secrets")
-app.add_typer(env.app, name="env")
-app.command("demo")(demo.demo_cmd)
-app.command("promote")(promote.promote_cmd)
-app.add_typer(promote.hotfix_app, name="hotfix")
-app.command("unfreeze")(promote.unfreeze_cmd)
-app.add_typer(repos.app, name="repos")
-app.add_typer(notify_cli.app, name="notify")
-app.command("watch")(watch_cli.watch_cmd)
+                  cls=LazyGroup, callback=_root, no_args_is_help=True, pretty_exceptions_enable=False,
+                  add_completion=False)
 
 
 def _click_errors() -> tuple[type[Exception], ...]:

@@ -1,4 +1,10 @@
-"""Locate the project, load its config, open its store, reach its agent: what every command starts with."""
+"""Locate the project, load its config, open its store, reach its agent: what every command starts with.
+
+Only the config is loaded up front. The store, the agent client, the secrets and the engine are imported
+when a command first asks for them: each `shipyard` call is a new process, and one that never opens the
+store (`config validate`, `agent status`) should not pay for loading SQLAlchemy, nor `status` for the
+engine (see COMMANDS in cli/main.py).
+"""
 
 from __future__ import annotations
 
@@ -7,22 +13,19 @@ import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shipyard.agent.client import AgentClient
-from shipyard.agent.daemon import ensure_agent
 from shipyard.cli import render
 from shipyard.config import find_config, load_config
-from shipyard.engine.deployer import Environment
-from shipyard.engine.journal import Listener
-from shipyard.engine.settings import ServiceSettings, service_settings
-from shipyard.releases.store import ReleaseStore
-from shipyard.routers.builtin import BuiltinRouter
-from shipyard.secrets.context import SecretsContext
 from shipyard.secrets.redact import Redactor
-from shipyard.store import Store, default_url
-from shipyard.store.db import anchored
-from shipyard.targets.local import LocalTarget
+
+if TYPE_CHECKING:
+    from shipyard.agent.client import AgentClient
+    from shipyard.engine.deployer import Environment
+    from shipyard.engine.journal import Listener
+    from shipyard.engine.settings import ServiceSettings
+    from shipyard.secrets.context import SecretsContext
+    from shipyard.store import Store
 
 
 @dataclass
@@ -57,26 +60,41 @@ class Project:
     @cached_property
     def store(self) -> Store:
         """The state database (`state:`, relative SQLite paths anchored at shipyard.yaml's directory)."""
+        from shipyard.store import Store, default_url
+        from shipyard.store.db import anchored
+
         url = anchored(self.config.state, self.root) if self.config.state else default_url(self.root)
         self._store = Store.open(url)
         return self._store
 
     def agent(self, *, start: bool = True) -> AgentClient:
         """A client for this project's agent; starts the agent first unless told not to."""
+        from shipyard.agent.client import AgentClient
+        from shipyard.agent.daemon import ensure_agent
+
         if start:
             ensure_agent(self.agent_dir, config=self.config_path)
         return AgentClient(self.agent_dir)
 
     def settings(self, service: str, env: str) -> ServiceSettings:
+        from shipyard.engine.settings import service_settings
+
         return service_settings(self.config, self.root, service, env)
 
     @cached_property
     def secrets(self) -> SecretsContext:
         """Providers, overrides and resolved values of this invocation (values registered for masking)."""
+        from shipyard.secrets.context import SecretsContext
+
         return SecretsContext(self.config, self.root, redactor=self.redactor, overrides=self.overrides)
 
     def environment(self, service: str, env: str, agent: AgentClient, *,
                     listener: Listener | None = None) -> Environment:
+        from shipyard.engine.deployer import Environment
+        from shipyard.releases.store import ReleaseStore
+        from shipyard.routers.builtin import BuiltinRouter
+        from shipyard.targets.local import LocalTarget
+
         s = self.settings(service, env)
         return Environment(settings=s, store=self.store, target=LocalTarget(agent, service, env),
                            router=BuiltinRouter(agent.router, service, env, s.listen, s.router_options or None),

@@ -32,7 +32,6 @@ from shipyard.fleet.promote import prepare_hotfix, prepare_promotion
 from shipyard.fleet.resume import prepare_resume
 from shipyard.fleet.rollback import prepare_rollback
 from shipyard.fleet.unfinished import abandon
-from shipyard.store import promotions as pq
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Path to shipyard.yaml.")]
 OnlyOpt = Annotated[list[str] | None, typer.Option("--only", help="Only these repos (comma-separated).")]
@@ -345,31 +344,3 @@ def unfreeze_cmd(env: Annotated[str, typer.Option("--env", "-e", help="Environme
     else:
         render.info(f"{env} was not frozen")
 
-
-def promotion_dict(row: Any, repos: list[Any]) -> dict[str, Any]:
-    return {"id": row.id, "kind": row.kind, "source_env": row.source_env, "target_env": row.target_env,
-            "state": row.state, "actor": row.actor, "message": row.message, "stamp": row.stamp,
-            "rollback_to": row.rollback_to, "detail": row.detail, "created_at": row.created_at,
-            "finished_at": row.finished_at,
-            "repos": [{"repo": r.repo, "branch": r.branch, "old_sha": r.old_sha, "new_sha": r.new_sha, "tag": r.tag,
-                       "result": r.result, "detail": r.detail} for r in repos]}
-
-
-def promotions_table(project: Project, limit: int, as_json: bool, env: str | None = None) -> None:
-    """`shipyard history --promotions`: recorded promotions, hotfix syncs and rollbacks, newest first."""
-    with project.store.session(readonly=True) as s:
-        rows = [promotion_dict(p, pq.promotion_repos(s, p.id)) for p in pq.list_promotions(s, env=env, limit=limit)]
-    if as_json:
-        render.print_json({"promotions": rows})
-        return
-
-    def counts(repos: list[dict[str, Any]]) -> str:
-        found: dict[str, int] = {}
-        for r in repos:
-            found[r["result"]] = found.get(r["result"], 0) + 1
-        return ", ".join(f"{n} {k}" for k, n in found.items())
-
-    render.table(None, ["id", "kind", "envs", "state", "repos", "actor", "when", "message"],
-                 [(r["id"], r["kind"], f"{r['source_env'] or ''} → {r['target_env']}".strip(),
-                   render.styled(r["state"]), counts(r["repos"]), r["actor"], render.ago(r["created_at"]),
-                   r["message"] or r["rollback_to"] or "") for r in rows])

@@ -105,7 +105,7 @@ class Config(StrictModel):
     @classmethod
     def _usable_state(cls, value: str | None) -> str | None:
         if value is not None:
-            from shipyard.store.db import url_problem  # SQLAlchemy loads only when a state URL is given
+            from shipyard.dburl import url_problem  # SQLAlchemy loads only when a state URL is given
 
             problem = url_problem(value)
             if problem:
@@ -146,7 +146,7 @@ class Config(StrictModel):
     def state_url(self) -> str:
         """The state database URL, defaulting to SQLite under .shipyard/ beside shipyard.yaml; a relative
         SQLite path is anchored there too (not at the directory a command happens to run in)."""
-        from shipyard.store.db import anchored
+        from shipyard.dburl import anchored
 
         return anchored(self.state or "sqlite:///.shipyard/state.db", self.root)
 

@@ -83,13 +83,30 @@ class Prober:
     def __init__(self, *, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> None:
         self.env = dict(env or {})
         self.cwd = cwd
+        # Plain http:// probes (nearly all) get a client without a TLS context: building the default one
+        # loads the CA bundle (~50 ms), for every checker of every deploy and `status`. An https://
+        # address gets its own client, made on first use, that verifies certificates as always.
+        self._plain = self._new_client(verify=False)
+        self._tls: httpx.AsyncClient | None = None
+
+    @staticmethod
+    def _new_client(*, verify: bool) -> httpx.AsyncClient:
         # No keep-alive: each probe opens a new connection, so it also tests that the instance accepts
         # them; no proxies from the environment: instances are reached directly.
-        self._client = httpx.AsyncClient(trust_env=False, follow_redirects=False,
-                                         limits=httpx.Limits(max_keepalive_connections=0))
+        return httpx.AsyncClient(trust_env=False, follow_redirects=False, verify=verify,
+                                 limits=httpx.Limits(max_keepalive_connections=0))
+
+    def _client_for(self, url: str) -> httpx.AsyncClient:
+        if httpx.URL(url).scheme != "https":
+            return self._plain
+        if self._tls is None:
+            self._tls = self._new_client(verify=True)
+        return self._tls
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self._plain.aclose()
+        if self._tls is not None:
+            await self._tls.aclose()
 
     async def __aenter__(self) -> Prober:
         return self
@@ -121,7 +138,8 @@ class Prober:
         headers = {"Host": check.host} if check.host else {}
         try:
             async with asyncio.timeout(check.timeout):
-                async with self._client.stream("GET", url, headers=headers, timeout=check.timeout) as response:
+                client = self._client_for(url)
+                async with client.stream("GET", url, headers=headers, timeout=check.timeout) as response:
                     body = b""
                     async for chunk in response.aiter_bytes():
                         body += chunk

@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import httpx
 
-from shipyard.adminapi import NOT_SENT, Retry, raise_for_response
+from shipyard.adminapi import NOT_SENT, Retry, raise_for_response, unix_transport
 from shipyard.errors import AgentError
 from shipyard.ipc import SocketName
 
@@ -43,9 +43,8 @@ class RouterClient:
         self.sock = ProxyPaths(self.state_dir).router_sock
         self.timeout = timeout
         self._name = SocketName(self.sock)
-        self._http = httpx.AsyncClient(
-            transport=httpx.AsyncHTTPTransport(uds=self._name.name, limits=httpx.Limits(max_keepalive_connections=0)),
-            base_url=_BASE_URL, timeout=httpx.Timeout(timeout, connect=5.0))
+        self._http = httpx.AsyncClient(transport=unix_transport(self._name.name), base_url=_BASE_URL,
+                                       timeout=httpx.Timeout(timeout, connect=5.0))
         self._retry = Retry(retry_budget, self._keeper_alive)
 
     async def __aenter__(self) -> RouterClient:

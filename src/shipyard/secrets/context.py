@@ -10,15 +10,16 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shipyard.secrets import scrub
 from shipyard.secrets.base import SecretProvider
 from shipyard.secrets.providers import ProviderContext, make_provider
 from shipyard.secrets.redact import Redactor
 from shipyard.secrets.resolver import Resolved, resolve
-from shipyard.store import Store
-from shipyard.store.events import add_event
+
+if TYPE_CHECKING:
+    from shipyard.store import Store
 
 ALL_SERVICES = "*"      # the events table needs a service; env-wide secret events use this one
 
@@ -80,6 +81,9 @@ class SecretsContext:
 def audit(store: Store, kind: str, *, env: str, actor: str, names: Iterable[str], service: str = ALL_SERVICES,
           message: str = "", **data: Any) -> None:
     """One audit event naming who touched which secrets: names only, never values."""
+    # Imported here: the caller's store is open already, and resolving secrets needs no store at all.
+    from shipyard.store.events import add_event
+
     listed = sorted(set(names))
     with store.session() as s:
         add_event(s, kind, service=service, env=env, message=message or f"{kind} by {actor}: {', '.join(listed)}",

@@ -65,6 +65,7 @@ from shipyard.store.queue import (
     queue_heartbeat,
     queue_position,
 )
+from shipyard.store.schema import at_head
 from shipyard.store.steps import finish_step, get_step, list_steps, start_step
 
 STATE_DIR = ".shipyard"
@@ -107,12 +108,15 @@ class Store:
                 raise StoreError(f"cannot open state database {mask_url(parsed)}: "
                                  f"missing driver module {err.name!r}") from None
             try:
-                if migrate:
-                    from shipyard.store.migrate import upgrade  # alembic only loads when a store opens
-                    upgrade(engine, existing=existing)
-                else:
+                # Only a database that can already be at head is asked (a new or empty SQLite file is
+                # left untouched for the upgrade, which creates or refuses it).
+                maybe_current = path is None or (existing is not None and existing.stat().st_size > 0)
+                if not migrate:
                     with engine.connect():
                         pass
+                elif not (maybe_current and at_head(engine)):
+                    from shipyard.store.migrate import upgrade  # alembic only loads when there is work
+                    upgrade(engine, existing=existing)
             except BaseException:
                 engine.dispose()
                 raise

@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, Result, insert, inspect
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -35,9 +34,16 @@ def insert_ignore(session: Session, model: type[Base], values: dict[str, Any]) -
     """
     dialect = session.get_bind().dialect.name
     if dialect in ("sqlite", "postgresql"):
-        module = sqlite if dialect == "sqlite" else postgresql
+        # Imported here: the engine has loaded its own dialect already, and importing both at the top
+        # would load PostgreSQL's (~50 ms) into every command of a SQLite user.
         key = inspect(model).primary_key[0]
-        stmt = module.insert(model).values(**values).on_conflict_do_nothing().returning(key)
+        if dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+            stmt: Any = sqlite_insert(model)
+        else:
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+            stmt = pg_insert(model)
+        stmt = stmt.values(**values).on_conflict_do_nothing().returning(key)
         return session.execute(stmt).first() is not None
     try:
         with session.begin_nested():
