@@ -105,6 +105,17 @@ class AgentError(ShipyardError):
     pass
 
 
+class StatusError(AgentError):
+    """Base of the errors an admin API answers with a status of its own choosing."""
+
+    status = 400
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        if status is not None:
+            self.status = status
+
+
 class AgentUnavailableError(AgentError):
     pass
 
