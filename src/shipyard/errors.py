@@ -15,6 +15,7 @@ where they happen, so the CLI can print one line and choose an exit code without
     │                                  mapped where it happens, one line with the path
     ├── LeaseHeldError                 a run already holds the (service, env) lease and --no-wait was given
     ├── AgentError                     the host agent is unreachable or refused a request
+    │   ├── StatusError                an admin API (agent, routers) answered an error with its own status
     │   └── AgentUnavailableError
     ├── ReleaseError                   export or build of a revision failed
     ├── SecretsError                   a secret provider failed (wrong master key, AWS unreachable or refused)
