@@ -1,8 +1,9 @@
-"""What the clients of the agent's and the routers' admin APIs share: errors that carry a status, the
-mapping of an error answer back to one, and how to retry while the process behind a socket restarts.
+"""What the clients of the agent's and the routers' admin APIs share: the mapping of an error answer back
+to a StatusError, the transport, and how to retry while the process behind a socket restarts.
 
 Both APIs are JSON over HTTP on a 0600 unix socket; the server side is in adminweb.py (kept apart so
-the CLI, which only ever is a client, does not load a web server).
+the CLI, which only ever is a client, does not load a web server). StatusError, which both sides raise,
+lives in shipyard.errors so that the servers (router, agent) do not load this HTTP client.
 """
 
 from __future__ import annotations
@@ -13,18 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import httpx
 
-from shipyard.errors import AgentError
-
-
-class StatusError(AgentError):
-    """Base of the errors an admin API answers with a status of its own choosing."""
-
-    status = 400
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        if status is not None:
-            self.status = status
+from shipyard.errors import StatusError
 
 
 def raise_for_response(resp: httpx.Response, by_status: Mapping[int, type[StatusError]],

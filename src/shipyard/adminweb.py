@@ -15,8 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from shipyard.adminapi import StatusError
-from shipyard.errors import AgentError
+from shipyard.errors import AgentError, StatusError
 
 log = logging.getLogger(__name__)
 

@@ -15,6 +15,7 @@ where they happen, so the CLI can print one line and choose an exit code without
     │                                  mapped where it happens, one line with the path
     ├── LeaseHeldError                 a run already holds the (service, env) lease and --no-wait was given
     ├── AgentError                     the host agent is unreachable or refused a request
+    │   ├── StatusError                an admin API (agent, routers) answered an error with its own status
     │   └── AgentUnavailableError
     ├── ReleaseError                   export or build of a revision failed
     ├── SecretsError                   a secret provider failed (wrong master key, AWS unreachable or refused)
@@ -103,6 +104,17 @@ class LeaseHeldError(ShipyardError):
 
 class AgentError(ShipyardError):
     pass
+
+
+class StatusError(AgentError):
+    """Base of the errors an admin API answers with a status of its own choosing."""
+
+    status = 400
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        if status is not None:
+            self.status = status
 
 
 class AgentUnavailableError(AgentError):

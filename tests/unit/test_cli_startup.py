@@ -109,3 +109,12 @@ def test_shipyard_processes_find_bytecode() -> None:
              if not Path(importlib.util.cache_from_source(str(src))).is_file()
              or Path(importlib.util.cache_from_source(str(src))).stat().st_mtime < src.stat().st_mtime]
     assert stale == []
+
+
+def test_the_router_process_loads_no_http_client() -> None:
+    """A router process starts on every host start, `agent restart` and after a router crash (when traffic
+    waits for it): httpx, and the click, rich and pygments its __init__ pulls in, cost it ~0.1 s."""
+    done = subprocess.run([sys.executable, "-c", "import json, sys, shipyard.proxy.process; "
+                           "print(json.dumps(sorted(sys.modules)))"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert _under(set(json.loads(done.stdout)), "httpx", "rich", "click", "typer", "sqlalchemy", "pydantic") == []

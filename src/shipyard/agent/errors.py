@@ -6,7 +6,7 @@ status lets a caller tell "no such instance" (404) from "port already taken" (40
 
 from __future__ import annotations
 
-from shipyard.adminapi import StatusError
+from shipyard.errors import StatusError
 
 
 class AgentRequestError(StatusError):

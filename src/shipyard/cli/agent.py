@@ -33,8 +33,7 @@ def start(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     from shipyard.cli.deploy import recover_dead_runs  # the engine: of the agent commands only `start` needs it
 
     project = Project.load(config)
-    ensure_agent(project.agent_dir, config=project.config_path)
-    recovered = recover_dead_runs(project, quiet=True)
+    recovered = recover_dead_runs(project, quiet=True)      # starts the agent first (while the store opens)
     st = agent_status(project.agent_dir) or {}
     if as_json:
         render.print_json({"pid": st.get("pid"), "socket": str(project.agent_dir / "agent.sock"),

@@ -81,6 +81,8 @@ def _run(project: Project, service: str, env: str, title: str, as_json: bool,
         record_refused(project.store, service, env, exc, actor=actor(), redactor=project.redactor,
                        notifications=project.config.notifications)
         raise
+    with project.agent_starting():
+        _ = project.store           # opened (created and migrated, on a new host) while the agent comes up
     progress = render.DeployProgress(title, quiet=as_json)
 
     async def go() -> Outcome:
@@ -132,7 +134,7 @@ def rollback_cmd(
 
 def recover_dead_runs(project: Project, *, quiet: bool) -> list[dict[str, Any]]:
     """Finish or roll back every unfinished run of the project whose owner died (starts the agent)."""
-    with project.store.session() as s:
+    with project.agent_starting(), project.store.session() as s:     # the agent comes up while we read
         pending = [(d.id, d.service, d.env) for d in dq.find_unfinished(s)]
     results: list[dict[str, Any]] = []
 

@@ -8,8 +8,12 @@ engine (see COMMANDS in cli/main.py).
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -66,6 +70,32 @@ class Project:
         url = anchored(self.config.state, self.root) if self.config.state else default_url(self.root)
         self._store = Store.open(url)
         return self._store
+
+    @contextlib.contextmanager
+    def agent_starting(self) -> Iterator[None]:
+        """Start the agent, as `agent()` would, while the block runs: where nothing runs yet, the keeper and
+        the agent take about a second to come up, which they spend while this command does other work
+        (opens its store). The block is left only once that start has ended, so no command exits with a
+        keeper half-started; a failed start is raised after the block (an error of the block wins)."""
+        from shipyard.agent.daemon import ensure_agent
+
+        started: Future[None] = Future()
+
+        def start() -> None:
+            try:
+                ensure_agent(self.agent_dir, config=self.config_path)
+            except BaseException as exc:
+                started.set_exception(exc)
+            else:
+                started.set_result(None)
+
+        threading.Thread(target=start, name="agent-start", daemon=True).start()
+        try:
+            yield
+        finally:
+            failed = started.exception()
+        if failed is not None:
+            raise failed
 
     def agent(self, *, start: bool = True) -> AgentClient:
         """A client for this project's agent; starts the agent first unless told not to."""

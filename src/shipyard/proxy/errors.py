@@ -6,8 +6,7 @@ prints them as one line; the status tells "no such router" (404) from "address t
 
 from __future__ import annotations
 
-from shipyard.adminapi import StatusError
-from shipyard.errors import AgentUnavailableError
+from shipyard.errors import AgentUnavailableError, StatusError
 
 
 class RouterRequestError(StatusError):
