@@ -8,11 +8,12 @@ Two measurements per target, the same client for all three:
 - latency at a fixed rate: an open-loop paced client (own process, uvloop, raw sockets) that sends
   ``--rate`` requests per second whatever the answers do, taking turns between the targets every 100 ms
   so all three share the same background noise; reports p50/p99 per target.
-The router runs in its own process on uvloop as the agent runs it (normal RouterServer: drain support,
-metrics, response parsing before forwarding, forwarding headers); HAProxy is configured to write the same
-X-Forwarded-For/-Proto/-Host. HAProxy runs with its default thread count (all CPUs; ``--haproxy-threads 1``
-gives it one core like the single-threaded router). Not a test: numbers depend on the machine (and on whatever
-else runs on it); what matters are the side-by-side ratios.
+The router runs as a host runs it: a keeper holding the socket, a router generation and its workers
+(``--router-workers``, default one process per CPU as HAProxy's threads), the route made through the admin
+API (normal RouterServer: drain support, metrics, response parsing before forwarding, forwarding headers);
+HAProxy is configured to write the same X-Forwarded-For/-Proto/-Host and runs with its default thread
+count (all CPUs). ``--router-workers 1 --haproxy-threads 1`` compares one core with one core. Not a test:
+numbers depend on the machine (and on whatever else runs on it); what matters are the side-by-side ratios.
 """
 
 from __future__ import annotations
@@ -179,25 +180,28 @@ def measure(wrk: str, port: int, args: argparse.Namespace) -> dict[str, Any]:
 
 
 # -- subprocess roles ---------------------------------------------------------------------------
-def serve_router(port: int, backend: int) -> None:
-    """The built-in router as the agent runs it: own process, uvloop policy, normal RouterServer."""
-    import uvloop
+def start_router(procs: Procs, tmp: Path, port: int, backend: int, workers: str) -> None:
+    """The built-in router as a host runs it: a keeper (no agent) with its router generation and
+    workers, the route made through the admin API, as the agent makes it."""
+    from shipyard.proxy import RouterClient, keeper_status
 
-    from shipyard.proxy import Backend, RouterServer
+    state = tmp / "router-state"
+    state.mkdir()
+    procs.start([PYTHON, "-m", "shipyard.proxy.keeperd", "--state-dir", str(state), "--agent-module", "",
+                 "--router-workers", workers], tmp / "router.log")
+    deadline = time.monotonic() + 30
+    while not any(r["state"] == "active" for r in (keeper_status(state) or {}).get("routers", [])):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"bench: the router did not start; {(state / 'router.log').read_text()[-2000:]}")
+        time.sleep(0.05)
 
-    async def main() -> None:
-        router = RouterServer("bench/prod", f"127.0.0.1:{port}")
-        await router.start()
-        router.set_backends([Backend(f"127.0.0.1:{backend}", 100, "bench", "nginx-1")])
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, stop.set)
-        loop.add_signal_handler(signal.SIGINT, stop.set)
-        await stop.wait()
-        await router.close()
+    async def configure() -> None:
+        async with RouterClient(state) as client:
+            await client.ensure_router("bench", "prod", f"127.0.0.1:{port}")
+            await client.set_backends("bench", "prod", [
+                {"address": f"127.0.0.1:{backend}", "weight": 100, "revision": "bench", "instance": "nginx-1"}])
 
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    asyncio.run(main())
+    asyncio.run(configure())
 
 
 def pace(ports: list[int], rate: int, duration: int, conns: int = 32, slice_s: float = 0.1) -> None:
@@ -324,9 +328,8 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
             (tmp / "haproxy.cfg").write_text(haproxy_cfg)
             procs.start([haproxy, "-db", "-f", str(tmp / "haproxy.cfg")], tmp / "haproxy.log")
             wait_http(ports["haproxy"], tmp / "haproxy.log")
-            procs.start([PYTHON, str(HERE), "_router", "--port", str(ports["builtin"]),
-                         "--backend", str(ports["nginx"])], tmp / "router.log")
-            wait_http(ports["builtin"], tmp / "router.log")
+            start_router(procs, tmp, ports["builtin"], ports["nginx"], args.router_workers)
+            wait_http(ports["builtin"], tmp / "router-state" / "router.log")
             targets = {"direct": ports["nginx"], "haproxy": ports["haproxy"], "builtin": ports["builtin"]}
             # Throughput rounds interleave the targets so a burst of outside load hits all three alike;
             # the best round of each is kept (outside load only ever slows a target down).
@@ -356,7 +359,8 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     out["p99_added_ms"] = round(results["builtin"]["p99_ms"] - results["direct"]["p99_ms"], 3)
     out["haproxy_p99_added_ms"] = round(results["haproxy"]["p99_ms"] - results["direct"]["p99_ms"], 3)
     out["settings"] = {"connections": args.connections, "duration_s": args.duration, "rate": args.rate,
-                       "rounds": args.rounds, "haproxy_threads": args.haproxy_threads, "cpus": os.cpu_count()}
+                       "rounds": args.rounds, "haproxy_threads": args.haproxy_threads,
+                       "router_workers": args.router_workers, "cpus": os.cpu_count()}
     out["throughput_rounds"] = {name: [r["max_rps"] for r in rs] for name, rs in rounds.items()}
     return out
 
@@ -364,9 +368,6 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="role")
-    r = sub.add_parser("_router")
-    r.add_argument("--port", type=int, required=True)
-    r.add_argument("--backend", type=int, required=True)
     p = sub.add_parser("_pace")
     p.add_argument("--ports", required=True, help="comma-separated ports, measured in turn")
     p.add_argument("--rate", type=int, required=True)
@@ -378,10 +379,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved throughput rounds; best is kept")
     parser.add_argument("--haproxy-threads", type=int, default=os.cpu_count() or 1,
                         help="HAProxy nbthread (default: all CPUs, HAProxy's own default)")
+    parser.add_argument("--router-workers", default="auto",
+                        help="the keeper's --router-workers (default auto: one process per CPU, like HAProxy)")
     args = parser.parse_args()
-    if args.role == "_router":
-        serve_router(args.port, args.backend)
-        return
     if args.role == "_pace":
         pace([int(x) for x in args.ports.split(",")], args.rate, args.duration)
         return

@@ -1,5 +1,5 @@
 """Local process plumbing shared by the agent and the router processes: unix socket names and binding,
-flock-held pid files, atomic file writes.
+flock-held pid files, atomic file writes, the event loop they run on.
 
 It sits below both `shipyard.agent` and `shipyard.proxy` (and imports neither), so the two process
 families share these rules without importing each other's internals.
@@ -7,11 +7,13 @@ families share these rules without importing each other's internals.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import json
 import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +84,15 @@ def connect_unix(path: Path, timeout: float) -> socket.socket:
     finally:
         name.close()
     return sock
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
+    """uvloop when installed, for every long-lived shipyard process: the router's throughput depends on it."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop
+    return uvloop.new_event_loop
 
 
 # ---- pid files held with flock -------------------------------------------------------------------

@@ -56,8 +56,9 @@ async def _serve(harness: Harness, n: int = 1) -> tuple[list[dict[str, Any]], st
 class Prober:
     """Opens a fresh connection every few ms and sends one request: records refusals with their time."""
 
-    def __init__(self, listen: str) -> None:
+    def __init__(self, listen: str, path: str = "/probe") -> None:
         host, port = listen.rsplit(":", 1)
+        self.request = f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
         self.addr = (host, int(port))
         self.refused: list[float] = []
         self.ok = 0
@@ -73,7 +74,7 @@ class Prober:
             self.refused.append(time.monotonic())
             return
         try:
-            writer.write(b"GET /probe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            writer.write(self.request)
             data = await asyncio.wait_for(reader.read(), 10)
             if data.startswith(b"HTTP/1.1 200"):
                 self.ok += 1

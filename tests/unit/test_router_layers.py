@@ -17,10 +17,11 @@ LAYERS = [
     {"upstream", "client"},  # the two sides of the proxy; they never import each other
     {"drain"},
     {"server"},  # the listener that ties it together
+    {"observe"},  # a router's numbers summed over the processes serving it
     # The process level (routers in their own processes, under a keeper holding their sockets):
     {"errors", "paths", "table", "channel", "children", "listeners"},  # no HTTP, no proxy imports
-    {"registry", "keeperctl"},  # the routers of one process and their table; starting/asking a keeper
-    {"admin", "routerctl", "keeper"},  # a router process's admin API and its client; the keeper's loop
+    {"registry", "keeperctl", "workerpool"},  # a process's routers and table; a keeper; a generation's workers
+    {"admin", "routerctl", "keeper", "worker"},  # admin API and client; the keeper's loop; a worker process
     {"process", "keeperd"},  # the two entry points: a router generation, the keeper daemon
 ]
 

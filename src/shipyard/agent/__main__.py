@@ -9,19 +9,10 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from shipyard.errors import AgentError
-
-
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
-    """uvloop when installed: the built-in router's throughput depends on it."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop
-    return uvloop.new_event_loop
+from shipyard.ipc import loop_factory
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     from shipyard.agent.process import serve
 
     try:
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
             runner.run(serve(args.state_dir, args.metrics_listen, retention=args.keep_stopped_for,
                              keep_stopped=args.keep_stopped))
     except AgentError as exc:

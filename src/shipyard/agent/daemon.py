@@ -72,17 +72,18 @@ def _log_tail(paths: AgentPaths, lines: int = 5) -> str:
     return " | ".join(text[-lines:])
 
 
-def ensure_agent(state_dir: Path, timeout: float = 10.0, config: Path | None = None) -> None:
+def ensure_agent(state_dir: Path, timeout: float = 10.0, config: Path | None = None,
+                 router_workers: str | None = None) -> None:
     """Make sure an agent serves `state_dir`, starting the keeper (which starts the agent and the routers)
     if none runs; raises AgentError on failure. `config` is the project whose interrupted deploys the
-    keeper recovers after an agent crash."""
+    keeper recovers after an agent crash; `router_workers` its `agent.router_workers`."""
     paths = AgentPaths(Path(state_dir).resolve())
     if _serving(paths) and keeper_pid(paths.state_dir) is not None:
         return
     try:
         paths.ensure_dirs()
         deadline = time.monotonic() + timeout
-        ensure_keeper(paths.state_dir, timeout, config)
+        ensure_keeper(paths.state_dir, timeout, config, router_workers)
         keeper_request(paths.state_dir, "start-agent")
         while not _serving(paths):
             if time.monotonic() >= deadline:
@@ -150,13 +151,15 @@ def _wait_gone(paths: AgentPaths, pid: int | None, timeout: float) -> None:
         time.sleep(_POLL)
 
 
-def restart_agent(state_dir: Path, timeout: float = 120.0) -> dict[str, Any]:
+def restart_agent(state_dir: Path, timeout: float = 120.0, router_workers: str | None = None) -> dict[str, Any]:
     """`shipyard agent restart`: a new router generation takes over the sockets (zero failed requests),
     the agent is restarted leaving its instances running, then the keeper re-executes itself (same pid)
-    and adopts them; all three then run the installed code."""
+    and adopts them; all three then run the installed code. The new generation runs `router_workers`
+    processes (when given)."""
     paths = AgentPaths(Path(state_dir).resolve())
     before = ensure_keeper(paths.state_dir)
-    answer = keeper_request(paths.state_dir, "restart", timeout=timeout, keeper=True) or {}
+    fields = {"router_workers": router_workers} if router_workers is not None else {}
+    answer = keeper_request(paths.state_dir, "restart", timeout=timeout, keeper=True, **fields) or {}
     deadline = time.monotonic() + timeout
     while True:
         with contextlib.suppress(AgentError):

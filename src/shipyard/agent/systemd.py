@@ -45,13 +45,14 @@ class Unit:
     config: Path
     system: bool = False         # a system unit (runs as `user`) instead of a user unit
     user: str | None = None
+    router_workers: str | None = None
 
     @property
     def name(self) -> str:
         return unit_name(self.project, self.state_dir)
 
     def text(self) -> str:
-        exec_start = " ".join(quote(a) for a in keeper_argv(self.state_dir, self.config))
+        exec_start = " ".join(quote(a) for a in keeper_argv(self.state_dir, self.config, self.router_workers))
         lines = [
             f"# Written by `shipyard agent install` for {literal(str(self.root))}.",
             "[Unit]",

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from shipyard.agent.daemon import agent_status, ensure_agent, restart_agent, stop_agent
+from shipyard.agent.daemon import agent_status, restart_agent, stop_agent
 from shipyard.agent.systemd import Unit, systemd_running
 from shipyard.cli import render
 from shipyard.cli.project import Project
@@ -66,8 +66,8 @@ def restart(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     """Replace the router processes, the agent and the keeper with ones running the installed code (e.g.
     after an upgrade of shipyard): no request fails, instances keep running."""
     project = Project.load(config)
-    ensure_agent(project.agent_dir, config=project.config_path)
-    answer = restart_agent(project.agent_dir)
+    project.ensure_agent()
+    answer = restart_agent(project.agent_dir, router_workers=project.config.agent.workers_arg())
     st = agent_status(project.agent_dir) or {}
     if as_json:
         render.print_json({"routers": answer.get("routers"), "agent_pid": st.get("pid"),
@@ -121,7 +121,8 @@ def install(
     """Write a systemd unit that runs the keeper, so routers and agent come back after a reboot."""
     project = Project.load(config)
     unit = Unit(project=project.config.project, root=project.root, state_dir=project.agent_dir.resolve(),
-                config=project.config_path, system=system, user=_user() if system else None)
+                config=project.config_path, system=system, user=_user() if system else None,
+                router_workers=project.config.agent.workers_arg())
     if print_only:
         render.reveal(unit.text())
         return

@@ -77,13 +77,12 @@ class Project:
         the agent take about a second to come up, which they spend while this command does other work
         (opens its store). The block is left only once that start has ended, so no command exits with a
         keeper half-started; a failed start is raised after the block (an error of the block wins)."""
-        from shipyard.agent.daemon import ensure_agent
 
         started: Future[None] = Future()
 
         def start() -> None:
             try:
-                ensure_agent(self.agent_dir, config=self.config_path)
+                self.ensure_agent()
             except BaseException as exc:
                 started.set_exception(exc)
             else:
@@ -100,11 +99,16 @@ class Project:
     def agent(self, *, start: bool = True) -> AgentClient:
         """A client for this project's agent; starts the agent first unless told not to."""
         from shipyard.agent.client import AgentClient
-        from shipyard.agent.daemon import ensure_agent
 
         if start:
-            ensure_agent(self.agent_dir, config=self.config_path)
+            self.ensure_agent()
         return AgentClient(self.agent_dir)
+
+    def ensure_agent(self) -> None:
+        """Start this project's keeper and agent unless they run (with its `agent:` settings)."""
+        from shipyard.agent.daemon import ensure_agent
+
+        ensure_agent(self.agent_dir, config=self.config_path, router_workers=self.config.agent.workers_arg())
 
     def settings(self, service: str, env: str) -> ServiceSettings:
         from shipyard.engine.settings import service_settings

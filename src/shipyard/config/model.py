@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import zoneinfo
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
@@ -77,6 +77,25 @@ class Environment(StrictModel):
         return value
 
 
+class HostAgent(StrictModel):
+    """How this project's host processes run (the keeper, its routers and the agent)."""
+
+    router_workers: Literal["auto"] | Annotated[int, Field(ge=1, le=64)] = Field(
+        default="auto", description="Processes serving the built-in routers' traffic: `auto` (one per CPU, "
+                                    "as HAProxy's threads) or 1-64. Read when the keeper starts and by "
+                                    "`shipyard agent restart`, which applies a change without a failed request.")
+
+    @field_validator("router_workers", mode="before")
+    @classmethod
+    def _workers(cls, value: Any) -> Any:
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 64):
+            return value
+        raise ValueError(f"must be 'auto' or a number from 1 to 64, not {value!r}")
+
+    def workers_arg(self) -> str:
+        return str(self.router_workers)
+
+
 class Config(StrictModel):
     """shipyard.yaml: the project, its repos, environments and services, and how to watch and tell."""
 
@@ -93,6 +112,7 @@ class Config(StrictModel):
     notifications: Notifications = Field(default_factory=Notifications,
                                          description="Notification channels and routes.")
     secrets: Secrets = Field(default_factory=Secrets, description="Secrets provider.")
+    agent: HostAgent = Field(default_factory=HostAgent, description="The host's keeper, routers and agent.")
 
     _source: Path | None = PrivateAttr(None)
 

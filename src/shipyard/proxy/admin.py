@@ -72,7 +72,7 @@ async def ensure_router(request: web.Request) -> web.Response:
 
 
 async def router_stats(request: web.Request) -> web.Response:
-    return web.json_response(_registry(request).stats(*_key(request)))
+    return web.json_response(await _registry(request).stats(*_key(request)))
 
 
 async def set_backends(request: web.Request) -> web.Response:
@@ -96,7 +96,7 @@ async def delete_router(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    return web.Response(text=render_prometheus(_registry(request).servers()), content_type="text/plain",
+    return web.Response(text=render_prometheus(await _registry(request).observed()), content_type="text/plain",
                         headers={"X-Prometheus-Format": "0.0.4"})
 
 

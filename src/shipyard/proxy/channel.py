@@ -1,4 +1,5 @@
-"""The keeper <-> router channel: a SOCK_SEQPACKET socketpair carrying small JSON messages and fds.
+"""Keeper <-> router and router lead <-> worker channels: a SOCK_SEQPACKET socketpair carrying small
+JSON messages and fds.
 
 SEQPACKET keeps message boundaries (one send is one recv) and passes fds with SCM_RIGHTS, so a listening
 socket moves between processes as a message attachment. Requests carry an `id`; the answer carries
@@ -64,14 +65,15 @@ class Channel:
         except (BlockingIOError, BrokenPipeError, ConnectionError) as exc:
             raise ChannelClosed(f"cannot send to the peer: {exc}") from exc
 
-    async def request(self, message: Message, timeout: float = 10.0) -> tuple[Message, list[int]]:
-        """Send and wait for the answer (and its fds, which the caller then owns)."""
+    async def request(self, message: Message, timeout: float = 10.0,
+                      fds: list[int] | tuple[int, ...] = ()) -> tuple[Message, list[int]]:
+        """Send (with `fds` attached) and wait for the answer (and its fds, which the caller then owns)."""
         assert self._loop is not None, "start() the channel first"
         rid = next(self._ids)
         fut = self._loop.create_future()
         self._waiting[rid] = fut
         try:
-            self.send({**message, "id": rid})
+            self.send({**message, "id": rid}, fds)
             return await asyncio.wait_for(fut, timeout)
         finally:
             self._waiting.pop(rid, None)

@@ -45,8 +45,9 @@ SPARE_DELAY = 10.0          # ... and after a start or handover: it would compet
 
 class Keeper:
     def __init__(self, paths: ProxyPaths, *, agent_module: str | None, recover_argv: list[str] | None,
-                 resume: bool = False) -> None:
+                 resume: bool = False, router_workers: int = 1) -> None:
         self.paths = paths
+        self.router_workers = router_workers
         self.resume = resume        # this process image replaced the previous keeper's (exec)
         self.agent_module = agent_module
         self.recover_argv = recover_argv
@@ -138,7 +139,7 @@ class Keeper:
         mine, theirs = pair()
         argv = [sys.executable, "-m", "shipyard.proxy.process", "--state-dir", str(self.paths.state_dir),
                 "--channel-fd", str(theirs.fileno()), "--admin-fd", str(self.admin.fileno()),
-                "--generation", str(self.generation)]
+                "--generation", str(self.generation), "--workers", str(self.router_workers)]
         try:
             child = children.spawn("router", argv, self.paths.router_log,
                                    pass_fds=(theirs.fileno(), self.admin.fileno()))
@@ -348,6 +349,7 @@ class Keeper:
         return {"pid": os.getpid(), "version": shipyard.__version__, "started_at": self.started_at,
                 "state_dir": str(self.paths.state_dir), "stopping": self.stopping,
                 "agent": self.agent_status(), "listeners": sorted(self.listeners.socks),
+                "router_workers": self.router_workers,
                 "routers": [{"pid": r.pid, "generation": r.generation, "state": r.state}
                             for r in self.routers if r.alive]}
 

@@ -74,11 +74,13 @@ def agent_expected(state_dir: Path) -> bool:
     return bool(st and not st.get("stopping") and st["agent"]["state"] in ("running", "backoff"))
 
 
-def keeper_argv(state_dir: Path, config: Path | None = None) -> list[str]:
+def keeper_argv(state_dir: Path, config: Path | None = None, router_workers: str | None = None) -> list[str]:
     """How the keeper of `state_dir` is started (by the CLI, or by a systemd unit)."""
     argv = [sys.executable, "-m", "shipyard.proxy.keeperd", "--state-dir", str(state_dir)]
     if config is not None:
         argv += ["--project-config", str(config)]
+    if router_workers is not None:
+        argv += ["--router-workers", router_workers]
     return argv
 
 
@@ -101,13 +103,13 @@ def _start_lock(paths: ProxyPaths, deadline: float) -> Iterator[None]:
         os.close(fd)
 
 
-def spawn_keeper(paths: ProxyPaths, config: Path | None) -> subprocess.Popen[bytes]:
+def spawn_keeper(paths: ProxyPaths, config: Path | None, router_workers: str | None = None) -> subprocess.Popen[bytes]:
     """Start the keeper detached: own session (no terminal signals), no stdin, output to keeper.log.
     The one place where a keeper process is started from a shipyard command, so the one place the
     command's environment is scrubbed for the keeper and everything it starts (router, agent, recovery)."""
     with open(paths.keeper_log, "ab") as logf:
-        return subprocess.Popen(keeper_argv(paths.state_dir, config), stdin=subprocess.DEVNULL, stdout=logf,
-                                stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
+        return subprocess.Popen(keeper_argv(paths.state_dir, config, router_workers), stdin=subprocess.DEVNULL,
+                                stdout=logf, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
                                 env=scrubbed(allow=PYTHON))
 
 
@@ -119,8 +121,10 @@ def _log_tail(path: Path, lines: int = 5) -> str:
     return " | ".join(text[-lines:])
 
 
-def ensure_keeper(state_dir: Path, timeout: float = 10.0, config: Path | None = None) -> dict[str, Any]:
-    """Make sure a keeper runs for `state_dir` (starting one if none does); returns its status."""
+def ensure_keeper(state_dir: Path, timeout: float = 10.0, config: Path | None = None,
+                  router_workers: str | None = None) -> dict[str, Any]:
+    """Make sure a keeper runs for `state_dir` (starting one if none does); returns its status.
+    `router_workers` applies to a keeper started here (`shipyard agent restart` changes a running one's)."""
     paths = ProxyPaths(Path(state_dir).resolve())
     st = status(paths.state_dir)
     if st is not None and not st.get("stopping"):
@@ -137,7 +141,7 @@ def ensure_keeper(state_dir: Path, timeout: float = 10.0, config: Path | None = 
                 raise KeeperError(f"the keeper exited with code {proc.returncode} while starting; "
                                   f"{paths.keeper_log}: {_log_tail(paths.keeper_log)}")
             if proc is None and keeper_pid(paths.state_dir) is None:
-                proc = spawn_keeper(paths, config)
+                proc = spawn_keeper(paths, config, router_workers)
             if time.monotonic() >= deadline:
                 raise KeeperError(f"the keeper did not answer at {paths.keeper_sock} within {timeout:g}s; "
                                   f"see {paths.keeper_log}")

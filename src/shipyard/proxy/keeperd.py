@@ -61,7 +61,7 @@ class Control:
             await writer.drain()
             writer.close()
         if self.reexec:
-            reexec(self.lock)           # the answer went out first
+            reexec(self.lock, self.keeper.router_workers)           # the answer went out first
 
     async def answer(self, request: dict[str, Any]) -> dict[str, Any]:
         op = request.get("op")
@@ -73,6 +73,12 @@ class Control:
                 return {"error": "the keeper is stopping"}
             return {"ok": True, "agent": k.start_agent()}
         if op == "restart":
+            if request.get("router_workers") is not None:
+                # The next generation (this handover's) runs that many; a re-executed keeper keeps it.
+                try:
+                    k.router_workers = _workers(str(request["router_workers"]))
+                except argparse.ArgumentTypeError as exc:
+                    raise ValueError(str(exc)) from None
             out = await self.restart(bool(request.get("routers", True)), bool(request.get("agent", True)))
             self.reexec = bool(request.get("keeper", False))
             return {**out, "keeper": "re-executing" if self.reexec else "kept"}
@@ -107,16 +113,17 @@ def recover_argv(state_dir: Path, config: Path | None) -> list[str] | None:
     return [sys.executable, "-m", CLI_MODULE, "recover", "--json", "--config", str(config)]
 
 
-def reexec(lock: int) -> None:
+def reexec(lock: int, router_workers: int) -> None:
     """Become a keeper running the installed code, with the same pid (what systemd tracks) and the same
     lock (its fd survives exec): the routers keep serving and hand their sockets to the new image, the
     agent stays our child and is adopted by it."""
     argv = [a for a in sys.orig_argv[1:] if a != "--resume"]
-    if "--lock-fd" in argv:
-        i = argv.index("--lock-fd")
-        del argv[i:i + 2]
+    for option in ("--lock-fd", "--router-workers"):
+        if option in argv:
+            i = argv.index(option)
+            del argv[i:i + 2]
     os.set_inheritable(lock, True)
-    argv = [sys.executable, *argv, "--resume", "--lock-fd", str(lock)]
+    argv = [sys.executable, *argv, "--router-workers", str(router_workers), "--resume", "--lock-fd", str(lock)]
     log.info("re-executing the keeper: %s", " ".join(argv))
     logging.shutdown()
     os.execv(sys.executable, argv)
@@ -149,6 +156,15 @@ async def _reap_forever(keeper: Keeper) -> None:
         keeper.reap_strays()
 
 
+def _workers(value: str) -> int:
+    """`auto` (one per CPU this process may run on, as HAProxy's nbthread) or a number from 1 to 64."""
+    if value == "auto":
+        return max(1, min(64, len(os.sched_getaffinity(0))))
+    if not value.isdigit() or not 1 <= int(value) <= 64:
+        raise argparse.ArgumentTypeError(f"router workers must be 'auto' or a number from 1 to 64, not {value!r}")
+    return int(value)
+
+
 def _inherited_lock(fd: int) -> int:
     """The keeper.pid lock held across an exec: same open file, same flock, same pid inside."""
     os.set_inheritable(fd, False)
@@ -164,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
                                                             "after an agent crash")
     parser.add_argument("--agent-module", default="shipyard.agent",
                         help="module run as the agent ('' for none: routers only)")
+    parser.add_argument("--router-workers", default="auto", type=_workers,
+                        help="processes serving each router generation's traffic: 'auto' (one per CPU, "
+                             "the default) or 1-64")
     parser.add_argument("--resume", action="store_true", help=argparse.SUPPRESS)   # set by re-exec
     parser.add_argument("--lock-fd", type=int, help=argparse.SUPPRESS)              # the lock it holds
     parser.add_argument("--log-level", default="INFO")
@@ -180,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     try:
         keeper = Keeper(paths, agent_module=args.agent_module or None,
-                        recover_argv=recover_argv(paths.state_dir, args.project_config), resume=args.resume)
+                        recover_argv=recover_argv(paths.state_dir, args.project_config), resume=args.resume,
+                        router_workers=args.router_workers)
         asyncio.run(serve(keeper, lock))
     except OSError as exc:
         print(f"shipyard keeper: {exc}", file=sys.stderr)

@@ -10,6 +10,9 @@ A generation's life, driven by keeper messages over its channel (channel.py):
    the table and no change can be lost between the two.
 4. retire: stop accepting (the newer one accepts from the same sockets), finish in-flight requests and
    tunnels within the budget, exit.
+With --workers N > 1 the generation is this process (the lead: table, admin API, keeper channel) and
+N-1 worker processes (worker.py, workerpool.py) accepting from the same sockets; they are told every
+change before it is acknowledged and retire with the lead.
 If the keeper goes away, an active generation keeps serving and waits on router-handoff.sock for the
 next keeper, which adopts it by receiving its sockets; a standby just exits.
 """
@@ -33,12 +36,13 @@ from typing import Any
 
 from aiohttp import web
 
-from shipyard.ipc import bind_unix
+from shipyard.ipc import bind_unix, loop_factory
 
 from .admin import AdminState, make_app
 from .channel import Channel, ChannelClosed, Message
 from .paths import ProxyPaths
 from .registry import RouterRegistry
+from .workerpool import WorkerPool
 
 log = logging.getLogger("shipyard.router")
 
@@ -86,9 +90,11 @@ def _pid_alive(pidfd: int | None) -> Callable[[], bool]:
 
 class Generation:
     def __init__(self, paths: ProxyPaths, channel_sock: socket.socket, admin_sock: socket.socket,
-                 number: int) -> None:
+                 number: int, workers: int = 1) -> None:
         self.paths = paths
         self.number = number
+        self.workers = workers
+        self.pool: WorkerPool | None = None
         self.admin_sock = admin_sock
         self.channel = Channel(channel_sock, self._on_message, self._on_keeper_gone)
         self.listeners = KeeperListeners(self.channel)
@@ -146,6 +152,11 @@ class Generation:
         self.registry = RouterRegistry(self.paths.table, self.listeners, predecessor_alive=_pid_alive(pidfd),
                                        legacy=self.paths.legacy_state)
         await self.registry.load()
+        if self.workers > 1:
+            # Started once this process serves (a takeover is not delayed by interpreter starts); each
+            # gets the table when it says hello, and every change from then on.
+            self.pool = WorkerPool(self.paths, self.number, self.workers, self.registry.snapshot)
+            self.registry.peers = self.pool
         with contextlib.suppress(ChannelClosed, TimeoutError):
             await self.channel.request({"op": "keep", "listens": self.registry.listens()})
         self.admin = AdminState(self.registry, self.number)
@@ -158,6 +169,8 @@ class Generation:
                            "routers": len(self.registry.servers())})
         log.info("router generation %d (pid %d) serving %d routers", self.number, os.getpid(),
                  len(self.registry.servers()))
+        if self.pool is not None:
+            self.pool.start()
 
     async def _release_admin(self, msg: Message) -> None:
         await self.stop_admin()
@@ -184,7 +197,9 @@ class Generation:
             return
         await self.stop_admin()
         self.registry.stop_accepting()
-        cut = await self.registry.finish(budget)
+        ours, theirs = await asyncio.gather(self.registry.finish(budget),
+                                            self.pool.retire(budget) if self.pool is not None else _zero())
+        cut = ours + theirs
         log.info("router generation %d retired (%d connections cut)", self.number, cut)
         if self.runner is not None:
             await self.runner.cleanup()
@@ -227,16 +242,13 @@ class Generation:
         log.info("adopted by a new keeper")
 
 
+async def _zero() -> int:
+    return 0
+
+
 def _encode(msg: Message) -> bytes:
     return json.dumps(msg).encode()
 
-
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop
-    return uvloop.new_event_loop
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -246,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--channel-fd", required=True, type=int)
     parser.add_argument("--admin-fd", required=True, type=int)
     parser.add_argument("--generation", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=1, help="processes serving this generation's traffic")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
@@ -254,8 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     channel = socket.socket(fileno=args.channel_fd)
     admin = socket.socket(fileno=args.admin_fd)
-    gen = Generation(ProxyPaths(args.state_dir), channel, admin, args.generation)
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+    gen = Generation(ProxyPaths(args.state_dir), channel, admin, args.generation, max(1, args.workers))
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
         return runner.run(gen.run())
 
 

@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .backends import Backend, split_address
+from .drain import DrainReport
 from .errors import RouterConflict, RouterNotFound, RouterRequestError
+from .observe import Merged
 from .options import RouterOptions
 from .server import RouterServer
 from .table import RouteRecord, load_table, save_table
@@ -27,6 +29,35 @@ from .table import RouteRecord, load_table, save_table
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]
+
+
+class Peers(Protocol):
+    """The other processes serving this registry's routers (workerpool.WorkerPool): each change is
+    applied there before it is acknowledged, and their numbers and drains count with ours."""
+
+    async def route(self, record: RouteRecord, fd: int) -> None: ...
+
+    async def unroute(self, key: Key) -> None: ...
+
+    async def observe(self, keys: list[Key]) -> list[dict[str, Any]]: ...
+
+    async def drain(self, key: Key, address: str, timeout: float, ws_timeout: float | None) -> DrainReport: ...
+
+
+class NoPeers:
+    """A router process serving alone."""
+
+    async def route(self, record: RouteRecord, fd: int) -> None:
+        return None
+
+    async def unroute(self, key: Key) -> None:
+        return None
+
+    async def observe(self, keys: list[Key]) -> list[dict[str, Any]]:
+        return []
+
+    async def drain(self, key: Key, address: str, timeout: float, ws_timeout: float | None) -> DrainReport:
+        return DrainReport()
 
 
 class ListenerSource(Protocol):
@@ -82,6 +113,7 @@ class RouterRegistry:
         self.legacy = legacy
         self.listeners = listeners
         self.predecessor_alive = predecessor_alive
+        self.peers: Peers = NoPeers()
         self._servers: dict[Key, RouterServer] = {}
         self._routes: dict[Key, RouteRecord] = {}
         self._lock = asyncio.Lock()      # one change at a time: each writes the whole table
@@ -124,6 +156,7 @@ class RouterRegistry:
                 if current.options != opts:
                     self._commit({**self._routes, key: replace(rec, options=opts.as_dict())})
                     current.apply_options(opts)
+                    await self._to_peers(key)
                 return self.describe(service, env)
             backends = rec.backends if rec is not None else []
             server = await self._start(service, env, listen, opts, parse_backends(backends))
@@ -138,6 +171,7 @@ class RouterRegistry:
             self._servers[key] = server
             if current is not None:
                 await self._retire(current, server.listen)
+            await self._to_peers(key)
             return self.describe(service, env)
 
     async def _start(self, service: str, env: str, listen: str, options: RouterOptions,
@@ -168,13 +202,20 @@ class RouterRegistry:
         key = (service, env)
         backends = parse_backends(raw)
         async with self._lock:
-            return self._set_backends(key, backends)
+            server = self._get(key)
+            self._commit({**self._routes, key: replace(self._routes[key], backends=[_as_dict(b) for b in backends])})
+            server.set_backends(backends)      # cannot fail: parse_backends checked what it would refuse
+            await self._to_peers(key)
+            return self.describe(*key)
 
-    def _set_backends(self, key: Key, backends: list[Backend]) -> dict[str, Any]:
-        server = self._get(key)
-        self._commit({**self._routes, key: replace(self._routes[key], backends=[_as_dict(b) for b in backends])})
-        server.set_backends(backends)      # cannot fail: parse_backends checked what it would refuse
-        return self.describe(*key)
+    async def _to_peers(self, key: Key) -> None:
+        """The committed route of `key`, applied by the other processes before the change is answered."""
+        await self.peers.route(self._routes[key], self._servers[key].fileno())
+
+    def snapshot(self) -> list[tuple[RouteRecord, int]]:
+        """Every route with its listening socket: what a worker that just started must serve."""
+        return [(rec, self._servers[key].fileno()) for key, rec in self._routes.items()
+                if key in self._servers and self._servers[key].listen == rec.listen]
 
     async def drain(self, service: str, env: str, address: str, timeout: float,
                     ws_timeout: float | None = None) -> dict[str, int]:
@@ -185,15 +226,27 @@ class RouterRegistry:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(timeout, ws_timeout or 0.0)
         try:
-            report = await server.drain(address, timeout, ws_timeout=ws_timeout)
+            report, theirs = await asyncio.gather(server.drain(address, timeout, ws_timeout=ws_timeout),
+                                                  self.peers.drain((service, env), address, timeout, ws_timeout))
         except ValueError as exc:     # still routed to: draining it would never finish
             raise RouterConflict(str(exc)) from exc
+        report = DrainReport(http_left=report.http_left + theirs.http_left,
+                             ws_closed=report.ws_closed + theirs.ws_closed, ws_cut=report.ws_cut + theirs.ws_cut)
         while self.predecessor_alive() and loop.time() < deadline:
             await asyncio.sleep(0.05)
         return report.as_dict()
 
-    def stats(self, service: str, env: str) -> dict[str, Any]:
-        return dict(self._get((service, env)).stats())
+    async def stats(self, service: str, env: str) -> dict[str, Any]:
+        """The router's stats summed over every process serving it."""
+        self._get((service, env))
+        return (await self.observed([(service, env)]))[0].stats()
+
+    async def observed(self, keys: list[Key] | None = None) -> list[Merged]:
+        """Routers (all, or those of `keys`) with the numbers of every process serving them."""
+        keys = [k for k in (keys if keys is not None else list(self._servers)) if k in self._servers]
+        theirs = await self.peers.observe(keys)
+        return [Merged(self._servers[k], [o[f"{k[0]}/{k[1]}"] for o in theirs if f"{k[0]}/{k[1]}" in o])
+                for k in keys]
 
     async def delete(self, service: str, env: str) -> None:
         key = (service, env)
@@ -202,14 +255,16 @@ class RouterRegistry:
             self._commit({k: v for k, v in self._routes.items() if k != key})
             del self._servers[key]
             await self._retire(server)
+            await self.peers.unroute(key)
 
     async def clear(self) -> None:
         """Forget every router (a full stop of the host: the instances they routed to are gone)."""
         async with self._lock:
             self._commit({})
-            servers, self._servers = list(self._servers.values()), {}
-            for server in servers:
+            servers, self._servers = dict(self._servers), {}
+            for key, server in servers.items():
                 await self._retire(server)
+                await self.peers.unroute(key)
 
     # ---- generations -----------------------------------------------------------------------------
     async def load(self) -> None:

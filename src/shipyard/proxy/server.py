@@ -49,6 +49,7 @@ class RouterServer:
         self.unrouted = 0
         self.closing = False
         self._server: asyncio.AbstractServer | None = None
+        self._fileno: int | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._connects: set[asyncio.Task[None]] = set()
 
@@ -92,11 +93,17 @@ class RouterServer:
             self._server = await self.loop.create_server(
                 lambda: ClientConnection(self), self.host, self.port, reuse_address=True, backlog=1024
             )
+        bound = self._server.sockets[0]
+        self._fileno = int(bound.fileno())
         if self.port == 0 or sock is not None:  # ephemeral port (tests), or a handed-over socket
-            bound = self._server.sockets[0]
             self.host, self.port = bound.getsockname()[:2]
             self.listen = f"{self.host}:{self.port}"
         self._sweeper = self.loop.create_task(self._sweep())
+
+    def fileno(self) -> int:
+        """The listening socket's fd (shared with the keeper and the generation's other processes)."""
+        assert self._fileno is not None, "start() the router first"
+        return self._fileno
 
     def stop_accepting(self) -> None:
         """Close this process's copy of the listening socket; open connections are served on.
