@@ -17,10 +17,10 @@ from shipyard.proxy import Backend, RouterServer
 from shipyard.proxy.tunnel import TO_CLIENT
 
 try:  # works whether or not tests/ is a package
-    from .router_helpers import LiveBackend, scenario, wait_for_condition
+    from .router_helpers import LiveBackend, RawClient, scenario, wait_for_condition
     from .scripted_backend import ScriptedBackend, ws_decode, ws_frame
 except ImportError:
-    from router_helpers import LiveBackend, scenario, wait_for_condition
+    from router_helpers import LiveBackend, RawClient, scenario, wait_for_condition
     from scripted_backend import ScriptedBackend, ws_decode, ws_frame
 
 pytestmark = pytest.mark.timeout(60)
@@ -99,6 +99,33 @@ async def test_a_retiring_router_ends_its_websockets_with_going_away(router: Rou
         assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 1001, msg
         cut = await asyncio.wait_for(finish, 5)
     assert cut == 0  # the client got its close frame: closed, not cut
+
+
+@scenario()
+async def test_a_retiring_router_serves_requests_clients_are_sending(router: RouterServer,
+                                                                     backends: list[LiveBackend]) -> None:
+    """A connection accepted just before a handover, whose request is on its way (not sent yet, or half
+    sent), is served and then closed: closing it as idle would fail a request the client is sending.
+    A connection idle after a response is closed at once (the client opens its next one elsewhere)."""
+    a, _ = backends
+    route(router, (a, 1))
+    fresh, partial, used = [await RawClient.connect(router.listen) for _ in range(3)]
+    used.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert (await used.response()).status == 200
+    partial.send(b"GET / HTTP/1.1\r\nHo")
+    await wait_for_condition(lambda: len(router.clients) == 3 and any(c.rx and not c.served for c in router.clients),
+                             what="three connections, one with half a head")
+    router.stop_accepting()
+    finish = asyncio.create_task(router.finish(5))
+    await wait_for_condition(lambda: len(router.clients) == 2, what="the idle keep-alive connection closed")
+    assert await used.reader.read() == b""
+    fresh.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    partial.send(b"st: t\r\n\r\n")
+    for client in (fresh, partial):
+        resp = await client.response()
+        assert (resp.status, resp.body, resp.keep_alive) == (200, b"a", False)   # served, then closed
+        assert await client.reader.read() == b""
+    assert await asyncio.wait_for(finish, 5) == 0
 
 
 async def test_close_frame_waits_for_the_frame_in_flight() -> None:

@@ -24,6 +24,8 @@ from .upstream import UpstreamConnection
 
 log = logging.getLogger(__name__)
 
+FRESH_GRACE = 1.0  # seconds a retiring router waits for the first request of a connection it just accepted
+
 
 class RouterServer:
     """One listening port routing to one (service, env)'s weighted backends.
@@ -48,6 +50,7 @@ class RouterServer:
         self.clients: set[ClientConnection] = set()
         self.unrouted = 0
         self.closing = False
+        self.keepalive = True  # False once retiring or closing: responses then say Connection: close
         self._server: asyncio.AbstractServer | None = None
         self._fileno: int | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -87,6 +90,7 @@ class RouterServer:
         """
         self.loop = asyncio.get_running_loop()
         self.closing = False
+        self.keepalive = True
         if sock is not None:
             self._server = await self.loop.create_server(lambda: ClientConnection(self), sock=sock, backlog=1024)
         else:
@@ -127,15 +131,21 @@ class RouterServer:
         side, so the client reconnects (to the new process) instead of seeing 1006. A websocket whose
         client got a close frame is not counted as cut.
         """
-        deadline = self.loop.time() + timeout
+        start = self.loop.time()
+        deadline = start + timeout
         going_away = deadline - min(CLOSE_HANDSHAKE, timeout / 4)
         went_away = False
+        self.keepalive = False  # every response from now on ends its connection
         while True:
-            for client in list(self.clients):
-                if client.active is None and client.tunnel is None and not client.queue and client.current is None:
-                    client.closing = True  # idle keep-alive: the client opens its next one elsewhere
-                    client.transport.close()
             now = self.loop.time()
+            for client in list(self.clients):
+                if client.active is None and client.tunnel is None and not client.queue and client.current is None \
+                        and client.rx == client.rx_mark and (client.served or now - client.last_active >= FRESH_GRACE):
+                    # Idle keep-alive: the client opens its next one elsewhere. Not one with a request
+                    # head on its way, nor one just accepted that has not sent its first request yet:
+                    # closing those would fail a request the client is sending right now.
+                    client.closing = True
+                    client.transport.close()
             if not self.clients or now >= deadline:
                 break
             if not went_away and now >= going_away:
@@ -151,6 +161,7 @@ class RouterServer:
     async def close(self) -> None:
         """Stop listening, then close every client and backend connection."""
         self.closing = True
+        self.keepalive = False
         if self._server is not None:
             self._server.close()
         if self._sweeper is not None:

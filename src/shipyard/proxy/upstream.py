@@ -189,7 +189,7 @@ class UpstreamConnection(asyncio.Protocol):
         cl = self.cl
         if cl is not None and not self.rare and not ex.is_head and status != 204 and status != 304:
             self.mode = LENGTH  # the common case, inline: the length is known, the body goes as it is
-            if ex.keep_alive and not self.router.closing:
+            if ex.keep_alive and self.router.keepalive:
                 out += (b"Content-Length: ", cl, b"\r\n\r\n" if ex.http11 else b"\r\nConnection: keep-alive\r\n\r\n")
             else:
                 ex.close_after = True
@@ -291,7 +291,7 @@ class UpstreamConnection(asyncio.Protocol):
     def _framing(self, ex: Exchange, status: int) -> bytes:
         """Choose how the body goes to the client; return the framing and Connection headers."""
         self.mode, eof_body, ex.close_after, framing = wire.choose_framing(
-            status, ex.is_head, ex.http11, ex.keep_alive and not self.router.closing, self.cl, self.te,
+            status, ex.is_head, ex.http11, ex.keep_alive and self.router.keepalive, self.cl, self.te,
             self.upgrade)
         if eof_body:
             self.rare = self.eof_body = True
