@@ -151,7 +151,7 @@ async def test_a_killed_worker_is_replaced_without_refusals_and_serves_the_curre
     procs = served.processes
     lead, victim = procs[0]["pid"], procs[1]["pid"]
     prober = Prober(listen, "/").start()
-    await await_until(_probed(prober), "probes answered before the kill")
+    await await_until(prober.answered(5), "probes answered before the kill")
     pidfd = os.pidfd_open(victim)
     os.kill(victim, signal.SIGKILL)
     await asyncio.to_thread(select.select, [pidfd], [], [], DEADLINE)     # readable once it is gone
@@ -220,12 +220,6 @@ async def test_workers_retire_with_their_generation_and_the_next_one_brings_its_
     assert keeper_status(host.state_dir)["router_workers"] == WORKERS  # type: ignore[index]
 
 
-def _probed(prober: Prober) -> Any:
-    async def check() -> bool:
-        return prober.ok >= 5
-    return check
-
-
 def _lead_idle(client: RouterClient) -> Any:
     async def check() -> bool:
         return (await _processes(client))[0]["in_flight"] == 0
@@ -251,7 +245,7 @@ async def test_a_restart_changes_the_worker_count_without_a_refused_connection(
         host: Harness, served: Served) -> None:
     client, listen = served.client, served.listen
     prober = Prober(listen, "/").start()
-    await await_until(_probed(prober), "probes answered")
+    await await_until(prober.answered(5), "probes answered")
     await asyncio.to_thread(keeper_request, host.state_dir, "restart", timeout=DEADLINE, routers=True,
                             agent=False, keeper=True, router_workers="2")
 
