@@ -11,10 +11,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Self
+from urllib.parse import quote
 
 import httpx
 
 from shipyard.errors import StatusError
+from shipyard.ipc import SocketName
 
 
 def raise_for_response(resp: httpx.Response, by_status: Mapping[int, type[StatusError]],
@@ -50,6 +54,32 @@ NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, FileNotFoundError, Connect
 """The request never reached a server: always safe to send again."""
 DROPPED = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 """The server went away after the request was sent: it may or may not have acted on it."""
+
+
+def segment(value: str) -> str:
+    """One URL path segment (a service or env name, an instance id), escaped whole."""
+    return quote(value, safe="")
+
+
+class UnixApiClient:
+    """An admin API client on one unix socket: `async with Client(dir) as c: ...` closes what it opened."""
+
+    def __init__(self, sock: Path, base_url: str, timeout: float) -> None:
+        self.sock = sock
+        self.timeout = timeout
+        self._name = SocketName(sock)
+        self._http = httpx.AsyncClient(transport=unix_transport(self._name.name), base_url=base_url,
+                                       timeout=httpx.Timeout(timeout, connect=5.0))
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+        self._name.close()
 
 
 class Retry:

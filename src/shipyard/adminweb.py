@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import socket
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -20,6 +21,20 @@ from shipyard.errors import AgentError, StatusError
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+async def serve_unix(app: web.Application, sock: socket.socket) -> tuple[web.AppRunner, web.SockSite]:
+    """Serve `app` on a bound, listening unix socket (no access log, signals left to the caller)."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    sock.setblocking(False)
+    site = web.SockSite(runner, sock)
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner, site
 
 
 def error(status: int, message: str) -> web.Response:

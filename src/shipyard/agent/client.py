@@ -15,14 +15,14 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 
-from shipyard.adminapi import NOT_SENT, Retry, unix_transport
+from shipyard.adminapi import NOT_SENT, Retry, UnixApiClient
 from shipyard.adminapi import raise_for_response as _raise_for_response
+from shipyard.adminapi import segment as _seg
 from shipyard.agent.errors import AgentRequestError, ConflictError, NotFoundError
-from shipyard.agent.paths import AgentPaths, SocketName
+from shipyard.agent.paths import AgentPaths
 from shipyard.agent.spec import new_instance_id
 from shipyard.errors import AgentError, AgentUnavailableError
 from shipyard.proxy import RouterClient, agent_expected
@@ -43,36 +43,21 @@ def raise_for_response(resp: httpx.Response) -> None:
     _raise_for_response(resp, {404: NotFoundError, 409: ConflictError}, AgentRequestError)
 
 
-def _seg(value: str) -> str:
-    return quote(value, safe="")
-
-
 def _restarting(resp: httpx.Response) -> bool:
     return resp.status_code == 503      # "shutting down": a restart the keeper finishes
 
 
-class AgentClient:
+class AgentClient(UnixApiClient):
     """Talks to the agent of one state dir. Use as `async with AgentClient(dir) as agent: ...`."""
 
     def __init__(self, state_dir: Path, *, timeout: float = 30.0, retry_budget: float = RETRY_BUDGET) -> None:
         self.state_dir = Path(state_dir)
-        self.sock = AgentPaths(self.state_dir).sock
-        self.timeout = timeout
+        super().__init__(AgentPaths(self.state_dir).sock, _BASE_URL, timeout)
         self._retry = Retry(retry_budget, self._agent_expected)
         self._router: RouterClient | None = None
-        self._name = SocketName(self.sock)
-        self._http = httpx.AsyncClient(transport=unix_transport(self._name.name), base_url=_BASE_URL,
-                                       timeout=httpx.Timeout(timeout, connect=5.0))
-
-    async def __aenter__(self) -> AgentClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
-        self._name.close()
+        await super().aclose()
         if self._router is not None:
             await self._router.aclose()
 

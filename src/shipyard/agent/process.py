@@ -16,6 +16,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from shipyard.adminweb import serve_unix
 from shipyard.agent import pidfile
 from shipyard.agent.paths import AgentPaths
 from shipyard.agent.runtime import Agent
@@ -37,12 +38,8 @@ async def serve(state_dir: Path, metrics_listen: str | None = None, *, backoff: 
     try:
         agent = Agent(paths.state_dir, backoff=backoff, retention=retention, keep_stopped=keep_stopped)
         await agent.restore()
-        runner = web.AppRunner(make_app(agent), access_log=None, handle_signals=False)
-        await runner.setup()
+        runner, _ = await serve_unix(make_app(agent), bind_unix(paths.sock))
         runners.append(runner)
-        admin = bind_unix(paths.sock)
-        admin.setblocking(False)
-        await web.SockSite(runner, admin).start()
         if metrics_listen:
             host, _, port = metrics_listen.rpartition(":")
             mrunner = web.AppRunner(make_metrics_app(agent), access_log=None, handle_signals=False)

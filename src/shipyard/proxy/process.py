@@ -36,6 +36,7 @@ from typing import Any
 
 from aiohttp import web
 
+from shipyard.adminweb import serve_unix
 from shipyard.ipc import bind_unix, loop_factory
 
 from .admin import AdminState, make_app
@@ -160,10 +161,7 @@ class Generation:
         with contextlib.suppress(ChannelClosed, TimeoutError):
             await self.channel.request({"op": "keep", "listens": self.registry.listens()})
         self.admin = AdminState(self.registry, self.number)
-        self.runner = web.AppRunner(make_app(self.admin), access_log=None, handle_signals=False)
-        await self.runner.setup()
-        self.site = web.SockSite(self.runner, self.admin_sock)
-        await self.site.start()
+        self.runner, self.site = await serve_unix(make_app(self.admin), self.admin_sock)
         self.role = "active"
         self.channel.send({"op": "serving", "pid": os.getpid(), "generation": self.number,
                            "routers": len(self.registry.servers())})

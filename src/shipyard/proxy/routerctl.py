@@ -11,13 +11,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 
-from shipyard.adminapi import NOT_SENT, Retry, raise_for_response, unix_transport
+from shipyard.adminapi import NOT_SENT, Retry, UnixApiClient, raise_for_response
+from shipyard.adminapi import segment as _seg
 from shipyard.errors import AgentError
-from shipyard.ipc import SocketName
 
 from .errors import RouterConflict, RouterNotFound, RouterRequestError, RouterUnavailableError
 from .keeperctl import keeper_pid
@@ -27,35 +26,17 @@ _BASE_URL = "http://shipyard-router"
 RETRY_BUDGET = 10.0
 
 
-def _seg(value: str) -> str:
-    return quote(value, safe="")
-
-
 def _handing_over(resp: httpx.Response) -> bool:
     return resp.status_code == 503
 
 
-class RouterClient:
+class RouterClient(UnixApiClient):
     """Talks to the routers of one state dir. Use as `async with RouterClient(dir) as routers: ...`."""
 
     def __init__(self, state_dir: Path, *, timeout: float = 30.0, retry_budget: float = RETRY_BUDGET) -> None:
         self.state_dir = Path(state_dir)
-        self.sock = ProxyPaths(self.state_dir).router_sock
-        self.timeout = timeout
-        self._name = SocketName(self.sock)
-        self._http = httpx.AsyncClient(transport=unix_transport(self._name.name), base_url=_BASE_URL,
-                                       timeout=httpx.Timeout(timeout, connect=5.0))
+        super().__init__(ProxyPaths(self.state_dir).router_sock, _BASE_URL, timeout)
         self._retry = Retry(retry_budget, self._keeper_alive)
-
-    async def __aenter__(self) -> RouterClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-        self._name.close()
 
     async def _keeper_alive(self) -> bool:
         return await asyncio.to_thread(keeper_pid, self.state_dir) is not None
