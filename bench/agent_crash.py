@@ -175,8 +175,11 @@ class Bench:
     def kill_router(self, load: LoadRunner) -> int:
         self.standby_ready()
         old = self.active_router()
-        in_flight = load.in_flight
+        # Sampled on both sides of the kill: the load runs in its own thread, so a request may go out
+        # between one sample and the signal; what the dead process held lies between the two.
+        before = load.in_flight
         os.kill(old, signal.SIGKILL)
+        in_flight = max(before, load.in_flight)
         t0 = time.monotonic()
         while self.active_router() in (0, old):
             time.sleep(0.005)
