@@ -29,6 +29,7 @@ class Router(Protocol):
 
     loop: asyncio.AbstractEventLoop
     closing: bool
+    keepalive: bool  # False while retiring or closing: responses end their connection
     opts: RouterOptions
     clients: set[Any]
 
