@@ -8,6 +8,11 @@ Databases:
   `store`, runs on both backends.
 - `store`: an open, migrated `Store` on `db_url`; `sqlite_store` when one backend is enough.
 
+Hosts (tests/nethosts.py, see docs/testing.md):
+- `nethost_pool`: session-scoped `NetHosts`, one bridge (`.bridge_address`, e.g. 198.18.0.1) on this machine.
+- `nethosts`: a `HostFactory` for one test: `add(name)` -> a running `TestHost` (network namespace, private
+  /srv, sshd), removed after the test. Needs root and openssh-server: skipped without, failed under CI=true.
+
 Session start compiles shipyard's modules (see `pytest_sessionstart`).
 """
 
@@ -22,6 +27,7 @@ import pytest
 
 import pg
 import shipyard
+from nethosts import HostFactory, NetHosts, open_pool
 from shipyard.agent.spec import Backoff
 from shipyard.agent.supervisor import Supervisor
 from shipyard.store import Store
@@ -96,6 +102,26 @@ async def sup(tmp_path: Path) -> AsyncIterator[Supervisor]:
         yield s
     finally:
         await s.stop_all()
+
+
+@pytest.fixture(scope="session")
+def nethost_pool() -> Iterator[NetHosts]:
+    """The session's bridge of namespaced SSH hosts (tests/nethosts.py); tests add hosts through `nethosts`."""
+    pool = open_pool("sy")
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+@pytest.fixture
+def nethosts(nethost_pool: NetHosts) -> Iterator[HostFactory]:
+    """`add(name)` -> a running `TestHost` on the session bridge; every host added is removed afterwards."""
+    factory = HostFactory(nethost_pool)
+    try:
+        yield factory
+    finally:
+        factory.close()
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
