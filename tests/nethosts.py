@@ -67,8 +67,21 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return done
 
 
-def _alive(pid: int) -> bool:
-    return Path(f"/proc/{pid}").exists()
+def _owner_alive(token: str, pid: int) -> bool:
+    """Whether the run that made `token` still runs: its pid exists, is no zombie, and did not start after the
+    run's state dir last changed (else the pid now belongs to another process)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
+    if fields[0] in ("Z", "X"):
+        return False
+    with contextlib.suppress(OSError):
+        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        started = boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+        return started <= (BASE / token).stat().st_mtime + 1.0  # btime has whole seconds
+    return True
 
 
 def _pids(test: Any) -> list[int]:
@@ -236,7 +249,7 @@ class NetHosts:
 
         def dead(name: str) -> str | None:
             match = stale.match(name)
-            return match.group(1) if match and not _alive(int(match.group(2))) else None
+            return match.group(1) if match and not _owner_alive(match.group(1), int(match.group(2))) else None
 
         removed = []
         for line in _ip("netns", "list").stdout.splitlines():
@@ -251,8 +264,11 @@ class NetHosts:
                 removed.append(f"link {link}")
         # An sshd whose namespace name is gone already (its config path names the run that started it).
         marked = re.compile(rb"%s/(%s(\d+)[a-z])/" % (re.escape(str(BASE).encode()), re.escape(prefix.encode())))
-        if stray := cmdline_pids(marked, lambda m: _alive(int(m.group(2)))):
-            _kill_all(lambda: cmdline_pids(marked, lambda m: _alive(int(m.group(2)))), f"stale {prefix} runs")
+        def live(match: re.Match[bytes]) -> bool:
+            return _owner_alive(match.group(1).decode(), int(match.group(2)))
+
+        if stray := cmdline_pids(marked, live):
+            _kill_all(lambda: cmdline_pids(marked, live), f"stale {prefix} runs")
             removed.append(f"processes {stray}")
         for entry in BASE.iterdir() if BASE.exists() else []:
             if entry.is_dir() and dead(entry.name):

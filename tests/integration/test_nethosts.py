@@ -4,6 +4,7 @@ controller, cutting a link, and that nothing is left behind (also after a killed
 from __future__ import annotations
 
 import http.server
+import os
 import re
 import subprocess
 import sys
@@ -125,16 +126,33 @@ def test_close_removes_every_trace() -> None:
     assert all(h.sshd is not None and h.sshd.poll() is not None for h in hosts)
 
 
-def test_stale_leftovers_of_a_dead_run_are_swept() -> None:
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    assert not Path(f"/proc/{dead.pid}").exists()
-    token = f"sys{dead.pid}a"
+@pytest.fixture(params=["exited", "zombie", "reused"])
+def dead_pid(request: pytest.FixtureRequest) -> Iterator[int]:
+    """The pid of a run that is gone: exited and reaped, killed but not reaped yet, or reaped and its pid now
+    another process's (started after the run's state dir last changed, which the test backdates)."""
+    proc = subprocess.Popen(["sleep", "300"])
+    if request.param == "exited":
+        proc.kill()
+        proc.wait()
+    elif request.param == "zombie":
+        proc.kill()
+        wait_until(lambda: Path(f"/proc/{proc.pid}/stat").read_text().split(") ")[1].startswith("Z"), 10,
+                   "the killed process to be a zombie")
+    try:
+        yield proc.pid
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_stale_leftovers_of_a_dead_run_are_swept(dead_pid: int) -> None:
+    token = f"sys{dead_pid}a"
     netns, link = f"{token}-web-1", f"{token}v1"
     subprocess.run(["ip", "netns", "add", netns], check=True)
     subprocess.run(["ip", "link", "add", f"{token}br", "type", "bridge"], check=True)
     subprocess.run(["ip", "link", "add", link, "type", "veth", "peer", "name", "eth0", "netns", netns], check=True)
     (BASE / token).mkdir(parents=True)
+    os.utime(BASE / token, (time.time() - 3600, time.time() - 3600))  # made before any "reused" pid started
     # A process left running inside the dead run's host, as a killed test leaves sshd behind.
     orphan = subprocess.Popen(["ip", "netns", "exec", netns, "sleep", "300"])
     # And an sshd whose namespace is gone already: found by the run's dir in its command line.
