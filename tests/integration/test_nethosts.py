@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -87,6 +88,28 @@ def test_host_reaches_the_controller_at_the_bridge_address(nethosts: HostFactory
     assert web1.run([sys.executable, "-c", GET, controller_http]).stdout.strip() == f"controller saw {web1.address}"
     # ... and only there: the namespace has no route but its /24.
     assert "default" not in web1.run(["ip", "route"]).stdout
+
+
+def test_controller_reaches_a_service_on_a_host(nethosts: HostFactory) -> None:
+    web1, web2 = nethosts.add("web-1"), nethosts.add("web-2")
+    web1.run(["tee", "/srv/index.html"], input="served by web-1\n")
+    server = web1.popen([sys.executable, "-m", "http.server", "--bind", web1.address, "--directory", "/srv", "8080"],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def fetch(url: str) -> str | None:
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    return str(response.read().decode())
+            except OSError:
+                return None
+
+        url = f"http://{web1.address}:8080/"
+        assert wait_until(lambda: fetch(url), 15, "web-1's HTTP server") == "served by web-1\n"
+        # Another host reaches it too (a fleet's hosts share the bridge), through its own namespace.
+        assert web2.run([sys.executable, "-c", GET, url]).stdout == "served by web-1\n\n"
+    finally:
+        server.kill()
+        server.wait(timeout=10)
 
 
 def test_cut_host_is_unreachable_and_restore_brings_it_back(nethosts: HostFactory) -> None:
