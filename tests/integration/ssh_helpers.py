@@ -15,12 +15,13 @@ from shipyard.testing.sshd import Sshd, sshd_available
 def require_sshd() -> None:
     if not sshd_available():
         if os.environ.get("CI") == "true":
-            pytest.fail("sshd (Debian's openssh-server) is missing or not running as root: scripts/bootstrap installs it")
+            pytest.fail("sshd (Debian's openssh-server) is missing or not running as root: "
+                        "scripts/bootstrap installs it")
         pytest.skip("needs /usr/sbin/sshd and root")
 
 
-@pytest.fixture
-def sshd(tmp_path: Path) -> Iterator[Sshd]:
+@pytest.fixture(name="sshd")
+def sshd_fixture(tmp_path: Path) -> Iterator[Sshd]:
     require_sshd()
     server = Sshd(tmp_path / "sshd")
     server.start()

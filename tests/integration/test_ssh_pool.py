@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from ssh_helpers import pool, spec, sshd, trusted_pool  # noqa: F401 - sshd is a fixture
+from ssh_helpers import pool, spec, sshd_fixture, trusted_pool  # noqa: F401 - the `sshd` fixture
 
 from shipyard.errors import HostKeyUnknown, SshAuthFailed, SshRefused, SshTimeout
 from shipyard.testing.sshd import Sshd, free_port, write_key
@@ -59,7 +59,7 @@ async def test_a_wrong_client_key_is_an_auth_failure(sshd: Sshd, tmp_path: Path)
 async def test_a_closed_port_is_refused(sshd: Sshd, tmp_path: Path) -> None:
     closed = spec(sshd, "down-1", port=free_port())
     async with trusted_pool(sshd, tmp_path, [closed]) as p:
-        with pytest.raises(SshRefused, match="down-1.*connection refused"):
+        with pytest.raises(SshRefused, match=r"down-1.*connection refused"):
             await p.run("down-1", ["true"], timeout=20)
 
 
@@ -77,7 +77,7 @@ async def test_a_server_that_never_answers_times_out_within_connect_timeout(sshd
 
 async def test_a_command_past_its_timeout_fails_and_the_connection_serves_on(sshd: Sshd, tmp_path: Path) -> None:
     async with trusted_pool(sshd, tmp_path) as p:
-        with pytest.raises(SshTimeout, match="web-1.*sleep did not finish within 300ms"):
+        with pytest.raises(SshTimeout, match=r"web-1.*sleep did not finish within 300ms"):
             await p.run("web-1", ["sleep", "30"], timeout=0.3)
         assert (await p.run("web-1", ["true"], timeout=20)).ok
 

@@ -67,7 +67,7 @@ def trust_cmd(
     key = run(fetch_host_key(host, project.config.ssh.connect_timeout))
     shown = fingerprint(key)
     recorded = known.keys_for(host.address, host.port)
-    if key in recorded:
+    if any(k.public_data == key.public_data for k in recorded):
         render.info(f"{host.where}: key {shown} is already trusted")
         return
     if expected is not None and expected.strip() != shown:
@@ -170,6 +170,8 @@ def exec_cmd(
             return await pool.each(chosen, lambda n: pool.run(n, argv, timeout=limit))
 
     results = run(execute())
+    if len(results) == 1 and not isinstance(only := next(iter(results.values())), RunResult):
+        raise only          # one host that could not be used: its error is the one line
     failed = [n for n, r in results.items() if not (isinstance(r, RunResult) and r.ok)]
     if as_json:
         render.print_json({"ok": not failed, "hosts": [_exec_json(n, r) for n, r in results.items()]})

@@ -49,7 +49,8 @@ class KnownHosts:
     def keys_for(self, address: str, port: int) -> list[asyncssh.SSHKey]:
         """The host keys trusted for (address, port); [] when none is recorded."""
         match = self.parsed().match(address, address, port)
-        return list(match[0])
+        # The same line matches as host and as address: one key per distinct public key.
+        return list({bytes(k.public_data): k for k in match[0]}.values())
 
     def record(self, address: str, port: int, key: asyncssh.SSHKey, *, replace: bool = False) -> None:
         """Add `key` for (address, port); with `replace`, drop the keys recorded for it before."""
