@@ -8,10 +8,12 @@ import socket
 import time
 from pathlib import Path
 
+import asyncssh
 import pytest
 from ssh_helpers import pool, spec, sshd_fixture, trusted_pool  # noqa: F401 - the `sshd` fixture
 
-from shipyard.errors import HostKeyUnknown, SshAuthFailed, SshRefused, SshTimeout
+from shipyard.errors import HostKeyChanged, HostKeyUnknown, SshAuthFailed, SshRefused, SshTimeout
+from shipyard.ssh import KnownHosts
 from shipyard.testing.sshd import Sshd, free_port, write_key
 
 HOSTILE = ["a b", "it's", '"double"', "$(touch {canary})", "`touch {canary}`", "; touch {canary}", "x && y",
@@ -45,6 +47,15 @@ async def test_unknown_host_key_is_refused_with_its_fingerprint(sshd: Sshd, tmp_
     assert err.host == "web-1" and err.fingerprint == sshd.fingerprint
     assert sshd.fingerprint in str(err) and "shipyard hosts trust web-1" in str(err) and "\n" not in str(err)
     assert not (tmp_path / "known_hosts").exists()      # refusing never records anything
+
+
+async def test_a_key_of_another_type_recorded_is_a_changed_key(sshd: Sshd, tmp_path: Path) -> None:
+    known = tmp_path / "known_hosts"
+    KnownHosts(known).record("127.0.0.1", sshd.port, asyncssh.generate_private_key("ecdsa-sha2-nistp256"))
+    async with pool(sshd, known) as p:
+        with pytest.raises(HostKeyChanged) as caught:
+            await p.run("web-1", ["true"], timeout=20)
+    assert caught.value.fingerprint == sshd.fingerprint and "--replace" in str(caught.value)
 
 
 async def test_a_wrong_client_key_is_an_auth_failure(sshd: Sshd, tmp_path: Path) -> None:

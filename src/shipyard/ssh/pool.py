@@ -205,6 +205,14 @@ class SshPool:
             ), timeout + 1.0)
         except asyncssh.HostKeyNotVerifiable:
             raise self._key_error(host, client.presented, trusted) from None
+        except asyncssh.DisconnectError as exc:
+            # Only the recorded key types were offered: a host whose key changed type hangs up on that.
+            # Called a changed key only once the key it presents now is seen not to be a trusted one.
+            if trusted and not isinstance(exc, asyncssh.PermissionDenied):
+                presented = await fetch_host_key(host, timeout)
+                if all(presented.public_data != k.public_data for k in trusted):
+                    raise self._key_error(host, presented, trusted) from None
+            raise _connect_error(host, exc, timeout) from None
         except (OSError, asyncssh.Error) as exc:
             raise _connect_error(host, exc, timeout) from None
         return conn
