@@ -16,14 +16,14 @@ from shipyard.testing.sshd import Sshd, free_port
 PREFIX = "SHIPYARD_HOSTS_TEST_"
 
 
-def project(root: Path, server: Sshd, **extra_hosts: int) -> Path:
+def project(root: Path, server: Sshd, *, key: str = 'key: "${secret:DEPLOY_SSH_KEY}"', **extra_hosts: int) -> Path:
     hosts = "".join(f"  {name}: {{address: 127.0.0.1, user: {server.user}, port: {port}}}\n"
                     for name, port in {"web-1": server.port, **extra_hosts}.items())
     (root / "shipyard.yaml").write_text(
         "project: fleet\nenvironments: {prod: {branch: main}}\n"
         f"secrets: {{provider: env, env_prefix: {PREFIX}}}\n"
         f"hosts:\n{hosts}"
-        'ssh: {key: "${secret:DEPLOY_SSH_KEY}", connect_timeout: 5s, parallel: 4}\n')
+        f"ssh: {{{key}, connect_timeout: 5s, parallel: 4}}\n")
     return root
 
 
@@ -87,7 +87,7 @@ def test_trust_then_exec_and_check(sshd: Sshd, tmp_path: Path) -> None:
 
 
 def test_a_changed_host_key_is_refused_until_replaced(sshd: Sshd, tmp_path: Path) -> None:
-    root = project(tmp_path, sshd)
+    root = project(tmp_path, sshd, key=f"key_file: {sshd.client_key_path}")      # the key from a file this time
     old = sshd.fingerprint
     assert cli(root, sshd, "hosts", "trust", "web-1", "--fingerprint", old).returncode == 0
     sshd.restart(new_key=True)
