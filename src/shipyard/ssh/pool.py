@@ -131,6 +131,8 @@ def _connect_error(host: HostSpec, exc: BaseException, timeout: float) -> SshErr
         return SshUnreachable(f"{where}: cannot resolve {host.address}: {exc.strerror or exc}", host.name)
     if isinstance(exc, asyncssh.DisconnectError):
         return SshDisconnected(f"{where}: the host closed the connection: {exc.reason}", host.name)
+    if isinstance(exc, ConnectionResetError | BrokenPipeError):
+        return SshDisconnected(f"{where}: the host closed the connection: {exc.strerror or exc}", host.name)
     if isinstance(exc, OSError):
         return SshUnreachable(f"{where}: unreachable: {exc.strerror or exc}", host.name)
     return SshError(f"{where}: {type(exc).__name__}: {exc}", host.name)
@@ -205,8 +207,9 @@ class SshPool:
             ), timeout + 1.0)
         except asyncssh.HostKeyNotVerifiable:
             raise self._key_error(host, client.presented, trusted) from None
-        except asyncssh.DisconnectError as exc:
-            # Only the recorded key types were offered: a host whose key changed type hangs up on that.
+        except (asyncssh.DisconnectError, ConnectionResetError, BrokenPipeError) as exc:
+            # Only the recorded key types were offered: a host whose key changed type hangs up on that
+            # (a disconnect or, as the race goes, a reset).
             # Called a changed key only once the key it presents now is seen not to be a trusted one.
             if trusted and not isinstance(exc, asyncssh.PermissionDenied):
                 presented = await fetch_host_key(host, timeout)
