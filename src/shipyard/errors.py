@@ -8,6 +8,7 @@ where they happen, so the CLI can print one line and choose an exit code without
     │   ├── ConfigError                exit 2: shipyard.yaml is wrong (file:line: key: message)
     │   ├── UnknownServiceError        exit 2
     │   ├── UnknownEnvironmentError    exit 2
+    │   ├── UnknownHostError           exit 2: a host name not under `hosts:`
     │   ├── RevisionNotFoundError      exit 2
     │   └── MissingSecretsError        exit 2: required names resolve to nothing (all of them listed at once)
     ├── StoreError                     the state database failed, is at an unknown schema, empty or corrupt
@@ -25,6 +26,15 @@ where they happen, so the CLI can print one line and choose an exit code without
     ├── MonitoringError                a metric provider could not be reached or answered nonsense
     ├── AnalysisFailed                 an alarm fired or the canary judge failed during an analyze step
     ├── NotifyError                    a notification channel refused or could not be reached (never fails a deploy)
+    ├── SshError                       a host could not be reached or used over SSH (names the host)
+    │   ├── SshUnreachable             no route, no such name, network down
+    │   ├── SshRefused                 nothing listens on the host's SSH port
+    │   ├── SshTimeout                 connecting (or a remote command) took longer than allowed
+    │   ├── SshAuthFailed              the host refused our key (or the key cannot be used)
+    │   ├── SshDisconnected            the connection broke after it was made
+    │   └── HostKeyError               the host's key is not the one in known_hosts (carries its fingerprint)
+    │       ├── HostKeyUnknown         no key recorded for the host: `shipyard hosts trust NAME`
+    │       └── HostKeyChanged         a different key is recorded: `shipyard hosts trust NAME --replace`
     ├── FleetError                     a multi-repo git operation failed; the report says where each repo is
     │   ├── GitError                   one git command failed (git's own last stderr line)
     │   ├── ReposNotReady              refused up front (dirty tree, detached HEAD, no remote/branch): nothing changed
@@ -78,6 +88,10 @@ class MissingSecretsError(UsageError):
     def __init__(self, message: str, names: list[str] | None = None) -> None:
         self.names = list(names or [])
         super().__init__(message)
+
+
+class UnknownHostError(UsageError):
+    pass
 
 
 class StoreError(ShipyardError):
@@ -199,3 +213,47 @@ class EnvironmentFrozen(FleetError):
 
 class UnfinishedPromotion(FleetError):
     """An earlier promotion between the same environments was not finished: resume or abandon it first."""
+
+
+class SshError(ShipyardError):
+    """Something about one host over SSH; `host` is its name in `hosts:`."""
+
+    def __init__(self, message: str, host: str = "") -> None:
+        super().__init__(message)
+        self.host = host
+
+
+class SshUnreachable(SshError):
+    pass
+
+
+class SshRefused(SshError):
+    pass
+
+
+class SshTimeout(SshError):
+    pass
+
+
+class SshAuthFailed(SshError):
+    pass
+
+
+class SshDisconnected(SshError):
+    pass
+
+
+class HostKeyError(SshError):
+    """The host presented a key known_hosts does not trust; `fingerprint` is its SHA256 fingerprint."""
+
+    def __init__(self, message: str, host: str = "", fingerprint: str = "") -> None:
+        super().__init__(message, host)
+        self.fingerprint = fingerprint
+
+
+class HostKeyUnknown(HostKeyError):
+    pass
+
+
+class HostKeyChanged(HostKeyError):
+    pass

@@ -24,6 +24,7 @@ WRITE_COMMANDS: dict[str, str] = {
     "secrets rm": "deletes a value",
     "secrets generate": "stores new values (prints only their names)",
     "watch": "runs until stopped and rolls back on alarms",
+    "hosts trust": "records a host key in known_hosts",
 }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Iterator, MutableMapping
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 import typer.main
@@ -46,6 +46,7 @@ COMMANDS: dict[str, str] = {
     "hotfix": "promote:hotfix_app",
     "repos": "repos:app",
     "notify": "notify:app",
+    "hosts": "hosts:app",
 }
 
 
@@ -95,7 +96,16 @@ class LazyGroup(TyperGroup):
         self.commands = LazyCommands(COMMANDS)
 
 
-def _root() -> None:
+def _version(value: bool) -> None:
+    if value:
+        from shipyard import __version__
+
+        sys.stdout.write(f"shipyard {__version__}\n")
+        raise typer.Exit()
+
+
+def _root(version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print shipyard's version and exit.")] = False) -> None:
     """Promote, deploy with zero downtime, watch, roll back, record."""
 
 

@@ -20,12 +20,11 @@ import typer
 from shipyard.cli import render
 from shipyard.cli.aio import run
 from shipyard.cli.project import Project
-from shipyard.errors import MissingSecretsError, UsageError
+from shipyard.errors import UsageError
 from shipyard.notify.channels import build_channel
 from shipyard.notify.message import Message
 from shipyard.notify.outbox import idempotency_key
 from shipyard.notify.worker import Worker
-from shipyard.secrets.resolver import SECRET_REF, secret_refs
 from shipyard.store import outbox as ob
 
 app = typer.Typer(help="Deliver notifications and test channels.", no_args_is_help=True)
@@ -36,24 +35,7 @@ DRAIN_AFTER_DEPLOY = 5.0
 
 def channel_resolver(project: Project) -> Callable[[str], str]:
     """`${secret:NAME}` in channel settings -> the value from the first environment's providers that has it."""
-    cache: dict[str, str] = {}
-
-    def resolve(text: str) -> str:
-        wanted = [n for n in secret_refs(text, "notifications") if n not in cache]
-        for env in project.config.environments:
-            if not wanted:
-                break
-            for provider in project.secrets.chain(env):
-                got = provider.get(wanted)
-                cache.update({n: v for n, v in got.items() if n in wanted and v})
-                wanted = [n for n in wanted if n not in cache]
-        if wanted:
-            raise MissingSecretsError(f"notification channel secrets not set: {', '.join(wanted)} "
-                                      "(set them with `shipyard secrets set`)", wanted)
-        project.secrets.track(*cache.values())
-        return SECRET_REF.sub(lambda m: cache[m.group(1)], text)
-
-    return resolve
+    return lambda text: project.secrets.fill(text, "notification channel")
 
 
 def make_worker(project: Project) -> Worker:

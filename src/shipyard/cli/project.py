@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from shipyard.engine.journal import Listener
     from shipyard.engine.settings import ServiceSettings
     from shipyard.secrets.context import SecretsContext
+    from shipyard.ssh import SshPool
     from shipyard.store import Store
 
 
@@ -135,6 +136,30 @@ class Project:
                            releases=ReleaseStore(self.state_dir / "releases"), actor=actor(),
                            listener=listener, secrets=self.secrets.environ_for, redactor=self.redactor,
                            notifications=self.config.notifications)
+
+    def ssh_key(self) -> str | None:
+        """The SSH client key's text (`ssh.key` with its secrets filled, or `ssh.key_file`), masked in all
+        output from now on; None when neither is set."""
+        ssh = self.config.ssh
+        if ssh.key_file:
+            path = self.root / ssh.key_file
+            try:
+                text = path.read_text(encoding="utf-8")
+            except OSError as exc:
+                from shipyard.errors import OSFailure
+
+                raise OSFailure.of(exc, "reading ssh.key_file") from exc
+            self.secrets.track(text)    # each line of it too (the Redactor splits multi-line values)
+            return text
+        if ssh.key:
+            return self.secrets.fill(ssh.key, "ssh.key")
+        return None
+
+    def ssh_pool(self) -> SshPool:
+        """A pool of SSH connections to `hosts:` for this invocation (close it, or use `async with`)."""
+        from shipyard.ssh import SshPool, hosts_from_config, options_from_config
+
+        return SshPool(hosts_from_config(self.config), options_from_config(self.config, self.root, self.ssh_key()))
 
     def close(self) -> None:
         if self._store is not None:

@@ -17,10 +17,11 @@ from shipyard.config.alerting import Alarm, Notifications, Secrets
 from shipyard.config.base import Name, StrictModel
 from shipyard.config.deploy import Deploy
 from shipyard.config.durations import Duration
+from shipyard.config.hosts import Host, Ssh
 from shipyard.config.merge import apply_defaults
 from shipyard.config.refs import reference_problems
 from shipyard.config.service import ResolvedService, Service, ServiceDefaults
-from shipyard.errors import UnknownEnvironmentError, UnknownServiceError
+from shipyard.errors import UnknownEnvironmentError, UnknownHostError, UnknownServiceError
 
 TAG_FIELDS = ("ts", "env", "sha")
 _TAG_FIELD = re.compile(r"\{([^{}]*)\}")
@@ -113,6 +114,8 @@ class Config(StrictModel):
                                          description="Notification channels and routes.")
     secrets: Secrets = Field(default_factory=Secrets, description="Secrets provider.")
     agent: HostAgent = Field(default_factory=HostAgent, description="The host's keeper, routers and agent.")
+    hosts: dict[Name, Host] = Field(default_factory=dict, description="Machines reached over SSH, by name.")
+    ssh: Ssh = Field(default_factory=Ssh, description="How shipyard connects to `hosts`.")
 
     _source: Path | None = PrivateAttr(None)
 
@@ -186,6 +189,14 @@ class Config(StrictModel):
         except KeyError:
             known = ", ".join(self.environments)
             raise UnknownEnvironmentError(f"unknown environment {name!r} (known: {known})") from None
+
+    def host(self, name: str) -> Host:
+        """The host named `name`, or UnknownHostError listing the known ones."""
+        try:
+            return self.hosts[name]
+        except KeyError:
+            known = ", ".join(self.hosts) or "none; add them under `hosts:`"
+            raise UnknownHostError(f"unknown host {name!r} (known: {known})") from None
 
     def repo_path(self, repo: str) -> Path:
         """Absolute working-copy path of a repo (default .shipyard/repos/<name>)."""

@@ -12,11 +12,12 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from shipyard.errors import MissingSecretsError
 from shipyard.secrets import scrub
 from shipyard.secrets.base import SecretProvider
 from shipyard.secrets.providers import ProviderContext, make_provider
 from shipyard.secrets.redact import Redactor
-from shipyard.secrets.resolver import Resolved, resolve
+from shipyard.secrets.resolver import SECRET_REF, Resolved, resolve, secret_refs
 
 if TYPE_CHECKING:
     from shipyard.store import Store
@@ -33,6 +34,7 @@ class SecretsContext:
         self.environ = os.environ if environ is None else environ
         self._providers: dict[tuple[str, str], SecretProvider] = {}
         self._resolved: dict[tuple[str, str], Resolved] = {}
+        self._filled: dict[str, str] = {}
         if "env" in (self.settings.provider, *self.settings.also):      # before anything is spawned
             for env in config.environments:
                 scrub.deny_prefix(ProviderContext(self.settings, config.project, root, env, self.environ)
@@ -72,6 +74,27 @@ class SecretsContext:
     def environ_for(self, service: str, env: str) -> dict[str, str]:
         """What the engine asks for before a deploy: every value, or MissingSecretsError listing all gaps."""
         return self.resolve(service, env).environ()
+
+    def fill(self, text: str, what: str) -> str:
+        """`text` with each `${secret:NAME}` replaced by the first environment's providers (in config order)
+        that have NAME: for project-wide settings (notification channels, the SSH key) that belong to no
+        service. MissingSecretsError names every NAME nothing has; the values are registered for masking."""
+        wanted = [n for n in secret_refs(text, what) if n not in self._filled]
+        for env in self.config.environments:
+            if not wanted:
+                break
+            for provider in self.chain(env):
+                got = provider.get(wanted)
+                self._filled.update({n: v for n, v in got.items() if n in wanted and v})
+                wanted = [n for n in wanted if n not in self._filled]
+        if wanted:
+            raise MissingSecretsError(f"{what} secrets not set: {', '.join(wanted)} "
+                                      "(set them with `shipyard secrets set`)", wanted)
+        self.track(*self._filled.values())
+        filled = SECRET_REF.sub(lambda m: self._filled[m.group(1)], text)
+        if filled != text:
+            self.track(filled)
+        return filled
 
     def track(self, *values: str) -> None:
         """Register values read outside `resolve` (`secrets get`, `generate`) so nothing prints them by accident."""
