@@ -8,6 +8,7 @@ are new classes beside these, not new optional fields on one catch-all model.
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
@@ -132,7 +133,7 @@ class BuiltinRouter(StrictModel):
                 "trusted_proxies": list(self.trusted_proxies)}
 
 
-_HAPROXY_NAME = r"^[A-Za-z0-9_.:-]{1,64}$"
+_HAPROXY_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 
 class HaproxyRouter(StrictModel):
@@ -141,10 +142,10 @@ class HaproxyRouter(StrictModel):
     type: Literal["haproxy"] = Field(description="Router kind; `haproxy` drives HAProxy's runtime API.")
     socket: str = Field(min_length=1, description="Path of HAProxy's stats socket (`stats socket PATH level "
                                                   "admin`); relative paths start at shipyard.yaml's directory.")
-    backend: str = Field(pattern=_HAPROXY_NAME, description="The HAProxy backend whose server slots shipyard "
+    backend: str = Field(description="The HAProxy backend whose server slots shipyard "
                                                             "points at instances.")
     server_prefix: str | None = Field(
-        default=None, pattern=_HAPROXY_NAME,
+        default=None,
         description="Name prefix of the slots (`app` for `server-template app 1-16 ...`); default: the "
                     "prefix the backend's servers share.")
     listen: Listen = Field(
@@ -158,6 +159,13 @@ class HaproxyRouter(StrictModel):
     @classmethod
     def _check_listen(cls, value: str | dict[str, str] | None) -> str | dict[str, str] | None:
         return _listen_values(value)
+
+    @field_validator("backend", "server_prefix")
+    @classmethod
+    def _check_name(cls, value: str | None) -> str | None:
+        if value is not None and not _HAPROXY_NAME.fullmatch(value):
+            raise ValueError(f"invalid HAProxy name {value!r}: use 1-64 letters, digits, '-', '_', '.' or ':'")
+        return value
 
     @field_validator("socket")
     @classmethod
