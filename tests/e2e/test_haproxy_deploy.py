@@ -5,6 +5,7 @@ holding exactly the new instances (the old ones drained into maintenance)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Iterator
 
@@ -24,7 +25,7 @@ pytestmark = [pytest.mark.haproxy, pytest.mark.timeout(240)]
 def behind_haproxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[E2E, Haproxy]]:
     binary = haproxy_binary()
     if binary is None:
-        if __import__("os").environ.get("CI", "").lower() in {"1", "true", "yes"}:
+        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
             pytest.fail("CI=true but haproxy is missing (scripts/bootstrap installs it)", pytrace=False)
         pytest.skip("haproxy is not installed")
     e2e = make_workspace(tmp_path_factory.mktemp("hx") / "ws")
@@ -69,3 +70,8 @@ def test_rolling_deploy_behind_haproxy_fails_no_request(behind_haproxy: tuple[E2
     assert (body["version"], body["revision"]) == ("2.0.0", sha)
     v2 = {i["address"] for i in e2e.agent_instances() if i.get("revision") == sha and i.get("state") == "running"}
     assert {a for a, _ in served(hx)} == v2 and len(v2) == 3
+    status = assert_ok(e2e.cli("status", "--json"))
+    row = next(r for r in status.json()["status"] if r["service"] == "api" and r["env"] == "stg")
+    assert "router_error" not in row, str(status)
+    assert {i["address"]: i["traffic_percent"] for i in row["instances"] if i["traffic_percent"] > 0} == {
+        a: round(100 / 3, 1) for a in v2}

@@ -5,9 +5,12 @@ by weight, drain waits for sessions in flight, verify sees changes made behind i
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -219,3 +222,26 @@ async def test_a_swap_takes_well_under_a_second(haproxy: Haproxy, live: list[Liv
     print(f"haproxy 2-backend swap seconds: {[round(t, 4) for t in timings]}")
     assert min(timings) < 1.0
     assert set(await served(haproxy.url, 20)) == {"c", "d"}
+
+
+async def test_a_socket_that_never_answers_is_a_timeout() -> None:
+    where = Path(tempfile.mkdtemp(prefix="shy-mute-", dir="/tmp"))      # short: unix socket paths are limited
+    path = str(where / "s")
+    accepted = asyncio.Event()
+
+    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.set()
+        await reader.read()          # reads the command, answers nothing until the client goes
+        writer.close()
+
+    server = await asyncio.start_unix_server(mute, path)
+    try:
+        r = HaproxyRouter(UnixSocketChannel(path, timeout=0.3), "app")
+        with pytest.raises(HaproxyError, match=r"did not answer within 0.3s"):
+            await r.set_backends([])
+        assert accepted.is_set()
+        assert await r.verify([]) is None
+    finally:
+        server.close()
+        await server.wait_closed()
+        shutil.rmtree(where, ignore_errors=True)

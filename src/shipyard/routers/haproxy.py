@@ -172,6 +172,12 @@ class HaproxyRouter:
                                "needs `level admin`)")
         return answer
 
+    async def _set(self, line: str) -> None:
+        """Send one `set server` line; HAProxy's error answer becomes the one-line HaproxyError."""
+        failed = cmd.set_failed(await self._ask(line))
+        if failed is not None:
+            raise HaproxyError(f"{self.where} refused `{line}`: {failed}")
+
     async def slots(self) -> list[Slot]:
         """The backend's server slots (those named prefix + digits), in slot order."""
         rows = [r for r in cmd.table_rows(await self._ask(cmd.show_servers_state(self.backend)))
@@ -223,9 +229,7 @@ class HaproxyRouter:
         weights = haproxy_weights([b.weight for b in backends])
         wanted = [(ip, port, w) for (ip, port), w in zip(parts, weights, strict=True)]
         for line in plan(self.backend, await self.slots(), wanted):
-            failed = cmd.set_failed(await self._ask(line))
-            if failed is not None:
-                raise HaproxyError(f"{self.where} refused `{line}`: {failed}")
+            await self._set(line)
         self._revisions = {b.address: (b.revision, b.instance) for b in backends}
         live = {(s.address, s.weight) for s in await self.slots() if s.serving}
         expect = {(b.address, w) for b, w in zip(backends, weights, strict=True)}
@@ -243,10 +247,8 @@ class HaproxyRouter:
         if slot is None:
             return 0
         if not slot.draining:
-            for line in (cmd.set_weight(self.backend, slot.name, 0), cmd.set_state(self.backend, slot.name, "drain")):
-                failed = cmd.set_failed(await self._ask(line))
-                if failed is not None:
-                    raise HaproxyError(f"{self.where} refused `{line}`: {failed}")
+            await self._set(cmd.set_weight(self.backend, slot.name, 0))
+            await self._set(cmd.set_state(self.backend, slot.name, "drain"))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(timeout, ws_timeout or 0.0)
         while True:
@@ -256,9 +258,7 @@ class HaproxyRouter:
                 break
             await asyncio.sleep(min(POLL_INTERVAL, max(0.0, deadline - loop.time())))
         if left == 0:           # empty: the slot is free for the next change
-            failed = cmd.set_failed(await self._ask(cmd.set_state(self.backend, slot.name, "maint")))
-            if failed is not None:
-                raise HaproxyError(f"{self.where} refused to put {slot.name} in maint: {failed}")
+            await self._set(cmd.set_state(self.backend, slot.name, "maint"))
         return left
 
     async def verify(self, backends: list[WeightedBackend]) -> bool | None:
