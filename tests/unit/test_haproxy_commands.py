@@ -118,3 +118,9 @@ def test_plan_reuses_a_draining_slot_last() -> None:
     lines = plan("app", slots, [("127.0.0.1", 8002, 1), ("127.0.0.1", 8003, 1)])
     assert lines[0] == "set server app/app1 addr 127.0.0.1 port 8003"
     assert plan("app", slots, [("127.0.0.1", 8002, 1)]) == []       # nothing to do: nothing sent
+
+
+def test_plan_gives_an_address_back_the_slot_it_last_had() -> None:
+    slots = [slot("app1"), slot("app2", "127.0.0.1", 8002, admin=1 | 4)]        # app2 drained into maint
+    assert plan("app", slots, [("127.0.0.1", 8002, 1)]) == ["set server app/app2 state ready",
+                                                             "set server app/app2 health up"]

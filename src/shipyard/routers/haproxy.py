@@ -135,10 +135,13 @@ def plan(backend: str, slots: list[Slot], wanted: list[tuple[str, int, int]]) ->
         raise HaproxyError(f"HAProxy backend {backend!r} has {len(slots)} server slots, {len(spare)} free: "
                            f"{len(missing)} more are needed (add slots to its server-template)")
     lines: list[str] = []
-    free = iter(spare)
     for ip, port, weight in wanted:
         key = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
-        slot = by_address.get(key) or next(free)
+        held = by_address.get(key)
+        if held is None:        # a slot in maintenance that last held this address first, then any
+            held = next((s for s in spare if s.address == key), spare[0])
+            spare.remove(held)
+        slot = held
         if key != slot.address:
             lines.append(cmd.set_addr(backend, slot.name, ip, port))
         if weight != slot.weight or key != slot.address:
