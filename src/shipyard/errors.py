@@ -18,6 +18,8 @@ where they happen, so the CLI can print one line and choose an exit code without
     ├── AgentError                     the host agent is unreachable or refused a request
     │   ├── StatusError                an admin API (agent, routers) answered an error with its own status
     │   └── AgentUnavailableError
+    ├── RouterError                    an external router (HAProxy) is unreachable, refused a command, or
+    │                                  does not serve what was set
     ├── ReleaseError                   export or build of a revision failed
     ├── SecretsError                   a secret provider failed (wrong master key, AWS unreachable or refused)
     ├── HookError                      a lifecycle hook failed or timed out
@@ -133,6 +135,11 @@ class StatusError(AgentError):
 
 class AgentUnavailableError(AgentError):
     pass
+
+
+class RouterError(ShipyardError):
+    """An external router (HAProxy's runtime API) could not be reached, refused a command or reads back
+    something else than what was set; the message names the router and what it said."""
 
 
 class ReleaseError(ShipyardError):

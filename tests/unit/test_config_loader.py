@@ -113,7 +113,7 @@ def test_unknown_top_level_key() -> None:
     ("    deploy: {strategy: {type: recreate}}\n", "services.api.deploy.strategy.type",
      "all_at_once, rolling, blue_green, canary"),
     ("    deploy: {target: {type: ecs}}\n", "services.api.deploy.target.type", "local"),
-    ("    deploy: {router: {type: haproxy}}\n", "services.api.deploy.router.type", "builtin"),
+    ("    deploy: {router: {type: alb}}\n", "services.api.deploy.router.type", "builtin, haproxy"),
 ])
 def test_unknown_discriminator_lists_allowed_types(snippet: str, key: str, allowed: str) -> None:
     err = only(HEAD + snippet)

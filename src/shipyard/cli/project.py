@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from shipyard.engine.deployer import Environment
     from shipyard.engine.journal import Listener
     from shipyard.engine.settings import ServiceSettings
+    from shipyard.routers.base import Router
     from shipyard.secrets.context import SecretsContext
     from shipyard.ssh import SshPool
     from shipyard.store import Store
@@ -127,12 +128,11 @@ class Project:
                     listener: Listener | None = None) -> Environment:
         from shipyard.engine.deployer import Environment
         from shipyard.releases.store import ReleaseStore
-        from shipyard.routers.builtin import BuiltinRouter
         from shipyard.targets.local import LocalTarget
 
         s = self.settings(service, env)
         return Environment(settings=s, store=self.store, target=LocalTarget(agent, service, env),
-                           router=BuiltinRouter(agent.router, service, env, s.listen, s.router_options or None),
+                           router=self.router(s, agent),
                            releases=ReleaseStore(self.state_dir / "releases"), actor=actor(),
                            listener=listener, secrets=self.secrets.environ_for, redactor=self.redactor,
                            notifications=self.config.notifications)
@@ -160,6 +160,21 @@ class Project:
         from shipyard.ssh import SshPool, hosts_from_config, options_from_config
 
         return SshPool(hosts_from_config(self.config), options_from_config(self.config, self.root, self.ssh_key()))
+
+    def router(self, s: ServiceSettings, agent: AgentClient) -> Router:
+        """The router `deploy.router` names for one (service, env): the agent's built-in one, or a HAProxy
+        driven through its stats socket (a relative socket path starts at shipyard.yaml's directory)."""
+        if getattr(s.router, "type", "builtin") == "haproxy":
+            from shipyard.routers.haproxy import HaproxyRouter, UnixSocketChannel
+
+            cfg = s.router
+            path = Path(cfg.socket) if Path(cfg.socket).is_absolute() else self.root / cfg.socket
+            return HaproxyRouter(UnixSocketChannel(str(path), float(cfg.timeout)), cfg.backend,
+                                 server_prefix=cfg.server_prefix, listen=s.listen,
+                                 where=f"HAProxy at {path}")
+        from shipyard.routers.builtin import BuiltinRouter
+
+        return BuiltinRouter(agent.router, s.service, s.env, s.listen, s.router_options or None)
 
     def close(self) -> None:
         if self._store is not None:

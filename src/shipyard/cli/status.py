@@ -16,10 +16,9 @@ import typer
 from shipyard.cli import render
 from shipyard.cli.aio import run
 from shipyard.cli.project import Project
-from shipyard.errors import AgentError, AgentUnavailableError
+from shipyard.errors import AgentError, AgentUnavailableError, RouterError
 from shipyard.health.probes import probe
 from shipyard.proxy import RouterClient
-from shipyard.routers.builtin import BuiltinRouter
 from shipyard.store import deployments as dq
 from shipyard.store import leases as lq
 from shipyard.store import queue as qq
@@ -88,7 +87,10 @@ async def _one(project: Project, agent: Any, service: str, env: str) -> dict[str
     if agent is None:
         return row
     instances = await agent.list_instances(service=service, env=env)
-    stats = await BuiltinRouter(agent.router, service, env, s.listen).stats()
+    try:
+        stats = await project.router(s, agent).stats()
+    except RouterError as exc:          # an external router (HAProxy) down: the rest of the row still shows
+        stats, row["router_error"] = {"backends": []}, str(exc)
     row["listen"] = stats.get("listen") or s.listen      # the address the router picked when listen is unset
     weights = {b["address"]: int(b["weight"]) for b in stats.get("backends", [])}
     total = sum(weights.values()) or 1

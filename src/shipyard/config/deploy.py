@@ -8,6 +8,7 @@ are new classes beside these, not new optional fields on one catch-all model.
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
@@ -132,7 +133,54 @@ class BuiltinRouter(StrictModel):
                 "trusted_proxies": list(self.trusted_proxies)}
 
 
-Router = Annotated[BuiltinRouter, Field(discriminator="type")]
+_HAPROXY_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+
+class HaproxyRouter(StrictModel):
+    """A HAProxy the user runs, driven through its runtime API (stats socket): no reload per deploy."""
+
+    type: Literal["haproxy"] = Field(description="Router kind; `haproxy` drives HAProxy's runtime API.")
+    socket: str = Field(min_length=1, description="Path of HAProxy's stats socket (`stats socket PATH level "
+                                                  "admin`); relative paths start at shipyard.yaml's directory.")
+    backend: str = Field(description="The HAProxy backend whose server slots shipyard "
+                                                            "points at instances.")
+    server_prefix: str | None = Field(
+        default=None,
+        description="Name prefix of the slots (`app` for `server-template app 1-16 ...`); default: the "
+                    "prefix the backend's servers share.")
+    listen: Listen = Field(
+        default=None,
+        description='The HAProxy frontend clients reach the service at, "host:port" or {env: "host:port"}: '
+                    "checked to accept connections and reported by deploys.")
+    timeout: Duration = Field(default=5.0, gt=0, le=300,
+                              description="Bound on one runtime API command (connect, send, answer).")
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str | dict[str, str] | None) -> str | dict[str, str] | None:
+        return _listen_values(value)
+
+    @field_validator("backend", "server_prefix")
+    @classmethod
+    def _check_name(cls, value: str | None) -> str | None:
+        if value is not None and not _HAPROXY_NAME.fullmatch(value):
+            raise ValueError(f"invalid HAProxy name {value!r}: use 1-64 letters, digits, '-', '_', '.' or ':'")
+        return value
+
+    @field_validator("socket")
+    @classmethod
+    def _check_socket(cls, value: str) -> str:
+        if "\0" in value or "\n" in value:
+            raise ValueError("the socket path may not contain NUL or a newline")
+        return value
+
+    def listen_for(self, env: str) -> str | None:
+        if isinstance(self.listen, dict):
+            return self.listen.get(env)
+        return self.listen
+
+
+Router = Annotated[BuiltinRouter | HaproxyRouter, Field(discriminator="type")]
 
 
 # --- strategies ----------------------------------------------------------------------------------------
@@ -243,7 +291,7 @@ class Deploy(StrictModel):
     target: Annotated[Target, BeforeValidator(_default_type("local"))] = Field(
         default_factory=LocalTarget, description="Where instances run (`type: local`).")
     router: Annotated[Router, BeforeValidator(_default_type("builtin"))] = Field(
-        default_factory=BuiltinRouter, description="What sends traffic to instances (`type: builtin`).")
+        default_factory=BuiltinRouter, description="What sends traffic to instances (`type: builtin` or `haproxy`).")
     strategy: Annotated[Strategy, BeforeValidator(_default_type(STRATEGY_DEFAULT_TYPE))] = Field(
         default_factory=Rolling,
         description="How the new revision replaces the old: all_at_once, rolling, blue_green or canary.")

@@ -56,6 +56,7 @@ class ServiceSettings:
     router_options: dict[str, Any] = field(default_factory=dict)   # proxy.RouterOptions keys for the router
     frozen: bool = False             # environments.<env>.frozen: deploys refused without an override
     publish_dir: str | None = None   # a static service's directory, relative to its release
+    router: Any = None               # the config's router model (config.deploy.Router); None = built-in
 
     def launch_argv(self, release_dir: Path) -> list[str]:
         """`run` split like a shell would (no shell runs it), with `{env}` and `{publish_dir}` (absolute, in
@@ -117,7 +118,8 @@ def service_settings(cfg: Any, project_root: Path, service: str, env: str) -> Se
         health_wait=float(getattr(svc.health, "deadline", 120.0)), hooks=hooks,
         alarms={n: cfg.alarms[n] for n in getattr(dep, "alarms", []) if n in getattr(cfg, "alarms", {})},
         analysis=getattr(dep, "analysis", None), frozen=bool(getattr(envcfg, "frozen", False)),
-        publish_dir=getattr(svc, "publish_dir", None), router_options=_router_options(dep.router))
+        publish_dir=getattr(svc, "publish_dir", None), router_options=_router_options(dep.router),
+        router=dep.router)
 
 
 def _router_options(router: Any) -> dict[str, Any]:

@@ -1,0 +1,98 @@
+"""A real HAProxy on loopback for tests and benchmarks of the HAProxy router.
+
+A temp config with one frontend, a backend of `server-template` slots, a stats socket at `level admin`
+and one at `level operator`; HAProxy runs in the foreground (-db) and is stopped (SIGTERM, then SIGKILL)
+when the block ends. Nothing here is a stand-in: it is the Debian package's binary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from shipyard.testing.receivers import free_port
+from shipyard.testing.wait import wait_until
+
+SLOTS_CFG = """
+global
+    stats socket {admin} mode 600 level admin
+    stats socket {operator} mode 600 level operator
+    maxconn 500
+defaults
+    mode http
+    option http-keep-alive
+    timeout connect 2s
+    timeout client 30s
+    timeout server 30s
+frontend web
+    bind 127.0.0.1:{port}
+    default_backend {backend}
+backend {backend}
+    balance roundrobin
+    server-template {prefix} 1-{slots} 0.0.0.0:0 disabled check inter 1s
+"""
+
+
+def haproxy_binary() -> str | None:
+    return shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/usr/local/sbin")
+
+
+@dataclass
+class Haproxy:
+    proc: subprocess.Popen[bytes]
+    socket: str
+    operator_socket: str
+    listen: str
+    backend: str
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.listen}"
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rsplit(":", 1)[1])
+
+
+def _socket_open(path: str, proc: subprocess.Popen[bytes], log: Path) -> bool:
+    if proc.poll() is not None:
+        raise AssertionError(f"haproxy exited ({proc.returncode}): {log.read_text()[-2000:]}")
+    with socket.socket(socket.AF_UNIX) as s:
+        try:
+            s.connect(path)
+        except OSError:
+            return False
+    return True
+
+
+@contextlib.contextmanager
+def haproxy_process(binary: str, *, slots: int = 4, backend: str = "app", prefix: str = "app",
+                    port: int | None = None, timeout: float = 15.0) -> Iterator[Haproxy]:
+    # Unix socket paths are limited to ~107 bytes (a test's tmp_path can be longer): a short dir in /tmp.
+    tmp = Path(tempfile.mkdtemp(prefix="shy-hx-", dir="/tmp"))
+    admin, operator, port = str(tmp / "admin.sock"), str(tmp / "operator.sock"), port or free_port()
+    cfg = tmp / "haproxy.cfg"
+    cfg.write_text(SLOTS_CFG.format(admin=admin, operator=operator, port=port, slots=slots, backend=backend,
+                                    prefix=prefix))
+    log = tmp / "haproxy.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([binary, "-db", "-f", str(cfg)], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: _socket_open(admin, proc, log), timeout, f"haproxy's stats socket {admin}",
+                   interval=0.02)
+        yield Haproxy(proc, admin, operator, f"127.0.0.1:{port}", backend, log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
