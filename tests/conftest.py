@@ -31,6 +31,7 @@ from nethosts import HostFactory, NetHosts, open_pool
 from shipyard.agent.spec import Backoff
 from shipyard.agent.supervisor import Supervisor
 from shipyard.store import Store
+from shipyard.testing.servers import missing_server
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
@@ -46,9 +47,7 @@ def pg_server_url() -> Iterator[str]:
         else:
             yield stack.enter_context(pg.scratch_database(server_url))
             return
-    if pg.in_ci():
-        pytest.fail(f"CI=true but PostgreSQL is unavailable: {missing}", pytrace=False)
-    pytest.skip(missing)
+    missing_server(f"PostgreSQL is unavailable: {missing}")
 
 
 @pytest.fixture

@@ -32,10 +32,6 @@ class PostgresUnavailable(Exception):
     """No server given and no PostgreSQL binaries found: skip locally, fail under CI."""
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
-
-
 def find_bindir() -> Path | None:
     """The newest /usr/lib/postgresql/<version>/bin, else the directory of a pg_ctl on PATH."""
     def version(path: Path) -> tuple[int, ...]:

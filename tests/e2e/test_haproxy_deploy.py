@@ -5,7 +5,6 @@ holding exactly the new instances (the old ones drained into maintenance)."""
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Iterator
 
@@ -15,6 +14,7 @@ from shipyard.demo.load import LoadRunner
 from shipyard.demo.workspace import commit_version
 from shipyard.routers.haproxy import HaproxyRouter, UnixSocketChannel
 from shipyard.testing.haproxy import Haproxy, haproxy_binary, haproxy_process
+from shipyard.testing.servers import missing_server
 
 from .conftest import E2E, assert_ok, get_version, make_workspace
 
@@ -25,9 +25,7 @@ pytestmark = [pytest.mark.haproxy, pytest.mark.timeout(240)]
 def behind_haproxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[E2E, Haproxy]]:
     binary = haproxy_binary()
     if binary is None:
-        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-            pytest.fail("CI=true but haproxy is missing (scripts/bootstrap installs it)", pytrace=False)
-        pytest.skip("haproxy is not installed")
+        missing_server("haproxy is missing (scripts/bootstrap installs it)")
     e2e = make_workspace(tmp_path_factory.mktemp("hx") / "ws")
     try:
         with haproxy_process(binary, slots=8, port=e2e.api_port) as hx:

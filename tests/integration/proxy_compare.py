@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import shutil
 import socket
 import struct
 import subprocess
@@ -23,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import httptools
-import pytest
 
 from shipyard.proxy import Backend, RouterOptions, RouterServer
+from shipyard.testing.haproxy import haproxy_binary as find_haproxy
+from shipyard.testing.servers import missing_server
 
 try:  # works whether or not tests/ is a package
     from .scripted_backend import ScriptedBackend
@@ -92,12 +91,7 @@ POLICY = """acl trusted src {trusted}
 
 
 def haproxy_binary() -> str:
-    found = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/usr/local/sbin")
-    if found:
-        return found
-    if os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}:
-        pytest.fail("CI=true but haproxy is missing (scripts/bootstrap installs it)", pytrace=False)
-    pytest.skip("haproxy is not installed (apt-get install haproxy)")
+    return find_haproxy() or missing_server("haproxy is missing (scripts/bootstrap installs it)")
 
 
 def free_port() -> int:

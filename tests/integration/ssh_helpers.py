@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from shipyard.ssh import HostSpec, KnownHosts, SshOptions, SshPool
+from shipyard.testing.servers import missing_server
 from shipyard.testing.sshd import Sshd, sshd_available
 
 
 def require_sshd() -> None:
     if not sshd_available():
-        if os.environ.get("CI") == "true":
-            pytest.fail("sshd (Debian's openssh-server) is missing or not running as root: "
-                        "scripts/bootstrap installs it")
-        pytest.skip("needs /usr/sbin/sshd and root")
+        missing_server("sshd (Debian's openssh-server) is missing or this is not root: "
+                       "scripts/bootstrap installs it")
 
 
 @pytest.fixture(name="sshd")

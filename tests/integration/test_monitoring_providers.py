@@ -25,6 +25,7 @@ from shipyard.monitoring.providers.http import HttpJsonProvider
 from shipyard.monitoring.providers.prometheus import PrometheusProvider
 from shipyard.proxy import Backend, RouterServer, render_prometheus
 from shipyard.testing.receivers import free_port
+from shipyard.testing.servers import missing_server
 
 REGION = "ap-northeast-2"
 
@@ -33,9 +34,7 @@ def _prometheus_binary() -> str:
     found = shutil.which("prometheus") or ("/usr/bin/prometheus" if os.path.exists("/usr/bin/prometheus") else None)
     if found:
         return found
-    if os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}:
-        pytest.fail("CI=true but the prometheus binary is missing (scripts/bootstrap installs it)", pytrace=False)
-    pytest.skip("prometheus is not installed (apt-get install prometheus)")
+    missing_server("the prometheus binary is missing (scripts/bootstrap installs it)")
 
 
 async def _serve(app: web.Application, port: int) -> web.AppRunner:
