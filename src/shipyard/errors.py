@@ -20,6 +20,8 @@ where they happen, so the CLI can print one line and choose an exit code without
     │   └── AgentUnavailableError
     ├── RouterError                    an external router (HAProxy) is unreachable, refused a command, or
     │                                  does not serve what was set
+    ├── TargetError                    a target cannot place or reach instances (no free port on a host,
+    │                                  more hosts unreachable than minimum_healthy_hosts allows)
     ├── ReleaseError                   export or build of a revision failed
     ├── SecretsError                   a secret provider failed (wrong master key, AWS unreachable or refused)
     ├── HookError                      a lifecycle hook failed or timed out
@@ -140,6 +142,10 @@ class AgentUnavailableError(AgentError):
 class RouterError(ShipyardError):
     """An external router (HAProxy's runtime API) could not be reached, refused a command or reads back
     something else than what was set; the message names the router and what it said."""
+
+
+class TargetError(ShipyardError):
+    pass
 
 
 class ReleaseError(ShipyardError):

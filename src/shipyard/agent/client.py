@@ -13,6 +13,7 @@ twice is harmless; start_instance is made so by the instance id the client choos
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,11 +56,15 @@ class AgentClient(UnixApiClient):
         super().__init__(AgentPaths(self.state_dir).sock, _BASE_URL, timeout)
         self._retry = Retry(retry_budget, self._agent_expected)
         self._router: RouterClient | None = None
+        self.closing: list[Callable[[], Awaitable[None]]] = []   # what this session opened beside (SSH)
 
     async def aclose(self) -> None:
         await super().aclose()
         if self._router is not None:
             await self._router.aclose()
+        for close in reversed(self.closing):
+            await close()
+        self.closing.clear()
 
     @property
     def router(self) -> RouterClient:

@@ -12,7 +12,7 @@ import contextlib
 import getpass
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -28,10 +28,12 @@ if TYPE_CHECKING:
     from shipyard.engine.deployer import Environment
     from shipyard.engine.journal import Listener
     from shipyard.engine.settings import ServiceSettings
+    from shipyard.hosts.agent import RemoteAgents
     from shipyard.routers.base import Router
     from shipyard.secrets.context import SecretsContext
     from shipyard.ssh import SshPool
     from shipyard.store import Store
+    from shipyard.targets.ssh import SshTarget
 
 
 @dataclass
@@ -40,6 +42,7 @@ class Project:
     config: Any
     _store: Store | None = field(default=None, repr=False)
     redactor: Redactor = field(default_factory=Redactor, repr=False)
+    _fleet: tuple[SshPool, RemoteAgents] | None = field(default=None, repr=False)
     overrides: dict[str, str] = field(default_factory=dict)      # `--set NAME=VALUE` (never secrets)
 
     def __post_init__(self) -> None:
@@ -128,10 +131,13 @@ class Project:
                     listener: Listener | None = None) -> Environment:
         from shipyard.engine.deployer import Environment
         from shipyard.releases.store import ReleaseStore
+        from shipyard.targets.base import Target
         from shipyard.targets.local import LocalTarget
 
         s = self.settings(service, env)
-        return Environment(settings=s, store=self.store, target=LocalTarget(agent, service, env),
+        target: Target = self.ssh_target(s, agent) if getattr(s.target, "type", "local") == "ssh" \
+            else LocalTarget(agent, service, env)
+        return Environment(settings=s, store=self.store, target=target,
                            router=self.router(s, agent),
                            releases=ReleaseStore(self.state_dir / "releases"), actor=actor(),
                            listener=listener, secrets=self.secrets.environ_for, redactor=self.redactor,
@@ -160,6 +166,41 @@ class Project:
         from shipyard.ssh import SshPool, hosts_from_config, options_from_config
 
         return SshPool(hosts_from_config(self.config), options_from_config(self.config, self.root, self.ssh_key()))
+
+    def fleet(self, agent: AgentClient) -> tuple[SshPool, RemoteAgents]:
+        """This invocation's SSH pool and the hosts' agents behind it, opened once and closed with `agent`."""
+        if self._fleet is None:
+            from shipyard.hosts.agent import RemoteAgents
+
+            pool = self.ssh_pool()
+            agents = RemoteAgents(pool)
+
+            async def close() -> None:
+                self._fleet = None
+                await agents.aclose()
+                await pool.close()
+
+            agent.closing.append(close)
+            self._fleet = (pool, agents)
+        return self._fleet
+
+    def ssh_target(self, s: ServiceSettings, agent: AgentClient) -> SshTarget:
+        """The `type: ssh` target of one (service, env): its hosts' agents over SSH, releases shipped there."""
+        from shipyard.hosts.ship import ship_release
+        from shipyard.targets.ssh import FleetHost, SshTarget
+
+        pool, agents = self.fleet(agent)
+        cfg = s.target
+        fleet = [FleetHost(name, self.config.host(name).address, self.config.host(name).release_dir)
+                 for name in cfg.hosts]
+
+        async def ship(hosts: Sequence[str], release: Path, service: str, keep: int,
+                       in_use: set[str]) -> dict[str, Any]:
+            results = await ship_release(pool, list(hosts), release, service, release.name, keep, in_use=in_use)
+            return {name: getattr(r, "__dict__", r) for name, r in results.items()}
+
+        return SshTarget(agents, fleet, s.service, s.env, per_host=cfg.per_host, port=cfg.port, mode=cfg.mode,
+                         ship=ship)
 
     def router(self, s: ServiceSettings, agent: AgentClient) -> Router:
         """The router `deploy.router` names for one (service, env): the agent's built-in one, or a HAProxy

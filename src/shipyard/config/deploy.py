@@ -29,7 +29,50 @@ class LocalTarget(StrictModel):
                                    description="Time between SIGTERM and SIGKILL when an instance stops.")
 
 
-Target = Annotated[LocalTarget, Field(discriminator="type")]
+class SshTarget(StrictModel):
+    """Instances run on `hosts:` machines, each supervised by the shipyard agent `shipyard hosts setup` put there,
+    driven through its unix socket forwarded over SSH."""
+
+    type: Literal["ssh"] = Field(description="Target kind; `ssh` runs processes on hosts reached over SSH.")
+    hosts: list[Name] = Field(min_length=1, description="Names of the hosts (under `hosts:`) that run the "
+                                                         "service, in deploy order.")
+    per_host: int = Field(default=1, ge=1, le=16, description="Instances of the service on each host.")
+    port: int = Field(default=8080, ge=1, le=65535,
+                      description="First port of the service on each host; instance k of a host uses port + k "
+                                  "(in_place), and surge also uses the ports after them for the new set.")
+    mode: Literal["surge", "in_place"] = Field(
+        default="surge",
+        description="surge: new instances start beside the old ones on other ports (the old set stays warm "
+                    "for rollback); in_place: a host's old instance leaves rotation and stops, and the new one "
+                    "takes its port (no spare ports needed, rollback redeploys).")
+    stop_timeout: Duration = Field(default=10.0, ge=0,
+                                   description="Time between SIGTERM and SIGKILL when an instance stops.")
+
+    @field_validator("hosts")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        twice = sorted({h for h in value if value.count(h) > 1})
+        if twice:
+            raise ValueError(f"host listed twice: {', '.join(twice)}")
+        return value
+
+    @model_validator(mode="after")
+    def _ports_fit(self) -> SshTarget:
+        if self.port + self.slots - 1 > 65535:
+            raise ValueError(f"port {self.port} leaves no room for {self.slots} ports per host (up to 65535)")
+        return self
+
+    @property
+    def slots(self) -> int:
+        """Ports a host may need at once: in surge the serving set, the warm previous one and the new one."""
+        return self.per_host * (3 if self.mode == "surge" else 1)
+
+    @property
+    def instances(self) -> int:
+        return len(self.hosts) * self.per_host
+
+
+Target = Annotated[LocalTarget | SshTarget, Field(discriminator="type")]
 
 
 # --- routers -------------------------------------------------------------------------------------------
@@ -199,6 +242,33 @@ class Rolling(StrictModel):
     max_unavailable: int = Field(default=0, ge=0, description="Instances allowed below the desired count.")
     drain_timeout: Duration = Field(default=DEFAULT_DRAIN, ge=0,
                                     description="How long in-flight requests may finish on a removed instance.")
+    per: Literal["instance", "host"] = Field(
+        default="instance",
+        description="instance: batches of instances (batch_size, max_surge, max_unavailable); host: batches of "
+                    "hosts of an ssh target (batch, minimum_healthy_hosts), CodeDeploy's way.")
+    batch: Literal["one_at_a_time", "half_at_a_time", "all_at_once"] | None = Field(
+        default=None,
+        description="With per: host, hosts deployed at once: one_at_a_time, half_at_a_time (half, rounded "
+                    "down, at least one) or all_at_once. Default: one_at_a_time unless minimum_healthy_hosts "
+                    "decides.")
+    minimum_healthy_hosts: int | str | None = Field(
+        default=None,
+        description='With per: host, hosts that must stay in service throughout: a count (2) or a percent '
+                    '("75%", rounded up). Sets the batch to the rest; with `batch` too, the smaller wins. A '
+                    "host unreachable before the deploy is skipped (and recorded) when this still holds.")
+
+    @field_validator("minimum_healthy_hosts")
+    @classmethod
+    def _healthy_shape(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, str):
+            text = value.strip()
+            if not (text.endswith("%") and text[:-1].strip().isdigit() and 0 <= int(text[:-1]) <= 100):
+                raise ValueError(f"invalid minimum_healthy_hosts {value!r}: a count like 2 or a percent like "
+                                 '"75%"')
+            return f"{int(text[:-1])}%"
+        if isinstance(value, int) and value < 0:
+            raise ValueError("minimum_healthy_hosts must be 0 or more")
+        return value
 
     @model_validator(mode="after")
     def _can_progress(self) -> Rolling:
@@ -289,7 +359,7 @@ class Deploy(StrictModel):
     """Everything about rolling a revision out for one service (per-env overrides apply on top)."""
 
     target: Annotated[Target, BeforeValidator(_default_type("local"))] = Field(
-        default_factory=LocalTarget, description="Where instances run (`type: local`).")
+        default_factory=LocalTarget, description="Where instances run (`type: local`, or `ssh` on `hosts:`).")
     router: Annotated[Router, BeforeValidator(_default_type("builtin"))] = Field(
         default_factory=BuiltinRouter, description="What sends traffic to instances (`type: builtin` or `haproxy`).")
     strategy: Annotated[Strategy, BeforeValidator(_default_type(STRATEGY_DEFAULT_TYPE))] = Field(

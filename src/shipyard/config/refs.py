@@ -92,6 +92,12 @@ def _services(data: dict[str, Any], envs: dict[str, Any]) -> list[Problem]:
                 problems.append(((*base, "deploy", "alarms", index),
                                  f"{alarm!r}: " + _known("alarm", alarms, "alarms")))
         target = _mapping(deploy.get("target")).get("type", "local")
+        problems += _target_hosts(data, base, _mapping(deploy.get("target")), _mapping(deploy.get("strategy")))
+        for env, override in _mapping(service.get("environments")).items():
+            if target == "ssh" and _mapping(override).get("instances") is not None:
+                problems.append(((*base, "environments", env, "instances"),
+                                 "an ssh target runs `per_host` instances on each of its hosts; set "
+                                 "deploy.target.per_host instead"))
         for env in envs:
             address = _listen(service, env)
             if address is None or target != "local":
@@ -103,6 +109,24 @@ def _services(data: dict[str, Any], envs: dict[str, Any]) -> list[Problem]:
                                            f"{env}; each service needs its own port"))
             else:
                 used[env, address] = name
+    return problems
+
+
+def _target_hosts(data: dict[str, Any], base: Path, target: dict[str, Any],
+                  strategy: dict[str, Any]) -> list[Problem]:
+    """An ssh target's hosts exist under `hosts:`; host batches need an ssh target."""
+    hosts = _mapping(data.get("hosts"))
+    problems: list[Problem] = []
+    kind = target.get("type", "local")
+    if kind == "ssh":
+        names = target.get("hosts")
+        for index, host in enumerate(names if isinstance(names, list) else []):
+            if isinstance(host, str) and host not in hosts:
+                problems.append(((*base, "deploy", "target", "hosts", index),
+                                 f"{host!r}: " + _known("host", hosts, "hosts")))
+    if strategy.get("per") == "host" and kind != "ssh":
+        problems.append(((*base, "deploy", "strategy", "per"),
+                         "per: host needs an ssh target (`target: {type: ssh, hosts: [...]}`)"))
     return problems
 
 

@@ -147,7 +147,7 @@ class Service(StrictModel):
         listen = override.listen if override and override.listen else self.deploy.router.listen_for(env)
         router = self.deploy.router.model_copy(update={"listen": listen})
         target = self.deploy.target
-        if override and override.instances is not None:
+        if override and override.instances is not None and target.type == "local":
             target = target.model_copy(update={"instances": override.instances})
         return self.deploy.model_copy(update={"router": router, "target": target})
 

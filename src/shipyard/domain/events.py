@@ -41,6 +41,8 @@ _DEPLOY = (
     EventKind("deploy.freeze_overridden", "A deploy or rollback into a frozen env went ahead with "
               "--override-freeze (who and why recorded).", "warning",
               data=("actor", "reason", "freeze", "frozen_by", "in_config")),
+    EventKind("hosts.skipped", "Hosts unreachable before the deploy were left out, as minimum_healthy_hosts "
+              "allows.", "warning", data=("skipped",)),
     EventKind("router.listening", "No listen address is configured: the router's address (picked on the first "
               "deploy, then kept).", data=("address",)),
     EventKind("recover.started", "`shipyard recover` took over a run whose owner died.", "critical",

@@ -25,13 +25,14 @@ from shipyard.engine.rollback import roll_back
 from shipyard.engine.run import Run, StepFailed, revision_label
 from shipyard.engine.runstate import RunContext, weights
 from shipyard.engine.settings import ServiceSettings, strategy_named
-from shipyard.errors import LeaseHeldError, ShipyardError, UsageError
+from shipyard.errors import LeaseHeldError, ShipyardError, TargetError, UsageError
 from shipyard.releases.git import resolve_revision
 from shipyard.store import deployments as dq
 from shipyard.store import leases as lq
 from shipyard.store import steps as sq
 from shipyard.store.owner import owner_is_dead
 from shipyard.strategies import PlanInput, compose
+from shipyard.targets.base import PlacingTarget
 
 
 def _now() -> datetime:
@@ -117,10 +118,11 @@ async def deploy(e: Environment, ref: str | None = None, *, wait: bool = True, s
 async def _run_new(e: Environment, journal: Journal, dep_id: str, revision: Revision, strat: Any,
                    lost: asyncio.Event) -> Outcome:
     s = e.settings
+    desired = await _admit_hosts(e, journal, strat)
     front = await _front(e, journal)
     olds, old_rev = await serving(e)
     ctx = RunContext(old=[i.id for i in olds], old_revision=old_rev, routed=sorted(i.address for i in olds))
-    plan = compose(strat, PlanInput(current=len(olds), desired=s.instances, bake=s.bake,
+    plan = compose(strat, PlanInput(current=len(olds), desired=desired, bake=s.bake,
                                     hooks=frozenset(s.hooks), migrate=s.migrate is not None))
     journal.transition(DeployState.IN_PROGRESS, None, started_at=_now(), owner=e.owner,
                        previous_revision=old_rev, plan=plan.to_list(), context=ctx.to_dict())
@@ -130,6 +132,30 @@ async def _run_new(e: Environment, journal: Journal, dep_id: str, revision: Revi
     journal.event("deploy.started", f"{strat.name}: {len(plan.steps)} steps", strategy=strat.name,
                   revision=revision.sha, previous_revision=old_rev, steps=[run.describe(st) for st in plan.steps])
     return await _drive(e, run, plan, 0, lost)
+
+
+async def _admit_hosts(e: Environment, journal: Journal, strat: Any) -> int:
+    """On a fleet, every host's agent must answer before anything moves. Unreachable hosts refuse the deploy
+    by name, unless minimum_healthy_hosts still holds without them: then they are skipped, and recorded.
+    Returns the instances wanted."""
+    target = e.target
+    if not isinstance(target, PlacingTarget):
+        return e.settings.instances
+    status = await target.probe()
+    down = {name: why for name, why in status.items() if why}
+    if down:
+        batches = getattr(strat, "batches", None)
+        up = len(status) - len(down)
+        listed = "; ".join(f"{name}: {why}" for name, why in down.items())
+        if batches is None or not batches.may_skip(len(status), up):
+            rule = (f"minimum_healthy_hosts {batches.minimum_healthy} needs {batches.min_healthy(len(status))}"
+                    if batches is not None and batches.minimum_healthy is not None
+                    else "set minimum_healthy_hosts to deploy without them")
+            raise TargetError(f"{len(down)} of {len(status)} hosts unreachable ({listed}); {rule}")
+        target.skip(down)
+        journal.event("hosts.skipped", f"deploying to {up} of {len(status)} hosts; skipped {listed}",
+                      skipped=down)
+    return target.desired
 
 
 async def _front(e: Environment, journal: Journal) -> str | None:

@@ -16,6 +16,7 @@ from shipyard.domain.types import Instance
 from shipyard.engine.run import Described, Run, one_line
 from shipyard.engine.runstate import weights
 from shipyard.errors import ShipyardError
+from shipyard.targets.base import ShippingTarget
 
 RUNNING = ("running", "starting", "backoff")
 
@@ -71,12 +72,45 @@ async def _ensure_old(run: Run) -> list[Instance]:
     """The old set, running and out of expiry; instances lost meanwhile are started again."""
     assert run.ctx.old_revision is not None
     olds = [i for i in await run.old_instances() if i.state in RUNNING]
-    await run.target.keep_warm(olds, None)
-    missing = len(run.ctx.old) - len(olds)
+    if "keep_warm" in run.target.capabilities:
+        await run.target.keep_warm(olds, None)
+    expected = len(run.ctx.old)
+    if "in_place" in run.target.capabilities:
+        olds = await _restore_in_place(run, olds)
+    missing = expected - len(olds)
     if missing > 0:
         await run.prepare(run.ctx.old_revision)      # a no-op while its release is still on disk
+        if isinstance(run.target, ShippingTarget):
+            await run.ship(run.release_of(run.ctx.old_revision))
         fresh = await run.start_healthy(run.ctx.old_revision, run.id + "-rollback", missing)
         run.ctx.old = [i.id for i in olds + fresh]
         run.save_context()
         olds += fresh
+    return olds
+
+
+async def _restore_in_place(run: Run, olds: list[Instance]) -> list[Instance]:
+    """In place, a host's new instances hold the ports its old ones need: host by host, take the new ones
+    out of rotation, drain and stop them, start the old revision there and put it back in, so the hosts not
+    being restored keep serving throughout (never two hosts out at once)."""
+    assert run.ctx.old_revision is not None
+    news = await run.new_instances()
+    hosts = list(dict.fromkeys(i.labels.get("host", "") for i in news))
+    for host in hosts:
+        mine = [i for i in news if i.labels.get("host") == host]
+        live = {i.address: i for i in [*news, *olds]}
+        serving = [live[a] for a in run.ctx.routed if a in live and live[a] not in mine]
+        await run.set_backends(weights([i for i in serving if i in news], [i for i in serving if i in olds], None))
+        await run.drain(run.s.drain_timeout)
+        await run.target.stop(mine, run.s.stop_timeout)
+        news = [i for i in news if i not in mine]
+        await run.prepare(run.ctx.old_revision)
+        if isinstance(run.target, ShippingTarget):
+            await run.ship(run.release_of(run.ctx.old_revision))
+        fresh = await run.start_healthy(run.ctx.old_revision, run.id + "-rollback", len(mine))
+        olds = olds + fresh
+        run.ctx.old = [*run.ctx.old, *(i.id for i in fresh)]
+        run.save_context()
+        back = [*serving, *fresh]
+        await run.set_backends(weights([i for i in back if i in news], [i for i in back if i in olds], None))
     return olds

@@ -53,7 +53,7 @@ from shipyard.secrets.redact import REDACT_ENV
 from shipyard.secrets.scrub import scrubbed
 from shipyard.store import Store
 from shipyard.store import deployments as dq
-from shipyard.targets.base import LaunchSpec, Target
+from shipyard.targets.base import LaunchSpec, PlacingTarget, ShippingTarget, Target
 
 FAILPOINT_ENV = "SHIPYARD_FAILPOINT"   # fault injection for crash tests: "after-step:N" kills this process
 
@@ -197,7 +197,11 @@ class Run:
             if self.s.publish_dir and not (self.release_dir / self.s.publish_dir).is_dir():
                 raise ReleaseError(f"publish_dir {self.s.publish_dir!r} is not a directory in the release of "
                                    f"{self.revision[:8]} after the build (does `build` write it?)")
-            return {"output": result.output if result else "release already built", "built": bool(result)}
+            detail: dict[str, Any] = {"output": result.output if result else "release already built",
+                                      "built": bool(result)}
+            if isinstance(self.target, ShippingTarget):
+                detail["shipped"] = await self.ship(self.release_dir)
+            return detail
         if isinstance(step, RunHook):
             return await self._hook(step.hook, self.s.hooks[step.hook])
         if isinstance(step, Migrate):
@@ -240,6 +244,12 @@ class Run:
             raise err
         return {"output": result.output, "returncode": 0, "seconds": round(result.seconds, 3)}
 
+    async def ship(self, release: Path) -> dict[str, Any]:
+        """Ship a built release to the target, keeping the releases its instances run."""
+        assert isinstance(self.target, ShippingTarget)
+        in_use = {Path(i.labels.get("release", "")).name for i in await self._all()} - {""}
+        return await self.target.ship(release, self.s.keep_releases, in_use)
+
     async def _start_new(self, total: int) -> dict[str, Any]:
         have = await self.new_instances()
         missing = total - len(have)
@@ -264,7 +274,9 @@ class Run:
 
     async def _route(self, step: Route) -> dict[str, Any]:
         news = (await self.new_instances())[: step.new]
-        olds = (await self.old_instances())[: step.old]
+        olds = await self.old_instances()
+        olds = self.target.keep_serving(olds, step.old) if isinstance(self.target, PlacingTarget) \
+            else olds[: step.old]
         backends = weights(news, olds, step.new_percent)
         await self.set_backends(backends)
         return {"backends": {b.address: b.weight for b in backends}}
@@ -292,8 +304,9 @@ class Run:
 
     async def _retire(self, keep: int) -> dict[str, Any]:
         olds = await self.old_instances()
-        retire = [i for i in olds[keep:] if i.address not in self.ctx.routed]
-        if self.s.keep_previous > 0:
+        # Those the last Route took out, whichever they are (a placing target picks them by host).
+        retire = [i for i in olds if i.address not in self.ctx.routed][: max(0, len(olds) - keep)]
+        if self.s.keep_previous > 0 and "keep_warm" in self.target.capabilities:
             await self.target.keep_warm(retire, time.time() + self.s.keep_previous)
         else:
             await self.target.stop(retire, self.s.stop_timeout)

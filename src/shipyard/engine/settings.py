@@ -15,7 +15,7 @@ from shipyard.config.service import STATIC_RUN
 from shipyard.domain.launch import fill_argv, split_run
 from shipyard.errors import UnknownEnvironmentError, UnknownServiceError, UsageError
 from shipyard.releases.git import GitSource
-from shipyard.strategies import AllAtOnce, BlueGreen, Canary, CanaryStep, Rolling, Strategy
+from shipyard.strategies import AllAtOnce, BlueGreen, Canary, CanaryStep, HostBatches, HostRolling, Rolling, Strategy
 
 HOOK_NAMES = ("application_stop", "before_install", "after_install", "application_start", "validate_service",
               "before_traffic", "after_traffic", "on_failure", "cleanup")
@@ -57,6 +57,7 @@ class ServiceSettings:
     frozen: bool = False             # environments.<env>.frozen: deploys refused without an override
     publish_dir: str | None = None   # a static service's directory, relative to its release
     router: Any = None               # the config's router model (config.deploy.Router); None = built-in
+    target: Any = None               # the config's target model (config.deploy.Target); None = local
 
     def launch_argv(self, release_dir: Path) -> list[str]:
         """`run` split like a shell would (no shell runs it), with `{env}` and `{publish_dir}` (absolute, in
@@ -89,7 +90,7 @@ def service_settings(cfg: Any, project_root: Path, service: str, env: str) -> Se
     source = GitSource(name=svc.repo or service, url=url, path=path,
                        mirrors_dir=project_root / ".shipyard" / "mirrors")
     dep = svc.deploy
-    strategy = _strategy(dep.strategy)
+    strategy = _strategy(dep.strategy, dep.target)
     drain = float(getattr(dep.strategy, "drain_timeout", 30.0) or 30.0)
     hooks: dict[str, HookSpec] = {}
     for name in HOOK_NAMES:
@@ -119,7 +120,7 @@ def service_settings(cfg: Any, project_root: Path, service: str, env: str) -> Se
         alarms={n: cfg.alarms[n] for n in getattr(dep, "alarms", []) if n in getattr(cfg, "alarms", {})},
         analysis=getattr(dep, "analysis", None), frozen=bool(getattr(envcfg, "frozen", False)),
         publish_dir=getattr(svc, "publish_dir", None), router_options=_router_options(dep.router),
-        router=dep.router)
+        router=dep.router, target=dep.target)
 
 
 def _router_options(router: Any) -> dict[str, Any]:
@@ -128,10 +129,12 @@ def _router_options(router: Any) -> dict[str, Any]:
     return dict(options()) if callable(options) else {}
 
 
-def _strategy(cfg: Any) -> Strategy:
+def _strategy(cfg: Any, target: Any = None) -> Strategy:
     kind = cfg.type
     if kind == "all_at_once":
         return AllAtOnce()
+    if kind == "rolling" and getattr(cfg, "per", "instance") == "host":
+        return _host_rolling(target, HostBatches(cfg.batch, cfg.minimum_healthy_hosts), float(cfg.drain_timeout))
     if kind == "rolling":
         return Rolling(batch_size=cfg.batch_size, max_surge=cfg.max_surge, max_unavailable=cfg.max_unavailable,
                        drain_timeout=float(cfg.drain_timeout))
@@ -143,10 +146,19 @@ def _strategy(cfg: Any) -> Strategy:
     raise UsageError(f"unknown strategy {kind!r}")
 
 
+def _host_rolling(target: Any, batches: HostBatches, drain: float) -> HostRolling:
+    return HostRolling(per_host=int(getattr(target, "per_host", 1)), batches=batches,
+                       in_place=getattr(target, "mode", "surge") == "in_place", drain_timeout=drain)
+
+
 def strategy_named(name: str, settings: ServiceSettings) -> Strategy:
-    """A --strategy override from the command line, with default parameters but the configured drain."""
+    """A --strategy override from the command line, with default parameters but the configured drain (on
+    an ssh target `rolling` goes one host at a time)."""
+    on_hosts = getattr(settings.target, "type", "local") == "ssh"
+    rolling: Strategy = (_host_rolling(settings.target, HostBatches(), settings.drain_timeout) if on_hosts
+                         else Rolling(drain_timeout=settings.drain_timeout))
     table: dict[str, Strategy] = {
-        "all_at_once": AllAtOnce(), "rolling": Rolling(drain_timeout=settings.drain_timeout),
+        "all_at_once": AllAtOnce(), "rolling": rolling,
         "blue_green": BlueGreen(drain_timeout=settings.drain_timeout),
         "canary": Canary(drain_timeout=settings.drain_timeout)}
     if name not in table:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from shipyard.domain.launch import fill_argv
 from shipyard.domain.types import Instance
@@ -45,4 +46,37 @@ class Target(Protocol):
 
     async def keep_warm(self, instances: list[Instance], until: float | None) -> None:
         """Keep instances running out of rotation until the wall-clock time `until` (None cancels expiry)."""
+        ...
+
+
+@runtime_checkable
+class ShippingTarget(Protocol):
+    """A target whose instances run elsewhere: the release built here is shipped to it before any starts."""
+
+    async def ship(self, release: Path, keep: int, in_use: set[str]) -> dict[str, Any]:
+        """Copy the built release to wherever instances run (idempotent); keep `keep` releases there, never
+        one named in `in_use`. Returns what was done, for the Prepare step's record."""
+        ...
+
+
+@runtime_checkable
+class PlacingTarget(Protocol):
+    """A target that places instances itself (hosts): it also says which old instances keep serving, so
+    that a batch the planner counts in instances is made of whole hosts."""
+
+    @property
+    def desired(self) -> int:
+        """Instances wanted on the hosts this run deploys to."""
+        ...
+
+    def keep_serving(self, olds: list[Instance], count: int) -> list[Instance]:
+        """The `count` old instances that stay in rotation while the others are replaced."""
+        ...
+
+    async def probe(self) -> dict[str, str | None]:
+        """Each host: None when its agent answers, else why not (one line)."""
+        ...
+
+    def skip(self, names: Iterable[str]) -> None:
+        """Leave these hosts out of this run (unreachable, and minimum_healthy_hosts allows it)."""
         ...
