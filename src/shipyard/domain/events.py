@@ -43,6 +43,8 @@ _DEPLOY = (
               data=("actor", "reason", "freeze", "frozen_by", "in_config")),
     EventKind("hosts.skipped", "Hosts unreachable before the deploy were left out, as minimum_healthy_hosts "
               "allows.", "warning", data=("skipped",)),
+    EventKind("host.lost", "A host became unreachable mid-deploy: the deploy carries on without it within "
+              "minimum_healthy_hosts, or rolls back.", "critical", data=("host", "reason", "carry_on")),
     EventKind("router.listening", "No listen address is configured: the router's address (picked on the first "
               "deploy, then kept).", data=("address",)),
     EventKind("recover.started", "`shipyard recover` took over a run whose owner died.", "critical",

@@ -143,8 +143,15 @@ async def _admit_hosts(e: Environment, journal: Journal, strat: Any) -> int:
         return e.settings.instances
     status = await target.probe()
     down = {name: why for name, why in status.items() if why}
+    batches = getattr(strat, "batches", None)
+    if batches is not None:
+        def lost(host: str, why: str, carry_on: bool) -> None:
+            then = ("carrying on without it (minimum_healthy_hosts still holds)" if carry_on
+                    else "rolling back (too few hosts left for minimum_healthy_hosts)")
+            journal.event("host.lost", f"{host} lost mid-deploy: {why}; {then}", host=host, reason=why,
+                          carry_on=carry_on)
+        target.watch(batches.may_skip, lost)
     if down:
-        batches = getattr(strat, "batches", None)
         up = len(status) - len(down)
         listed = "; ".join(f"{name}: {why}" for name, why in down.items())
         if batches is None or not batches.may_skip(len(status), up):

@@ -74,7 +74,8 @@ async def _ensure_old(run: Run) -> list[Instance]:
     olds = [i for i in await run.old_instances() if i.state in RUNNING]
     if "keep_warm" in run.target.capabilities:
         await run.target.keep_warm(olds, None)
-    expected = len(run.ctx.old)
+    # Old instances on a host lost mid-run cannot be brought back there: they are not waited for.
+    expected = len(set(run.ctx.old) - getattr(run.target, "lost_ids", set()))
     if "in_place" in run.target.capabilities:
         olds = await _restore_in_place(run, olds)
     missing = expected - len(olds)

@@ -251,6 +251,8 @@ class Run:
         return await self.target.ship(release, self.s.keep_releases, in_use)
 
     async def _start_new(self, total: int) -> dict[str, Any]:
+        if isinstance(self.target, PlacingTarget):
+            total = min(total, self.target.desired)     # a host lost mid-run (within minimum_healthy_hosts)
         have = await self.new_instances()
         missing = total - len(have)
         started: list[Instance] = []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -75,6 +75,11 @@ class PlacingTarget(Protocol):
 
     async def probe(self) -> dict[str, str | None]:
         """Each host: None when its agent answers, else why not (one line)."""
+        ...
+
+    def watch(self, tolerate: Callable[[int, int], bool], on_lost: Callable[[str, str, bool], None]) -> None:
+        """How to treat a host lost mid-run: `tolerate(hosts, reachable)` whether to carry on without it,
+        `on_lost(host, why, carry_on)` to record it."""
         ...
 
     def skip(self, names: Iterable[str]) -> None:

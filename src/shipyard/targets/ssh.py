@@ -61,6 +61,13 @@ class SshTarget:
         self.capabilities = frozenset({"restart", "hosts", "in_place"} if self.in_place
                                       else {"restart", "hosts", "keep_warm"})
         self.slots = per_host * (1 if self.in_place else 3)
+        # A host lost mid-run (its agent unreachable): left out from then on. `tolerate(hosts, reachable)`
+        # says whether the run may carry on without it (minimum_healthy_hosts); `on_lost` records it.
+        self.lost: dict[str, str] = {}
+        self.lost_ids: set[str] = set()
+        self.tolerate: Callable[[int, int], bool] = lambda hosts, reachable: False
+        self.on_lost: Callable[[str, str, bool], None] = lambda host, why, carry_on: None
+        self._seen: dict[str, list[str]] = {}    # instance ids last listed per host
 
     # ---- which hosts --------------------------------------------------------------------------------
     def host(self, name: str) -> FleetHost:
@@ -84,6 +91,9 @@ class SshTarget:
             return None
         results = await asyncio.gather(*(one(h) for h in self.all_hosts))
         return {h.name: r for h, r in zip(self.all_hosts, results, strict=True)}
+
+    def watch(self, tolerate: Callable[[int, int], bool], on_lost: Callable[[str, str, bool], None]) -> None:
+        self.tolerate, self.on_lost = tolerate, on_lost
 
     def skip(self, names: Iterable[str]) -> None:
         gone = set(names)
@@ -115,12 +125,32 @@ class SshTarget:
         return [i for _, i in sorted(out, key=lambda pair: pair[0])]
 
     async def instances(self) -> list[Instance]:
-        """Every live instance on the hosts, host by host in the configured order."""
-        per_host = await self._each(self._known_hosts(), self._on_host)
-        return [i for group in per_host for i in group]
+        """Every live instance on the hosts, host by host in the configured order. A host whose agent
+        cannot be reached is lost for the rest of the run (its instances with it); the first time, that
+        is a TargetError unless `tolerate` lets the run carry on without it."""
+        async def listed(h: FleetHost) -> list[Instance] | ShipyardError:
+            try:
+                found = await self._on_host(h)
+            except ShipyardError as exc:
+                return exc
+            self._seen[h.name] = [i.id for i in found]
+            return found
+        results = await self._each(self.hosts, listed)
+        failed = {h.name: str(r) for h, r in zip(self.hosts, results, strict=True) if isinstance(r, ShipyardError)}
+        if failed:
+            self._lose(failed)
+        return [i for r in results if not isinstance(r, ShipyardError) for i in r]
 
-    def _known_hosts(self) -> list[FleetHost]:
-        return self.hosts
+    def _lose(self, failed: dict[str, str]) -> None:
+        self.hosts = [h for h in self.hosts if h.name not in failed]
+        carry_on = bool(self.hosts) and self.tolerate(len(self.all_hosts), len(self.hosts))
+        for name, why in failed.items():
+            self.lost[name] = why
+            self.lost_ids.update(self._seen.get(name, []))
+            self.on_lost(name, why, carry_on)
+        if not carry_on:
+            listed = "; ".join(f"{n}: {w}" for n, w in failed.items())
+            raise TargetError(f"lost {len(failed)} host{'s' if len(failed) > 1 else ''} mid-deploy ({listed})")
 
     def keep_serving(self, olds: list[Instance], count: int) -> list[Instance]:
         order = {h.name: n for n, h in enumerate(self.all_hosts)}
@@ -159,20 +189,27 @@ class SshTarget:
 
     async def start(self, spec: LaunchSpec, count: int) -> list[Instance]:
         picks = self._place(await self.instances(), spec.revision, count)
+        results = await asyncio.gather(*(self._start_one(spec, h, p) for h, p in picks), return_exceptions=True)
+        failed = {h.name: str(r) for (h, _), r in zip(picks, results, strict=True) if isinstance(r, ShipyardError)}
+        if failed:
+            self._lose(failed)
+        for r in results:
+            if isinstance(r, BaseException) and not isinstance(r, ShipyardError):
+                raise r
+        return [r for r in results if isinstance(r, Instance)]
 
-        async def one(host: FleetHost, port: int) -> Instance:
-            agent = await self.agents.client(host.name)
-            remote = self.remote_release(host, spec.cwd)
-            local = str(spec.cwd)
-            argv = [a.replace(local, remote) for a in spec.argv_for(port)]
-            environ = {k: v.replace(local, remote) for k, v in spec.environ.items()}
-            rec = await agent.start_instance(
-                service=spec.service, env=spec.env, revision=spec.revision, deployment=spec.deployment,
-                cwd=remote, argv=argv, environ=environ, port=port, stop_timeout=spec.stop_timeout,
-                labels={"host": host.name, "release": spec.cwd.name})
-            return to_instance({**rec, "address": f"{host.address}:{port}",
-                                "labels": {**(rec.get("labels") or {}), "host": host.name}})
-        return list(await asyncio.gather(*(one(h, p) for h, p in picks)))
+    async def _start_one(self, spec: LaunchSpec, host: FleetHost, port: int) -> Instance:
+        agent = await self.agents.client(host.name)
+        remote = self.remote_release(host, spec.cwd)
+        local = str(spec.cwd)
+        argv = [a.replace(local, remote) for a in spec.argv_for(port)]
+        environ = {k: v.replace(local, remote) for k, v in spec.environ.items()}
+        rec = await agent.start_instance(
+            service=spec.service, env=spec.env, revision=spec.revision, deployment=spec.deployment,
+            cwd=remote, argv=argv, environ=environ, port=port, stop_timeout=spec.stop_timeout,
+            labels={"host": host.name, "release": spec.cwd.name})
+        return to_instance({**rec, "address": f"{host.address}:{port}",
+                            "labels": {**(rec.get("labels") or {}), "host": host.name}})
 
     def _by_host(self, instances: list[Instance]) -> dict[str, list[Instance]]:
         groups: dict[str, list[Instance]] = {}
@@ -182,12 +219,16 @@ class SshTarget:
 
     async def stop(self, instances: list[Instance], timeout: float) -> None:
         async def on(name: str, group: list[Instance]) -> None:
+            if name in self.lost:
+                return           # unreachable: nothing to stop it with (its host's agent stops nothing new)
             agent = await self.agents.client(self.host(name).name)
             await asyncio.gather(*(agent.stop_instance(i.id, timeout=timeout) for i in group))
         await asyncio.gather(*(on(n, g) for n, g in self._by_host(instances).items()))
 
     async def keep_warm(self, instances: list[Instance], until: float | None) -> None:
         async def on(name: str, group: list[Instance]) -> None:
+            if name in self.lost:
+                return
             agent = await self.agents.client(self.host(name).name)
             await asyncio.gather(*(agent.expire_instance(i.id, until) for i in group))
         await asyncio.gather(*(on(n, g) for n, g in self._by_host(instances).items()))
