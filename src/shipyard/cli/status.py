@@ -38,15 +38,38 @@ async def gather_status(project: Project, services: list[str], envs: list[str]) 
         await agent.aclose()
         agent = None
     routers = await _routed(project) if agent is None else {}
-    for service in services:
-        for env in envs:
-            row = await _one(project, agent, service, env)
-            if agent is None:
-                _from_router(row, routers.get((service, env)))
-            out.append(row)
-    if agent is not None:
-        await agent.aclose()
+    closer = agent or project.agent(start=False)    # holds the SSH sessions of fleet rows until the end
+    try:
+        for service in services:
+            for env in envs:
+                if getattr(project.settings(service, env).target, "type", "local") == "ssh":
+                    out.append(await _fleet_row(project, closer, service, env))
+                    continue
+                row = await _one(project, agent, service, env)
+                if agent is None:
+                    _from_router(row, routers.get((service, env)))
+                out.append(row)
+    finally:
+        await closer.aclose()
     return out
+
+
+async def _fleet_row(project: Project, agent: Any, service: str, env: str) -> dict[str, Any]:
+    """A service on hosts: each host's agent over SSH (an unreachable host is named, the rest still shows),
+    and the router's view of every instance."""
+    row = await _one(project, None, service, env)
+    s = project.settings(service, env)
+    target = project.ssh_target(s, agent)
+    target.watch(lambda hosts, reachable: True, lambda host, why, carry_on: None)
+    insts = await target.instances()
+    row["agent"] = True               # this row does not need the local agent
+    row["hosts"] = {h.name: {"reachable": h.name not in target.lost, "error": target.lost.get(h.name),
+                             "instances": sum(1 for i in insts if i.labels.get("host") == h.name)}
+                    for h in target.all_hosts}
+    records = [{"id": i.id, "revision": i.revision, "address": i.address, "state": i.state,
+                "restarts": i.restarts, "host": i.labels.get("host")} for i in insts]
+    await _fill_instances(project, s, agent, row, records)
+    return row
 
 
 async def _routed(project: Project) -> dict[tuple[str, str], dict[str, Any]]:
@@ -86,7 +109,13 @@ async def _one(project: Project, agent: Any, service: str, env: str) -> dict[str
             "instances": [], "revision": None, "agent": agent is not None}
     if agent is None:
         return row
-    instances = await agent.list_instances(service=service, env=env)
+    await _fill_instances(project, s, agent, row, await agent.list_instances(service=service, env=env))
+    return row
+
+
+async def _fill_instances(project: Project, s: Any, agent: Any, row: dict[str, Any],
+                          instances: list[dict[str, Any]]) -> None:
+    """Health and the router's traffic share of each instance, into the row."""
     try:
         stats = await project.router(s, agent).stats()
     except RouterError as exc:          # an external router (HAProxy) down: the rest of the row still shows
@@ -101,10 +130,9 @@ async def _one(project: Project, agent: Any, service: str, env: str) -> dict[str
             "id": inst["id"], "revision": inst["revision"], "address": inst["address"], "state": inst["state"],
             "restarts": inst.get("restarts", 0), "health": "healthy" if result.ok else "unhealthy",
             "health_detail": result.detail, "traffic_percent": round(100 * weights.get(inst["address"], 0) / total, 1),
-            "warm_until": inst.get("expires_at")})
+            "warm_until": inst.get("expires_at"), **({"host": inst["host"]} if inst.get("host") else {})})
     serving = {i["revision"] for i in row["instances"] if i["traffic_percent"] > 0}
     row["revision"] = serving.pop() if len(serving) == 1 else (sorted(serving) or None)
-    return row
 
 
 def status_cmd(
@@ -134,11 +162,17 @@ def status_cmd(
         title = f"{r['service']}/{r['env']}  serving {shown}  on {r['listen']}"
         if r["lease"]:
             title += f"  [deploying: {r['lease']['deployment']}, {r['lease']['age_seconds']:.0f}s]"
-        render.table(title, ["instance", "revision", "address", "state", "health", "traffic", "restarts", "warm until"],
-                     [(i["id"], i["revision"][:8], i["address"], render.styled(i["state"]),
-                       render.styled(i["health"]), f"{i['traffic_percent']:g}%", i["restarts"],
+        on_hosts = "hosts" in r
+        render.table(title, [*(["host"] if on_hosts else []), "instance", "revision", "address", "state", "health",
+                             "traffic", "restarts", "warm until"],
+                     [(*([i.get("host", "-")] if on_hosts else []), i["id"], i["revision"][:8], i["address"],
+                       render.styled(i["state"]), render.styled(i["health"]), f"{i['traffic_percent']:g}%",
+                       i["restarts"],
                        datetime.fromtimestamp(i["warm_until"], UTC).strftime("%H:%M:%S") if i["warm_until"] else "-")
                       for i in r["instances"]])
+        for name, h in r.get("hosts", {}).items():
+            if not h["reachable"]:
+                render.error(f"{r['service']}/{r['env']}: host {name} unreachable: {h['error']}")
         if r.get("routed"):
             render.table(None, ["routed to (agent down)", "revision", "address", "weight"],
                          [(b["instance"] or "-", b["revision"][:8], b["address"], b["weight"]) for b in r["routed"]])
