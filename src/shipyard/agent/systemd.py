@@ -42,7 +42,7 @@ class Unit:
     project: str
     root: Path
     state_dir: Path
-    config: Path
+    config: Path | None           # the project whose dead runs the keeper recovers (None: a fleet host)
     system: bool = False         # a system unit (runs as `user`) instead of a user unit
     user: str | None = None
     router_workers: str | None = None

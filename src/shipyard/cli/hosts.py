@@ -140,6 +140,45 @@ def _yes(value: bool | None) -> str:
     return "-" if value is None else ("ok" if value else "FAIL")
 
 
+@app.command("setup")
+def setup_cmd(
+    names: Annotated[list[str] | None, typer.Argument(help="Hosts to set up (default: all).")] = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Install shipyard's runtime in a venv under each host's release_dir and start its agent (a systemd
+    unit where systemd runs). Idempotent; exit 1 if any host failed."""
+    from shipyard.hosts.runtime import build_runtime
+    from shipyard.hosts.setup import SetupResult, setup_hosts
+
+    project = Project.load(config)
+    chosen = _names(project, names)
+    runtime = build_runtime(project.state_dir / "runtime")
+    pool = project.ssh_pool()
+
+    async def setup() -> dict[str, Any]:
+        async with pool:
+            return await setup_hosts(pool, chosen, runtime)
+
+    results = run(setup())
+    failed = {n: r for n, r in results.items() if not isinstance(r, SetupResult)}
+    if as_json:
+        render.print_json({"ok": not failed, "runtime": {"sha256": runtime.sha256, "bytes": runtime.size,
+                                                        "python": runtime.python},
+                           "hosts": [r.as_dict() if isinstance(r, SetupResult) else {"host": n, "error": str(r)}
+                                     for n, r in results.items()]})
+    else:
+        render.table(f"hosts setup (runtime {runtime.sha256[:12]}, {runtime.size / 2**20:.1f} MiB)",
+                     ["host", "runtime", "agent", "pid", "started by", "took"],
+                     [(n, "installed" if r.installed else "up to date", f"shipyard {r.version}", r.agent_pid or "-",
+                       "systemd" if r.systemd else "keeper", f"{r.seconds:.1f}s")
+                      for n, r in results.items() if isinstance(r, SetupResult)])
+        for name, err in failed.items():
+            render.error(f"{name}: {err}" if not str(err).startswith(name) else str(err))
+    if failed:
+        raise typer.Exit(1)
+
+
 @app.command("exec")
 def exec_cmd(
     words: Annotated[list[str], typer.Argument(help="NAME -- CMD ARGS... (or --all -- CMD ARGS...).")],

@@ -107,6 +107,11 @@ async def show_logs(project: Project, service: str, env: str, instance: str | No
     if follow:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+    if getattr(project.settings(service, env).target, "type", "local") == "ssh":
+        from shipyard.cli.fleet_logs import show_fleet_logs
+
+        await show_fleet_logs(project, service, env, instance, follow, lines, as_json, stop)
+        return
     async with project.agent(start=False) as agent:
         def list_records() -> Awaitable[list[dict[str, Any]]]:
             return agent.list_instances(service=service, env=env)

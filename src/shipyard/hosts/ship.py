@@ -1,0 +1,117 @@
+"""Releases shipped to hosts: the release built once on the controller, packed once (tar.gz, sha256),
+uploaded to every host in parallel, checked by hash there, unpacked beside its final place and renamed
+into it (an instance never sees half a release), and the last `keep` kept per service on each host.
+
+Every remote step is a constant `sh -c` script reading its values from "$1"...: nothing of a path or a
+name is pasted into shell text (see shipyard.ssh.remote).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import tarfile
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from shipyard.errors import ShipyardError, TargetError
+from shipyard.ssh import SshPool
+
+UPLOAD_TIMEOUT = 300.0
+MARKER = ".shipyard-sha256"
+
+# $1 release dir, $2 sha256. Exit 3: the upload is not what was sent.
+_INSTALL = r'''set -eu
+dest=$1; sum=$2; parent=$(dirname "$dest"); tmp="$parent/.incoming-$$"
+mkdir -p "$parent"
+cat > "$tmp.tgz"
+if ! echo "$sum  $tmp.tgz" | sha256sum -c --status; then rm -f "$tmp.tgz"; exit 3; fi
+mkdir "$tmp"
+tar -xzf "$tmp.tgz" -C "$tmp"
+rm -f "$tmp.tgz"
+echo "$sum" > "$tmp/.shipyard-sha256"
+rm -rf "$dest"
+mv "$tmp" "$dest"
+'''
+# $1 service dir, $2 how many to keep, then names never to remove (in use, or just shipped).
+_PRUNE = r'''set -eu
+dir=$1; keep=$2; shift 2
+cd "$dir" 2>/dev/null || exit 0
+n=0
+for name in $(ls -1t); do
+  case "$name" in .incoming-*) continue;; esac
+  n=$((n + 1))
+  [ "$n" -le "$keep" ] && continue
+  for used in "$@"; do [ "$name" = "$used" ] && continue 2; done
+  rm -rf -- "$name"
+done
+'''
+_HAS = 'test "$(cat "$1/.shipyard-sha256" 2>/dev/null)" = "$2"'
+
+
+@dataclass(frozen=True)
+class ShipResult:
+    remote_dir: str
+    seconds: float
+    bytes: int
+    skipped: bool
+
+
+def pack(release: Path) -> tuple[bytes, str]:
+    """The release as one gzip'd tar (paths relative to it) and its sha256."""
+    with tempfile.TemporaryFile() as f:
+        with tarfile.open(fileobj=f, mode="w:gz", compresslevel=6) as tar:
+            for item in sorted(release.iterdir()):
+                tar.add(str(item), arcname=item.name)
+        f.seek(0)
+        data = f.read()
+    return data, hashlib.sha256(data).hexdigest()
+
+
+def release_path(root: str, service: str, name: str) -> str:
+    return str(PurePosixPath(root) / "releases" / service / name)
+
+
+async def ship_release(pool: SshPool, hosts: Sequence[str], release: Path, service: str, name: str, keep: int,
+                       *, in_use: set[str] | None = None) -> dict[str, ShipResult]:
+    """Ship `release` to every host (those that have it are skipped); TargetError naming the hosts that
+    could not take it, after the others finished."""
+    data, digest = await asyncio.to_thread(pack, release)
+
+    async def one(host: str) -> ShipResult | ShipyardError:
+        try:
+            return await _ship_one(host)
+        except ShipyardError as exc:
+            return exc
+
+    async def _ship_one(host: str) -> ShipResult:
+        started = time.monotonic()
+        dest = release_path(pool.host(host).release_dir, service, name)
+        have = await pool.run(host, ["sh", "-c", _HAS, "sh", dest, digest], timeout=30)
+        skipped = have.ok
+        if not skipped:
+            res = await pool.run(host, ["sh", "-c", _INSTALL, "sh", dest, digest], stdin=data,
+                                 timeout=UPLOAD_TIMEOUT)
+            if res.exit_status == 3:
+                raise TargetError(f"{host}: the release archive arrived damaged (sha256 differs); nothing "
+                                  "was unpacked")
+            if not res.ok:
+                raise TargetError(f"{host}: cannot unpack the release into {dest}: "
+                                  f"{res.err.strip().splitlines()[-1:] or [f'exit {res.exit_status}']}")
+        keepers = sorted({name, *(in_use or set())})
+        await pool.run(host, ["sh", "-c", _PRUNE, "sh", str(PurePosixPath(dest).parent), str(keep), *keepers],
+                       timeout=60)
+        return ShipResult(dest, round(time.monotonic() - started, 3), 0 if skipped else len(data), skipped)
+
+    results = await pool.each(hosts, one)
+    failed = {h: r for h, r in results.items() if isinstance(r, ShipyardError)}
+    done: dict[str, ShipResult] = {h: r for h, r in results.items() if isinstance(r, ShipResult)}
+    if failed:
+        raise TargetError("cannot ship the release to " + "; ".join(str(e) for e in failed.values()))
+    return done
+
+
+__all__ = ["ShipResult", "ShipyardError", "pack", "release_path", "ship_release"]
