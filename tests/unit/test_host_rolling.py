@@ -139,3 +139,16 @@ def test_release_paths_map_to_the_host() -> None:
     target = _target(1, 1, "surge")
     assert target.remote_release(target.hosts[0], Path("/p/.shipyard/releases/api/abc-123")) == \
         "/srv/shipyard/releases/api/abc-123"
+
+
+@pytest.mark.parametrize(("value", "parsed"), [(2, 2), ("2", 2), ("75%", "75%"), (" 50 %", "50%"), ("x", None), ("150%", None)])
+def test_minimum_healthy_hosts_config(value: object, parsed: object) -> None:
+    from pydantic import ValidationError
+
+    from shipyard.config.deploy import Rolling as RollingConfig
+
+    if parsed is None:
+        with pytest.raises(ValidationError, match="minimum_healthy_hosts"):
+            RollingConfig(per="host", minimum_healthy_hosts=value)   # type: ignore[arg-type]
+    else:
+        assert RollingConfig(per="host", minimum_healthy_hosts=value).minimum_healthy_hosts == parsed  # type: ignore[arg-type]

@@ -124,11 +124,11 @@ def check_cmd(
     if as_json:
         render.print_json({"ok": all(r.ok for r in results), "hosts": [r.as_dict() for r in results]})
     else:
-        render.table("hosts", ["host", "reachable", "key", "login", "free", "skew", "shipyard"],
+        render.table("hosts", ["host", "reachable", "key", "login", "free", "skew", "shipyard", "agent"],
                      [(r.host, _yes(r.reachable), _yes(r.key_trusted), _yes(r.auth_ok),
                        "-" if r.free_bytes is None else f"{r.free_bytes / 2**30:.1f} GiB",
                        "-" if r.clock_skew_seconds is None else f"{r.clock_skew_seconds:+.3f}s",
-                       r.shipyard_version or "-") for r in results])
+                       r.shipyard_version or "-", _yes(r.agent_running)) for r in results])
         for r in results:
             for problem in r.problems:
                 render.note(problem)

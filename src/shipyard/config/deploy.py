@@ -260,6 +260,8 @@ class Rolling(StrictModel):
     @field_validator("minimum_healthy_hosts")
     @classmethod
     def _healthy_shape(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value.strip())
         if isinstance(value, str):
             text = value.strip()
             if not (text.endswith("%") and text[:-1].strip().isdigit() and 0 <= int(text[:-1]) <= 100):

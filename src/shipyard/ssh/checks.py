@@ -16,8 +16,10 @@ from shipyard.ssh.pool import SshPool
 CHECK_TIMEOUT = 15.0
 # The release dir may not exist yet: report the filesystem it will be made on (its nearest existing parent).
 DF_SCRIPT = 'd=$1; while [ ! -e "$d" ]; do d=$(dirname -- "$d"); done; df -Pk -- "$d"'
-VERSION_SCRIPT = ('for s in "$1/venv/bin/shipyard" shipyard; do command -v "$s" >/dev/null 2>&1 && '
-                  'exec "$s" --version; done; exit 127')
+# The runtime `shipyard hosts setup` installed, and whether its agent answers (one JSON line from hostctl).
+VERSION_SCRIPT = ('[ -x "$1/venv/bin/python" ] || exit 127; '
+                  '"$1/venv/bin/python" -c "import importlib.metadata as m; print(m.version(\'shipyard\'))" && '
+                  '"$1/venv/bin/python" -m shipyard.hosts.hostctl status --root "$1"')
 
 
 @dataclass
@@ -29,6 +31,7 @@ class HostCheck:
     free_bytes: int | None = None
     clock_skew_seconds: float | None = None
     shipyard_version: str | None = None
+    agent_running: bool | None = None
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -62,8 +65,14 @@ async def check_host(pool: SshPool, name: str, *, min_free: int, max_skew: float
         await _clock(pool, name, check, max_skew)
         version = await pool.run(name, ["sh", "-c", VERSION_SCRIPT, "sh", pool.host(name).release_dir],
                                  timeout=CHECK_TIMEOUT)
-        if version.ok and version.out.strip():
-            check.shipyard_version = version.out.strip().split()[-1]
+        lines = version.out.strip().splitlines()
+        if version.ok and lines:
+            check.shipyard_version = lines[0].strip()
+            check.agent_running = '"status": {' in lines[-1]
+            if not check.agent_running:
+                check.problems.append(f"{name}: the shipyard agent does not answer (`shipyard hosts setup "
+                                      f"{name}` starts it)")
+        # Not installed yet is not a problem: `hosts check` comes before `hosts setup`.
     except SshError as exc:
         check.problems.append(str(exc))
     return check
