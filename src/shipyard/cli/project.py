@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from shipyard.engine.deployer import Environment
     from shipyard.engine.journal import Listener
     from shipyard.engine.settings import ServiceSettings
+    from shipyard.plugins import BuildContext
     from shipyard.routers.base import Router
     from shipyard.secrets.context import SecretsContext
     from shipyard.ssh import SshPool
@@ -127,11 +128,11 @@ class Project:
     def environment(self, service: str, env: str, agent: AgentClient, *,
                     listener: Listener | None = None) -> Environment:
         from shipyard.engine.deployer import Environment
+        from shipyard.plugins import build_target
         from shipyard.releases.store import ReleaseStore
-        from shipyard.targets.local import LocalTarget
 
         s = self.settings(service, env)
-        return Environment(settings=s, store=self.store, target=LocalTarget(agent, service, env),
+        return Environment(settings=s, store=self.store, target=build_target(s.target, self.build_context(s, agent)),
                            router=self.router(s, agent),
                            releases=ReleaseStore(self.state_dir / "releases"), actor=actor(),
                            listener=listener, secrets=self.secrets.environ_for, redactor=self.redactor,
@@ -161,20 +162,19 @@ class Project:
 
         return SshPool(hosts_from_config(self.config), options_from_config(self.config, self.root, self.ssh_key()))
 
+    def build_context(self, s: ServiceSettings, agent: AgentClient) -> BuildContext:
+        """What the registry's factories get to build the target and router of one (service, env)."""
+        from shipyard.plugins import BuildContext
+
+        return BuildContext(root=self.root, state_dir=self.state_dir, service=s.service, env=s.env, settings=s,
+                            agent=agent, ssh_pool=self.ssh_pool)
+
     def router(self, s: ServiceSettings, agent: AgentClient) -> Router:
-        """The router `deploy.router` names for one (service, env): the agent's built-in one, or a HAProxy
-        driven through its stats socket (a relative socket path starts at shipyard.yaml's directory)."""
-        if getattr(s.router, "type", "builtin") == "haproxy":
-            from shipyard.routers.haproxy import HaproxyRouter, UnixSocketChannel
+        """The router `deploy.router` names for one (service, env), built by its kind in the registry
+        (shipyard.plugins): the agent's built-in one, HAProxy, or a plugin's."""
+        from shipyard.plugins import build_router
 
-            cfg = s.router
-            path = Path(cfg.socket) if Path(cfg.socket).is_absolute() else self.root / cfg.socket
-            return HaproxyRouter(UnixSocketChannel(str(path), float(cfg.timeout)), cfg.backend,
-                                 server_prefix=cfg.server_prefix, listen=s.listen,
-                                 where=f"HAProxy at {path}")
-        from shipyard.routers.builtin import BuiltinRouter
-
-        return BuiltinRouter(agent.router, s.service, s.env, s.listen, s.router_options or None)
+        return build_router(s.router, self.build_context(s, agent))
 
     def close(self) -> None:
         if self._store is not None:

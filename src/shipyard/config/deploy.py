@@ -15,6 +15,7 @@ from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from shipyard.config.base import FieldProblem, Name, StrictModel, check_address
 from shipyard.config.durations import Duration
+from shipyard.config.kinds import RegisteredKinds
 
 DEFAULT_DRAIN = 30.0
 
@@ -29,7 +30,8 @@ class LocalTarget(StrictModel):
                                    description="Time between SIGTERM and SIGKILL when an instance stops.")
 
 
-Target = Annotated[LocalTarget, Field(discriminator="type")]
+Target = Annotated[Any, RegisteredKinds("targets")]
+"""`type` picks a kind of the plugin registry (local, or a plugin's): see config.kinds."""
 
 
 # --- routers -------------------------------------------------------------------------------------------
@@ -180,7 +182,8 @@ class HaproxyRouter(StrictModel):
         return self.listen
 
 
-Router = Annotated[BuiltinRouter | HaproxyRouter, Field(discriminator="type")]
+Router = Annotated[Any, RegisteredKinds("routers")]
+"""`type` picks a kind of the plugin registry (builtin, haproxy, or a plugin's): see config.kinds."""
 
 
 # --- strategies ----------------------------------------------------------------------------------------
@@ -289,9 +292,10 @@ class Deploy(StrictModel):
     """Everything about rolling a revision out for one service (per-env overrides apply on top)."""
 
     target: Annotated[Target, BeforeValidator(_default_type("local"))] = Field(
-        default_factory=LocalTarget, description="Where instances run (`type: local`).")
+        default_factory=LocalTarget, description="Where instances run: `type: local`, or a kind a plugin registers.")
     router: Annotated[Router, BeforeValidator(_default_type("builtin"))] = Field(
-        default_factory=BuiltinRouter, description="What sends traffic to instances (`type: builtin` or `haproxy`).")
+        default_factory=BuiltinRouter,
+        description="What sends traffic to instances: `type: builtin`, `haproxy`, or a kind a plugin registers.")
     strategy: Annotated[Strategy, BeforeValidator(_default_type(STRATEGY_DEFAULT_TYPE))] = Field(
         default_factory=Rolling,
         description="How the new revision replaces the old: all_at_once, rolling, blue_green or canary.")
