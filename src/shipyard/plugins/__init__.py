@@ -11,7 +11,8 @@ shipyard's own kinds (targets: local; routers: builtin, haproxy) are declared th
 pyproject.toml and go through the same code. Discovery runs once per process (cached; `reset()` forgets
 it, for tests that install a distribution on the fly). A kind whose entry point cannot be loaded, is not a
 Kind, does not match its name, or is declared by two distributions is a one-line PluginError naming
-the distribution: a broken plugin stops shipyard at the first config it reads rather than half-working.
+the distribution: a broken plugin stops shipyard the first time it needs the registry (a config block
+with a `type`, building a target or router) rather than half-working.
 
 A factory should only construct: no I/O, nothing started (`Router.ensure()` and `Target.start()` do
 that, inside the engine's steps). It imports its implementation lazily, so that `config validate`, which
