@@ -10,7 +10,8 @@ where they happen, so the CLI can print one line and choose an exit code without
     │   ├── UnknownEnvironmentError    exit 2
     │   ├── UnknownHostError           exit 2: a host name not under `hosts:`
     │   ├── RevisionNotFoundError      exit 2
-    │   └── MissingSecretsError        exit 2: required names resolve to nothing (all of them listed at once)
+    │   ├── MissingSecretsError        exit 2: required names resolve to nothing (all of them listed at once)
+    │   └── PluginError                exit 2: an installed target/router plugin is broken or declared twice
     ├── StoreError                     the state database failed, is at an unknown schema, empty or corrupt
     ├── OSFailure                      an operating-system call failed (file, directory, process): OSError
     │                                  mapped where it happens, one line with the path
@@ -96,6 +97,11 @@ class MissingSecretsError(UsageError):
 
 class UnknownHostError(UsageError):
     pass
+
+
+class PluginError(UsageError):
+    """A plugin's entry point cannot be loaded, is not what it claims, or two distributions declare one
+    kind: the message names the distribution (the fix is on the installation, not in shipyard.yaml)."""
 
 
 class StoreError(ShipyardError):

@@ -141,7 +141,8 @@ def test_release_paths_map_to_the_host() -> None:
         "/srv/shipyard/releases/api/abc-123"
 
 
-@pytest.mark.parametrize(("value", "parsed"), [(2, 2), ("2", 2), ("75%", "75%"), (" 50 %", "50%"), ("x", None), ("150%", None)])
+@pytest.mark.parametrize(("value", "parsed"), [(2, 2), ("2", 2), ("75%", "75%"), (" 50 %", "50%"), ("x", None),
+                                               ("150%", None)])
 def test_minimum_healthy_hosts_config(value: object, parsed: object) -> None:
     from pydantic import ValidationError
 

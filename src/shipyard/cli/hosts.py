@@ -168,7 +168,7 @@ def setup_cmd(
                            "hosts": [r.as_dict() if isinstance(r, SetupResult) else {"host": n, "error": str(r)}
                                      for n, r in results.items()]})
     else:
-        render.table(f"hosts setup (runtime {runtime.sha256[:12]}, {runtime.size / 2**20:.1f} MiB)",
+        render.table(f"hosts setup (runtime sha256 {runtime.sha256}, {runtime.size / 2**20:.1f} MiB)",
                      ["host", "runtime", "agent", "pid", "started by", "took"],
                      [(n, "installed" if r.installed else "up to date", f"shipyard {r.version}", r.agent_pid or "-",
                        "systemd" if r.systemd else "keeper", f"{r.seconds:.1f}s")

@@ -110,7 +110,7 @@ async def show_logs(project: Project, service: str, env: str, instance: str | No
     if getattr(project.settings(service, env).target, "type", "local") == "ssh":
         from shipyard.cli.fleet_logs import show_fleet_logs
 
-        await show_fleet_logs(project, service, env, instance, follow, lines, as_json, stop)
+        await show_fleet_logs(project, service, env, instance, follow, lines, as_json, stop, select_instances)
         return
     async with project.agent(start=False) as agent:
         def list_records() -> Awaitable[list[dict[str, Any]]]:

@@ -12,7 +12,7 @@ import contextlib
 import getpass
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from shipyard.engine.journal import Listener
     from shipyard.engine.settings import ServiceSettings
     from shipyard.hosts.agent import RemoteAgents
+    from shipyard.plugins import BuildContext
     from shipyard.routers.base import Router
     from shipyard.secrets.context import SecretsContext
     from shipyard.ssh import SshPool
@@ -130,14 +131,11 @@ class Project:
     def environment(self, service: str, env: str, agent: AgentClient, *,
                     listener: Listener | None = None) -> Environment:
         from shipyard.engine.deployer import Environment
+        from shipyard.plugins import build_target
         from shipyard.releases.store import ReleaseStore
-        from shipyard.targets.base import Target
-        from shipyard.targets.local import LocalTarget
 
         s = self.settings(service, env)
-        target: Target = self.ssh_target(s, agent) if getattr(s.target, "type", "local") == "ssh" \
-            else LocalTarget(agent, service, env)
-        return Environment(settings=s, store=self.store, target=target,
+        return Environment(settings=s, store=self.store, target=build_target(s.target, self.build_context(s, agent)),
                            router=self.router(s, agent),
                            releases=ReleaseStore(self.state_dir / "releases"), actor=actor(),
                            listener=listener, secrets=self.secrets.environ_for, redactor=self.redactor,
@@ -185,37 +183,28 @@ class Project:
         return self._fleet
 
     def ssh_target(self, s: ServiceSettings, agent: AgentClient) -> SshTarget:
-        """The `type: ssh` target of one (service, env): its hosts' agents over SSH, releases shipped there."""
-        from shipyard.hosts.ship import ship_release
-        from shipyard.targets.ssh import FleetHost, SshTarget
+        """The `type: ssh` target of one (service, env), as the registry builds it (status and logs ask it)."""
+        from shipyard.plugins import build_target
+        from shipyard.targets.ssh import SshTarget
 
-        pool, agents = self.fleet(agent)
-        cfg = s.target
-        fleet = [FleetHost(name, self.config.host(name).address, self.config.host(name).release_dir)
-                 for name in cfg.hosts]
+        target = build_target(s.target, self.build_context(s, agent))
+        assert isinstance(target, SshTarget)
+        return target
 
-        async def ship(hosts: Sequence[str], release: Path, service: str, keep: int,
-                       in_use: set[str]) -> dict[str, Any]:
-            results = await ship_release(pool, list(hosts), release, service, release.name, keep, in_use=in_use)
-            return {name: getattr(r, "__dict__", r) for name, r in results.items()}
+    def build_context(self, s: ServiceSettings, agent: AgentClient) -> BuildContext:
+        """What the registry's factories get to build the target and router of one (service, env)."""
+        from shipyard.plugins import BuildContext
 
-        return SshTarget(agents, fleet, s.service, s.env, per_host=cfg.per_host, port=cfg.port, mode=cfg.mode,
-                         ship=ship)
+        return BuildContext(root=self.root, state_dir=self.state_dir, service=s.service, env=s.env, settings=s,
+                            agent=agent, ssh_pool=lambda: self.fleet(agent)[0],
+                            host_agents=lambda: self.fleet(agent)[1], hosts=self.config.hosts)
 
     def router(self, s: ServiceSettings, agent: AgentClient) -> Router:
-        """The router `deploy.router` names for one (service, env): the agent's built-in one, or a HAProxy
-        driven through its stats socket (a relative socket path starts at shipyard.yaml's directory)."""
-        if getattr(s.router, "type", "builtin") == "haproxy":
-            from shipyard.routers.haproxy import HaproxyRouter, UnixSocketChannel
+        """The router `deploy.router` names for one (service, env), built by its kind in the registry
+        (shipyard.plugins): the agent's built-in one, HAProxy, or a plugin's."""
+        from shipyard.plugins import build_router
 
-            cfg = s.router
-            path = Path(cfg.socket) if Path(cfg.socket).is_absolute() else self.root / cfg.socket
-            return HaproxyRouter(UnixSocketChannel(str(path), float(cfg.timeout)), cfg.backend,
-                                 server_prefix=cfg.server_prefix, listen=s.listen,
-                                 where=f"HAProxy at {path}")
-        from shipyard.routers.builtin import BuiltinRouter
-
-        return BuiltinRouter(agent.router, s.service, s.env, s.listen, s.router_options or None)
+        return build_router(s.router, self.build_context(s, agent))
 
     def close(self) -> None:
         if self._store is not None:

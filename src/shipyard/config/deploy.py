@@ -15,6 +15,7 @@ from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from shipyard.config.base import FieldProblem, Name, StrictModel, check_address
 from shipyard.config.durations import Duration
+from shipyard.config.kinds import RegisteredKinds
 
 DEFAULT_DRAIN = 30.0
 
@@ -72,7 +73,8 @@ class SshTarget(StrictModel):
         return len(self.hosts) * self.per_host
 
 
-Target = Annotated[LocalTarget | SshTarget, Field(discriminator="type")]
+Target = Annotated[Any, RegisteredKinds("targets")]
+"""`type` picks a kind of the plugin registry (local, or a plugin's): see config.kinds."""
 
 
 # --- routers -------------------------------------------------------------------------------------------
@@ -223,7 +225,8 @@ class HaproxyRouter(StrictModel):
         return self.listen
 
 
-Router = Annotated[BuiltinRouter | HaproxyRouter, Field(discriminator="type")]
+Router = Annotated[Any, RegisteredKinds("routers")]
+"""`type` picks a kind of the plugin registry (builtin, haproxy, or a plugin's): see config.kinds."""
 
 
 # --- strategies ----------------------------------------------------------------------------------------
@@ -361,9 +364,11 @@ class Deploy(StrictModel):
     """Everything about rolling a revision out for one service (per-env overrides apply on top)."""
 
     target: Annotated[Target, BeforeValidator(_default_type("local"))] = Field(
-        default_factory=LocalTarget, description="Where instances run (`type: local`, or `ssh` on `hosts:`).")
+        default_factory=LocalTarget, description="Where instances run: `type: local`, `ssh` on `hosts:`, "
+                                                   "or a kind a plugin registers.")
     router: Annotated[Router, BeforeValidator(_default_type("builtin"))] = Field(
-        default_factory=BuiltinRouter, description="What sends traffic to instances (`type: builtin` or `haproxy`).")
+        default_factory=BuiltinRouter,
+        description="What sends traffic to instances: `type: builtin`, `haproxy`, or a kind a plugin registers.")
     strategy: Annotated[Strategy, BeforeValidator(_default_type(STRATEGY_DEFAULT_TYPE))] = Field(
         default_factory=Rolling,
         description="How the new revision replaces the old: all_at_once, rolling, blue_green or canary.")

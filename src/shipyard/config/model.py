@@ -231,7 +231,7 @@ class Config(StrictModel):
     def listen_for(self, service: str, env: str) -> str | None:
         """Front address of (service, env): the env override, the `{env: addr}` entry, or the single
         `router.listen` string; None when not fixed (the router then picks a free port)."""
-        listen = self.deploy_for(service, env).router.listen
+        listen = getattr(self.deploy_for(service, env).router, "listen", None)
         return listen if isinstance(listen, str) else None
 
     def service_for(self, name: str, env: str) -> ResolvedService:

@@ -144,10 +144,12 @@ class Service(StrictModel):
         """The deploy section as it applies in `env`: instances and listen overrides folded in, and
         `router.listen` reduced to that env's single address (or None)."""
         override = self.environments.get(env)
-        listen = override.listen if override and override.listen else self.deploy.router.listen_for(env)
-        router = self.deploy.router.model_copy(update={"listen": listen})
-        target = self.deploy.target
-        if override and override.instances is not None and target.type == "local":
+        router, target = self.deploy.router, self.deploy.target
+        if "listen" in type(router).model_fields:     # a plugin's router may have no front address
+            own = router.listen.get(env) if isinstance(router.listen, dict) else router.listen
+            listen = override.listen if override and override.listen else own
+            router = router.model_copy(update={"listen": listen})
+        if override and override.instances is not None and "instances" in type(target).model_fields:
             target = target.model_copy(update={"instances": override.instances})
         return self.deploy.model_copy(update={"router": router, "target": target})
 

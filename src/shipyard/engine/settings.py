@@ -100,7 +100,7 @@ def service_settings(cfg: Any, project_root: Path, service: str, env: str) -> Se
     migrate = None
     if svc.migrate:
         migrate = HookSpec(svc.migrate, float(getattr(svc, "migrate_timeout", 600.0)))
-    listen = cfg.listen_for(service, env) if hasattr(cfg, "listen_for") else dep.router.listen
+    listen = cfg.listen_for(service, env) if hasattr(cfg, "listen_for") else getattr(dep.router, "listen", None)
     run = svc.run or ""
     if getattr(getattr(svc, "service", None), "run", "") is None and getattr(svc, "kind", "") == "static":
         # The default file server runs on the interpreter that runs shipyard: `python` may not be on PATH.
@@ -111,7 +111,9 @@ def service_settings(cfg: Any, project_root: Path, service: str, env: str) -> Se
         service=service, env=env, branch=envcfg.branch, source=source, build=svc.build,
         build_timeout=float(getattr(svc, "build_timeout", 1800.0)), run=run, migrate=migrate,
         environ={k: str(v) for k, v in (svc.env or {}).items()},
-        instances=int(dep.target.instances), stop_timeout=float(dep.target.stop_timeout), listen=listen,
+        # a plugin's target model need not have these (docs/plugins.md): one instance, 10 s to stop
+        instances=int(getattr(dep.target, "instances", 1)),
+        stop_timeout=float(getattr(dep.target, "stop_timeout", 10.0)), listen=listen,
         strategy=strategy, drain_timeout=drain,
         ws_drain_timeout=float(getattr(dep, "ws_drain_timeout", None) or drain), bake=float(dep.bake or 0),
         keep_previous=float(dep.keep_previous), step_timeout=float(dep.step_timeout),

@@ -1,0 +1,60 @@
+"""Fixtures of the contract suite: `router_case` and `target_case` are parametrized over every kind in the
+plugin registry (shipyard.plugins), each built by its harness (harnesses.py); `backends` are three real HTTP
+backends on loopback. A registered kind without a harness fails here rather than being skipped."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shipyard import plugins
+
+from .harnesses import APP, ROUTERS, TARGETS, Backend, RouterCase, TargetCase, start_backend
+
+MARKS: dict[str, Any] = {"haproxy": pytest.mark.haproxy}     # kind -> the marker of the server it needs
+
+
+def _params(group: plugins.Group) -> list[Any]:
+    return [pytest.param(name, id=name, marks=MARKS.get(name, ())) for name in sorted(plugins.kinds(group))]
+
+
+@pytest.fixture
+def base() -> Iterator[Path]:
+    # Unix socket paths are limited to 108 bytes: a short private dir in /tmp, not tmp_path.
+    path = Path(tempfile.mkdtemp(prefix="syc-", dir="/tmp"))
+    (path / "app.py").write_text(APP)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(params=_params("routers"))
+async def router_case(request: pytest.FixtureRequest, base: Path) -> AsyncIterator[RouterCase]:
+    harness = ROUTERS.get(request.param)
+    if harness is None:
+        pytest.fail(f"router kind {request.param!r} has no contract harness (add one to tests/contract/harnesses.py)")
+    async with harness(base) as case:
+        yield case
+
+
+@pytest.fixture(params=_params("targets"))
+async def target_case(request: pytest.FixtureRequest, base: Path) -> AsyncIterator[TargetCase]:
+    harness = TARGETS.get(request.param)
+    if harness is None:
+        pytest.fail(f"target kind {request.param!r} has no contract harness (add one to tests/contract/harnesses.py)")
+    async with harness(base) as case:
+        yield case
+
+
+@pytest.fixture
+async def backends() -> AsyncIterator[list[Backend]]:
+    started = [await start_backend(name) for name in ("a", "b", "c")]
+    yield started
+    for b in started:
+        for gate in b.gates.values():
+            gate.set()
+        await b.runner.cleanup()
