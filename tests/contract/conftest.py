@@ -14,9 +14,17 @@ import pytest
 
 from shipyard import plugins
 
-from .harnesses import APP, ROUTERS, TARGETS, Backend, RouterCase, TargetCase, start_backend
+from .harnesses import APP, ROUTERS, TARGETS, Backend, RouterCase, TargetCase, close_contract_hosts, start_backend
 
-MARKS: dict[str, Any] = {"haproxy": pytest.mark.haproxy}     # kind -> the marker of the server it needs
+MARKS: dict[str, Any] = {"haproxy": pytest.mark.haproxy,      # kind -> the marker of the server it needs
+                         "ssh": pytest.mark.nethosts, "nginx": pytest.mark.nginx}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _contract_hosts() -> Iterator[None]:
+    """The ssh harness's namespaced host lives for the session; removed at its end."""
+    yield
+    close_contract_hosts()
 
 
 def _params(group: plugins.Group) -> list[Any]:

@@ -16,16 +16,18 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
 from shipyard.agent.client import AgentClient
 from shipyard.agent.daemon import ensure_agent_async, stop_agent_async
-from shipyard.errors import AgentError, RouterError, ShipyardError
+from shipyard.errors import AgentError, RouterError, ShipyardError, SshError, TargetError
 from shipyard.proxy import ProxyPaths, RouterClient
 from shipyard.routers.base import Router
 from shipyard.routers.builtin import BuiltinRouter
 from shipyard.routers.haproxy import HaproxyRouter, UnixSocketChannel
+from shipyard.ssh import HostSpec, SshOptions, SshPool
 from shipyard.targets.base import Target
 from shipyard.targets.local import LocalTarget
 from shipyard.testing.haproxy import haproxy_binary, haproxy_process
@@ -56,6 +58,7 @@ class TargetCase:
     errors: tuple[type[ShipyardError], ...]
     cut: Callable[[], Awaitable[None]]          # make the target's host unreachable
     bound: float = 15.0
+    bind: str = "127.0.0.1"                     # where the app listens (BIND_HOST): reachable from here
 
 
 RouterHarness = Callable[[Path], contextlib.AbstractAsyncContextManager[RouterCase]]
@@ -134,7 +137,38 @@ async def haproxy_router(base: Path) -> AsyncIterator[RouterCase]:
         yield RouterCase(router, (RouterError,), cut, hung)
 
 
-ROUTERS: dict[str, RouterHarness] = {"builtin": builtin_router, "haproxy": haproxy_router}
+@contextlib.asynccontextmanager
+async def nginx_router(base: Path) -> AsyncIterator[RouterCase]:
+    from shipyard.routers.nginx import LocalExecutor, NginxRouter
+    from shipyard.testing.nginx import nginx_binary, nginx_process
+
+    binary = nginx_binary()
+    if binary is None:
+        missing_server("nginx is missing (scripts/bootstrap installs it)")
+        return
+    with nginx_process(binary) as ngx:
+
+        def make(status: str) -> NginxRouter:
+            return NginxRouter(LocalExecutor(), upstream=ngx.upstream, file=ngx.upstream_file, conf=ngx.conf,
+                               status=status, binary=binary, listen=ngx.listen, timeout=3.0)
+
+        @contextlib.asynccontextmanager
+        async def hung(where: Path) -> AsyncIterator[Router]:
+            server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)   # accepts, never answers
+            port = server.sockets[0].getsockname()[1]
+            try:
+                yield make(f"127.0.0.1:{port}")
+            finally:
+                server.close()
+
+        async def cut() -> None:
+            ngx.proc.terminate()             # nginx stopped: its status server and its workers gone
+            await asyncio.to_thread(ngx.proc.wait, 10)
+
+        yield RouterCase(make(ngx.status), (RouterError,), cut, hung)
+
+
+ROUTERS: dict[str, RouterHarness] = {"builtin": builtin_router, "haproxy": haproxy_router, "nginx": nginx_router}
 
 
 # --- targets ----------------------------------------------------------------------------------------------
@@ -148,7 +182,73 @@ async def local_target(base: Path) -> AsyncIterator[TargetCase]:
         yield TargetCase(LocalTarget(agent, "api", "contract"), "api", "contract", (AgentError,), cut)
 
 
-TARGETS: dict[str, TargetHarness] = {"local": local_target}
+_FLEET: dict[str, Any] = {}
+
+
+def contract_host() -> Any:
+    """One namespaced SSH host for the session (tests/nethosts.py), with shipyard set up on it once."""
+    if "host" not in _FLEET:
+        from nethosts import HostFactory, open_pool
+
+        pool = open_pool("sc")
+        _FLEET["pool"] = pool
+        factory = HostFactory(pool)
+        _FLEET["factory"] = factory
+        _FLEET["host"] = factory.add("ct-1")
+    return _FLEET["host"]
+
+
+def close_contract_hosts() -> None:
+    if "factory" in _FLEET:
+        _FLEET["factory"].close()
+    if "pool" in _FLEET:
+        _FLEET["pool"].close()
+    _FLEET.clear()
+
+
+def _ssh_pool(host: Any, base: Path) -> SshPool:
+    known = base / "known_hosts"
+    known.write_text(host.known_hosts_line + "\n")
+    spec = HostSpec(name=host.name, address=host.address, user=host.user)
+    return SshPool({host.name: spec}, SshOptions(known_hosts=known, client_key=Path(host.client_key).read_text(),
+                                                 connect_timeout=3.0, keepalive=2.0))
+
+
+@contextlib.asynccontextmanager
+async def ssh_target(base: Path) -> AsyncIterator[TargetCase]:
+    from shipyard.hosts.agent import RemoteAgents
+    from shipyard.hosts.runtime import build_runtime
+    from shipyard.hosts.setup import SetupResult, setup_hosts
+    from shipyard.hosts.ship import ship_release
+    from shipyard.targets.ssh import FleetHost, SshTarget
+
+    host = contract_host()
+    async with _ssh_pool(host, base) as pool:
+        if not _FLEET.get("setup"):
+            result = (await setup_hosts(pool, [host.name], build_runtime(Path("/tmp/shy-contract-runtime"))))[host.name]
+            assert isinstance(result, SetupResult), result
+            _FLEET["setup"] = True
+        await ship_release(pool, [host.name], base, "api", base.name, 50)
+        agents = RemoteAgents(pool, timeout=5.0)
+        target = SshTarget(agents, [FleetHost(host.name, host.address, "/srv/shipyard")], "api", "contract",
+                           per_host=4, port=18080)
+
+        async def cut() -> None:
+            host.cut()
+
+        try:
+            yield TargetCase(target, "api", "contract", (TargetError, AgentError, SshError), cut, bind="0.0.0.0")
+        finally:
+            host.restore()
+            pool.drop(host.name)             # the connection cut with the link: a fresh one for the clean-up
+            target.hosts = list(target.all_hosts)
+            try:
+                await target.stop(await target.instances(), 1.0)
+            finally:
+                await agents.aclose()
+
+
+TARGETS: dict[str, TargetHarness] = {"local": local_target, "ssh": ssh_target}
 
 
 # --- what the contract sends traffic to -------------------------------------------------------------------
@@ -170,7 +270,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
+http.server.ThreadingHTTPServer((os.environ.get("BIND_HOST", "127.0.0.1"), int(os.environ["PORT"])),
+                                Handler).serve_forever()
 '''
 
 

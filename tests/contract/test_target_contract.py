@@ -25,7 +25,8 @@ DEADLINE = 20.0         # generous: only reached when something is broken
 
 def spec(case: TargetCase, base: Path, *args: str, stop_timeout: float = 5.0) -> LaunchSpec:
     return LaunchSpec(service=case.service, env=case.env, revision="0123456789abcdef", deployment="deploy-contract",
-                      cwd=base, argv=app_argv(base / "app.py", *args), environ={"CONTRACT": "1"},
+                      cwd=base, argv=app_argv(base / "app.py", *args),
+                      environ={"CONTRACT": "1", "BIND_HOST": case.bind},
                       stop_timeout=stop_timeout)
 
 

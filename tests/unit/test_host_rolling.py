@@ -33,9 +33,10 @@ def test_minimum_healthy_that_leaves_nothing_is_refused(healthy: int | str, host
 
 def test_skipping_unreachable_hosts_needs_an_explicit_minimum() -> None:
     assert not HostBatches("one_at_a_time").may_skip(4, 3)        # no minimum given: refuse by name
-    assert HostBatches(None, 3).may_skip(4, 3)
+    assert HostBatches(None, 2).may_skip(4, 3)
+    assert not HostBatches(None, 3).may_skip(4, 3)                # 3 must serve: none of 3 left to deploy to
     assert not HostBatches(None, 3).may_skip(4, 2)
-    assert HostBatches(None, "50%").may_skip(4, 2)
+    assert HostBatches(None, "25%").may_skip(4, 2)
     assert not HostBatches(None, 0).may_skip(2, 0)                # nothing left to deploy to
 
 

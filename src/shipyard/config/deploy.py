@@ -199,6 +199,9 @@ class HaproxyRouter(StrictModel):
                     "checked to accept connections and reported by deploys.")
     timeout: Duration = Field(default=5.0, gt=0, le=300,
                               description="Bound on one runtime API command (connect, send, answer).")
+    host: Name | None = Field(default=None, description="The host (under `hosts:`) HAProxy runs on, reached "
+                                                        "over SSH (the socket is then a path on that host); "
+                                                        "unset: this machine.")
 
     @field_validator("listen")
     @classmethod
@@ -227,6 +230,57 @@ class HaproxyRouter(StrictModel):
 
 Router = Annotated[Any, RegisteredKinds("routers")]
 """`type` picks a kind of the plugin registry (builtin, haproxy, or a plugin's): see config.kinds."""
+
+
+class NginxRouter(StrictModel):
+    """An nginx the user runs: shipyard renders the upstream into a file nginx.conf includes, checks with
+    `nginx -t`, reloads gracefully and reads back the generation nginx's workers serve."""
+
+    type: Literal["nginx"] = Field(description="Router kind; `nginx` renders an upstream and reloads nginx.")
+    upstream: str = Field(description="Name of the `upstream` block shipyard writes (proxy_pass http://NAME).")
+    file: str = Field(min_length=1, description="The file shipyard owns and nginx.conf includes inside "
+                                                "`http {}`; relative paths start at shipyard.yaml's directory.")
+    conf: str = Field(default="/etc/nginx/nginx.conf", description="The nginx.conf that `nginx -t` and "
+                                                                   "`nginx -s reload` use (-c).")
+    status: str = Field(default="127.0.0.1:8099",
+                        description="Loopback address of the status server rendered beside the upstream: it "
+                                    "answers the generation nginx serves, read back after each reload.")
+    binary: str = Field(default="nginx", description="The nginx executable.")
+    listen: Listen = Field(default=None, description='The address clients reach the service at, "host:port" '
+                                                     'or {env: "host:port"} (reported by deploys).')
+    timeout: Duration = Field(default=10.0, gt=0, le=300,
+                              description="Bound on each nginx command and on the new workers answering.")
+    host: Name | None = Field(default=None, description="The host (under `hosts:`) nginx runs on, reached over "
+                                                        "SSH (paths are then on that host); unset: this machine.")
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str | dict[str, str] | None) -> str | dict[str, str] | None:
+        return _listen_values(value)
+
+    @field_validator("upstream")
+    @classmethod
+    def _check_upstream(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", value):
+            raise ValueError(f"invalid upstream name {value!r}: 1-64 letters, digits, '_', '.' or '-'")
+        return value
+
+    @field_validator("status")
+    @classmethod
+    def _check_status(cls, value: str) -> str:
+        return check_address(value)
+
+    @field_validator("file", "conf", "binary")
+    @classmethod
+    def _check_path(cls, value: str) -> str:
+        if "\0" in value or "\n" in value:
+            raise ValueError("a path may not contain NUL or a newline")
+        return value
+
+    def listen_for(self, env: str) -> str | None:
+        if isinstance(self.listen, dict):
+            return self.listen.get(env)
+        return self.listen
 
 
 # --- strategies ----------------------------------------------------------------------------------------

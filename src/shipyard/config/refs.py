@@ -124,6 +124,10 @@ def _target_hosts(data: dict[str, Any], base: Path, target: dict[str, Any],
             if isinstance(host, str) and host not in hosts:
                 problems.append(((*base, "deploy", "target", "hosts", index),
                                  f"{host!r}: " + _known("host", hosts, "hosts")))
+    router = _mapping(_mapping(_mapping(data.get("services")).get(str(base[1]))).get("deploy")).get("router")
+    where = _mapping(router).get("host")
+    if isinstance(where, str) and where not in hosts:
+        problems.append(((*base, "deploy", "router", "host"), f"{where!r}: " + _known("host", hosts, "hosts")))
     if strategy.get("per") == "host" and kind != "ssh":
         problems.append(((*base, "deploy", "strategy", "per"),
                          "per: host needs an ssh target (`target: {type: ssh, hosts: [...]}`)"))

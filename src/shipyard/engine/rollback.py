@@ -16,7 +16,7 @@ from shipyard.domain.types import Instance
 from shipyard.engine.run import Described, Run, one_line
 from shipyard.engine.runstate import weights
 from shipyard.errors import ShipyardError
-from shipyard.targets.base import ShippingTarget
+from shipyard.targets.base import PlacingTarget, ShippingTarget
 
 RUNNING = ("running", "starting", "backoff")
 
@@ -26,6 +26,11 @@ async def roll_back(run: Run, reason: str, *, resume: bool = False) -> DeploySta
     if not resume:
         run.journal.transition(DeployState.ROLLING_BACK, reason)
     run.journal.event("rollback.started", reason, reason=reason)
+    if isinstance(run.target, PlacingTarget):
+        # A rollback goes on without hosts it cannot reach: what it can put back, it puts back.
+        run.target.watch(lambda hosts, reachable: True, lambda host, why, carry_on: run.journal.event(
+            "host.lost", f"{host} unreachable during the rollback: {why}; rolling back without it", host=host,
+            reason=why, carry_on=True))
     if "on_failure" in run.s.hooks:
         await run.safe_hook("on_failure", "rollback", 0)
     gone, back = run.names()

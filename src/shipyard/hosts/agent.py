@@ -58,13 +58,15 @@ class RemoteAgents:
         self._dir = Path(tempfile.mkdtemp(prefix="shy-fwd-"))     # mkdtemp makes it 0700
         self._clients: dict[str, HostAgentClient] = {}
         self._listeners: dict[str, Any] = {}
+        self._conns: dict[str, Any] = {}
         self._lock = asyncio.Lock()
 
     async def client(self, host: str) -> AgentClient:
         async with self._lock:
-            if host in self._clients:
-                return self._clients[host]
             conn = await self.pool.connection(host)
+            if host in self._clients and self._conns.get(host) is conn:
+                return self._clients[host]
+            await self.forget(host)          # made over a connection that has since been replaced
             local = self._dir / f"h{len(self._clients)}"
             local.mkdir(mode=0o700)
             try:
@@ -73,6 +75,7 @@ class RemoteAgents:
                 raise SshUnreachable(f"{self.pool.host(host).where}: cannot forward the agent's socket: {exc}",
                                      host) from exc
             self._listeners[host] = listener
+            self._conns[host] = conn
             client = HostAgentClient(host, self.pool.host(host).where, local, self.timeout)
             self._clients[host] = client
             return client
@@ -80,6 +83,7 @@ class RemoteAgents:
     async def forget(self, host: str) -> None:
         """Drop a host's forward (its connection broke): the next client() opens a new one."""
         client, listener = self._clients.pop(host, None), self._listeners.pop(host, None)
+        self._conns.pop(host, None)
         if client is not None:
             await client.aclose()
         if listener is not None:

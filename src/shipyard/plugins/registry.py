@@ -22,7 +22,8 @@ GROUPS: dict[Group, str] = {"targets": "shipyard.targets", "routers": "shipyard.
 
 BUILTIN: dict[Group, dict[str, str]] = {
     "targets": {"local": "shipyard.targets.kinds:LOCAL", "ssh": "shipyard.targets.kinds:SSH"},
-    "routers": {"builtin": "shipyard.routers.kinds:BUILTIN", "haproxy": "shipyard.routers.kinds:HAPROXY"},
+    "routers": {"builtin": "shipyard.routers.kinds:BUILTIN", "haproxy": "shipyard.routers.kinds:HAPROXY",
+                "nginx": "shipyard.routers.kinds:NGINX"},
 }
 """shipyard's own entry points, as pyproject.toml declares them (a unit test keeps the two equal). Used
 only when the installed shipyard's metadata predates them (an editable install not reinstalled since),

@@ -69,6 +69,39 @@ class UnixSocketChannel:
         return data.decode(errors="replace")
 
 
+class SshUnixChannel:
+    """HAProxy's stats socket on another host, through a streamlocal channel of the pool's SSH connection to
+    it (no socat on the host, no port opened for the runtime API)."""
+
+    def __init__(self, pool: Any, host: str, path: str, timeout: float = 5.0) -> None:
+        self.pool, self.host, self.path, self.timeout = pool, host, path, timeout
+
+    async def send(self, line: str) -> str:
+        if "\n" in line or "\r" in line:
+            raise cmd.HaproxyCommandError("a runtime API command is one line")
+        from shipyard.errors import ShipyardError
+
+        try:
+            async with asyncio.timeout(self.timeout):
+                conn = await self.pool.connection(self.host)
+                reader, writer = await conn.open_unix_connection(self.path)
+                try:
+                    writer.write(line.encode() + b"\n")
+                    writer.write_eof()
+                    data = await reader.read()
+                finally:
+                    writer.close()
+        except TimeoutError:
+            raise HaproxyError(f"HAProxy's runtime API at {self.host}:{self.path} did not answer within "
+                               f"{self.timeout:g}s") from None
+        except ShipyardError as exc:
+            raise HaproxyError(f"cannot reach HAProxy on {self.host}: {exc}") from None
+        except Exception as exc:      # asyncssh's channel errors: the socket is not there, or refused
+            raise HaproxyError(f"cannot reach HAProxy's runtime API at {self.host}:{self.path}: "
+                               f"{getattr(exc, 'reason', None) or exc or type(exc).__name__}") from None
+        return data.decode(errors="replace") if isinstance(data, bytes) else str(data)
+
+
 @dataclass(frozen=True)
 class Slot:
     """One server of the backend, as `show servers state` shows it."""

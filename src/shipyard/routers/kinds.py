@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from shipyard.config.deploy import BuiltinRouter as BuiltinConfig
 from shipyard.config.deploy import HaproxyRouter as HaproxyConfig
+from shipyard.config.deploy import NginxRouter as NginxConfig
 from shipyard.plugins import BuildContext, Kind
 
 if TYPE_CHECKING:
@@ -22,13 +23,31 @@ def _builtin(config: BuiltinConfig, ctx: BuildContext) -> Router:
 
 
 def _haproxy(config: HaproxyConfig, ctx: BuildContext) -> Router:
-    """HAProxy through its stats socket; a relative socket path starts at shipyard.yaml's directory."""
-    from shipyard.routers.haproxy import HaproxyRouter, UnixSocketChannel
+    """HAProxy through its stats socket; a relative socket path starts at shipyard.yaml's directory. With
+    `host`, the socket is on that host, reached through its SSH connection."""
+    from shipyard.routers.haproxy import HaproxyRouter, RuntimeChannel, SshUnixChannel, UnixSocketChannel
 
-    path = Path(config.socket) if Path(config.socket).is_absolute() else ctx.root / config.socket
-    return HaproxyRouter(UnixSocketChannel(str(path), float(config.timeout)), config.backend,
-                         server_prefix=config.server_prefix, listen=ctx.settings.listen, where=f"HAProxy at {path}")
+    channel: RuntimeChannel
+    if config.host:
+        channel = SshUnixChannel(ctx.ssh_pool(), config.host, config.socket, float(config.timeout))
+        where = f"HAProxy on {config.host} at {config.socket}"
+    else:
+        path = Path(config.socket) if Path(config.socket).is_absolute() else ctx.root / config.socket
+        channel, where = UnixSocketChannel(str(path), float(config.timeout)), f"HAProxy at {path}"
+    return HaproxyRouter(channel, config.backend, server_prefix=config.server_prefix, listen=ctx.settings.listen,
+                         where=where)
+
+
+def _nginx(config: NginxConfig, ctx: BuildContext) -> Router:
+    """nginx on this machine, or on `host` over SSH."""
+    from shipyard.routers.nginx import Executor, LocalExecutor, NginxRouter, SshExecutor
+
+    ex: Executor = SshExecutor(ctx.ssh_pool(), config.host) if config.host else LocalExecutor()
+    file = config.file if config.host or Path(config.file).is_absolute() else str(ctx.root / config.file)
+    return NginxRouter(ex, upstream=config.upstream, file=file, conf=config.conf, status=config.status,
+                       binary=config.binary, listen=ctx.settings.listen, timeout=float(config.timeout))
 
 
 BUILTIN: Kind[Router] = Kind("builtin", BuiltinConfig, _builtin, "the agent's own reverse proxy")
 HAPROXY: Kind[Router] = Kind("haproxy", HaproxyConfig, _haproxy, "a HAProxy driven through its runtime API")
+NGINX: Kind[Router] = Kind("nginx", NginxConfig, _nginx, "an nginx whose upstream is rendered and reloaded")

@@ -279,6 +279,12 @@ class SshPool:
 
         return dict(await asyncio.gather(*(one(n) for n in wanted)))
 
+    def drop(self, name: str) -> None:
+        """Forget the connection to `name` (it broke, or its link went away): the next use connects again."""
+        conn = self._conns.pop(name, None)
+        if conn is not None:
+            conn.abort()
+
     async def close(self) -> None:
         conns, self._conns = list(self._conns.values()), {}
         for conn in conns:

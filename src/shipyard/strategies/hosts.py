@@ -55,8 +55,9 @@ class HostBatches:
 
     def may_skip(self, hosts: int, reachable: int) -> bool:
         """Whether a deploy may go on without the unreachable hosts: only with an explicit
-        minimum_healthy_hosts that the reachable ones still meet (an unreachable host is an unhealthy one)."""
-        return self.minimum_healthy is not None and reachable >= max(1, self.min_healthy(hosts))
+        minimum_healthy_hosts that the reachable ones still meet while leaving at least one to deploy to
+        (an unreachable host is an unhealthy one)."""
+        return self.minimum_healthy is not None and reachable > self.min_healthy(hosts) and reachable >= 1
 
 
 @dataclass(frozen=True)

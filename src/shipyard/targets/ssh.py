@@ -142,15 +142,19 @@ class SshTarget:
         return [i for r in results if not isinstance(r, ShipyardError) for i in r]
 
     def _lose(self, failed: dict[str, str]) -> None:
-        self.hosts = [h for h in self.hosts if h.name not in failed]
-        carry_on = bool(self.hosts) and self.tolerate(len(self.all_hosts), len(self.hosts))
+        """Hosts whose agent could not be reached: left out from now on when `tolerate` says the run may
+        carry on without them, else a TargetError (and they are tried again next time)."""
+        remaining = [h for h in self.hosts if h.name not in failed]
+        carry_on = bool(remaining) and self.tolerate(len(self.all_hosts), len(remaining))
         for name, why in failed.items():
             self.lost[name] = why
             self.lost_ids.update(self._seen.get(name, []))
             self.on_lost(name, why, carry_on)
-        if not carry_on:
-            listed = "; ".join(f"{n}: {w}" for n, w in failed.items())
-            raise TargetError(f"lost {len(failed)} host{'s' if len(failed) > 1 else ''} mid-deploy ({listed})")
+        if carry_on:
+            self.hosts = remaining
+            return
+        listed = "; ".join(f"{n}: {w}" for n, w in failed.items())
+        raise TargetError(f"lost {len(failed)} host{'s' if len(failed) > 1 else ''} ({listed})")
 
     def keep_serving(self, olds: list[Instance], count: int) -> list[Instance]:
         order = {h.name: n for n, h in enumerate(self.all_hosts)}
@@ -219,16 +223,12 @@ class SshTarget:
 
     async def stop(self, instances: list[Instance], timeout: float) -> None:
         async def on(name: str, group: list[Instance]) -> None:
-            if name in self.lost:
-                return           # unreachable: nothing to stop it with (its host's agent stops nothing new)
             agent = await self.agents.client(self.host(name).name)
             await asyncio.gather(*(agent.stop_instance(i.id, timeout=timeout) for i in group))
         await asyncio.gather(*(on(n, g) for n, g in self._by_host(instances).items()))
 
     async def keep_warm(self, instances: list[Instance], until: float | None) -> None:
         async def on(name: str, group: list[Instance]) -> None:
-            if name in self.lost:
-                return
             agent = await self.agents.client(self.host(name).name)
             await asyncio.gather(*(agent.expire_instance(i.id, until) for i in group))
         await asyncio.gather(*(on(n, g) for n, g in self._by_host(instances).items()))
