@@ -242,6 +242,15 @@ async def ssh_target(base: Path) -> AsyncIterator[TargetCase]:
             host.restore()
             pool.drop(host.name)             # the connection cut with the link: a fresh one for the clean-up
             target.hosts = list(target.all_hosts)
+            deadline = asyncio.get_running_loop().time() + 20.0
+            while True:                      # the link takes a moment to carry traffic again
+                try:
+                    await pool.connection(host.name)
+                    break
+                except SshError:
+                    if asyncio.get_running_loop().time() > deadline:
+                        raise
+                    await asyncio.sleep(0.2)
             try:
                 await target.stop(await target.instances(), 1.0)
             finally:

@@ -59,6 +59,7 @@ class RemoteAgents:
         self._clients: dict[str, HostAgentClient] = {}
         self._listeners: dict[str, Any] = {}
         self._conns: dict[str, Any] = {}
+        self._made = 0
         self._lock = asyncio.Lock()
 
     async def client(self, host: str) -> AgentClient:
@@ -67,7 +68,8 @@ class RemoteAgents:
             if host in self._clients and self._conns.get(host) is conn:
                 return self._clients[host]
             await self.forget(host)          # made over a connection that has since been replaced
-            local = self._dir / f"h{len(self._clients)}"
+            self._made += 1
+            local = self._dir / f"h{self._made}"
             local.mkdir(mode=0o700)
             try:
                 listener = await conn.forward_local_path(str(local / "agent.sock"), remote_socket(self.pool, host))
