@@ -27,6 +27,8 @@ global
 defaults
     mode http
     option http-keep-alive
+    option redispatch
+    retries 2
     timeout connect 2s
     timeout client 30s
     timeout server 30s
