@@ -74,9 +74,11 @@ def rollback_seconds(ws: FleetWorkspace, deployment: str) -> float | None:
     if not steps:
         return None
     from datetime import datetime
-    start = min(datetime.fromisoformat(s["started_at"]) for s in steps)
-    end = max(datetime.fromisoformat(s["finished_at"]) for s in steps if s.get("finished_at"))
-    return round((end - start).total_seconds(), 3)
+    starts = [datetime.fromisoformat(s["started_at"]) for s in steps if s.get("started_at")]
+    ends = [datetime.fromisoformat(s["ended_at"]) for s in steps if s.get("ended_at")]
+    if not starts or not ends:
+        return None
+    return round((max(ends) - min(starts)).total_seconds(), 3)
 
 
 async def ship_times(ws: FleetWorkspace, names: list[str]) -> tuple[float, float]:

@@ -172,3 +172,32 @@ def test_in_place_within_minimum_healthy_hosts_and_an_unreachable_host_skipped(
     skipped = [e for e in events(ws, fourth.json()["id"]) if e["kind"] == "hosts.skipped"]
     assert skipped and "web-3" in skipped[0]["data"]["skipped"], skipped
     assert {a for a in served(hx)} == {f"{h.address}:8080" for h in hosts[:2]}
+
+
+def test_the_builtin_router_fronts_instances_on_hosts(nethosts: HostFactory, tmp_path: Path) -> None:
+    hosts = [nethosts.add(f"web-{n + 1}") for n in range(2)]
+    port = free_port()
+    ws = create_fleet_workspace(tmp_path / "ws", hosts, Path(hosts[0].client_key),
+                                router=f'{{type: builtin, listen: "127.0.0.1:{port}"}}',
+                                strategy="{type: rolling, per: host, drain_timeout: 2s}")
+    try:
+        ok(cli(ws, "hosts", "setup", timeout=300))
+        ok(cli(ws, "deploy", "api", "--env", "prod"))
+        v2 = commit_version(ws, "2.0.0")
+        load = LoadRunner(f"http://127.0.0.1:{port}/version", 30, timeout=5.0).start()
+        try:
+            ok(cli(ws, "deploy", "api", "--env", "prod"))
+        finally:
+            result = load.stop(timeout=30)
+        assert result.failed == 0, f"{result.summary()}; {result.failures[:5]}"
+        import urllib.request
+
+        seen = set()
+        for _ in range(10):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/version", timeout=5) as resp:
+                body = json.load(resp)
+            assert body["revision"] == v2
+            seen.add(body["host"])
+        assert seen == {"web-1", "web-2"}
+    finally:
+        cli(ws, "agent", "stop")

@@ -36,9 +36,9 @@ echo "$sum" > "$tmp/.shipyard-sha256"
 rm -rf "$dest"
 mv "$tmp" "$dest"
 '''
-# $1 service dir, $2 how many to keep, then names never to remove (in use, or just shipped).
-_PRUNE = r'''set -eu
-dir=$1; keep=$2; shift 2
+# $1 service dir, $2 how many to keep, then names never to remove (in use, or just shipped). Run after
+# _INSTALL in the same session (one round trip per host), or alone when the release was there already.
+_PRUNE = r'''dir=$1; keep=$2; shift 2
 cd "$dir" 2>/dev/null || exit 0
 n=0
 for name in $(ls -1t); do
@@ -92,18 +92,21 @@ async def ship_release(pool: SshPool, hosts: Sequence[str], release: Path, servi
         dest = release_path(pool.host(host).release_dir, service, name)
         have = await pool.run(host, ["sh", "-c", _HAS, "sh", dest, digest], timeout=30)
         skipped = have.ok
-        if not skipped:
-            res = await pool.run(host, ["sh", "-c", _INSTALL, "sh", dest, digest], stdin=data,
+        keepers = sorted({name, *(in_use or set())})
+        prune = [str(PurePosixPath(dest).parent), str(keep), *keepers]
+        if skipped:
+            await pool.run(host, ["sh", "-c", _PRUNE, "sh", *prune], timeout=60)
+        else:
+            # Install, then prune, in one session: $1 $2 for the install, the rest for the prune.
+            script = f"( {_INSTALL} ) || exit $?\nshift 2\n{_PRUNE}"
+            res = await pool.run(host, ["sh", "-c", script, "sh", dest, digest, *prune], stdin=data,
                                  timeout=UPLOAD_TIMEOUT)
             if res.exit_status == 3:
                 raise TargetError(f"{host}: the release archive arrived damaged (sha256 differs); nothing "
                                   "was unpacked")
             if not res.ok:
-                raise TargetError(f"{host}: cannot unpack the release into {dest}: "
-                                  f"{res.err.strip().splitlines()[-1:] or [f'exit {res.exit_status}']}")
-        keepers = sorted({name, *(in_use or set())})
-        await pool.run(host, ["sh", "-c", _PRUNE, "sh", str(PurePosixPath(dest).parent), str(keep), *keepers],
-                       timeout=60)
+                why = (res.err.strip().splitlines() or [f"exit {res.exit_status}"])[-1]
+                raise TargetError(f"{host}: cannot unpack the release into {dest}: {why}")
         return ShipResult(dest, round(time.monotonic() - started, 3), 0 if skipped else len(data), skipped)
 
     results = await pool.each(hosts, one)
