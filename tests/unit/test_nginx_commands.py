@@ -10,6 +10,7 @@ from shipyard.commands.nginx import (
     STATUS_PATH,
     Server,
     config_test_argv,
+    error_line,
     generation,
     old_workers,
     parse_response,
@@ -111,3 +112,14 @@ def test_commands_are_argv() -> None:
     assert config_test_argv("/usr/sbin/nginx", "/etc/nginx/nginx.conf") == ["/usr/sbin/nginx", "-t", "-q", "-c",
                                                                      "/etc/nginx/nginx.conf"]
     assert reload_argv("nginx", "/x y/nginx.conf") == ["nginx", "-s", "reload", "-c", "/x y/nginx.conf"]
+
+
+def test_the_error_line_is_nginxs_reason_not_its_summary() -> None:
+    out = ('2026/12/02 13:58:16 [emerg] 22223#22223: unknown directive "bogus" in /etc/nginx/nginx.conf:2\n'
+           "nginx: configuration file /etc/nginx/nginx.conf test failed\n")
+    assert error_line(out, 1) == '[emerg] unknown directive "bogus" in /etc/nginx/nginx.conf:2'
+    assert error_line('nginx: [emerg] host not found in upstream "x:1" in /a.conf:3\n', 1) == \
+        '[emerg] host not found in upstream "x:1" in /a.conf:3'
+    assert error_line("sh: 1: cannot create /etc/x.conf: Permission denied\n", 2) == \
+        "sh: 1: cannot create /etc/x.conf: Permission denied"
+    assert error_line("", 127) == "exit 127"

@@ -141,6 +141,20 @@ def still_accepting(kids: dict[int, bool], before_reload: set[int]) -> int:
     return sum(1 for pid, shutting in kids.items() if pid in before_reload and not shutting)
 
 
+_LOG_LINE = re.compile(r"\[(emerg|alert|crit|error)\]\s+(?:\d+#\d+:\s*)?(?:\*\d+\s+)?(.*)$")
+
+
+def error_line(output: str, code: int) -> str:
+    """nginx's one line that says what is wrong (`unknown directive "x" in /etc/nginx/nginx.conf:3`), not
+    the summary after it ("configuration file ... test failed"); the last line when there is none."""
+    lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
+    for line in lines:
+        m = _LOG_LINE.search(line)
+        if m:
+            return f"[{m.group(1)}] {m.group(2)}"
+    return lines[-1] if lines else f"exit {code}"
+
+
 def config_test_argv(binary: str, conf: str) -> list[str]:
     return [binary, "-t", "-q", "-c", conf]
 

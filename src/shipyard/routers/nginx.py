@@ -23,6 +23,7 @@ import asyncssh
 from shipyard.commands.nginx import (
     Server,
     config_test_argv,
+    error_line,
     old_workers,
     parse_response,
     parse_servers,
@@ -182,12 +183,12 @@ class NginxRouter:
             raise RouterError(f"{self.name}: {exc}") from None
         code, _, err = await self._run(["sh", "-c", _WRITE, "sh", self.file], stdin=text.encode())
         if code != 0:
-            raise RouterError(f"{self.name}: cannot write {self.file}: {_last(err, code)}")
+            raise RouterError(f"{self.name}: cannot write {self.file}: {error_line(err, code)}")
         code, out, err = await self._run(config_test_argv(self.binary, self.conf))
         if code != 0:
             await self._run(["sh", "-c", _RESTORE, "sh", self.file])
             raise RouterError(f"{self.name}: nginx -t refused the configuration (previous upstream kept): "
-                              f"{_last(err or out, code)}")
+                              f"{error_line(err or out, code)}")
         # Every worker running now is old once the reload is sent: drain waits for these too, even one
         # that has not been told to shut down yet (a first deploy, with nothing answering, has none).
         with contextlib.suppress(RouterError):
@@ -195,7 +196,7 @@ class NginxRouter:
         code, out, err = await self._run(reload_argv(self.binary, self.conf))
         if code != 0:
             await self._run(["sh", "-c", _RESTORE, "sh", self.file])
-            raise RouterError(f"{self.name}: nginx -s reload failed: {_last(err or out, code)}")
+            raise RouterError(f"{self.name}: nginx -s reload failed: {error_line(err or out, code)}")
         deadline = time.monotonic() + self.timeout
         while (now := await self._generation()) != gen:
             if time.monotonic() > deadline:
@@ -238,7 +239,7 @@ class NginxRouter:
                                   f"older shipyard? the next traffic change rewrites it)")
             code, out, err = await self._run(ps_argv())
             if code != 0:
-                raise RouterError(f"{self.name}: ps failed: {_last(err, code)}")
+                raise RouterError(f"{self.name}: ps failed: {error_line(err, code)}")
             master, kids = workers(out, worker)
             if master is not None:
                 return kids
@@ -263,7 +264,3 @@ class NginxRouter:
                 "old_workers": await self._shutting_down(), "listen": self.listen,
                 "file": str(PurePosixPath(self.file))}
 
-
-def _last(text: str, code: int) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else f"exit {code}"
