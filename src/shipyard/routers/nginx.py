@@ -38,7 +38,7 @@ from shipyard.commands.nginx import (
 from shipyard.errors import RouterError, ShipyardError
 from shipyard.routers.base import WeightedBackend
 
-POLL = 0.05
+POLL = 0.02       # between reads of the status server and ps while a reload takes effect
 
 
 Stream = tuple[Any, Any]     # (reader, writer): asyncio's streams, or asyncssh's for a channel
