@@ -181,6 +181,11 @@ class NginxRouter:
             text, gen = render(self.upstream, servers, self.status)
         except ValueError as exc:
             raise RouterError(f"{self.name}: {exc}") from None
+        if await self._generation() == gen and (await self._run(["cat", self.file]))[1] == text:
+            # Already served and already the file: nothing to reload. This is what lets a rollback go on
+            # after nginx refused the change (the previous file was put back, still serving): its "route
+            # to the old instances" must not depend on the `nginx -t` that just failed.
+            return
         code, _, err = await self._run(["sh", "-c", _WRITE, "sh", self.file], stdin=text.encode())
         if code != 0:
             raise RouterError(f"{self.name}: cannot write {self.file}: {error_line(err, code)}")
