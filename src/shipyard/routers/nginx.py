@@ -51,9 +51,9 @@ class Executor(Protocol):
         """Run argv; (exit status, stdout, stderr). RouterError when it cannot be run at all."""
         ...
 
-    async def connect(self, host: str, port: int) -> Stream | None:
+    async def connect(self, host: str, port: int, *, timeout: float) -> Stream | None:
         """A TCP stream to host:port as seen from where nginx runs (None: refused there). RouterError when
-        the machine itself cannot be reached."""
+        the machine itself cannot be reached within `timeout`."""
         ...
 
 
@@ -77,10 +77,11 @@ class LocalExecutor:
                 from None
         return proc.returncode or 0, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
-    async def connect(self, host: str, port: int) -> Stream | None:
+    async def connect(self, host: str, port: int, *, timeout: float) -> Stream | None:
         try:
-            return await asyncio.open_connection(host, port)
-        except OSError:
+            async with asyncio.timeout(timeout):
+                return await asyncio.open_connection(host, port)
+        except (OSError, TimeoutError):
             return None
 
 
@@ -104,13 +105,15 @@ class SshExecutor:
             raise RouterError(f"nginx on {self.host}: {exc}") from exc
         return res.exit_status, res.out, res.err
 
-    async def connect(self, host: str, port: int) -> Stream | None:
+    async def connect(self, host: str, port: int, *, timeout: float) -> Stream | None:
         try:
-            conn = await self.pool.connection(self.host)
+            async with asyncio.timeout(timeout):
+                conn = await self.pool.connection(self.host)
+                return await conn.open_connection(host, port)
+        except TimeoutError:
+            raise RouterError(f"nginx on {self.host}: no answer within {timeout:g}s (host unreachable?)") from None
         except ShipyardError as exc:
             raise RouterError(f"nginx on {self.host}: {exc}") from exc
-        try:
-            return await conn.open_connection(host, port)
         except asyncssh.ChannelOpenError:
             return None                                   # refused on the host: nothing listens there
         except (OSError, asyncssh.Error) as exc:
@@ -153,21 +156,20 @@ class NginxRouter:
         """What one of nginx's workers answers on the status server (a new connection each time: after a
         reload only new workers accept). None: nothing answers there, or not a generation."""
         host, _, port = self.status.rpartition(":")
+        stream = await self.ex.connect(host.strip("[]"), int(port), timeout=self.timeout)
+        if stream is None:
+            return None
+        reader, writer = stream
         try:
             async with asyncio.timeout(min(2.0, self.timeout)):
-                stream = await self.ex.connect(host.strip("[]"), int(port))
-                if stream is None:
-                    return None
-                reader, writer = stream
-                try:
-                    writer.write(status_request(self.status))
-                    raw = await reader.read(4096)
-                    while raw and (more := await reader.read(4096)):
-                        raw += more
-                finally:
-                    writer.close()
+                writer.write(status_request(self.status))
+                raw = await reader.read(4096)
+                while raw and (more := await reader.read(4096)):
+                    raw += more
         except (TimeoutError, OSError, asyncssh.Error):
             return None
+        finally:
+            writer.close()
         body = parse_response(raw if isinstance(raw, bytes) else str(raw).encode())
         return None if body is None else parse_status(body)
 
