@@ -1,12 +1,14 @@
 """`shipyard deploy` of a service behind a real nginx (router type nginx, local target): a rolling v2 under
 steady load fails no request, nginx's workers serve exactly the new instances, and a release that fails its
-health check is rolled back without nginx ever being pointed at it."""
+health check is rolled back without nginx ever being pointed at it, and an nginx.conf that `nginx -t` refuses
+stops the deploy before traffic moves, with nginx's reason, the old upstream still serving."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -66,5 +68,21 @@ def test_rolling_deploy_behind_nginx_fails_no_request(behind_nginx: tuple[E2E, N
     commit_version(e2e.ws, "api", "3.0.0", health_fail=True)
     failed = e2e.deploy("api", "--json")
     assert failed.returncode == 1 and failed.json()["state"] == "rolled_back", str(failed)
+    assert get_version(e2e.ws.api_port)["revision"] == sha
+    assert served(ngx) == v2
+
+    # Someone broke nginx.conf: the first traffic change is refused by `nginx -t`; the file is put back, the
+    # deploy rolls back with nginx's one line (routing back to v2 is no change: no reload needed) and stops
+    # the v4 instances, v2 serving everything throughout.
+    kept = Path(ngx.upstream_file).read_text()
+    conf = Path(ngx.conf)
+    conf.write_text(conf.read_text().replace("worker_processes 1;", "worker_processes 1;\nbogus_directive on;"))
+    v4 = commit_version(e2e.ws, "api", "4.0.0")
+    refused = e2e.deploy("api", "--json")
+    assert refused.returncode == 1 and refused.json()["state"] == "rolled_back", str(refused)
+    assert 'nginx -t refused the configuration (previous upstream kept): [emerg] unknown directive ' \
+           '"bogus_directive"' in refused.json()["reason"], str(refused)
+    assert not [i for i in e2e.agent_instances() if i.get("revision") == v4 and i.get("state") == "running"]
+    assert Path(ngx.upstream_file).read_text() == kept
     assert get_version(e2e.ws.api_port)["revision"] == sha
     assert served(ngx) == v2

@@ -2,7 +2,8 @@
 
 A temp config with one frontend, a backend of `server-template` slots, a stats socket at `level admin`
 and one at `level operator`; HAProxy runs in the foreground (-db) and is stopped (SIGTERM, then SIGKILL)
-when the block ends. Nothing here is a stand-in: it is the Debian package's binary.
+when the block ends. Nothing here is a stand-in: it is the Debian package's binary. On loopback
+(haproxy_process) or inside a namespaced test host, its sockets in the host's private /srv (haproxy_on_host).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from shipyard.testing.receivers import free_port
 from shipyard.testing.wait import wait_until
@@ -33,7 +35,7 @@ defaults
     timeout client 30s
     timeout server 30s
 frontend web
-    bind 127.0.0.1:{port}
+    bind {bind}:{port}
     default_backend {backend}
 backend {backend}
     balance roundrobin
@@ -81,8 +83,8 @@ def haproxy_process(binary: str, *, slots: int = 4, backend: str = "app", prefix
     tmp = Path(tempfile.mkdtemp(prefix="shy-hx-", dir="/tmp"))
     admin, operator, port = str(tmp / "admin.sock"), str(tmp / "operator.sock"), port or free_port()
     cfg = tmp / "haproxy.cfg"
-    cfg.write_text(SLOTS_CFG.format(admin=admin, operator=operator, port=port, slots=slots, backend=backend,
-                                    prefix=prefix))
+    cfg.write_text(SLOTS_CFG.format(admin=admin, operator=operator, bind="127.0.0.1", port=port, slots=slots,
+                                    backend=backend, prefix=prefix))
     log = tmp / "haproxy.log"
     with log.open("wb") as out:
         proc = subprocess.Popen([binary, "-db", "-f", str(cfg)], stdout=out, stderr=subprocess.STDOUT)
@@ -98,3 +100,37 @@ def haproxy_process(binary: str, *, slots: int = 4, backend: str = "app", prefix
             proc.kill()
             proc.wait()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+_CONNECTS = "import socket, sys\ns = socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\n"
+
+
+@contextlib.contextmanager
+def haproxy_on_host(host: Any, binary: str, *, dir: str = "/srv/haproxy", slots: int = 4, backend: str = "app",
+                    prefix: str = "app", port: int = 8080, timeout: float = 15.0) -> Iterator[Haproxy]:
+    """HAProxy inside a namespaced test host (tests/nethosts.py TestHost: `run`, `popen`, `address`, `name`):
+    its stats sockets in the host's private /srv (reachable only from inside it: over SSH, a streamlocal
+    channel), the frontend on the host's address."""
+    import sys
+
+    host.run(["mkdir", "-p", dir])
+    admin, operator, cfg = f"{dir}/admin.sock", f"{dir}/operator.sock", f"{dir}/haproxy.cfg"
+    host.run(["tee", cfg], input=SLOTS_CFG.format(admin=admin, operator=operator, bind=host.address, port=port,
+                                                  slots=slots, backend=backend, prefix=prefix))
+    proc = host.popen([binary, "-db", "-f", cfg], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"haproxy exited on {host.name}: {proc.stderr.read() if proc.stderr else b''!r}")
+        return bool(host.run([sys.executable, "-c", _CONNECTS, admin], check=False).returncode == 0)
+
+    try:
+        wait_until(up, timeout, f"haproxy's stats socket on {host.name}", interval=0.05)
+        yield Haproxy(proc, admin, operator, f"{host.address}:{port}", backend, Path(dir) / "haproxy.log")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -1,7 +1,8 @@
-"""A real nginx on loopback for tests of the nginx router: a private prefix with its own nginx.conf that
-includes the upstream file shipyard owns, proxies a front address to that upstream, and keeps a pid file so
-`nginx -s reload -c CONF` works. The Debian package's binary, in the foreground (`daemon off`), stopped when
-the block ends."""
+"""A real nginx for tests of the nginx router: a private prefix (-p, -e: nothing of the Debian package's
+/etc/nginx or /var/log/nginx is used) with its own nginx.conf that includes the upstream file shipyard owns,
+proxies a front address to that upstream, and keeps a pid file so `nginx -s reload -c CONF` works. The
+Debian package's binary, in the foreground (`daemon off`), stopped when the block ends: on loopback
+(nginx_process) or inside a namespaced test host, files in its private /srv (nginx_on_host)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from shipyard.commands.nginx import Server, render
 from shipyard.testing.receivers import free_port
@@ -31,7 +33,7 @@ http {{
     scgi_temp_path {dir}/scgi;
     include {upstream_file};
     server {{
-        listen 127.0.0.1:{port};
+        listen {listen};
         location / {{
             proxy_pass http://{upstream};
             proxy_http_version 1.1;
@@ -42,6 +44,28 @@ http {{
     }}
 }}
 """
+
+
+TEMP_DIRS = ("body", "proxy", "fastcgi", "uwsgi", "scgi")
+
+
+def nginx_conf(dir: str | Path, *, listen: str, upstream_file: str | Path, upstream: str) -> str:
+    """nginx.conf for a prefix `dir` (pid, logs and temp dirs there) proxying `listen` to `upstream`."""
+    return CONF.format(user="user root;\n" if os.geteuid() == 0 else "", dir=dir, upstream_file=upstream_file,
+                       listen=listen, upstream=upstream)
+
+
+def nginx_argv(binary: str, dir: str | Path, conf: str | Path) -> list[str]:
+    return [binary, "-p", f"{dir}/", "-e", f"{dir}/error.log", "-c", str(conf), "-g", "daemon off;"]
+
+
+def _stop(proc: subprocess.Popen[Any]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def nginx_binary() -> str | None:
@@ -67,18 +91,17 @@ class Nginx:
 def nginx_process(binary: str, *, upstream: str = "app", port: int | None = None,
                   timeout: float = 15.0) -> Iterator[Nginx]:
     tmp = Path(tempfile.mkdtemp(prefix="shy-ngx-", dir="/tmp"))
-    for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+    for sub in TEMP_DIRS:
         (tmp / sub).mkdir()
     port = port or free_port()
     status = f"127.0.0.1:{free_port()}"
     upstream_file = tmp / "shipyard-upstream.conf"
     upstream_file.write_text(render(upstream, [Server("127.0.0.1:9", 0)], status)[0])
     conf = tmp / "nginx.conf"
-    conf.write_text(CONF.format(user="user root;\n" if os.geteuid() == 0 else "", dir=tmp,
-                                upstream_file=upstream_file, port=port, upstream=upstream))
+    conf.write_text(nginx_conf(tmp, listen=f"127.0.0.1:{port}", upstream_file=upstream_file, upstream=upstream))
     log = tmp / "stdout.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([binary, "-c", str(conf), "-g", "daemon off;"], stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(nginx_argv(binary, tmp, conf), stdout=out, stderr=subprocess.STDOUT)
     try:
         wait_until(lambda: (tmp / "nginx.pid").exists() or proc.poll() is not None, timeout, "nginx's pid file",
                    interval=0.02)
@@ -86,10 +109,28 @@ def nginx_process(binary: str, *, upstream: str = "app", port: int | None = None
             raise RuntimeError(f"nginx exited: {log.read_text()[-500:]} {(tmp / 'error.log').read_text()[-500:]}")
         yield Nginx(proc, str(conf), str(upstream_file), upstream, status, f"127.0.0.1:{port}", tmp)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def nginx_on_host(host: Any, binary: str, *, dir: str = "/srv/nginx", port: int = 8080, upstream: str = "app",
+                  status: str = "127.0.0.1:8099", timeout: float = 15.0) -> Iterator[Nginx]:
+    """nginx inside a namespaced test host (tests/nethosts.py TestHost: `run`, `popen`, `address`), its
+    prefix in the host's private /srv (the controller cannot see those files: a router that changes them
+    did so over SSH), the front on the host's address, the status server on the host's own loopback."""
+    host.run(["mkdir", "-p", *(f"{dir}/{sub}" for sub in TEMP_DIRS)])
+    upstream_file, conf = f"{dir}/shipyard-upstream.conf", f"{dir}/nginx.conf"
+    host.run(["tee", upstream_file], input=render(upstream, [Server("127.0.0.1:9", 0)], status)[0])
+    host.run(["tee", conf], input=nginx_conf(dir, listen=f"{host.address}:{port}", upstream_file=upstream_file,
+                                             upstream=upstream))
+    proc = host.popen(nginx_argv(binary, dir, conf), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_until(lambda: proc.poll() is not None or host.run(["test", "-s", f"{dir}/nginx.pid"],
+                                                               check=False).returncode == 0,
+                   timeout, f"nginx's pid file on {host.name}", interval=0.05)
+        if proc.poll() is not None:
+            raise RuntimeError(f"nginx exited on {host.name}: {proc.stderr.read() if proc.stderr else b''!r}")
+        yield Nginx(proc, conf, upstream_file, upstream, status, f"{host.address}:{port}", Path(dir))
+    finally:
+        _stop(proc)
