@@ -8,8 +8,11 @@ HAProxy for the whole of each deploy. Deploys run from the CLI, as a user runs t
     python bench/ssh_fleet.py --hosts 4 [--rps 200] [--json]
 
 Three deploys: rolling one host at a time, then half at a time, then a release that fails its health check
-(rolled back by itself). Then shipping a fresh release archive to one host, and to every host at once, and
-the time a host's traffic change takes through the HAProxy runtime API. Needs root (namespaces).
+(rolled back by itself). Then shipping a fresh release archive to one host, to every host at once and to
+every host one after another (the hosts share this machine's cores, so `cpu_busy_all_hosts` says how much
+of the all-at-once time is their CPU rather than waiting, and `controller_cpu_seconds_all_hosts` what
+shipyard's own process spent of it), and the time a host's traffic change takes
+through the HAProxy runtime API. Needs root (namespaces).
 """
 
 from __future__ import annotations
@@ -81,26 +84,55 @@ def rollback_seconds(ws: FleetWorkspace, deployment: str) -> float | None:
     return round((max(ends) - min(starts)).total_seconds(), 3)
 
 
-async def ship_times(ws: FleetWorkspace, names: list[str]) -> tuple[float, float]:
-    """Seconds to ship one fresh release to the first host, and another fresh one to every host."""
+def cpu_busy() -> tuple[int, int]:
+    """This machine's busy and total CPU ticks so far (/proc/stat): the test hosts share its cores."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    return sum(ticks) - ticks[3] - ticks[4], sum(ticks)
+
+
+async def ship_times(ws: FleetWorkspace, names: list[str], rounds: int = 3) -> dict[str, Any]:
+    """Seconds (median of `rounds`) to ship one fresh release to the first host, to every host at once, and
+    to every host one after another, over connections already open (a deploy has probed every host's agent
+    before it ships). `cpu_busy_all_hosts`: how busy this machine's cores were while shipping to all."""
     from shipyard.cli.project import Project
     from shipyard.hosts.ship import ship_release
 
     project = Project.load(ws.config_path)
     releases = project.state_dir / "releases" / "api"
     built = max(releases.iterdir(), key=lambda p: p.stat().st_mtime)
+    seen: dict[str, list[float]] = {"one": [], "all": [], "serial": [], "busy": [], "controller": []}
     async with project.ssh_pool() as pool:
-        times = []
-        for label, hosts in (("one", names[:1]), ("all", names)):
+        await pool.each(names, lambda h: pool.run(h, ["true"], timeout=30))
+
+        async def ship(label: str, hosts: list[str]) -> float:
             fresh = built.with_name(f"bench-ship-{label}-{os.getpid()}")
             subprocess.run(["cp", "-a", str(built), str(fresh)], check=True)
             try:
                 started = time.monotonic()
                 await ship_release(pool, hosts, fresh, "api", fresh.name, 10, in_use=set())
-                times.append(time.monotonic() - started)
+                return time.monotonic() - started
             finally:
                 subprocess.run(["rm", "-rf", str(fresh)], check=True)
-    return round(times[0], 3), round(times[1], 3)
+
+        for n in range(rounds):
+            seen["one"].append(await ship(f"one{n}", names[:1]))
+            busy0, total0 = cpu_busy()
+            cpu0 = time.process_time()
+            seen["all"].append(await ship(f"all{n}", names))
+            seen["controller"].append(time.process_time() - cpu0)
+            busy1, total1 = cpu_busy()
+            seen["busy"].append((busy1 - busy0) / max(1, total1 - total0))
+            serial = 0.0
+            for host in names:
+                serial += await ship(f"serial{n}-{host}", [host])
+            seen["serial"].append(serial)
+    one, every, serial = (statistics.median(seen[k]) for k in ("one", "all", "serial"))
+    return {"ship_seconds_one_host": round(one, 3), "ship_seconds_all_hosts": round(every, 3),
+            "ship_seconds_host_after_host": round(serial, 3), "ship_ratio_all_to_one": round(every / one, 2),
+            "ship_ratio_all_to_host_after_host": round(every / serial, 2),
+            "cpu_busy_all_hosts": round(statistics.median(seen["busy"]), 2),
+            "controller_cpu_seconds_all_hosts": round(statistics.median(seen["controller"]), 3)}
 
 
 async def swap_ms(socket: str, backend: str, rounds: int = 30) -> dict[str, float]:
@@ -157,9 +189,7 @@ def main() -> int:
             commit_version(ws, "4.0.0", fail_health=True)
             failed, out["failing_release"] = deploy_under_load(ws, hx.url, args.rps)
             out["failing_release"]["rollback_seconds"] = rollback_seconds(ws, failed["id"]) if "id" in failed else None
-            one, every = asyncio.run(ship_times(ws, [h.name for h in hosts]))
-            out["ship_seconds_one_host"], out["ship_seconds_all_hosts"] = one, every
-            out["ship_ratio_all_to_one"] = round(every / one, 2) if one else None
+            out.update(asyncio.run(ship_times(ws, [h.name for h in hosts])))
             out["traffic_change_ms"] = asyncio.run(swap_ms(hx.socket, hx.backend))
     finally:
         factory.close()

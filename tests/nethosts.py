@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from shipyard.ssh import HostSpec, SshOptions, SshPool
 from shipyard.testing.servers import missing_server
 
 BASE = Path("/run/shipyard-nethosts")  # root-owned, not world-writable: sshd's StrictModes accepts it
@@ -40,8 +41,11 @@ SSHD = "/usr/sbin/sshd"
 TOOLS = ("ip", "ssh", "ssh-keygen", "nsenter", "unshare")
 START_DEADLINE = 15.0
 NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
-# sh gets only fixed text; the host's name is its $1 and sshd's config path its $2.
-BOOT = 'mount -t tmpfs -o mode=0755 tmpfs /srv && hostname "$1" && exec /usr/sbin/sshd -D -e -f "$2"'
+# sh gets only fixed text; the host's name is its $1, sshd's config path its $2, the login user's ~/.bashrc $3.
+# The controller's ~/.bashrc is hidden too: bash sources it even for `ssh host cmd`, and a developer's
+# (pyenv init, ...) costs ~150 ms of CPU per SSH session, which a fresh host does not have.
+BOOT = ('mount -t tmpfs -o mode=0755 tmpfs /srv && { [ ! -f "$3" ] || mount --bind /dev/null "$3"; } '
+        '&& hostname "$1" && exec /usr/sbin/sshd -D -e -f "$2"')
 _instances = 0
 
 
@@ -322,7 +326,8 @@ class NetHosts:
         with log:
             host.sshd = subprocess.Popen(
                 ["ip", "netns", "exec", host.netns, "unshare", "--mount", "--uts", "--propagation", "private",
-                 "--", "sh", "-c", BOOT, "sh", host.name, str(config)],
+                 "--", "sh", "-c", BOOT, "sh", host.name, str(config),
+                 os.path.expanduser(f"~{host.user}/.bashrc")],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
         self._await_banner(host)
 
@@ -394,3 +399,14 @@ class HostFactory:
         for host in self.added:
             if host.name in self.pool.hosts:
                 self.pool.remove(host)
+
+
+def ssh_pool(hosts: TestHost | list[TestHost], known: Path, *, connect_timeout: float = 3.0,
+             keepalive: float = 2.0) -> SshPool:
+    """An SshPool to `hosts`, their keys written to the known_hosts file `known` (short timeouts: a cut host
+    is noticed within seconds)."""
+    chosen = hosts if isinstance(hosts, list) else [hosts]
+    known.write_text("".join(h.known_hosts_line + "\n" for h in chosen))
+    specs = {h.name: HostSpec(name=h.name, address=h.address, user=h.user) for h in chosen}
+    return SshPool(specs, SshOptions(known_hosts=known, client_key=Path(chosen[0].client_key).read_text(),
+                                     connect_timeout=connect_timeout, keepalive=keepalive))

@@ -27,7 +27,7 @@ from shipyard.proxy import ProxyPaths, RouterClient
 from shipyard.routers.base import Router
 from shipyard.routers.builtin import BuiltinRouter
 from shipyard.routers.haproxy import HaproxyRouter, UnixSocketChannel
-from shipyard.ssh import HostSpec, SshOptions, SshPool
+from shipyard.ssh import SshPool
 from shipyard.targets.base import Target
 from shipyard.targets.local import LocalTarget
 from shipyard.testing.haproxy import haproxy_binary, haproxy_process
@@ -207,11 +207,8 @@ def close_contract_hosts() -> None:
 
 
 def _ssh_pool(host: Any, base: Path) -> SshPool:
-    known = base / "known_hosts"
-    known.write_text(host.known_hosts_line + "\n")
-    spec = HostSpec(name=host.name, address=host.address, user=host.user)
-    return SshPool({host.name: spec}, SshOptions(known_hosts=known, client_key=Path(host.client_key).read_text(),
-                                                 connect_timeout=3.0, keepalive=2.0))
+    from nethosts import ssh_pool
+    return ssh_pool(host, base / "known_hosts")
 
 
 @contextlib.asynccontextmanager

@@ -18,11 +18,12 @@ import pytest
 from aiohttp import web
 
 from nethosts import HostFactory, TestHost
+from nethosts import ssh_pool as nethost_pool
 from shipyard.errors import RouterError
 from shipyard.routers.base import WeightedBackend
 from shipyard.routers.haproxy import HaproxyRouter, SshUnixChannel
 from shipyard.routers.nginx import NginxRouter, SshExecutor
-from shipyard.ssh import HostSpec, SshOptions, SshPool
+from shipyard.ssh import SshPool
 from shipyard.testing.haproxy import haproxy_binary, haproxy_on_host
 from shipyard.testing.nginx import Nginx, nginx_binary, nginx_on_host
 from shipyard.testing.servers import missing_server
@@ -38,11 +39,7 @@ def lb(nethosts: HostFactory) -> TestHost:
 
 
 def ssh_pool(host: TestHost, tmp_path: Path) -> SshPool:
-    known = tmp_path / "known_hosts"
-    known.write_text(host.known_hosts_line + "\n")
-    spec = HostSpec(name=host.name, address=host.address, user=host.user)
-    return SshPool({host.name: spec}, SshOptions(known_hosts=known, client_key=Path(host.client_key).read_text(),
-                                                 connect_timeout=TIMEOUT, keepalive=2.0))
+    return nethost_pool(host, tmp_path / "known_hosts", connect_timeout=TIMEOUT)
 
 
 @pytest.fixture

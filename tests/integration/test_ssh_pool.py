@@ -39,6 +39,20 @@ async def test_hostile_arguments_arrive_intact_over_one_connection(sshd: Sshd, t
     assert not canary.exists()
 
 
+async def test_an_offer_is_sent_only_when_the_command_asks_for_it(sshd: Sshd, tmp_path: Path) -> None:
+    data = bytes(range(256)) * 4096
+    async with trusted_pool(sshd, tmp_path) as p:
+        asked = await p.run("web-1", ["sh", "-c", "echo send; cat; echo done >&2"], offer=data, timeout=20)
+        assert (asked.exit_status, asked.stdout, asked.err) == (0, data, "done\n")
+        # Not asked: the data is not sent, stdin is closed (cat sees EOF), and the first line is stdout.
+        kept = await p.run("web-1", ["sh", "-c", "echo have; cat; exit 4"], offer=data, timeout=20)
+        assert (kept.exit_status, kept.out) == (4, "have\n")
+        quiet = await p.run("web-1", ["true"], offer=data, timeout=20)
+        assert (quiet.exit_status, quiet.stdout) == (0, b"")
+        with pytest.raises(SshTimeout, match="sleep did not finish"):
+            await p.run("web-1", ["sleep", "30"], offer=data, timeout=0.5)
+
+
 async def test_unknown_host_key_is_refused_with_its_fingerprint(sshd: Sshd, tmp_path: Path) -> None:
     async with pool(sshd, tmp_path / "known_hosts") as p:
         with pytest.raises(HostKeyUnknown) as caught:

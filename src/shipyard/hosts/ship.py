@@ -23,21 +23,25 @@ from shipyard.ssh import SshPool
 UPLOAD_TIMEOUT = 300.0
 MARKER = ".shipyard-sha256"
 
-# $1 release dir, $2 sha256. Exit 3: the upload is not what was sent.
+# Builtins where they do (every exec is CPU a busy host pays once per release).
+# $1 release dir, $2 sha256. Prints `have` when that release is there already, else `send` and reads the
+# archive from stdin (SshPool.run(offer=): one session either way). Exit 3: the upload is not what was sent.
 _INSTALL = r'''set -eu
-dest=$1; sum=$2; parent=$(dirname "$dest"); tmp="$parent/.incoming-$$"
-mkdir -p "$parent"
+dest=$1; sum=$2; have=
+read -r have 2>/dev/null < "$dest/.shipyard-sha256" || true
+if [ "$have" = "$sum" ]; then echo have; exit 0; fi
+echo send
+tmp="${dest%/*}/.incoming-$$"
+mkdir -p "$tmp"
 cat > "$tmp.tgz"
-if ! echo "$sum  $tmp.tgz" | sha256sum -c --status; then rm -f "$tmp.tgz"; exit 3; fi
-mkdir "$tmp"
+if ! echo "$sum  $tmp.tgz" | sha256sum -c --status; then rm -rf "$tmp" "$tmp.tgz"; exit 3; fi
 tar -xzf "$tmp.tgz" -C "$tmp"
-rm -f "$tmp.tgz"
 echo "$sum" > "$tmp/.shipyard-sha256"
-rm -rf "$dest"
+rm -rf "$tmp.tgz" "$dest"
 mv "$tmp" "$dest"
 '''
 # $1 service dir, $2 how many to keep, then names never to remove (in use, or just shipped). Run after
-# _INSTALL in the same session (one round trip per host), or alone when the release was there already.
+# _INSTALL in the same session.
 _PRUNE = r'''dir=$1; keep=$2; shift 2
 cd "$dir" 2>/dev/null || exit 0
 n=0
@@ -49,7 +53,6 @@ for name in $(ls -1t); do
   rm -rf -- "$name"
 done
 '''
-_HAS = 'test "$(cat "$1/.shipyard-sha256" 2>/dev/null)" = "$2"'
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,14 @@ def pack(release: Path) -> tuple[bytes, str]:
     return data, hashlib.sha256(data).hexdigest()
 
 
+def install_argv(dest: str, digest: str, keep: int, keepers: set[str]) -> list[str]:
+    """The one remote command of a ship (for SshPool.run(offer=archive)): install the archive of sha256
+    `digest` at `dest` unless it is there, then keep the newest `keep` releases beside it and `keepers`."""
+    # $1 $2 for the install, the rest for the prune.
+    script = f"( {_INSTALL} ) || exit $?\nshift 2\n{_PRUNE}"
+    return ["sh", "-c", script, "sh", dest, digest, str(PurePosixPath(dest).parent), str(keep), *sorted(keepers)]
+
+
 def release_path(root: str, service: str, name: str) -> str:
     return str(PurePosixPath(root) / "releases" / service / name)
 
@@ -90,23 +101,15 @@ async def ship_release(pool: SshPool, hosts: Sequence[str], release: Path, servi
     async def _ship_one(host: str) -> ShipResult:
         started = time.monotonic()
         dest = release_path(pool.host(host).release_dir, service, name)
-        have = await pool.run(host, ["sh", "-c", _HAS, "sh", dest, digest], timeout=30)
-        skipped = have.ok
-        keepers = sorted({name, *(in_use or set())})
-        prune = [str(PurePosixPath(dest).parent), str(keep), *keepers]
-        if skipped:
-            await pool.run(host, ["sh", "-c", _PRUNE, "sh", *prune], timeout=60)
-        else:
-            # Install, then prune, in one session: $1 $2 for the install, the rest for the prune.
-            script = f"( {_INSTALL} ) || exit $?\nshift 2\n{_PRUNE}"
-            res = await pool.run(host, ["sh", "-c", script, "sh", dest, digest, *prune], stdin=data,
-                                 timeout=UPLOAD_TIMEOUT)
-            if res.exit_status == 3:
-                raise TargetError(f"{host}: the release archive arrived damaged (sha256 differs); nothing "
-                                  "was unpacked")
-            if not res.ok:
-                why = (res.err.strip().splitlines() or [f"exit {res.exit_status}"])[-1]
-                raise TargetError(f"{host}: cannot unpack the release into {dest}: {why}")
+        res = await pool.run(host, install_argv(dest, digest, keep, {name, *(in_use or set())}), offer=data,
+                             timeout=UPLOAD_TIMEOUT)
+        if res.exit_status == 3:
+            raise TargetError(f"{host}: the release archive arrived damaged (sha256 differs); nothing "
+                              "was unpacked")
+        if not res.ok:
+            why = (res.err.strip().splitlines() or [f"exit {res.exit_status}"])[-1]
+            raise TargetError(f"{host}: cannot unpack the release into {dest}: {why}")
+        skipped = res.out.startswith("have")
         return ShipResult(dest, round(time.monotonic() - started, 3), 0 if skipped else len(data), skipped)
 
     results = await pool.each(hosts, one)
@@ -117,4 +120,4 @@ async def ship_release(pool: SshPool, hosts: Sequence[str], release: Path, servi
     return done
 
 
-__all__ = ["ShipResult", "ShipyardError", "pack", "release_path", "ship_release"]
+__all__ = ["ShipResult", "ShipyardError", "install_argv", "pack", "release_path", "ship_release"]

@@ -36,6 +36,10 @@ from shipyard.ssh.known_hosts import KnownHosts, fingerprint
 from shipyard.ssh.remote import command_line
 
 T = TypeVar("T")
+# AES-GCM first: with AES instructions (x86 AES-NI, ARMv8 crypto) it costs both ends less CPU per byte than
+# asyncssh's default chacha20-poly1305 (~15% faster shipping a release to 8 hosts at once, bench/ssh_fleet.py).
+CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com", "aes128-ctr",
+           "aes256-ctr")
 SESSIONS_PER_HOST = 8      # below OpenSSH's MaxSessions (10): more concurrent commands wait, never fail
 KEEPALIVE_COUNT = 3
 
@@ -202,7 +206,7 @@ class SshPool:
                 lambda: client, host.address, host.port, username=host.user, config=None,
                 known_hosts=(trusted, [], []), x509_trusted_certs=None, client_keys=[self._key],
                 agent_path=None, agent_forwarding=False, preferred_auth=("publickey",), password=None,
-                connect_timeout=timeout, login_timeout=timeout,
+                connect_timeout=timeout, login_timeout=timeout, encryption_algs=CIPHERS,
                 keepalive_interval=self.options.keepalive or None, keepalive_count_max=KEEPALIVE_COUNT,
             ), timeout + 1.0)
         except asyncssh.HostKeyNotVerifiable:
@@ -236,8 +240,12 @@ class SshPool:
             host.name, shown)
 
     async def run(self, name: str, argv: Sequence[str], *, stdin: str | bytes | None = None,
-                  timeout: float, env: Mapping[str, str] | None = None) -> RunResult:
-        """Run `argv` on host `name` (quoted by shipyard.ssh.remote) and wait at most `timeout` seconds."""
+                  offer: bytes | None = None, timeout: float, env: Mapping[str, str] | None = None) -> RunResult:
+        """Run `argv` on host `name` (quoted by shipyard.ssh.remote) and wait at most `timeout` seconds.
+
+        `offer` is data sent only if the command asks for it by first printing the line `send` (that line
+        is not part of its stdout): "have you got this? then here it is" in one session, not two.
+        """
         line = command_line(argv, env)
         conn = await self.connection(name)
         data = stdin.encode() if isinstance(stdin, str) else stdin
@@ -245,9 +253,13 @@ class SshPool:
         host = self.hosts[name]
         async with sessions:
             try:
-                proc = await conn.run(line, input=data, timeout=timeout, check=False, encoding=None,
-                                      stdin=asyncssh.DEVNULL if data is None else asyncssh.PIPE)
-            except asyncssh.TimeoutError:
+                if offer is None:
+                    proc = await conn.run(line, input=data, timeout=timeout, check=False, encoding=None,
+                                          stdin=asyncssh.DEVNULL if data is None else asyncssh.PIPE)
+                    status, out, err = proc.returncode, _bytes(proc.stdout), _bytes(proc.stderr)
+                else:
+                    status, out, err = await asyncio.wait_for(_offered(conn, line, offer), timeout)
+            except (asyncssh.TimeoutError, TimeoutError):
                 raise SshTimeout(f"{host.where}: {argv[0]} did not finish within {format_duration(timeout)}",
                                  name) from None
             except asyncssh.ChannelOpenError as exc:
@@ -256,11 +268,10 @@ class SshPool:
                 self._conns.pop(name, None)
                 raise SshDisconnected(f"{host.where}: connection lost while running {argv[0]}: "
                                       f"{getattr(exc, 'reason', None) or exc or type(exc).__name__}", name) from None
-        status = proc.returncode
         if status is None:
             self._conns.pop(name, None)
             raise SshDisconnected(f"{host.where}: connection lost before {argv[0]} exited", name)
-        return RunResult(name, tuple(argv), status, _bytes(proc.stdout), _bytes(proc.stderr))
+        return RunResult(name, tuple(argv), status, out, err)
 
     async def each(self, names: Iterable[str], work: Callable[[str], Awaitable[T]]) -> dict[str, T | SshError]:
         """`work(name)` for every host, at most `ssh.parallel` at once across the whole pool; a host's
@@ -292,6 +303,20 @@ class SshPool:
         for conn in conns:
             with contextlib.suppress(TimeoutError, OSError, asyncssh.Error):
                 await asyncio.wait_for(conn.wait_closed(), 5.0)
+
+
+async def _offered(conn: asyncssh.SSHClientConnection, line: str, offer: bytes) -> tuple[int | None, bytes, bytes]:
+    """One session of `run(offer=)`: the data goes only after the command's first line says `send`."""
+    proc = await conn.create_process(line, encoding=None)
+    try:
+        first = await proc.stdout.readline()
+        asked = first == b"send\n"
+        if not asked:
+            proc.stdin.write_eof()
+        out, err = await proc.communicate(offer if asked else None)
+        return proc.returncode, (b"" if asked else _bytes(first)) + _bytes(out), _bytes(err)
+    finally:
+        proc.close()
 
 
 def _bytes(data: Any) -> bytes:
