@@ -13,33 +13,43 @@ import asyncio
 import contextlib
 import shutil
 import tempfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import asyncssh
 import httpx
 
 from shipyard.agent.client import AgentClient
 from shipyard.errors import AgentError, AgentUnavailableError, SshError, SshUnreachable
+from shipyard.hosts.setup import hostctl
 from shipyard.ssh import SshPool
 
 
 class HostAgentClient(AgentClient):
     """An AgentClient whose transport failures name the host and the command that fixes them."""
 
-    def __init__(self, host: str, where: str, local: Path, timeout: float) -> None:
+    def __init__(self, host: str, where: str, local: Path, timeout: float,
+                 listening: Callable[[], Awaitable[bool]]) -> None:
         super().__init__(local, timeout=timeout, retry_budget=0)
-        self.host, self.where = host, where
+        self.host, self.where, self.listening = host, where, listening
 
     async def _call(self, method: str, path: str, **kw: Any) -> httpx.Response:
         try:
             return await super()._call(method, path, **kw)
         except AgentUnavailableError as exc:
-            raise AgentUnavailableError(f"{self.where}: the shipyard agent does not answer "
-                                        f"(`shipyard hosts setup {self.host}` installs and starts it)") from exc
+            raise self._unavailable() from exc
         except AgentError as exc:
             if type(exc) is not AgentError:
                 raise                     # the agent answered and refused: its own message stands
+            # Through a forward, "nothing listens there" reaches httpx as a hang-up: ask the host which.
+            if not await self.listening():
+                raise self._unavailable() from exc
             raise AgentError(f"{self.where}: {str(exc).split(': ', 1)[-1]}") from exc
+
+    def _unavailable(self) -> AgentUnavailableError:
+        return AgentUnavailableError(f"{self.where}: the shipyard agent does not answer "
+                                     f"(`shipyard hosts setup {self.host}` installs and starts it)")
 
 
 def remote_root(pool: SshPool, host: str) -> str:
@@ -78,9 +88,29 @@ class RemoteAgents:
                                      host) from exc
             self._listeners[host] = listener
             self._conns[host] = conn
-            client = HostAgentClient(host, self.pool.host(host).where, local, self.timeout)
+            client = HostAgentClient(host, self.pool.host(host).where, local, self.timeout,
+                                     lambda: self._listening(conn, host))
             self._clients[host] = client
             return client
+
+    async def _listening(self, conn: Any, host: str) -> bool:
+        """Whether the agent's socket on the host accepts a connection: False only when the host says nothing
+        listens there (a lost connection or a timeout is not that: the caller's own error stands)."""
+        try:
+            _, writer = await asyncio.wait_for(conn.open_unix_connection(remote_socket(self.pool, host)),
+                                               self.timeout)
+        except asyncssh.ChannelOpenError:
+            return False
+        except (OSError, asyncssh.Error, TimeoutError):
+            return True
+        writer.close()
+        return True
+
+    async def ensure(self, host: str) -> AgentClient:
+        """The host's agent started (keeper and agent, as `hosts setup` leaves them) if it does not answer,
+        then its client; TargetError when the host cannot start it (no runtime installed, ...)."""
+        await hostctl(self.pool, host, "ensure")
+        return await self.client(host)
 
     async def forget(self, host: str) -> None:
         """Drop a host's forward (its connection broke): the next client() opens a new one."""

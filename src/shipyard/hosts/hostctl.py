@@ -1,6 +1,7 @@
 """Run on a host by `shipyard hosts setup` (as `<root>/venv/bin/python -m shipyard.hosts.hostctl`): start
-the host's keeper and agent (the keeper restarts the agent when it dies), or restart them onto a newly
-installed runtime, and print the agent's status as one JSON line for the controller.
+the host's keeper and agent (the keeper restarts the agent when it dies), restart them onto a newly
+installed runtime, or stop everything (instances, agent, keeper), and print the agent's status as one JSON
+line for the controller. A deploy runs `ensure` itself when a host's agent does not answer.
 
 Where systemd runs, the keeper is a system unit (enabled, so the host comes back after a reboot);
 elsewhere (containers, the test hosts' namespaces) it is started detached by ensure_agent, as on a laptop.
@@ -14,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from shipyard.agent.daemon import agent_status, ensure_agent, restart_agent
+from shipyard.agent.daemon import agent_status, ensure_agent, restart_agent, stop_agent
 from shipyard.agent.systemd import Unit, systemd_running
 from shipyard.errors import ShipyardError
 
@@ -37,15 +38,26 @@ def _systemd(root: Path) -> bool:
     return True
 
 
+def _stop(root: Path) -> bool:
+    """Everything on this host stops; where systemd runs the unit is disabled too (else it would come back)."""
+    if systemd_running():
+        unit = _unit(root)
+        if unit.path(Path("/root")).exists():
+            subprocess.run(["systemctl", "disable", "--now", unit.name], check=True)
+    return stop_agent(root / "agent", stop_instances=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="shipyard.hosts.hostctl")
-    parser.add_argument("action", choices=["ensure", "restart", "status"])
+    parser.add_argument("action", choices=["ensure", "restart", "status", "stop"])
     parser.add_argument("--root", required=True, type=Path)
     args = parser.parse_args(argv)
     state = args.root / "agent"
     try:
         if args.action == "status":
             status = agent_status(state)
+        elif args.action == "stop":
+            status = {"stopped": _stop(args.root)}
         else:
             managed = _systemd(args.root) if args.action == "ensure" else False
             if args.action == "restart" and agent_status(state) is not None:

@@ -19,9 +19,13 @@ from shipyard.errors import ShipyardError, TargetError
 from shipyard.hosts.runtime import PYTHON_PROBE, Runtime, check_python
 from shipyard.ssh import SshPool
 
-# $1 root, $2 sha256; the archive on stdin. Exit 3: it is not what was sent.
+# $1 root, $2 sha256. Prints `have` when that runtime is installed, else `send` and reads the archive from
+# stdin (SshPool.run(offer=): one session either way). Exit 3: it is not what was sent.
 _INSTALL = r'''set -eu
-root=$1; sum=$2; new="$root/.venv-new-$$"
+root=$1; sum=$2; new="$root/.venv-new-$$"; have=
+read -r have 2>/dev/null < "$root/venv/.shipyard-sha256" || true
+if [ "$have" = "$sum" ]; then echo have; exit 0; fi
+echo send
 mkdir -p "$root"; chmod 700 "$root"
 cat > "$new.tgz"
 if ! echo "$sum  $new.tgz" | sha256sum -c --status; then rm -f "$new.tgz"; exit 3; fi
@@ -35,7 +39,6 @@ rm -rf "$root/venv.old"
 if [ -d "$root/venv" ]; then mv "$root/venv" "$root/venv.old"; fi
 mv "$new" "$root/venv"
 '''
-_HAS = 'test "$(cat "$1/.shipyard-sha256" 2>/dev/null)" = "$2"'
 HOSTCTL_TIMEOUT = 90.0
 
 
@@ -77,17 +80,14 @@ async def setup_host(pool: SshPool, host: str, runtime: Runtime) -> SetupResult:
     root = pool.host(host).release_dir
     probe = await pool.run(host, ["python3", "-c", PYTHON_PROBE], timeout=30)
     check_python(host, probe.out if probe.ok else "")
-    have = await pool.run(host, ["sh", "-c", _HAS, "sh", str(PurePosixPath(root) / "venv"), runtime.sha256],
-                          timeout=30)
-    installed = not have.ok
-    if installed:
-        res = await pool.run(host, ["sh", "-c", _INSTALL, "sh", root, runtime.sha256],
-                             stdin=runtime.path.read_bytes(), timeout=600)
-        if res.exit_status == 3:
-            raise TargetError(f"{host}: the runtime archive arrived damaged (sha256 differs); nothing installed")
-        if not res.ok:
-            raise TargetError(f"{host}: cannot install the runtime under {root}: "
-                              f"{(res.err.strip().splitlines() or [f'exit {res.exit_status}'])[-1]}")
+    res = await pool.run(host, ["sh", "-c", _INSTALL, "sh", root, runtime.sha256], offer=runtime.path.read_bytes(),
+                         timeout=600)
+    if res.exit_status == 3:
+        raise TargetError(f"{host}: the runtime archive arrived damaged (sha256 differs); nothing installed")
+    if not res.ok:
+        raise TargetError(f"{host}: cannot install the runtime under {root}: "
+                          f"{(res.err.strip().splitlines() or [f'exit {res.exit_status}'])[-1]}")
+    installed = not res.out.startswith("have")
     answer = await hostctl(pool, host, "restart" if installed else "ensure")
     status = answer.get("status") or {}
     return SetupResult(host, installed, str(status.get("version") or runtime.version), status.get("pid"),

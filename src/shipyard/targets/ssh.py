@@ -21,7 +21,7 @@ from typing import Any, Protocol, TypeVar
 
 from shipyard.agent.client import AgentClient
 from shipyard.domain.types import Instance
-from shipyard.errors import ShipyardError, TargetError
+from shipyard.errors import AgentUnavailableError, ShipyardError, TargetError
 from shipyard.targets.base import LaunchSpec
 from shipyard.targets.local import to_instance
 
@@ -32,6 +32,10 @@ LIVE = ("starting", "running", "backoff")
 class HostAgents(Protocol):
     async def client(self, host: str) -> AgentClient:
         """The agent of `host`, through its socket forwarded over the host's SSH connection."""
+        ...
+
+    async def ensure(self, host: str) -> AgentClient:
+        """The agent of `host`, started there first (its keeper and agent) if it is not running."""
         ...
 
 
@@ -81,11 +85,18 @@ class SshTarget:
         return len(self.hosts) * self.per_host
 
     async def probe(self) -> dict[str, str | None]:
-        """Each host's agent: None when it answers, else why not (one line)."""
+        """Each host's agent: None when it answers, else why not (one line). An agent that does not answer
+        on a reachable host (its keeper died with it, the host rebooted without systemd) is started, as the
+        local target starts the local agent."""
         async def one(h: FleetHost) -> str | None:
             try:
                 agent = await self.agents.client(h.name)
                 await agent.status()
+            except AgentUnavailableError as exc:
+                try:
+                    await (await self.agents.ensure(h.name)).status()
+                except ShipyardError as again:
+                    return f"{exc}; starting it failed: {again}"
             except ShipyardError as exc:
                 return str(exc)
             return None
