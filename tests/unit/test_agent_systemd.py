@@ -46,12 +46,25 @@ def test_unit_runs_the_keeper_and_survives_its_crash(tmp_path: Path) -> None:
     assert quote("a b") == '"a b"' and quote("$HOME") == "$$HOME" and quote("100%") == "100%%"
 
 
+def test_a_fleet_hosts_unit_is_a_system_unit_without_a_project(tmp_path: Path) -> None:
+    from shipyard.hosts.hostctl import _unit as host_unit
+    unit = host_unit(tmp_path / "srv" / "shipyard")
+    fields = _lines(unit.text())
+    argv = shlex.split(fields["ExecStart"])
+    assert argv[argv.index("--state-dir") + 1] == str(tmp_path / "srv" / "shipyard" / "agent")
+    assert "--project-config" not in argv            # a host has no project to recover: the controller does
+    assert fields["WantedBy"] == "multi-user.target" and fields["Restart"] == "always"
+    assert str(unit.path(Path("/root"))).startswith("/etc/systemd/system/")
+
+
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None and os.environ.get("CI") != "true",
                     reason="systemd-analyze is not installed")
-def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["project", "fleet host"])
+def test_systemd_accepts_the_unit(tmp_path: Path, kind: str) -> None:
+    from shipyard.hosts.hostctl import _unit as host_unit
     root = tmp_path / "my projects" / "gli 100%x"
     root.mkdir(parents=True)
-    unit = _unit(root)
+    unit = _unit(root) if kind == "project" else host_unit(root)
     path = tmp_path / unit.name
     path.write_text(unit.text())
     proc = subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True, text=True, timeout=60)
