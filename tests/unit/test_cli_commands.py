@@ -25,6 +25,7 @@ WRITE_COMMANDS: dict[str, str] = {
     "secrets generate": "stores new values (prints only their names)",
     "watch": "runs until stopped and rolls back on alarms",
     "hosts trust": "records a host key in known_hosts",
+    "serve": "runs the API until stopped",
 }
 
 

@@ -39,6 +39,7 @@ COMMANDS: dict[str, str] = {
     "promote": "promote:promote_cmd",
     "unfreeze": "promote:unfreeze_cmd",
     "watch": "watch:watch_cmd",
+    "serve": "serve:serve_cmd",
     "config": "config_cmd:app",
     "agent": "agent:app",
     "secrets": "secrets:app",
@@ -47,6 +48,7 @@ COMMANDS: dict[str, str] = {
     "repos": "repos:app",
     "notify": "notify:app",
     "hosts": "hosts:app",
+    "tokens": "tokens:app",
 }
 
 

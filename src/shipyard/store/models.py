@@ -298,3 +298,24 @@ class OutboxEntry(Base):
 
     def __repr__(self) -> str:
         return f"<OutboxEntry {self.id} {self.channel} {self.state} attempts={self.attempts}>"
+
+
+class ApiToken(Base):
+    """A token of the HTTP API. Only the sha256 of its secret is kept (the secret is random, 256 bits: a
+    fast hash is enough, nothing to brute-force); the token is shown once, when it is made."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (Index("ix_api_tokens_name", "name"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)      # the public part of the token
+    name: Mapped[str] = mapped_column(String(128))
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    scopes: Mapped[str] = mapped_column(String(255))                    # comma-separated, sorted
+    envs: Mapped[str | None] = mapped_column(Text)                      # comma-separated; None: every env
+    created_by: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime]
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+    def __repr__(self) -> str:
+        return f"<ApiToken {self.name} {self.scopes} revoked={self.revoked_at is not None}>"

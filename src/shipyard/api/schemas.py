@@ -1,0 +1,67 @@
+"""What the API answers, apart from the tables (a column added to the store is not published by accident)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class DeploymentOut(_Out):
+    id: str
+    service: str
+    env: str
+    kind: str = Field(description="deploy or rollback")
+    state: str
+    revision: str
+    ref: str
+    previous_revision: str | None
+    strategy: str
+    actor: str
+    reason: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    rollback_of: str | None
+
+
+class DeploymentPage(BaseModel):
+    items: list[DeploymentOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page; null at the end.")
+
+
+class StepOut(_Out):
+    phase: str
+    idx: int
+    kind: str
+    description: str
+    state: str
+    started_at: datetime | None
+    ended_at: datetime | None
+    detail: dict[str, Any] | None
+    output: str | None = Field(description="Hook and command output (secrets already masked).")
+    error: str | None
+
+
+class EventOut(_Out):
+    id: int
+    at: datetime
+    kind: str
+    message: str
+    data: dict[str, Any] | None
+
+
+class DeploymentDetail(DeploymentOut):
+    steps: list[StepOut]
+    events: list[EventOut]
+
+
+class Problem(BaseModel):
+    """Every error answer: what went wrong, in one line."""
+
+    error: str

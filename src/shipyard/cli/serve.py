@@ -1,0 +1,73 @@
+"""`shipyard serve`: the HTTP API (and, as they land, the daemons) in one process, stopped cleanly by
+SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from shipyard.cli import render
+from shipyard.cli.project import Project
+from shipyard.errors import UsageError
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Path to shipyard.yaml.")]
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"--listen {text!r}: give HOST:PORT, e.g. 127.0.0.1:8700")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _server_class() -> type:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, except that a SIGTERM or SIGINT ends it with exit 0 once it has shut down
+        gracefully (uvicorn itself raises the signal again afterwards, so the process dies of it)."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return Server
+
+
+def serve_cmd(
+    listen: Annotated[str, typer.Option("--listen", help="HOST:PORT the API listens on.")] = "127.0.0.1:8700",
+    config: ConfigOpt = None,
+) -> None:
+    """Serve the HTTP API (tokens from `shipyard tokens create`; OpenAPI at /api/openapi.json)."""
+    import uvicorn
+
+    from shipyard.api import ApiSettings, create_app
+
+    _Server = _server_class()
+
+    host, port = parse_listen(listen)
+    project = Project.load(config)
+    app = create_app(ApiSettings(store=project.store, project=project.config.project))
+    render.info(f"shipyard API of {project.config.project} on http://{host}:{port} (state {project.store.url})")
+    # The socket is bound here, not by uvicorn, so that "address in use" is our one line, not its log.
+    try:
+        sock = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET,
+                                    reuse_port=False)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    server = _Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
+                                    server_header=False))
+    with sock:
+        server.run(sockets=[sock])
+    render.info("stopped")

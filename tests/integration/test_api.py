@@ -1,0 +1,207 @@
+"""`shipyard serve` as a real process (uvicorn on loopback) with tokens made by `shipyard tokens`: the auth
+matrix (no token, a bad or revoked one, a missing scope, another environment, the right one) over every
+endpoint, history filters and keyset pagination, one deployment in full, one-line errors, SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from shipyard.store import Store, create_deployment
+from shipyard.store import events as eq
+from shipyard.store import steps as sq
+from shipyard.testing.cli import CliResult, cli_argv, run_cli
+from shipyard.testing.receivers import free_port
+from shipyard.testing.wait import wait_until
+
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPYARD_")}
+    env.update(NO_COLOR="1", COLUMNS="200", SHIPYARD_ACTOR="tester")
+    return env
+
+
+def cli(root: Path, *args: str) -> CliResult:
+    res = run_cli(root, *args, env=_env(), timeout=60)
+    assert "Traceback" not in res.stderr, str(res)
+    return res
+
+
+@dataclass
+class Api:
+    url: str
+    root: Path
+    tokens: dict[str, str]
+    proc: subprocess.Popen[bytes]
+
+    def get(self, path: str, token: str | None = None, **params: object) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.get(f"{self.url}{path}", headers=headers, params=params or None, timeout=10)  # type: ignore[arg-type]
+
+
+def seed(root: Path) -> list[str]:
+    """12 deployments: api and web, stg and prod, one a minute; the first with steps and events."""
+    ids = []
+    with Store.open(f"sqlite:///{root / '.shipyard' / 'state.db'}") as store, store.session() as s:
+        for n in range(12):
+            service, env = ("api", "web")[n % 2], ("stg", "prod")[(n // 2) % 2]
+            state = "failed" if n % 5 == 4 else "succeeded"
+            row = create_deployment(s, service=service, env=env, revision=f"{n:040x}", strategy="rolling",
+                                    actor="ci" if n % 3 else "alice", state=state, now=T0 + timedelta(minutes=n),
+                                    deployment_id=f"d{n:02d}")
+            ids.append(row.id)
+        step = sq.start_step(s, "d00", phase="deploy", idx=0, kind="hook", description="after_install")
+        sq.finish_step(s, step.id, "succeeded", output="migrated 3 tables")
+        eq.add_event(s, kind="deploy.started", message="d00 started", service="api", env="stg", deployment_id="d00")
+    return ids
+
+
+def wait_serving(proc: subprocess.Popen[bytes], url: str) -> None:
+    def up() -> bool:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else b""
+        try:
+            return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+    wait_until(up, 30, f"shipyard serve at {url} to answer")
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    root = tmp_path_factory.mktemp("api")
+    (root / "shipyard.yaml").write_text("project: demo\nenvironments:\n  stg: {branch: stg}\n  prod: {branch: main}\n")
+    tokens = {}
+    for name, scopes, envs in (("reader", "read", []), ("stg-reader", "read", ["stg"]), ("deployer", "deploy", []),
+                               ("admin", "admin", []), ("revoked", "read", [])):
+        made = cli(root, "tokens", "create", "--name", name, "--scopes", scopes,
+                   *[a for e in envs for a in ("--env", e)], "--json")
+        assert made.returncode == 0, str(made)
+        tokens[name] = made.json()["token"]
+    assert cli(root, "tokens", "revoke", "revoked").returncode == 0
+    seed(root)
+    port = free_port()
+    proc = subprocess.Popen(cli_argv("serve", "--listen", f"127.0.0.1:{port}"), cwd=root, env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_serving(proc, url)
+        yield Api(url, root, tokens, proc)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# (path, the env it concerns or None, the scope it needs)
+ENDPOINTS = [("/api/v1/deployments", None, "read"), ("/api/v1/deployments/d01", "stg", "read"),
+             ("/api/v1/deployments/d02", "prod", "read"), ("/api/v1/deployments?env=prod", "prod", "read")]
+
+
+@pytest.mark.parametrize(("path", "env", "scope"), ENDPOINTS)
+def test_auth_matrix(api: Api, path: str, env: str | None, scope: str) -> None:
+    for who, token, expected in (
+        ("no token", None, 401), ("garbage", "shy_nope", 401), ("revoked", api.tokens["revoked"], 401),
+        ("a forged secret", api.tokens["reader"][:-4] + "AAAA", 401),
+        ("deploy lacks read", api.tokens["deployer"], 403),
+        ("stg-bound", api.tokens["stg-reader"], 403 if env == "prod" else 200),
+        ("reader", api.tokens["reader"], 200), ("admin", api.tokens["admin"], 200),
+    ):
+        res = api.get(path, token)
+        assert res.status_code == expected, (who, res.status_code, res.text)
+        if expected >= 400:
+            assert set(res.json()) == {"error"} and "\n" not in res.json()["error"], res.text
+        if expected == 401:
+            assert res.headers.get("www-authenticate") == "Bearer"
+
+
+def test_healthz_and_openapi(api: Api) -> None:
+    assert api.get("/healthz").json() == {"status": "ok"}
+    spec = api.get("/api/openapi.json").json()
+    assert "/api/v1/deployments" in spec["paths"] and "/api/v1/deployments/{deployment_id}" in spec["paths"]
+
+
+def test_history_filters_and_pages(api: Api) -> None:
+    token = api.tokens["reader"]
+    everything = api.get("/api/v1/deployments", token, limit=500).json()
+    assert [d["id"] for d in everything["items"]] == [f"d{n:02d}" for n in range(11, -1, -1)]
+    assert everything["next_cursor"] is None
+    seen, cursor = [], None
+    while True:
+        page = api.get("/api/v1/deployments", token, limit=5, **({"cursor": cursor} if cursor else {})).json()
+        seen += [d["id"] for d in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [d["id"] for d in everything["items"]]
+    prod_api = api.get("/api/v1/deployments", token, service="api", env="prod").json()["items"]
+    assert {(d["service"], d["env"]) for d in prod_api} == {("api", "prod")} and len(prod_api) == 3
+    failed = api.get("/api/v1/deployments", token, state="failed").json()["items"]
+    assert sorted(d["id"] for d in failed) == ["d04", "d09"]
+    window = api.get("/api/v1/deployments", token, since=(T0 + timedelta(minutes=3)).isoformat(),
+                     until=(T0 + timedelta(minutes=6)).isoformat()).json()["items"]
+    assert [d["id"] for d in window] == ["d05", "d04", "d03"]
+    assert {d["actor"] for d in api.get("/api/v1/deployments", token, actor="alice").json()["items"]} == {"alice"}
+    # A stg-bound token's unfiltered history holds stg only.
+    bound = api.get("/api/v1/deployments", api.tokens["stg-reader"], limit=500).json()["items"]
+    assert {d["env"] for d in bound} == {"stg"} and len(bound) == 6
+
+
+def test_one_deployment_and_bad_input(api: Api) -> None:
+    token = api.tokens["reader"]
+    one = api.get("/api/v1/deployments/d00", token).json()
+    assert one["revision"] == "0" * 40 and one["state"] == "succeeded"
+    assert [(s["kind"], s["output"]) for s in one["steps"]] == [("hook", "migrated 3 tables")]
+    assert [e["kind"] for e in one["events"]] == ["deploy.started"]
+    for path, params, status in (("/api/v1/deployments/nope", {}, 404),
+                                 ("/api/v1/deployments", {"cursor": "garbage!"}, 400),
+                                 ("/api/v1/deployments", {"limit": 0}, 422),
+                                 ("/api/v1/deployments", {"state": "exploded"}, 422),
+                                 ("/api/v1/deployments", {"since": "2026-11-01T00:00:00"}, 400),
+                                 ("/api/v1/deployments", {"since": "yesterday"}, 422)):
+        res = api.get(path, token, **params)
+        assert res.status_code == status, (path, params, res.text)
+        assert set(res.json()) == {"error"} and "\n" not in res.json()["error"], res.text
+
+
+def test_tokens_are_listed_without_secrets_and_used_is_recorded(api: Api) -> None:
+    listed = cli(api.root, "tokens", "list", "--json").json()["tokens"]
+    assert {t["name"] for t in listed} == {"reader", "stg-reader", "deployer", "admin"}
+    assert all(t["last_used_at"] for t in listed if t["name"] in ("reader", "admin"))
+    text = cli(api.root, "tokens", "list", "--revoked", "--json").stdout
+    assert "revoked" in text and not any(secret.split("_")[-1] in text for secret in api.tokens.values())
+    for args, message in ((("tokens", "create", "--name", "reader"), "exists"),
+                          (("tokens", "create", "--name", "x", "--scopes", "root"), "unknown scope"),
+                          (("tokens", "create", "--name", "x", "--env", "qa"), "unknown environment"),
+                          (("tokens", "create", "--name", "bad name"), "token name"),
+                          (("tokens", "revoke", "ghost"), "no live token")):
+        res = cli(api.root, *args)
+        assert res.returncode == 2 and message in res.stderr and len(res.error_lines) == 1, str(res)
+
+
+def test_a_taken_port_is_one_line_and_sigterm_stops_cleanly(api: Api) -> None:
+    port = api.url.rsplit(":", 1)[1]
+    res = cli(api.root, "serve", "--listen", f"127.0.0.1:{port}")
+    assert res.returncode == 2 and "cannot listen on 127.0.0.1" in res.stderr and len(res.error_lines) == 1
+    assert cli(api.root, "serve", "--listen", "nowhere").returncode == 2
+    second = f"127.0.0.1:{free_port()}"
+    other = subprocess.Popen(cli_argv("serve", "--listen", second), cwd=api.root, env=_env(),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    try:
+        wait_serving(other, f"http://{second}")
+    finally:
+        other.send_signal(signal.SIGTERM)
+        assert other.wait(15) == 0
