@@ -17,6 +17,7 @@ import pytest
 
 from shipyard.store import Store, create_deployment
 from shipyard.store import events as eq
+from shipyard.store import promotions as pq
 from shipyard.store import steps as sq
 from shipyard.testing.cli import CliResult, cli_argv, run_cli
 from shipyard.testing.receivers import free_port
@@ -63,6 +64,11 @@ def seed(root: Path) -> list[str]:
         step = sq.start_step(s, "d00", phase="deploy", idx=0, kind="hook", description="after_install")
         sq.finish_step(s, step.id, "succeeded", output="migrated 3 tables")
         eq.add_event(s, kind="deploy.started", message="d00 started", service="api", env="stg", deployment_id="d00")
+        for n, env in enumerate(("stg", "prod")):
+            pq.create_promotion(s, promotion_id=f"p{n}", kind="promote", source_env=("dev", "stg")[n], target_env=env,
+                                stamp=f"2026110{n}", actor="alice", message=f"to {env}", state="completed",
+                                repos=[{"repo": "api", "result": "pushed", "branch": env, "new_sha": "a" * 40}],
+                                now=T0 + timedelta(hours=n))
     return ids
 
 
@@ -107,7 +113,9 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
 
 # (path, the env it concerns or None, the scope it needs)
 ENDPOINTS = [("/api/v1/deployments", None, "read"), ("/api/v1/deployments/d01", "stg", "read"),
-             ("/api/v1/deployments/d02", "prod", "read"), ("/api/v1/deployments?env=prod", "prod", "read")]
+             ("/api/v1/deployments/d02", "prod", "read"), ("/api/v1/deployments?env=prod", "prod", "read"),
+             ("/api/v1/promotions", None, "read"), ("/api/v1/promotions?env=prod", "prod", "read"),
+             ("/api/v1/promotions/p0", "stg", "read"), ("/api/v1/promotions/p1", "prod", "read")]
 
 
 @pytest.mark.parametrize(("path", "env", "scope"), ENDPOINTS)
@@ -130,7 +138,10 @@ def test_auth_matrix(api: Api, path: str, env: str | None, scope: str) -> None:
 def test_healthz_and_openapi(api: Api) -> None:
     assert api.get("/healthz").json() == {"status": "ok"}
     spec = api.get("/api/openapi.json").json()
-    assert "/api/v1/deployments" in spec["paths"] and "/api/v1/deployments/{deployment_id}" in spec["paths"]
+    for path, *_ in ENDPOINTS:
+        template = path.split("?")[0].replace("/d01", "/{deployment_id}").replace("/d02", "/{deployment_id}")
+        template = template.replace("/p0", "/{promotion_id}").replace("/p1", "/{promotion_id}")
+        assert template in spec["paths"], template
 
 
 def test_history_filters_and_pages(api: Api) -> None:
@@ -174,6 +185,15 @@ def test_one_deployment_and_bad_input(api: Api) -> None:
         res = api.get(path, token, **params)
         assert res.status_code == status, (path, params, res.text)
         assert set(res.json()) == {"error"} and "\n" not in res.json()["error"], res.text
+
+
+def test_promotions(api: Api) -> None:
+    listed = api.get("/api/v1/promotions", api.tokens["reader"]).json()
+    assert [p["id"] for p in listed] == ["p1", "p0"]
+    assert [p["id"] for p in api.get("/api/v1/promotions", api.tokens["stg-reader"]).json()] == ["p0"]
+    one = api.get("/api/v1/promotions/p1", api.tokens["reader"]).json()
+    assert (one["target_env"], [(r["repo"], r["result"]) for r in one["repos"]]) == ("prod", [("api", "pushed")])
+    assert api.get("/api/v1/promotions/p9", api.tokens["reader"]).status_code == 404
 
 
 def test_tokens_are_listed_without_secrets_and_used_is_recorded(api: Api) -> None:

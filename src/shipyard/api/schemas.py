@@ -65,3 +65,33 @@ class Problem(BaseModel):
     """Every error answer: what went wrong, in one line."""
 
     error: str
+
+
+class PromotionRepoOut(_Out):
+    repo: str
+    branch: str | None
+    source_sha: str | None
+    old_sha: str | None
+    new_sha: str | None
+    tag: str | None
+    result: str
+    detail: str | None
+
+
+class PromotionOut(_Out):
+    id: str
+    kind: str = Field(description="promote, hotfix or rollback (of every repo to a tag)")
+    source_env: str | None
+    target_env: str
+    stamp: str
+    rollback_to: str | None
+    actor: str
+    message: str
+    state: str
+    detail: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class PromotionDetail(PromotionOut):
+    repos: list[PromotionRepoOut]
