@@ -4,6 +4,7 @@ endpoint, history filters and keyset pagination, one deployment in full, one-lin
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -15,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shipyard.store import Store, create_deployment
+from shipyard.store import Deployment, Store, create_deployment
 from shipyard.store import events as eq
 from shipyard.store import promotions as pq
 from shipyard.store import steps as sq
@@ -112,10 +113,44 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
 
 
 # (path, the env it concerns or None, the scope it needs)
+def read_sse(api: Api, path: str, token: str, want: int, **headers: str) -> list[dict[str, str]]:
+    """Server-sent events from `path` until `want` events (or an `end`) arrived; each {id, event, data}."""
+    got: list[dict[str, str]] = []
+    current: dict[str, str] = {}
+    with httpx.stream("GET", f"{api.url}{path}", headers={"Authorization": f"Bearer {token}", **headers},
+                      timeout=httpx.Timeout(20.0)) as res:
+        assert res.status_code == 200 and res.headers["content-type"].startswith("text/event-stream")
+        for line in res.iter_lines():
+            if line.startswith(":") or line.startswith("retry:"):
+                continue
+            if line:
+                key, _, value = line.partition(": ")
+                current[key] = value
+                continue
+            if current:
+                got.append(current)
+                current = {}
+                if len(got) >= want or got[-1].get("event") == "end":
+                    return got
+    return got
+
+
+def append_event(api: Api, kind: str, env: str = "stg", deployment_id: str | None = None,
+                 state: str | None = None) -> None:
+    with Store.open(f"sqlite:///{api.root / '.shipyard' / 'state.db'}") as store, store.session() as s:
+        eq.add_event(s, kind=kind, message=kind, service="api", env=env, deployment_id=deployment_id)
+        if state is not None and deployment_id is not None:
+            row = s.get(Deployment, deployment_id)
+            assert row is not None
+            row.state = state
+
+
 ENDPOINTS = [("/api/v1/deployments", None, "read"), ("/api/v1/deployments/d01", "stg", "read"),
              ("/api/v1/deployments/d02", "prod", "read"), ("/api/v1/deployments?env=prod", "prod", "read"),
              ("/api/v1/promotions", None, "read"), ("/api/v1/promotions?env=prod", "prod", "read"),
-             ("/api/v1/promotions/p0", "stg", "read"), ("/api/v1/promotions/p1", "prod", "read")]
+             ("/api/v1/promotions/p0", "stg", "read"), ("/api/v1/promotions/p1", "prod", "read"),
+             ("/api/v1/events", None, "read"), ("/api/v1/events?env=prod", "prod", "read"),
+             ("/api/v1/deployments/d02/events/stream", "prod", "read")]
 
 
 @pytest.mark.parametrize(("path", "env", "scope"), ENDPOINTS)
@@ -185,6 +220,45 @@ def test_one_deployment_and_bad_input(api: Api) -> None:
         res = api.get(path, token, **params)
         assert res.status_code == status, (path, params, res.text)
         assert set(res.json()) == {"error"} and "\n" not in res.json()["error"], res.text
+
+
+def test_event_streams_follow_resume_and_end(api: Api) -> None:
+    token = api.tokens["reader"]
+    first = api.get("/api/v1/events", token).json()
+    assert [e["kind"] for e in first] == ["deploy.started"]
+    # From the start (after=0), then live: events appended by another process arrive in order.
+    import threading
+    timer = threading.Timer(1.0, lambda: (append_event(api, "deploy.step"), append_event(api, "alarm.alarm", "prod")))
+    timer.start()
+    try:
+        events = read_sse(api, "/api/v1/events/stream?after=0", token, 3)
+    finally:
+        timer.join()
+    assert [e["event"] for e in events] == ["deploy.started", "deploy.step", "alarm.alarm"]
+    assert json.loads(events[2]["data"])["env"] == "prod"
+    ids = [int(e["id"]) for e in events]
+    assert ids == sorted(ids)
+    # Resuming with Last-Event-ID gives only what came after; a stg token never sees prod.
+    append_event(api, "deploy.step")
+    again = read_sse(api, "/api/v1/events/stream", token, 2, **{"Last-Event-ID": str(ids[0])})
+    assert [e["event"] for e in again] == ["deploy.step", "alarm.alarm"]
+    bound = read_sse(api, "/api/v1/events/stream?after=0", api.tokens["stg-reader"], 3)
+    assert {json.loads(e["data"])["env"] for e in bound} == {"stg"}
+    # One deployment's stream ends once it is finished and its last event is out.
+    with Store.open(f"sqlite:///{api.root / '.shipyard' / 'state.db'}") as store, store.session() as s:
+        create_deployment(s, service="api", env="stg", revision="f" * 40, strategy="rolling", actor="ci",
+                          state="in_progress", deployment_id="live")
+    timer = threading.Timer(1.0, lambda: (append_event(api, "deploy.step", deployment_id="live"),
+                                          append_event(api, "deploy.succeeded", deployment_id="live",
+                                                       state="succeeded")))
+    timer.start()
+    try:
+        live = read_sse(api, "/api/v1/deployments/live/events/stream", token, 10)
+    finally:
+        timer.join()
+    assert [e["event"] for e in live] == ["deploy.step", "deploy.succeeded", "end"]
+    assert api.get("/api/v1/deployments/nope/events/stream", token).status_code == 404
+    assert api.get("/api/v1/events/stream", token, after=-1).status_code == 422
 
 
 def test_promotions(api: Api) -> None:

@@ -40,7 +40,7 @@ def _validation_line(exc: RequestValidationError) -> str:
 
 
 def create_app(settings: ApiSettings) -> FastAPI:
-    from shipyard.api.routes import deployments, health, promotions
+    from shipyard.api.routes import deployments, events, health, promotions
 
     app = FastAPI(title=f"shipyard API ({settings.project})", version="1", openapi_url="/api/openapi.json",
                   docs_url="/api/docs", redoc_url=None)
@@ -69,4 +69,5 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(deployments.router, prefix=API_PREFIX)
     app.include_router(promotions.router, prefix=API_PREFIX)
+    app.include_router(events.router, prefix=API_PREFIX)
     return app

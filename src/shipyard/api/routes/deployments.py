@@ -92,5 +92,6 @@ def get_deployment(request: Request, deployment_id: str, token: Reader) -> Deplo
             raise HTTPException(404, f"no deployment {deployment_id!r}")
         check_env(token, row.env)
         steps = [StepOut.model_validate(x) for x in sq.list_steps(s, deployment_id)]
-        events = [EventOut.model_validate(x) for x in eq.list_events(s, deployment_id=deployment_id, limit=None)]
+        events = [EventOut.model_validate(x) for x in eq.list_events(s, deployment_id=deployment_id, limit=None,
+                                                                         newest_first=False)]
     return DeploymentDetail(**DeploymentOut.model_validate(row).model_dump(), steps=steps, events=events)
