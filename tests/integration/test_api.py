@@ -62,6 +62,8 @@ def seed(root: Path) -> list[str]:
                                     actor="ci" if n % 3 else "alice", state=state, now=T0 + timedelta(minutes=n),
                                     deployment_id=f"d{n:02d}")
             ids.append(row.id)
+            if n == 0:
+                row.started_at = T0 - timedelta(seconds=90)
         step = sq.start_step(s, "d00", phase="deploy", idx=0, kind="hook", description="after_install")
         sq.finish_step(s, step.id, "succeeded", output="migrated 3 tables")
         eq.add_event(s, kind="deploy.started", message="d00 started", service="api", env="stg", deployment_id="d00")
@@ -112,7 +114,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
             proc.wait()
 
 
-# (path, the env it concerns or None, the scope it needs)
+# (path, the env it concerns or None, the scope it needs); /metrics covers every env, prod included
 def read_sse(api: Api, path: str, token: str, want: int, **headers: str) -> list[dict[str, str]]:
     """Server-sent events from `path` until `want` events (or an `end`) arrived; each {id, event, data}."""
     got: list[dict[str, str]] = []
@@ -150,7 +152,7 @@ ENDPOINTS = [("/api/v1/deployments", None, "read"), ("/api/v1/deployments/d01", 
              ("/api/v1/promotions", None, "read"), ("/api/v1/promotions?env=prod", "prod", "read"),
              ("/api/v1/promotions/p0", "stg", "read"), ("/api/v1/promotions/p1", "prod", "read"),
              ("/api/v1/events", None, "read"), ("/api/v1/events?env=prod", "prod", "read"),
-             ("/api/v1/deployments/d02/events/stream", "prod", "read")]
+             ("/api/v1/deployments/d02/events/stream", "prod", "read"), ("/metrics", "prod", "read")]
 
 
 @pytest.mark.parametrize(("path", "env", "scope"), ENDPOINTS)
@@ -259,6 +261,33 @@ def test_event_streams_follow_resume_and_end(api: Api) -> None:
     assert [e["event"] for e in live] == ["deploy.step", "deploy.succeeded", "end"]
     assert api.get("/api/v1/deployments/nope/events/stream", token).status_code == 404
     assert api.get("/api/v1/events/stream", token, after=-1).status_code == 422
+
+
+def test_metrics_agree_with_the_history(api: Api) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    assert api.get("/metrics").status_code == 401
+    res = api.get("/metrics", api.tokens["reader"])
+    assert res.status_code == 200 and res.headers["content-type"].startswith("text/plain")
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(res.text) for s in family.samples}
+    history = api.get("/api/v1/deployments", api.tokens["reader"], limit=500).json()["items"]
+    expected: dict[tuple[str, str, str, str], int] = {}
+    for d in history:
+        key = (d["service"], d["env"], d["kind"], d["state"])
+        expected[key] = expected.get(key, 0) + 1
+    counted = {tuple(dict(labels)[k] for k in ("service", "env", "kind", "state")): int(v)
+               for (name, labels), v in samples.items() if name == "shipyard_deployments_total"}
+    assert counted == expected
+    key = tuple(sorted({"service": "api", "env": "stg", "state": "succeeded"}.items()))
+    assert samples[("shipyard_deployment_duration_seconds_count", key)] == 1
+    assert abs(samples[("shipyard_deployment_duration_seconds_sum", key)] - 90.0) < 0.01
+    web_prod = tuple(sorted({"service": "web", "env": "prod"}.items()))
+    last = samples[("shipyard_last_success_timestamp_seconds", web_prod)]
+    newest_web_prod = max(datetime.fromisoformat(d["finished_at"]) for d in history
+                          if (d["service"], d["env"], d["state"]) == ("web", "prod", "succeeded"))
+    assert abs(last - newest_web_prod.timestamp()) < 0.01
+    assert samples[("shipyard_outbox_pending", ())] == 0
 
 
 def test_promotions(api: Api) -> None:

@@ -40,12 +40,14 @@ def _validation_line(exc: RequestValidationError) -> str:
 
 
 def create_app(settings: ApiSettings) -> FastAPI:
-    from shipyard.api.routes import deployments, events, health, promotions
+    from shipyard.api.metrics import registry_for
+    from shipyard.api.routes import deployments, events, health, metrics, promotions
 
     app = FastAPI(title=f"shipyard API ({settings.project})", version="1", openapi_url="/api/openapi.json",
                   docs_url="/api/docs", redoc_url=None)
     app.state.store = settings.store
     app.state.settings = settings
+    app.state.metrics = registry_for(settings.store)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -67,6 +69,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         return _problem(500, "internal error (logged by the server)")
 
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(deployments.router, prefix=API_PREFIX)
     app.include_router(promotions.router, prefix=API_PREFIX)
     app.include_router(events.router, prefix=API_PREFIX)
