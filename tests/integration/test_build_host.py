@@ -216,8 +216,9 @@ def test_a_fleet_deploy_built_on_a_build_host(nethosts: HostFactory, tmp_path: P
                                 router=f'{{type: builtin, listen: "127.0.0.1:{port}"}}',
                                 strategy="{type: rolling, per: host, drain_timeout: 2s}", extra=extra)
     try:
-        setup = cli(ws.root, "hosts", "setup", "web-1", timeout=300)       # the build host is never set up
-        assert setup.returncode == 0, str(setup)
+        setup = cli(ws.root, "hosts", "setup", timeout=300)                # the build host is left be
+        assert setup.returncode == 0 and "build-1: a build host only" in setup.stderr, str(setup)
+        assert build.run(["test", "-e", "/srv/shipyard/venv"], check=False).returncode == 1
         deployed = cli(ws.root, "deploy", "api", "--env", "prod", "--json")
         assert deployed.returncode == 0 and deployed.json()["state"] == "succeeded", str(deployed)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/version", timeout=10) as resp:

@@ -185,3 +185,18 @@ def test_unpack_refuses_a_tree_escaping_its_directory(tmp_path: Path) -> None:
         unpack(buf.getvalue(), dest)
     assert not (tmp_path / "escape").exists() and (dest / "kept").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rel"]
+
+
+@pytest.mark.parametrize(("target", "router", "expected"), [
+    ("[web-1]", "{type: builtin}", {"build-1"}),
+    ("[web-1, build-1]", "{type: builtin}", set()),
+    ("[web-1]", "{type: nginx, upstream: api, file: /etc/nginx/conf.d/api.conf, host: build-1}",
+     set()),
+])
+def test_hosts_setup_leaves_build_only_hosts_be(tmp_path: Path, target: str, router: str,
+                                                expected: set[str]) -> None:
+    from shipyard.cli.hosts import build_only_hosts
+
+    config = load(tmp_path, f"    build: make\n    build_host: build-1\n"
+                            f"    deploy: {{target: {{type: ssh, hosts: {target}}}, router: {router}}}")
+    assert build_only_hosts(config) == expected
