@@ -125,7 +125,7 @@ def run_script(tmp_path: Path, tree: Path, env: dict[str, str], command: str, *,
     data, digest = pack(tree)
     remote = remote_build_dir(str(tmp_path / "host"), "api", "k", "t")
     argv = build_argv(remote, digest, timeout, command)
-    return subprocess.run(argv, input=env_block({**env, "SHIPYARD_RELEASE_DIR": remote}) + data,
+    return subprocess.run(argv, input=env_block(env) + data,
                           capture_output=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
 
 
@@ -137,7 +137,7 @@ def test_the_script_builds_with_the_variables_and_leaves_nothing(tmp_path: Path)
               "EMPTY": "", "BIG": "x" * 5000}
     done = run_script(tmp_path, tree, values,
                       'for n in TRICKY UNICODE DASH EMPTY BIG; do eval "printf %s \\"\\$$n\\"" > "$n.out"; done; '
-                      'pwd > where; cat src.txt; echo to-stderr >&2')
+                      'pwd > where; printf %s "$SHIPYARD_RELEASE_DIR" > release-dir; cat src.txt; echo to-stderr >&2')
     assert done.returncode == 0, done.stderr
     status, archive = parse_output(done.stdout)
     assert status == 0 and archive is not None
@@ -148,6 +148,7 @@ def test_the_script_builds_with_the_variables_and_leaves_nothing(tmp_path: Path)
     for name, value in values.items():
         assert (out / f"{name}.out").read_text() == value, name
     assert (out / "where").read_text().strip() == str(tmp_path / "host/builds/api/k.t")
+    assert (out / "release-dir").read_text() == str(tmp_path / "host/builds/api/k.t")
     assert not (out / "stale").exists() and (out / "src.txt").read_text() == "source\n"
     assert done.stderr.decode().split() == ["source", "to-stderr"]
     assert list((tmp_path / "host/builds/api").iterdir()) == []          # dir, archives and log removed

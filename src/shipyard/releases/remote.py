@@ -163,7 +163,7 @@ async def build_on_host(pool: SshPool, host: str, release: Path, *, service: str
     finished = False
     try:
         res = await pool.run(host, build_argv(remote, digest, timeout, command),
-                             stdin=env_block({**env, "SHIPYARD_RELEASE_DIR": remote}) + data,
+                             stdin=env_block(env) + data,      # the script sets SHIPYARD_RELEASE_DIR
                              timeout=timeout + TRANSFER_ALLOWANCE)
         finished = True
     except SshError as exc:
