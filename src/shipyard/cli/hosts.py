@@ -136,6 +136,19 @@ def check_cmd(
         raise typer.Exit(1)
 
 
+def build_only_hosts(config: Any) -> set[str]:
+    """Hosts that some service builds on and no ssh target or router uses: `hosts setup` leaves them be."""
+    builders: set[str] = set()
+    used: set[str] = set()
+    for svc in config.services.values():
+        if getattr(svc, "build_host", None):
+            builders.add(svc.build_host)
+        used.update(getattr(svc.deploy.target, "hosts", None) or [])
+        if router_host := getattr(svc.deploy.router, "host", None):
+            used.add(router_host)
+    return builders - used
+
+
 def _yes(value: bool | None) -> str:
     return "-" if value is None else ("ok" if value else "FAIL")
 
@@ -153,6 +166,13 @@ def setup_cmd(
 
     project = Project.load(config)
     chosen = _names(project, names)
+    if not names:               # a build host runs no agent: it needs sh and tar, not shipyard's runtime
+        builders = build_only_hosts(project.config)
+        chosen = [n for n in chosen if n not in builders]
+        for name in sorted(builders):
+            render.note(f"{name}: a build host only (no target or router runs there): not set up")
+        if not chosen:
+            raise UsageError("no hosts to set up: every host is a build host only")
     runtime = build_runtime(project.state_dir / "runtime")
     pool = project.ssh_pool()
 

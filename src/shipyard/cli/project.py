@@ -137,7 +137,8 @@ class Project:
         s = self.settings(service, env)
         return Environment(settings=s, store=self.store, target=build_target(s.target, self.build_context(s, agent)),
                            router=self.router(s, agent),
-                           releases=ReleaseStore(self.state_dir / "releases"), actor=actor(),
+                           releases=ReleaseStore(self.state_dir / "releases", ssh_pool=lambda: self.fleet(agent)[0]),
+                           actor=actor(),
                            listener=listener, secrets=self.secrets.environ_for, redactor=self.redactor,
                            notifications=self.config.notifications)
 

@@ -242,5 +242,5 @@ class Config(StrictModel):
             repo_path=self.repo_path(svc.repo), kind=svc.kind, build=svc.build, run=svc.effective_run,
             publish_dir=svc.publish_dir, migrate=svc.migrate, env=svc.env_for(env),
             requires_env=tuple(svc.requires_env), health=svc.effective_health, hooks=svc.hooks,
-            deploy=svc.deploy_for(env), service=svc,
+            deploy=svc.deploy_for(env), service=svc, build_host=svc.build_host,
         )

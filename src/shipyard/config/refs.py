@@ -91,6 +91,7 @@ def _services(data: dict[str, Any], envs: dict[str, Any]) -> list[Problem]:
             if isinstance(alarm, str) and alarm not in alarms:
                 problems.append(((*base, "deploy", "alarms", index),
                                  f"{alarm!r}: " + _known("alarm", alarms, "alarms")))
+        problems += _build_host(data, base, service)
         target = _mapping(deploy.get("target")).get("type", "local")
         problems += _target_hosts(data, base, _mapping(deploy.get("target")), _mapping(deploy.get("strategy")))
         for env, override in _mapping(service.get("environments")).items():
@@ -110,6 +111,20 @@ def _services(data: dict[str, Any], envs: dict[str, Any]) -> list[Problem]:
             else:
                 used[env, address] = name
     return problems
+
+
+def _build_host(data: dict[str, Any], base: Path, service: dict[str, Any]) -> list[Problem]:
+    """A build host is one of `hosts:` and has something to build."""
+    host = service.get("build_host")
+    if not isinstance(host, str):
+        return []
+    hosts = _mapping(data.get("hosts"))
+    if host not in hosts:
+        return [((*base, "build_host"), f"{host!r}: " + _known("host", hosts, "hosts"))]
+    build = service.get("build")
+    if not isinstance(build, str) or not build.strip():
+        return [((*base, "build_host"), "build_host needs a `build` command to run there")]
+    return []
 
 
 def _target_hosts(data: dict[str, Any], base: Path, target: dict[str, Any],

@@ -79,6 +79,9 @@ class Service(StrictModel):
     kind: Literal["process", "static"] = Field(
         default="process", description="`process` runs a server; `static` serves `publish_dir` after the build.")
     build: str | None = Field(default=None, description="Shell command that builds a release (run in its directory).")
+    build_host: Name | None = Field(default=None, description="A host under `hosts:` that runs `build` (over SSH, in "
+                                    "a fresh directory under its release_dir) instead of the controller; the built "
+                                    "release comes back and ships from here. Needs no `hosts setup`.")
     run: str | None = Field(default=None, description="Command that starts one instance; `{port}` (and `$PORT`), "
                                               "`{publish_dir}`, `{instance}` and `{env}` are replaced (PORT is "
                                               "also set). Required for kind process.")
@@ -191,6 +194,7 @@ class ResolvedService:
     hooks: Hooks
     deploy: Deploy
     service: Service
+    build_host: str | None = None
 
     @property
     def instances(self) -> int:

@@ -47,6 +47,7 @@ from shipyard.engine.startup import StartWatch
 from shipyard.errors import HookError, OSFailure, ReleaseError, ShipyardError
 from shipyard.health.checker import HealthMonitor
 from shipyard.monitoring.providers.router import RouterProvider
+from shipyard.releases.remote import TRANSFER_ALLOWANCE
 from shipyard.releases.store import ReleaseStore
 from shipyard.routers.base import Router, WeightedBackend
 from shipyard.secrets.redact import REDACT_ENV
@@ -133,15 +134,24 @@ class Run:
         return {**base, **self.s.environ, "SHIPYARD_SERVICE": self.s.service, "SHIPYARD_ENV": self.s.env,
                 "SHIPYARD_REVISION": revision}
 
+    def _build_env(self, revision: str) -> dict[str, str]:
+        """What the build of `revision` gets. On a build host that is its own login's PATH, HOME, LANG...
+        with the service's variables on top, not the controller's (which would not fit another machine)."""
+        if self.s.build_host is None:
+            return self.build_environ(revision)
+        return {**self.s.environ, "SHIPYARD_SERVICE": self.s.service, "SHIPYARD_ENV": self.s.env,
+                "SHIPYARD_REVISION": revision}
+
     def release_of(self, revision: str) -> Path:
         """The release directory `revision` is (or will be) built in with this run's inputs."""
-        return self.releases.path(self.s.service, revision, build=self.s.build, env=self.build_environ(revision))
+        return self.releases.path(self.s.service, revision, build=self.s.build, env=self._build_env(revision),
+                                  build_host=self.s.build_host)
 
     async def prepare(self, revision: str) -> CommandResult | None:
         """Export and build `revision` unless its release (same inputs) is built already."""
         _, result = await self.releases.prepare(self.s.source, self.s.service, revision, build=self.s.build,
-                                                env=self.build_environ(revision), timeout=self.s.build_timeout,
-                                                redact=self.journal.redact)
+                                                env=self._build_env(revision), timeout=self.s.build_timeout,
+                                                redact=self.journal.redact, build_host=self.s.build_host)
         return result
 
     def environ(self) -> dict[str, str]:
@@ -184,7 +194,7 @@ class Run:
         if isinstance(step, Migrate) and self.s.migrate:
             return self.s.migrate.timeout + 5
         if isinstance(step, Prepare):
-            return self.s.build_timeout + 60
+            return self.s.build_timeout + 60 + (TRANSFER_ALLOWANCE if self.s.build_host else 0)
         if isinstance(step, (Pause, Analyze)):
             return step.seconds + self.s.step_timeout
         if isinstance(step, WaitHealthy):

@@ -15,6 +15,7 @@ from shipyard.config.service import STATIC_RUN
 from shipyard.domain.launch import fill_argv, split_run
 from shipyard.errors import UnknownEnvironmentError, UnknownServiceError, UsageError
 from shipyard.releases.git import GitSource
+from shipyard.releases.remote import BuildHost
 from shipyard.strategies import AllAtOnce, BlueGreen, Canary, CanaryStep, HostBatches, HostRolling, Rolling, Strategy
 
 HOOK_NAMES = ("application_stop", "before_install", "after_install", "application_start", "validate_service",
@@ -58,6 +59,7 @@ class ServiceSettings:
     publish_dir: str | None = None   # a static service's directory, relative to its release
     router: Any = None               # the config's router model (config.deploy.Router); None = built-in
     target: Any = None               # the config's target model (config.deploy.Target); None = local
+    build_host: BuildHost | None = None   # where `build` runs; None = here, on the controller
 
     def launch_argv(self, release_dir: Path) -> list[str]:
         """`run` split like a shell would (no shell runs it), with `{env}` and `{publish_dir}` (absolute, in
@@ -122,7 +124,18 @@ def service_settings(cfg: Any, project_root: Path, service: str, env: str) -> Se
         alarms={n: cfg.alarms[n] for n in getattr(dep, "alarms", []) if n in getattr(cfg, "alarms", {})},
         analysis=getattr(dep, "analysis", None), frozen=bool(getattr(envcfg, "frozen", False)),
         publish_dir=getattr(svc, "publish_dir", None), router_options=_router_options(dep.router),
-        router=dep.router, target=dep.target)
+        router=dep.router, target=dep.target, build_host=_build_host(cfg, svc))
+
+
+def _build_host(cfg: Any, svc: Any) -> BuildHost | None:
+    """`build_host` and the machine it names (its login and address: part of the release key)."""
+    name = getattr(svc, "build_host", None)
+    if not name:
+        return None
+    host = getattr(cfg, "hosts", {}).get(name)
+    if host is None:
+        raise UsageError(f"build_host {name!r} is not defined under hosts")
+    return BuildHost(name=name, machine=f"{name}={host.user}@{host.address}:{host.port}")
 
 
 def _router_options(router: Any) -> dict[str, Any]:

@@ -8,6 +8,9 @@ differs: a bundle built for dev with dev's API URL is never served in stg.
 
 The key is an HMAC (with a random key kept in releases/.key, 0600) of those inputs, so a directory name
 tells nothing about the values, secrets included; the marker file lists variable names, never values.
+
+A service with a `build_host` is built there (shipyard.releases.remote) over the invocation's SSH pool; the
+build host is one more input of the key (a release of a config without one keeps its key).
 """
 
 from __future__ import annotations
@@ -25,10 +28,15 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from shipyard.engine.commands import CommandResult, run_command
-from shipyard.errors import ReleaseError
+from shipyard.errors import ReleaseError, SshError
 from shipyard.releases.git import GitSource, export_tree
+from shipyard.releases.remote import BuildHost, build_on_host
+
+if TYPE_CHECKING:
+    from shipyard.ssh import SshPool
 
 MARKER = ".shipyard-release.json"
 KEY_FILE = ".key"
@@ -36,18 +44,24 @@ KEY_LENGTH = 16          # hex characters of the HMAC in a directory name (64 bi
 
 
 class ReleaseStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, ssh_pool: Callable[[], SshPool] | None = None) -> None:
         self.root = root
+        self.ssh_pool = ssh_pool        # the invocation's shared pool, asked for only by a build on a host
         self._secret: bytes | None = None
 
-    def key(self, sha: str, *, build: str | None, env: Mapping[str, str]) -> str:
-        """The directory name of the release of `sha` built by `build` with exactly `env`."""
-        inputs = json.dumps({"sha": sha, "build": build or "", "env": sorted(env.items())}, separators=(",", ":"))
+    def key(self, sha: str, *, build: str | None, env: Mapping[str, str],
+            build_host: BuildHost | None = None) -> str:
+        """The directory name of the release of `sha` built by `build` with exactly `env` (on `build_host`)."""
+        fields: dict[str, object] = {"sha": sha, "build": build or "", "env": sorted(env.items())}
+        if build_host is not None:      # only then: releases built on the controller keep their keys
+            fields["build_host"] = build_host.machine
+        inputs = json.dumps(fields, separators=(",", ":"))
         digest = hmac.new(self._key_secret(), inputs.encode(), hashlib.sha256).hexdigest()
         return f"{sha}-{digest[:KEY_LENGTH]}"
 
-    def path(self, service: str, sha: str, *, build: str | None, env: Mapping[str, str]) -> Path:
-        return self.root / service / self.key(sha, build=build, env=env)
+    def path(self, service: str, sha: str, *, build: str | None, env: Mapping[str, str],
+             build_host: BuildHost | None = None) -> Path:
+        return self.root / service / self.key(sha, build=build, env=env, build_host=build_host)
 
     def is_ready(self, release: Path) -> bool:
         marker = release / MARKER
@@ -58,24 +72,37 @@ class ReleaseStore:
 
     async def prepare(self, source: GitSource, service: str, sha: str, *, build: str | None,
                       env: Mapping[str, str], timeout: float,
-                      redact: Callable[[str], str] | None = None) -> tuple[Path, CommandResult | None]:
+                      redact: Callable[[str], str] | None = None,
+                      build_host: BuildHost | None = None) -> tuple[Path, CommandResult | None]:
         """Export and build a revision once per set of inputs (see the module docstring); a failed build
         leaves nothing behind, so a retry builds anew. The build also gets SHIPYARD_RELEASE_DIR (its own
-        directory, which follows from the inputs and is not one of them).
+        directory, which follows from the inputs and is not one of them; on a build host the directory
+        it runs in there).
 
         `redact` masks secret values in the build log before it is written (the build sees the secrets).
+        With `build_host` the build runs on that host (which must answer before anything else is done).
         """
         redact = redact or (lambda text: text)
-        dest = self.path(service, sha, build=build, env=env)
+        dest = self.path(service, sha, build=build, env=env, build_host=build_host)
         dest.parent.mkdir(parents=True, exist_ok=True)
         async with self._lock(dest):
             if self.is_ready(dest):
                 return dest, None
+            pool = await self._build_pool(build_host) if build and build_host else None
             if dest.exists():             # a half-made release from a crash: start over
                 shutil.rmtree(dest)
             await export_tree(source, sha, dest)
             result = None
-            if build:
+            if pool is not None and build and build_host:
+                try:
+                    result = await build_on_host(pool, build_host.name, dest, service=service,
+                                                 label=f"{service} {sha[:8]}", command=build, env=env,
+                                                 timeout=timeout, redact=redact)
+                except BaseException:
+                    shutil.rmtree(dest, ignore_errors=True)
+                    raise
+                (dest / ".shipyard-build.log").write_text(result.output)
+            elif build:
                 result = await run_command(build, cwd=dest, env={**env, "SHIPYARD_RELEASE_DIR": str(dest)},
                                            timeout=timeout)
                 (dest / ".shipyard-build.log").write_text(redact(result.output))
@@ -86,6 +113,17 @@ class ReleaseStore:
             (dest / MARKER).write_text(json.dumps({"sha": sha, "key": dest.name, "built": True, "at": time.time(),
                                                    "variables": sorted(env)}))
             return dest, result
+
+    async def _build_pool(self, build_host: BuildHost) -> SshPool:
+        """The SSH pool, connected to the build host: one that does not answer is refused by name first."""
+        if self.ssh_pool is None:
+            raise ReleaseError(f"build_host {build_host.name}: this release store has no SSH connections")
+        pool = self.ssh_pool()
+        try:
+            await pool.connection(build_host.name)
+        except SshError as exc:
+            raise ReleaseError(f"build host {build_host.name} is unreachable: {exc}") from None
+        return pool
 
     def prune(self, service: str, keep: int, protect: set[str]) -> list[str]:
         """Remove all but the `keep` newest releases of a service, never one of a revision in `protect`."""

@@ -92,10 +92,13 @@ def _git(cwd: Path, *args: str) -> str:
 
 def create_fleet_workspace(root: Path, hosts: Sequence[HostLike], client_key: Path, *, router: str,
                            strategy: str, per_host: int = 1, port: int = 8080, mode: str = "surge",
-                           python: str = "/usr/bin/python3", extra: str = "", service: str = "api") -> FleetWorkspace:
+                           python: str = "/usr/bin/python3", extra: str = "", service: str = "api",
+                           other_hosts: Sequence[HostLike] = ()) -> FleetWorkspace:
     """root/shipyard.yaml deploying `service` from a fresh repo (v1 on branch main) to `hosts`.
 
-    `router` and `strategy` are YAML flow mappings for deploy.router and deploy.strategy."""
+    `router` and `strategy` are YAML flow mappings for deploy.router and deploy.strategy; `other_hosts` are
+    under `hosts:` (and trusted) but in no target (a build host, a router's host); `extra` is appended as
+    is (lines indented by 4 continue the service)."""
     root.mkdir(parents=True, exist_ok=True)
     origin, repo = root / "origin.git", root / "repo"
     _git(root, "init", "-q", "--bare", "-b", "main", str(origin))
@@ -108,8 +111,9 @@ def create_fleet_workspace(root: Path, hosts: Sequence[HostLike], client_key: Pa
     _git(repo, "commit", "-q", "-m", "v1")
     _git(repo, "remote", "add", "origin", str(origin))
     _git(repo, "push", "-q", "origin", "main")
-    (root / "known_hosts").write_text("".join(f"{h.known_hosts_line}\n" for h in hosts), encoding="utf-8")
-    host_lines = "\n".join(f"  {h.name}: {{address: {h.address}, user: {h.user}}}" for h in hosts)
+    known = [*hosts, *other_hosts]
+    (root / "known_hosts").write_text("".join(f"{h.known_hosts_line}\n" for h in known), encoding="utf-8")
+    host_lines = "\n".join(f"  {h.name}: {{address: {h.address}, user: {h.user}}}" for h in known)
     config = f"""project: fleet
 state: sqlite:///.shipyard/state.db
 repos:
