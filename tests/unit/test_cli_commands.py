@@ -26,6 +26,7 @@ WRITE_COMMANDS: dict[str, str] = {
     "watch": "runs until stopped and rolls back on alarms",
     "hosts trust": "records a host key in known_hosts",
     "serve": "runs the API until stopped",
+    "grafana dashboard": "prints or writes a dashboard, which is JSON already",
 }
 
 

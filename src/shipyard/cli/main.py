@@ -49,6 +49,7 @@ COMMANDS: dict[str, str] = {
     "notify": "notify:app",
     "hosts": "hosts:app",
     "tokens": "tokens:app",
+    "grafana": "grafana:app",
 }
 
 
