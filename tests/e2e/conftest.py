@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -31,6 +31,7 @@ from shipyard.demo.workspace import Workspace, create_workspace
 from shipyard.testing.cli import CliResult as Result
 from shipyard.testing.cli import cli_argv
 from shipyard.testing.cli import run_cli as shared_run_cli
+from shipyard.testing.servers import missing_server
 from shipyard.testing.wait import wait_until
 
 CLI_TIMEOUT = 90.0          # one CLI call; a deploy of the demo api takes a few seconds
@@ -264,6 +265,28 @@ class E2E:
 
 def make_workspace(root: Path) -> E2E:
     return E2E(create_workspace(root, api_port=free_port(), web_port=free_port()))
+
+
+T = TypeVar("T")
+
+
+@contextlib.contextmanager
+def behind_proxy(root: Path, binary: str | None, missing: str,
+                 start: Callable[[str, int], contextlib.AbstractContextManager[T]],
+                 router: Callable[[T], str]) -> Iterator[tuple[E2E, T]]:
+    """A workspace at `root` whose api is routed by a real proxy: `start(binary, api_port)` runs it on the
+    api's port, `router(proxy)` is the deploy.router flow mapping that replaces the builtin one; a missing
+    `binary` is missing_server(`missing`). The proxy is stopped, then the workspace, when the block ends."""
+    if binary is None:
+        missing_server(missing)
+    e2e = make_workspace(root)
+    try:
+        with start(binary, e2e.api_port) as proxy:
+            e2e.edit_config(lambda text: text.replace(
+                f'router: {{type: builtin, listen: "127.0.0.1:{e2e.api_port}"}}', f"router: {router(proxy)}", 1))
+            yield e2e, proxy
+    finally:
+        e2e.stop()
 
 
 @pytest.fixture

@@ -14,28 +14,20 @@ from shipyard.demo.load import LoadRunner
 from shipyard.demo.workspace import commit_version
 from shipyard.routers.haproxy import HaproxyRouter, UnixSocketChannel
 from shipyard.testing.haproxy import Haproxy, haproxy_binary, haproxy_process
-from shipyard.testing.servers import missing_server
 
-from .conftest import E2E, assert_ok, get_version, make_workspace
+from .conftest import E2E, assert_ok, behind_proxy, get_version
 
 pytestmark = [pytest.mark.haproxy, pytest.mark.timeout(240)]
 
 
 @pytest.fixture
 def behind_haproxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[E2E, Haproxy]]:
-    binary = haproxy_binary()
-    if binary is None:
-        missing_server("haproxy is missing (scripts/bootstrap installs it)")
-    e2e = make_workspace(tmp_path_factory.mktemp("hx") / "ws")
-    try:
-        with haproxy_process(binary, slots=8, port=e2e.api_port) as hx:
-            e2e.edit_config(lambda text: text.replace(
-                f'router: {{type: builtin, listen: "127.0.0.1:{e2e.api_port}"}}',
-                f'router: {{type: haproxy, socket: "{hx.socket}", backend: app, '
-                f'listen: "127.0.0.1:{e2e.api_port}"}}', 1))
-            yield e2e, hx
-    finally:
-        e2e.stop()
+    with behind_proxy(tmp_path_factory.mktemp("hx") / "ws", haproxy_binary(),
+                      "haproxy is missing (scripts/bootstrap installs it)",
+                      lambda binary, port: haproxy_process(binary, slots=8, port=port),
+                      lambda hx: f'{{type: haproxy, socket: "{hx.socket}", backend: app, '
+                                 f'listen: "127.0.0.1:{hx.port}"}}') as both:
+        yield both
 
 
 def served(hx: Haproxy) -> set[tuple[str, int]]:

@@ -16,9 +16,8 @@ from shipyard.demo.load import LoadRunner
 from shipyard.demo.workspace import commit_version
 from shipyard.routers.nginx import LocalExecutor, NginxRouter
 from shipyard.testing.nginx import Nginx, nginx_binary, nginx_process
-from shipyard.testing.servers import missing_server
 
-from .conftest import E2E, assert_ok, get_version, make_workspace
+from .conftest import E2E, assert_ok, behind_proxy, get_version
 
 pytestmark = [pytest.mark.nginx, pytest.mark.timeout(240)]
 
@@ -26,19 +25,12 @@ pytestmark = [pytest.mark.nginx, pytest.mark.timeout(240)]
 @pytest.fixture
 def behind_nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[E2E, Nginx]]:
     binary = nginx_binary()
-    if binary is None:
-        missing_server("nginx is missing (scripts/bootstrap installs it)")
-    e2e = make_workspace(tmp_path_factory.mktemp("ngx") / "ws")
-    try:
-        with nginx_process(binary, port=e2e.api_port) as ngx:
-            e2e.edit_config(lambda text: text.replace(
-                f'router: {{type: builtin, listen: "127.0.0.1:{e2e.api_port}"}}',
-                f'router: {{type: nginx, upstream: {ngx.upstream}, file: "{ngx.upstream_file}", '
-                f'conf: "{ngx.conf}", status: "{ngx.status}", binary: "{binary}", '
-                f'listen: "127.0.0.1:{e2e.api_port}"}}', 1))
-            yield e2e, ngx
-    finally:
-        e2e.stop()
+    with behind_proxy(tmp_path_factory.mktemp("ngx") / "ws", binary, "nginx is missing (scripts/bootstrap installs it)",
+                      lambda binary, port: nginx_process(binary, port=port),
+                      lambda ngx: f'{{type: nginx, upstream: {ngx.upstream}, file: "{ngx.upstream_file}", '
+                                  f'conf: "{ngx.conf}", status: "{ngx.status}", binary: "{binary}", '
+                                  f'listen: "{ngx.listen}"}}') as both:
+        yield both
 
 
 def served(ngx: Nginx) -> set[str]:

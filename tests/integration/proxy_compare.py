@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import socket
 import struct
-import subprocess
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ import httptools
 
 from shipyard.proxy import Backend, RouterOptions, RouterServer
 from shipyard.testing.haproxy import haproxy_binary as find_haproxy
+from shipyard.testing.processes import start_process, stop_process
 from shipyard.testing.servers import missing_server
 
 try:  # works whether or not tests/ is a package
@@ -139,8 +139,7 @@ async def haproxy_front(tmp: Path, backend: ScriptedBackend, dead: int) -> Async
     cfg.write_text(HAPROXY_CFG.format(**ports, backend=backend.port, dead=dead, fast_ms=int(FAST * 1000),
                                       server_ms=int(SERVER * 1000),
                                       policy=POLICY.format(trusted=TRUSTED)))
-    log = (tmp / "haproxy.log").open("wb")
-    proc = subprocess.Popen([binary, "-db", "-f", str(cfg)], stdout=log, stderr=subprocess.STDOUT)
+    proc = start_process([binary, "-db", "-f", str(cfg)], log=tmp / "haproxy.log")
     try:
         for port in ports.values():
             try:
@@ -149,13 +148,7 @@ async def haproxy_front(tmp: Path, backend: ScriptedBackend, dead: int) -> Async
                 raise AssertionError((tmp / "haproxy.log").read_text()) from None
         yield Front("haproxy", *(f"127.0.0.1:{p}" for p in ports.values()), backend)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        log.close()
+        stop_process(proc, timeout=5)
 
 
 @contextlib.asynccontextmanager

@@ -5,86 +5,37 @@ during a deploy."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from host_fleet import Fleet, cli, events, haproxy_fleet, ok, served, version_of
 
-from nethosts import HostFactory, TestHost
+from nethosts import HostFactory
 from shipyard.demo.load import LoadRunner
-from shipyard.routers.haproxy import HaproxyRouter, UnixSocketChannel
-from shipyard.testing.cli import CliResult, run_cli
-from shipyard.testing.fleet import FleetWorkspace, commit_version, create_fleet_workspace
-from shipyard.testing.haproxy import Haproxy, haproxy_binary, haproxy_process
+from shipyard.testing.fleet import commit_version, create_fleet_workspace
 from shipyard.testing.receivers import free_port
-from shipyard.testing.servers import missing_server
 
 pytestmark = [pytest.mark.nethosts, pytest.mark.haproxy, pytest.mark.timeout(420)]
 
 
-def cli(ws: FleetWorkspace, *args: str, timeout: float = 180) -> CliResult:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPYARD_")}
-    env.update(CI="true", NO_COLOR="1", COLUMNS="200", PYTHONUNBUFFERED="1")
-    res = run_cli(ws.root, *args, env=env, timeout=timeout)
-    assert "Traceback" not in res.stderr, str(res)
-    return res
-
-
-def ok(res: CliResult) -> CliResult:
-    assert res.returncode == 0, str(res)
-    return res
-
-
-def served(hx: Haproxy) -> dict[str, int]:
-    router = HaproxyRouter(UnixSocketChannel(hx.socket), hx.backend)
-    return {b.address: b.weight for b in asyncio.run(router.backends()) if b.weight > 0}
-
-
-def events(ws: FleetWorkspace, deployment: str) -> list[dict[str, Any]]:
-    shown = ok(cli(ws, "show", deployment, "--json")).json()
-    return list(shown.get("events", []))
-
-
-Fleet = tuple[FleetWorkspace, Haproxy, list[TestHost]]
-
-
-def fleet(nethosts: HostFactory, tmp_path: Path, count: int, **options: Any) -> Iterator[Fleet]:
-    binary = haproxy_binary()
-    if binary is None:
-        missing_server("haproxy is missing (scripts/bootstrap installs it)")
-    hosts = [nethosts.add(f"web-{n + 1}") for n in range(count)]
-    with haproxy_process(binary, slots=4 * count, port=free_port()) as hx:
-        router = f'{{type: haproxy, socket: "{hx.socket}", backend: {hx.backend}, listen: "{hx.listen}"}}'
-        ws = create_fleet_workspace(tmp_path / "ws", hosts, Path(hosts[0].client_key), router=router, **options)
-        ok(cli(ws, "hosts", "setup", timeout=300))
-        yield ws, hx, hosts
+@pytest.fixture
+def surge_fleet(nethosts: HostFactory, tmp_path: Path) -> Iterator[Fleet]:
+    with haproxy_fleet(nethosts, tmp_path, 3, strategy="{type: rolling, per: host, batch: one_at_a_time, "
+                                                       "drain_timeout: 5s}") as f:
+        yield f
 
 
 @pytest.fixture
-def surge_fleet(nethosts: HostFactory, tmp_path: Path) -> Iterator[tuple[FleetWorkspace, Haproxy, list[TestHost]]]:
-    yield from fleet(nethosts, tmp_path, 3, strategy="{type: rolling, per: host, batch: one_at_a_time, "
-                                                    "drain_timeout: 5s}")
-
-
-@pytest.fixture
-def in_place_fleet(nethosts: HostFactory, tmp_path: Path) -> Iterator[tuple[FleetWorkspace, Haproxy, list[TestHost]]]:
-    yield from fleet(nethosts, tmp_path, 3, mode="in_place",
-                     strategy="{type: rolling, per: host, minimum_healthy_hosts: 1, drain_timeout: 5s}")
-
-
-def version_of(hx: Haproxy) -> dict[str, Any]:
-    import urllib.request
-
-    with urllib.request.urlopen(f"{hx.url}/version", timeout=5) as resp:
-        return dict(json.load(resp))
+def in_place_fleet(nethosts: HostFactory, tmp_path: Path) -> Iterator[Fleet]:
+    with haproxy_fleet(nethosts, tmp_path, 3, mode="in_place",
+                       strategy="{type: rolling, per: host, minimum_healthy_hosts: 1, drain_timeout: 5s}") as f:
+        yield f
 
 
 def test_one_host_at_a_time_behind_haproxy_then_a_failing_release_rolls_back(
-        surge_fleet: tuple[FleetWorkspace, Haproxy, list[TestHost]]) -> None:
+        surge_fleet: Fleet) -> None:
     ws, hx, hosts = surge_fleet
     first = ok(cli(ws, "deploy", "api", "--env", "prod", "--json")).json()
     assert first["state"] == "succeeded", first
@@ -137,7 +88,7 @@ def test_one_host_at_a_time_behind_haproxy_then_a_failing_release_rolls_back(
 
 
 def test_in_place_within_minimum_healthy_hosts_and_an_unreachable_host_skipped(
-        in_place_fleet: tuple[FleetWorkspace, Haproxy, list[TestHost]]) -> None:
+        in_place_fleet: Fleet) -> None:
     ws, hx, hosts = in_place_fleet
     ok(cli(ws, "deploy", "api", "--env", "prod"))
     v2 = commit_version(ws, "2.0.0")

@@ -4,50 +4,30 @@ minimum_healthy_hosts still holds (the deploy carries on and says which host it 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_fleet_deploy import events, ok, served, version_of
+from host_fleet import Fleet, cli, events, haproxy_fleet, ok, served, version_of
 
-from nethosts import HostFactory, TestHost
+from nethosts import HostFactory
 from shipyard.demo.load import LoadRunner
-from shipyard.testing.cli import CliResult, run_cli
-from shipyard.testing.fleet import FleetWorkspace, commit_version, create_fleet_workspace
-from shipyard.testing.haproxy import Haproxy, haproxy_binary, haproxy_process
-from shipyard.testing.receivers import free_port
-from shipyard.testing.servers import missing_server
+from shipyard.testing.fleet import commit_version
 
 pytestmark = [pytest.mark.nethosts, pytest.mark.haproxy, pytest.mark.timeout(420)]
-Fleet = tuple[FleetWorkspace, Haproxy, list[TestHost]]
-
-
-def cli(ws: FleetWorkspace, *args: str, timeout: float = 180, **extra: str) -> CliResult:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPYARD_")}
-    env.update(CI="true", NO_COLOR="1", COLUMNS="200", PYTHONUNBUFFERED="1", **extra)
-    res = run_cli(ws.root, *args, env=env, timeout=timeout)
-    assert "Traceback" not in res.stderr, str(res)
-    return res
 
 
 @pytest.fixture
 def fleet(nethosts: HostFactory, tmp_path: Path) -> Iterator[Fleet]:
-    binary = haproxy_binary()
-    if binary is None:
-        missing_server("haproxy is missing (scripts/bootstrap installs it)")
-    hosts = [nethosts.add(f"web-{n + 1}") for n in range(3)]
-    with haproxy_process(binary, slots=12, port=free_port()) as hx:
-        router = f'{{type: haproxy, socket: "{hx.socket}", backend: {hx.backend}, listen: "{hx.listen}"}}'
-        ws = create_fleet_workspace(tmp_path / "ws", hosts, Path(hosts[0].client_key), router=router,
-                                    strategy="{type: rolling, per: host, minimum_healthy_hosts: 1, "
-                                             "batch: one_at_a_time, drain_timeout: 3s}")
-        text = ws.config_path.read_text().replace("connect_timeout: 3s}", "connect_timeout: 3s, keepalive: 1s}")
-        ws.config_path.write_text(text)
-        ok(cli(ws, "hosts", "setup", timeout=300))
-        ok(cli(ws, "deploy", "api", "--env", "prod"))
-        yield ws, hx, hosts
+    def keepalive(text: str) -> str:
+        return text.replace("connect_timeout: 3s}", "connect_timeout: 3s, keepalive: 1s}")
+
+    with haproxy_fleet(nethosts, tmp_path, 3, edit_config=keepalive,
+                       strategy="{type: rolling, per: host, minimum_healthy_hosts: 1, "
+                                "batch: one_at_a_time, drain_timeout: 3s}") as f:
+        ok(cli(f[0], "deploy", "api", "--env", "prod"))
+        yield f
 
 
 def test_a_killed_deploy_is_recovered_to_one_revision_on_every_host(fleet: Fleet) -> None:

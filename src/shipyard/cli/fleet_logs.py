@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
 from typing import Any
 
 from shipyard.cli import render
+from shipyard.cli.log_select import select_instances
 from shipyard.cli.project import Project
 from shipyard.errors import ShipyardError
 from shipyard.ssh import SshPool
@@ -41,12 +41,8 @@ async def _from(pool: SshPool, host: str, path: str, offset: int) -> tuple[list[
     return data[:cut].decode("utf-8", "replace").splitlines(), offset + cut
 
 
-Select = Callable[[list[dict[str, Any]], str | None, str], list[dict[str, Any]]]
-
-
 async def show_fleet_logs(project: Project, service: str, env: str, instance: str | None, follow: bool,
-                          lines: int, as_json: bool, stop: asyncio.Event, select_instances: Select) -> None:
-    """`select_instances` is logs.select_instances (passed in: logs imports this module, not the reverse)."""
+                          lines: int, as_json: bool, stop: asyncio.Event) -> None:
     s = project.settings(service, env)
     async with project.agent(start=False) as agent:
         pool, _ = project.fleet(agent)

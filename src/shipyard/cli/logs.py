@@ -23,44 +23,13 @@ import typer
 
 from shipyard.cli import render
 from shipyard.cli.aio import run
+from shipyard.cli.log_select import Printer, select_instances
 from shipyard.cli.project import Project
-from shipyard.errors import AgentError, ShipyardError, UsageError
+from shipyard.errors import AgentError, ShipyardError
 from shipyard.targets.logfile import LogFile
 
 POLL = 0.2          # seconds between reads of the files while following
 RESCAN = 1.0        # seconds between looks for instances started meanwhile
-ENDED = "stopped"   # an instance stopped on purpose (an old revision): not shown unless asked for by id
-
-
-def select_instances(records: list[dict[str, Any]], wanted: str | None, where: str) -> list[dict[str, Any]]:
-    """The instances to show: `wanted` (an id or the unique start of one, in any state), else every
-    instance not stopped on purpose, oldest first."""
-    if wanted is None:
-        return sorted((r for r in records if r.get("state") != ENDED), key=lambda r: r.get("started_at") or 0)
-    exact = [r for r in records if r["id"] == wanted]
-    hits = exact or [r for r in records if r["id"].startswith(wanted)]
-    if len(hits) == 1:
-        return hits
-    known = ", ".join(sorted(r["id"] for r in (hits or records))) or "none"
-    if not hits:
-        raise UsageError(f"no instance {wanted!r} of {where} (known: {known}; see `shipyard status`)")
-    raise UsageError(f"{wanted!r} is ambiguous among the instances of {where}: {known}")
-
-
-class Printer:
-    """Lines out, as text (`id | line` when several instances are shown) or as JSON Lines."""
-
-    def __init__(self, as_json: bool, prefixed: bool) -> None:
-        self.as_json = as_json
-        self.prefixed = prefixed
-
-    def __call__(self, instance: str, lines: list[str]) -> None:
-        if not lines:
-            return
-        if self.as_json:
-            render.json_lines({"instance": instance, "line": line} for line in lines)
-        else:
-            render.plain_lines(f"{instance} | {line}" if self.prefixed else line for line in lines)
 
 
 Lister = Callable[[], Awaitable[list[dict[str, Any]]]]
@@ -110,7 +79,7 @@ async def show_logs(project: Project, service: str, env: str, instance: str | No
     if getattr(project.settings(service, env).target, "type", "local") == "ssh":
         from shipyard.cli.fleet_logs import show_fleet_logs
 
-        await show_fleet_logs(project, service, env, instance, follow, lines, as_json, stop, select_instances)
+        await show_fleet_logs(project, service, env, instance, follow, lines, as_json, stop)
         return
     async with project.agent(start=False) as agent:
         def list_records() -> Awaitable[list[dict[str, Any]]]:

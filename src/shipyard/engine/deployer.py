@@ -31,7 +31,7 @@ from shipyard.store import deployments as dq
 from shipyard.store import leases as lq
 from shipyard.store import steps as sq
 from shipyard.store.owner import owner_is_dead
-from shipyard.strategies import PlanInput, compose
+from shipyard.strategies import HostRolling, PlanInput, Strategy, compose
 from shipyard.targets.base import PlacingTarget
 
 
@@ -134,7 +134,7 @@ async def _run_new(e: Environment, journal: Journal, dep_id: str, revision: Revi
     return await _drive(e, run, plan, 0, lost)
 
 
-async def _admit_hosts(e: Environment, journal: Journal, strat: Any) -> int:
+async def _admit_hosts(e: Environment, journal: Journal, strat: Strategy) -> int:
     """On a fleet, every host's agent must answer before anything moves. Unreachable hosts refuse the deploy
     by name, unless minimum_healthy_hosts still holds without them: then they are skipped, and recorded.
     Returns the instances wanted."""
@@ -143,7 +143,8 @@ async def _admit_hosts(e: Environment, journal: Journal, strat: Any) -> int:
         return e.settings.instances
     status = await target.probe()
     down = {name: why for name, why in status.items() if why}
-    batches = getattr(strat, "batches", None)
+    # Only rolling over hosts has host batches (minimum_healthy_hosts); any other strategy needs every host.
+    batches = strat.batches if isinstance(strat, HostRolling) else None
     if batches is not None:
         def lost(host: str, why: str, carry_on: bool) -> None:
             then = ("carrying on without it (minimum_healthy_hosts still holds)" if carry_on

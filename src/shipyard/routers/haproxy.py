@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from shipyard.commands import haproxy as cmd
-from shipyard.errors import RouterError
+from shipyard.errors import RouterError, ShipyardError
 from shipyard.routers.base import WeightedBackend
 
 # srv_admin_state bits (HAProxy's enum srv_admin): forced/inherited/resolver maintenance, and drain.
@@ -42,64 +42,91 @@ class RuntimeChannel(Protocol):
         ...
 
 
-class UnixSocketChannel:
+class _StreamChannel:
+    """Sends one command over a fresh stream and reads the answer to EOF; subclasses say how the stream
+    is opened and what a failure to reach the socket means."""
+
+    timeout: float
+    # End the stream's input after the command. The local socket does not: HAProxy closes after one
+    # answer anyway, and a peer that waits for EOF before answering stays a timeout, not an empty answer.
+    half_close = False
+
+    def _where(self) -> str:
+        raise NotImplementedError
+
+    async def _open(self) -> tuple[Any, Any]:
+        """A (reader, writer) pair connected to the stats socket."""
+        raise NotImplementedError
+
+    def _unreachable(self, exc: Exception) -> HaproxyError | None:
+        """The one-line error for a failure to reach the socket, or None for an error that is not one."""
+        raise NotImplementedError
+
+    async def send(self, line: str) -> str:
+        if "\n" in line or "\r" in line:
+            raise cmd.HaproxyCommandError("a runtime API command is one line")
+        try:
+            async with asyncio.timeout(self.timeout):
+                reader, writer = await self._open()
+                try:
+                    writer.write(line.encode() + b"\n")
+                    await writer.drain()
+                    if self.half_close:
+                        writer.write_eof()
+                    data = await reader.read()          # to EOF: HAProxy closes after the answer
+                finally:
+                    writer.close()
+        except TimeoutError:
+            raise HaproxyError(f"HAProxy's runtime API at {self._where()} did not answer within "
+                               f"{self.timeout:g}s") from None
+        except Exception as exc:
+            error = self._unreachable(exc)
+            if error is None:
+                raise
+            raise error from None
+        return data.decode(errors="replace") if isinstance(data, bytes) else str(data)
+
+
+class UnixSocketChannel(_StreamChannel):
     """HAProxy's stats socket on this host, one connection per command (see the module docstring)."""
 
     def __init__(self, path: str, timeout: float = 5.0) -> None:
         self.path, self.timeout = path, timeout
 
-    async def send(self, line: str) -> str:
-        if "\n" in line or "\r" in line:
-            raise cmd.HaproxyCommandError("a runtime API command is one line")
-        try:
-            async with asyncio.timeout(self.timeout):
-                reader, writer = await asyncio.open_unix_connection(self.path)
-                try:
-                    writer.write(line.encode() + b"\n")
-                    await writer.drain()
-                    data = await reader.read()          # to EOF: HAProxy closes after the answer
-                finally:
-                    writer.close()
-        except TimeoutError:
-            raise HaproxyError(f"HAProxy's runtime API at {self.path} did not answer within "
-                               f"{self.timeout:g}s") from None
-        except OSError as exc:
-            raise HaproxyError(f"cannot reach HAProxy's runtime API at {self.path}: "
-                               f"{exc.strerror or exc}") from None
-        return data.decode(errors="replace")
+    def _where(self) -> str:
+        return self.path
+
+    async def _open(self) -> tuple[Any, Any]:
+        return await asyncio.open_unix_connection(self.path)
+
+    def _unreachable(self, exc: Exception) -> HaproxyError | None:
+        if not isinstance(exc, OSError):
+            return None
+        return HaproxyError(f"cannot reach HAProxy's runtime API at {self.path}: {exc.strerror or exc}")
 
 
-class SshUnixChannel:
+class SshUnixChannel(_StreamChannel):
     """HAProxy's stats socket on another host, through a streamlocal channel of the pool's SSH connection to
     it (no socat on the host, no port opened for the runtime API)."""
+
+    half_close = True       # the channel's EOF, as socat sends it: sshd then shuts the socket's write side
 
     def __init__(self, pool: Any, host: str, path: str, timeout: float = 5.0) -> None:
         self.pool, self.host, self.path, self.timeout = pool, host, path, timeout
 
-    async def send(self, line: str) -> str:
-        if "\n" in line or "\r" in line:
-            raise cmd.HaproxyCommandError("a runtime API command is one line")
-        from shipyard.errors import ShipyardError
+    def _where(self) -> str:
+        return f"{self.host}:{self.path}"
 
-        try:
-            async with asyncio.timeout(self.timeout):
-                conn = await self.pool.connection(self.host)
-                reader, writer = await conn.open_unix_connection(self.path)
-                try:
-                    writer.write(line.encode() + b"\n")
-                    writer.write_eof()
-                    data = await reader.read()
-                finally:
-                    writer.close()
-        except TimeoutError:
-            raise HaproxyError(f"HAProxy's runtime API at {self.host}:{self.path} did not answer within "
-                               f"{self.timeout:g}s") from None
-        except ShipyardError as exc:
-            raise HaproxyError(f"cannot reach HAProxy on {self.host}: {exc}") from None
-        except Exception as exc:      # asyncssh's channel errors: the socket is not there, or refused
-            raise HaproxyError(f"cannot reach HAProxy's runtime API at {self.host}:{self.path}: "
-                               f"{getattr(exc, 'reason', None) or exc or type(exc).__name__}") from None
-        return data.decode(errors="replace") if isinstance(data, bytes) else str(data)
+    async def _open(self) -> tuple[Any, Any]:
+        conn = await self.pool.connection(self.host)
+        return await conn.open_unix_connection(self.path)
+
+    def _unreachable(self, exc: Exception) -> HaproxyError | None:
+        if isinstance(exc, ShipyardError):      # the pool's: the host itself is unreachable
+            return HaproxyError(f"cannot reach HAProxy on {self.host}: {exc}")
+        # asyncssh's channel errors: the socket is not there, or refused
+        return HaproxyError(f"cannot reach HAProxy's runtime API at {self._where()}: "
+                            f"{getattr(exc, 'reason', None) or exc or type(exc).__name__}")
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shipyard.testing.processes import server_process
 from shipyard.testing.receivers import free_port
-from shipyard.testing.wait import wait_until
 
 SLOTS_CFG = """
 global
@@ -65,9 +65,7 @@ class Haproxy:
         return int(self.listen.rsplit(":", 1)[1])
 
 
-def _socket_open(path: str, proc: subprocess.Popen[bytes], log: Path) -> bool:
-    if proc.poll() is not None:
-        raise AssertionError(f"haproxy exited ({proc.returncode}): {log.read_text()[-2000:]}")
+def _socket_open(path: str) -> bool:
     with socket.socket(socket.AF_UNIX) as s:
         try:
             s.connect(path)
@@ -86,19 +84,16 @@ def haproxy_process(binary: str, *, slots: int = 4, backend: str = "app", prefix
     cfg.write_text(SLOTS_CFG.format(admin=admin, operator=operator, bind="127.0.0.1", port=port, slots=slots,
                                     backend=backend, prefix=prefix))
     log = tmp / "haproxy.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([binary, "-db", "-f", str(cfg)], stdout=out, stderr=subprocess.STDOUT)
+
+    def exited(proc: subprocess.Popen[Any]) -> AssertionError:
+        return AssertionError(f"haproxy exited ({proc.returncode}): {log.read_text()[-2000:]}")
+
     try:
-        wait_until(lambda: _socket_open(admin, proc, log), timeout, f"haproxy's stats socket {admin}",
-                   interval=0.02)
-        yield Haproxy(proc, admin, operator, f"127.0.0.1:{port}", backend, log)
+        with server_process([binary, "-db", "-f", str(cfg)], log=log, ready=lambda: _socket_open(admin),
+                            exited=exited, timeout=timeout, what=f"haproxy's stats socket {admin}",
+                            interval=0.02) as proc:
+            yield Haproxy(proc, admin, operator, f"127.0.0.1:{port}", backend, log)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -117,20 +112,10 @@ def haproxy_on_host(host: Any, binary: str, *, dir: str = "/srv/haproxy", slots:
     admin, operator, cfg = f"{dir}/admin.sock", f"{dir}/operator.sock", f"{dir}/haproxy.cfg"
     host.run(["tee", cfg], input=SLOTS_CFG.format(admin=admin, operator=operator, bind=host.address, port=port,
                                                   slots=slots, backend=backend, prefix=prefix))
-    proc = host.popen([binary, "-db", "-f", cfg], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    def exited(proc: subprocess.Popen[Any]) -> AssertionError:
+        return AssertionError(f"haproxy exited on {host.name}: {proc.stderr.read() if proc.stderr else b''!r}")
 
-    def up() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError(f"haproxy exited on {host.name}: {proc.stderr.read() if proc.stderr else b''!r}")
-        return bool(host.run([sys.executable, "-c", _CONNECTS, admin], check=False).returncode == 0)
-
-    try:
-        wait_until(up, timeout, f"haproxy's stats socket on {host.name}", interval=0.05)
+    with server_process([binary, "-db", "-f", cfg], host=host, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                        ready=lambda: host.run([sys.executable, "-c", _CONNECTS, admin], check=False).returncode == 0,
+                        exited=exited, timeout=timeout, what=f"haproxy's stats socket on {host.name}") as proc:
         yield Haproxy(proc, admin, operator, f"{host.address}:{port}", backend, Path(dir) / "haproxy.log")
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()

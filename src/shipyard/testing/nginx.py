@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from shipyard.commands.nginx import Server, render
+from shipyard.testing.processes import server_process
 from shipyard.testing.receivers import free_port
-from shipyard.testing.wait import wait_until
 
 CONF = """{user}worker_processes 1;
 pid {dir}/nginx.pid;
@@ -59,15 +59,6 @@ def nginx_argv(binary: str, dir: str | Path, conf: str | Path) -> list[str]:
     return [binary, "-p", f"{dir}/", "-e", f"{dir}/error.log", "-c", str(conf), "-g", "daemon off;"]
 
 
-def _stop(proc: subprocess.Popen[Any]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 def nginx_binary() -> str | None:
     return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
 
@@ -100,16 +91,15 @@ def nginx_process(binary: str, *, upstream: str = "app", port: int | None = None
     conf = tmp / "nginx.conf"
     conf.write_text(nginx_conf(tmp, listen=f"127.0.0.1:{port}", upstream_file=upstream_file, upstream=upstream))
     log = tmp / "stdout.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(nginx_argv(binary, tmp, conf), stdout=out, stderr=subprocess.STDOUT)
+
+    def exited(_: subprocess.Popen[Any]) -> RuntimeError:
+        return RuntimeError(f"nginx exited: {log.read_text()[-500:]} {(tmp / 'error.log').read_text()[-500:]}")
+
     try:
-        wait_until(lambda: (tmp / "nginx.pid").exists() or proc.poll() is not None, timeout, "nginx's pid file",
-                   interval=0.02)
-        if proc.poll() is not None:
-            raise RuntimeError(f"nginx exited: {log.read_text()[-500:]} {(tmp / 'error.log').read_text()[-500:]}")
-        yield Nginx(proc, str(conf), str(upstream_file), upstream, status, f"127.0.0.1:{port}", tmp)
+        with server_process(nginx_argv(binary, tmp, conf), log=log, ready=(tmp / "nginx.pid").exists,
+                            exited=exited, timeout=timeout, what="nginx's pid file", interval=0.02) as proc:
+            yield Nginx(proc, str(conf), str(upstream_file), upstream, status, f"127.0.0.1:{port}", tmp)
     finally:
-        _stop(proc)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -124,13 +114,11 @@ def nginx_on_host(host: Any, binary: str, *, dir: str = "/srv/nginx", port: int 
     host.run(["tee", upstream_file], input=render(upstream, [Server("127.0.0.1:9", 0)], status)[0])
     host.run(["tee", conf], input=nginx_conf(dir, listen=f"{host.address}:{port}", upstream_file=upstream_file,
                                              upstream=upstream))
-    proc = host.popen(nginx_argv(binary, dir, conf), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        wait_until(lambda: proc.poll() is not None or host.run(["test", "-s", f"{dir}/nginx.pid"],
-                                                               check=False).returncode == 0,
-                   timeout, f"nginx's pid file on {host.name}", interval=0.05)
-        if proc.poll() is not None:
-            raise RuntimeError(f"nginx exited on {host.name}: {proc.stderr.read() if proc.stderr else b''!r}")
+    def exited(proc: subprocess.Popen[Any]) -> RuntimeError:
+        return RuntimeError(f"nginx exited on {host.name}: {proc.stderr.read() if proc.stderr else b''!r}")
+
+    with server_process(nginx_argv(binary, dir, conf), host=host, stdout=subprocess.DEVNULL,
+                        stderr=subprocess.PIPE, exited=exited, timeout=timeout,
+                        ready=lambda: host.run(["test", "-s", f"{dir}/nginx.pid"], check=False).returncode == 0,
+                        what=f"nginx's pid file on {host.name}") as proc:
         yield Nginx(proc, conf, upstream_file, upstream, status, f"{host.address}:{port}", Path(dir))
-    finally:
-        _stop(proc)

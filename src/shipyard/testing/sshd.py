@@ -18,6 +18,8 @@ from pathlib import Path
 
 import asyncssh
 
+from shipyard.testing.processes import stop_process
+
 SSHD = "/usr/sbin/sshd"
 START_TIMEOUT = 15.0
 
@@ -110,14 +112,8 @@ class Sshd:
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        if proc is not None and proc.poll() is None:
+            stop_process(proc)
 
     def restart(self, *, new_key: bool = False) -> None:
         self.stop()
