@@ -21,6 +21,7 @@ from shipyard.store import events as eq
 from shipyard.store import promotions as pq
 from shipyard.store import steps as sq
 from shipyard.testing.cli import CliResult, cli_argv, run_cli
+from shipyard.testing.processes import stop_process
 from shipyard.testing.receivers import free_port
 from shipyard.testing.wait import wait_until
 
@@ -106,12 +107,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
         wait_serving(proc, url)
         yield Api(url, root, tokens, proc)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=15)
 
 
 # (path, the env it concerns or None, the scope it needs); /metrics covers every env, prod included
