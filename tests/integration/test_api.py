@@ -286,6 +286,21 @@ def test_metrics_agree_with_the_history(api: Api) -> None:
     assert samples[("shipyard_outbox_pending", ())] == 0
 
 
+def test_writes_need_the_deploy_scope_on_the_env(api: Api) -> None:
+    def post(path: str, token: str | None, body: dict[str, str]) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.post(f"{api.url}{path}", json=body, headers=headers, timeout=30)
+
+    for path in ("/api/v1/deployments", "/api/v1/rollbacks"):
+        body = {"service": "api", "env": "prod"}
+        assert post(path, None, body).status_code == 401
+        assert post(path, api.tokens["reader"], body).status_code == 403
+        assert post(path, api.tokens["stg-reader"], body).status_code == 403
+        res = post(path, api.tokens["deployer"], body)              # this project has no service `api`
+        assert res.status_code == 400 and "api" in res.json()["error"], res.text
+        assert post(path, api.tokens["deployer"], {"service": "api"}).status_code == 422
+
+
 def test_promotions(api: Api) -> None:
     listed = api.get("/api/v1/promotions", api.tokens["reader"]).json()
     assert [p["id"] for p in listed] == ["p1", "p0"]

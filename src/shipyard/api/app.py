@@ -27,6 +27,7 @@ API_PREFIX = "/api/v1"
 class ApiSettings:
     store: Store
     project: str = "shipyard"
+    runner: Any = None          # routes.actions.Runner: None serves reads only (writes answer 503)
 
 
 def _problem(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -41,7 +42,7 @@ def _validation_line(exc: RequestValidationError) -> str:
 
 def create_app(settings: ApiSettings) -> FastAPI:
     from shipyard.api.metrics import registry_for
-    from shipyard.api.routes import deployments, events, health, metrics, promotions
+    from shipyard.api.routes import actions, deployments, events, health, metrics, promotions
 
     app = FastAPI(title=f"shipyard API ({settings.project})", version="1", openapi_url="/api/openapi.json",
                   docs_url="/api/docs", redoc_url=None)
@@ -71,6 +72,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(deployments.router, prefix=API_PREFIX)
+    app.include_router(actions.router, prefix=API_PREFIX)
     app.include_router(promotions.router, prefix=API_PREFIX)
     app.include_router(events.router, prefix=API_PREFIX)
     return app

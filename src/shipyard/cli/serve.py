@@ -8,7 +8,7 @@ import signal
 import socket
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -16,6 +16,7 @@ from shipyard.cli import render
 from shipyard.cli.project import Project
 from shipyard.errors import UsageError
 
+SHUTDOWN_GRACE = 120.0       # seconds a stopping server waits for deploys it runs (then `recover` finishes them)
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Path to shipyard.yaml.")]
 
 
@@ -32,6 +33,13 @@ def _server_class() -> type:
     class Server(uvicorn.Server):
         """uvicorn's server, except that a SIGTERM or SIGINT ends it with exit 0 once it has shut down
         gracefully (uvicorn itself raises the signal again afterwards, so the process dies of it)."""
+
+        drain: Any = None         # async (timeout) -> None: runs in progress, awaited on shutdown
+
+        async def shutdown(self, sockets: Any = None) -> None:
+            await super().shutdown(sockets)
+            if self.drain is not None:
+                await self.drain(SHUTDOWN_GRACE)
 
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
@@ -54,11 +62,14 @@ def serve_cmd(
 
     from shipyard.api import ApiSettings, create_app
 
-    _Server = _server_class()
+    _Server = _server_class()       # (the runner is made below, once the project is loaded)
 
     host, port = parse_listen(listen)
     project = Project.load(config)
-    app = create_app(ApiSettings(store=project.store, project=project.config.project))
+    from shipyard.cli.api_runner import ProjectRunner
+
+    runner = ProjectRunner(project)
+    app = create_app(ApiSettings(store=project.store, project=project.config.project, runner=runner))
     render.info(f"shipyard API of {project.config.project} on http://{host}:{port} (state {project.store.url})")
     # The socket is bound here, not by uvicorn, so that "address in use" is our one line, not its log.
     try:
@@ -68,6 +79,7 @@ def serve_cmd(
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     server = _Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
                                     server_header=False))
+    server.drain = runner.drain
     with sock:
         server.run(sockets=[sock])
     render.info("stopped")

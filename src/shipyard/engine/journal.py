@@ -48,7 +48,7 @@ class Journal:
                                service=self.service, env=self.env, data=data)
             enqueue_for_event(s, row, self.notifications)
         if self.listener:
-            self.listener(kind, {"message": message, **data})
+            self.listener(kind, {"message": message, "deployment_id": self.deployment_id, **data})
 
     def transition(self, state: DeployState, reason: str | None = None, **fields: Any) -> None:
         reason = self.redact(reason) if reason else reason
