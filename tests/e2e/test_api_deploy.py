@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import signal
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from shipyard.demo.workspace import commit_version
 from shipyard.testing.receivers import free_port
 
-from .conftest import E2E, Background, assert_ok, get_version, wait_until
+from .conftest import E2E, Background, Result, assert_ok, get_version, run_cli, wait_until
 
 
 @pytest.fixture
@@ -92,3 +93,39 @@ def test_deploy_and_rollback_through_the_api(served: tuple[E2E, str, dict[str, s
         assert res.status_code == status, (body, res.text)
         assert set(res.json()) == {"error"}
     assert len(e2e.deployments()) == before
+
+
+def test_the_cli_through_the_server(served: tuple[E2E, str, dict[str, str]], tmp_path: Path) -> None:
+    """A CI runner with no project and no database: only SHIPYARD_SERVER and SHIPYARD_TOKEN."""
+    e2e, url, tokens = served
+    runner = tmp_path / "runner"
+    runner.mkdir()
+    env = {k: v for k, v in e2e.env.items() if k != "SHIPYARD_SERVER"}
+    env.update(SHIPYARD_TOKEN=tokens["ci-stg"])
+
+    def cli(*args: str) -> Result:
+        return run_cli(runner, "--server", url, *args, env=env, timeout=240)
+
+    deployed = cli("deploy", "api", "--env", "stg", "--json")
+    assert deployed.returncode == 0, str(deployed)
+    summary = json.loads(deployed.stdout)
+    assert summary["state"] == "succeeded" and summary["id"]
+    history = json.loads(assert_ok(cli("history", "--json")).stdout)["deployments"]
+    assert history[0]["id"] == summary["id"] and history[0]["actor"] == "ci-stg"
+    shown = json.loads(assert_ok(cli("show", summary["id"], "--json")).stdout)
+    assert shown["deployment"]["state"] == "succeeded" and shown["steps"]
+    live = cli("deploy", "api", "--env", "stg")             # the live display, fed by the event stream
+    assert live.returncode == 0 and "succeeded" in live.stdout, str(live)
+    assert not (runner / ".shipyard").exists()              # nothing local: no store, no agent
+
+    for args, code, text in ((("deploy", "api", "--env", "prod"), 1, "bound to stg"),
+                             (("show", "nope"), 2, "no deployment"),
+                             (("status",), 2, "does not go through --server"),
+                             (("deploy", "api", "--env", "stg", "--no-wait"), 2, "--no-wait")):
+        res = cli(*args)
+        assert res.returncode == code and text in res.stderr and len(res.error_lines) == 1, str(res)
+    no_token = run_cli(runner, "--server", url, "history", env={k: v for k, v in env.items()
+                                                                 if k != "SHIPYARD_TOKEN"}, timeout=60)
+    assert no_token.returncode == 2 and "SHIPYARD_TOKEN" in no_token.stderr
+    down = run_cli(runner, "--server", "http://127.0.0.1:9", "history", env=env, timeout=60)
+    assert down.returncode == 1 and "cannot reach the shipyard server" in down.stderr

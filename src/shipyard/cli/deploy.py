@@ -12,6 +12,7 @@ from shipyard.cli import render
 from shipyard.cli.aio import run
 from shipyard.cli.notify import drain_quietly
 from shipyard.cli.project import Project, actor
+from shipyard.cli.remote import Remote, remote
 from shipyard.config.base import check_env_var
 from shipyard.domain.deployment import DeployState
 from shipyard.engine import deployer
@@ -96,6 +97,21 @@ def _run(project: Project, service: str, env: str, title: str, as_json: bool,
     _finish(outcome, as_json)
 
 
+def _remote_run(server: Remote, title: str, as_json: bool, path: str, body: dict[str, Any]) -> None:
+    """The request through the API; the live display fed by the deployment's event stream; the same end."""
+    try:
+        accepted = server.post(path, body)
+        progress = render.DeployProgress(title, quiet=as_json)
+        with progress:
+            for kind, data in server.events(accepted["events"]):
+                progress(kind, data)
+            final = server.get(accepted["url"])
+            progress("state", {"state": final["state"], "reason": final["reason"]})
+    finally:
+        server.close()
+    _finish(Outcome(final["id"], DeployState(final["state"]), final["reason"], final["revision"]), as_json)
+
+
 def deploy_cmd(
     service: Annotated[str, typer.Argument(help="Service to deploy.")],
     env: EnvOpt,
@@ -111,6 +127,14 @@ def deploy_cmd(
     reason: ReasonOpt = None,
 ) -> None:
     """Deploy a revision of SERVICE to ENV with zero downtime."""
+    server = remote()
+    if server is not None:
+        if sets or override_freeze or no_wait:
+            raise UsageError("--set, --override-freeze and --no-wait do not go through --server: run them where "
+                             "the state database is")
+        _remote_run(server, f"deploy {service} → {env}", as_json, "/api/v1/deployments",
+                    {"service": service, "env": env, "rev": rev, "strategy": strategy})
+        return
     override = freeze_override(override_freeze, reason)
     project = Project.load(config)
     project.overrides.update(parse_sets(sets))
@@ -128,6 +152,13 @@ def rollback_cmd(
     override: FreezeOverride | None = None,
 ) -> None:
     """Go back to the previous successful revision (a traffic flip while it is still warm)."""
+    server = remote()
+    if server is not None:
+        if no_wait:
+            raise UsageError("--no-wait does not go through --server")
+        _remote_run(server, f"rollback {service} in {env}", as_json, "/api/v1/rollbacks",
+                    {"service": service, "env": env})
+        return
     _run(Project.load(config), service, env, f"rollback {service} in {env}", as_json,
          lambda e: deployer.rollback(e, wait=not no_wait, override=override))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 
@@ -11,6 +12,7 @@ from shipyard.cli import render
 from shipyard.cli.analysis_view import show_analysis
 from shipyard.cli.project import Project
 from shipyard.cli.promotion_view import promotion_dict, promotions_table
+from shipyard.cli.remote import remote
 from shipyard.errors import UsageError
 from shipyard.store import deployments as dq
 from shipyard.store import events as eq
@@ -40,12 +42,24 @@ def history_cmd(
     config: ConfigOpt = None,
 ) -> None:
     """List deployments (or, with --promotions, promotions), newest first."""
+    server = remote()
+    if server is not None:
+        if promotions:
+            raise UsageError("history --promotions does not go through --server yet: run it where the state "
+                             "database is, or GET /api/v1/promotions")
+        page = server.get("/api/v1/deployments", service=service, env=env, limit=min(limit, 500))
+        deployments_table(page["items"], as_json)
+        return
     project = Project.load(config)
     if promotions:
         promotions_table(project, limit, as_json, env=env)
         return
     with project.store.session() as s:
         rows = [deployment_dict(d) for d in dq.list_deployments(s, service=service, env=env, limit=limit)]
+    deployments_table(rows, as_json)
+
+
+def deployments_table(rows: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
         render.print_json({"deployments": rows})
         return
@@ -81,6 +95,12 @@ def show_cmd(
     config: ConfigOpt = None,
 ) -> None:
     """Steps, events and hook output of one deployment, or the repos of one promotion."""
+    server = remote()
+    if server is not None:
+        shown = server.get(f"/api/v1/deployments/{quote(record_id.strip(), safe='')}")
+        steps, events = shown.pop("steps"), shown.pop("events")
+        render_deployment(shown, steps, events, output, as_json)
+        return
     project = Project.load(config)
     kind, found = resolve_id(project, record_id)
     if kind == lookup.PROMOTION:
@@ -102,6 +122,11 @@ def show_deployment(project: Project, deployment_id: str, output: bool, as_json:
         events: list[dict[str, Any]] = [{"at": e.at, "kind": e.kind, "message": e.message, "data": e.data}
                                         for e in eq.list_events(s, deployment_id=deployment_id, limit=None,
                                                                 newest_first=False)]
+    render_deployment(dep, steps, events, output, as_json)
+
+
+def render_deployment(dep: dict[str, Any], steps: list[dict[str, Any]], events: list[dict[str, Any]],
+                      output: bool, as_json: bool) -> None:
     if as_json:
         render.print_json({"deployment": dep, "steps": steps, "events": events})
         return

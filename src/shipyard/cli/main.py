@@ -8,6 +8,7 @@ message and the path); anything else is a bug and keeps its traceback so it gets
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Iterator, MutableMapping
 from typing import Annotated, Any
@@ -108,8 +109,14 @@ def _version(value: bool) -> None:
 
 
 def _root(version: Annotated[bool, typer.Option(
-        "--version", callback=_version, is_eager=True, help="Print shipyard's version and exit.")] = False) -> None:
+        "--version", callback=_version, is_eager=True, help="Print shipyard's version and exit.")] = False,
+          server: Annotated[str | None, typer.Option(
+              "--server", envvar="SHIPYARD_SERVER", show_envvar=True,
+              help="A `shipyard serve` URL: deploy, rollback, history and show go through its API (the token in "
+                   "SHIPYARD_TOKEN).")] = None) -> None:
     """Promote, deploy with zero downtime, watch, roll back, record."""
+    if server:
+        os.environ["SHIPYARD_SERVER"] = server      # read by shipyard.cli.remote in the command's module
 
 
 app = typer.Typer(name="shipyard", help="Promote, deploy with zero downtime, watch, roll back, record.",

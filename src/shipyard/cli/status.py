@@ -7,6 +7,7 @@ apart from the agent, so what is served is known), says that the agent is down, 
 from __future__ import annotations
 
 import asyncio
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,7 +17,7 @@ import typer
 from shipyard.cli import render
 from shipyard.cli.aio import run
 from shipyard.cli.project import Project
-from shipyard.errors import AgentError, AgentUnavailableError, RouterError
+from shipyard.errors import AgentError, AgentUnavailableError, RouterError, UsageError
 from shipyard.health.probes import probe
 from shipyard.proxy import RouterClient
 from shipyard.store import deployments as dq
@@ -142,6 +143,9 @@ def status_cmd(
     config: ConfigOpt = None,
 ) -> None:
     """Revision, instances, health, traffic share and deploy queue per service and environment."""
+    if os.environ.get("SHIPYARD_SERVER"):
+        raise UsageError("status does not go through --server yet: `shipyard history --server ...` shows what "
+                         "was deployed; run status where the agent runs")
     project = Project.load(config)
     services = [service] if service else list(project.config.services)
     envs = [env] if env else list(project.config.environments)
