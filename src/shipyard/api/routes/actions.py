@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Protocol
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from shipyard.api.auth import check_env, require
 from shipyard.api.schemas import Problem
@@ -28,6 +28,8 @@ class Runner(Protocol):
 
 
 class DeployRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")        # a misspelt field is an error, not silently ignored
+
     service: str = Field(min_length=1, max_length=128)
     env: str = Field(min_length=1, max_length=128)
     rev: str | None = Field(default=None, max_length=255, description="Branch, tag or sha (default: the env's "
@@ -36,6 +38,8 @@ class DeployRequest(BaseModel):
 
 
 class RollbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     service: str = Field(min_length=1, max_length=128)
     env: str = Field(min_length=1, max_length=128)
 

@@ -32,6 +32,7 @@ Reader = Annotated[ApiToken, Depends(require("read"))]
 POLL = 0.5
 KEEPALIVE = 15.0
 BATCH = 200
+MAX_ID = 2**63 - 1       # a BIGINT; a larger `after` is a 422, not a driver overflow
 
 
 def _query(token: ApiToken, *, service: str | None, env: str | None, kind: str | None,
@@ -55,7 +56,7 @@ def _query(token: ApiToken, *, service: str | None, env: str | None, kind: str |
 
 def _resume_point(after: int | None, last_event_id: str | None) -> int:
     if last_event_id is not None:
-        if not last_event_id.strip().isdigit():
+        if not last_event_id.strip().isdigit() or int(last_event_id) > MAX_ID:
             raise HTTPException(400, "Last-Event-ID: an event id (a number) this API sent")
         return int(last_event_id)
     return after or 0
@@ -64,7 +65,7 @@ def _resume_point(after: int | None, last_event_id: str | None) -> int:
 @router.get("/events", response_model=list[EventOut], summary="Events after an id, oldest first")
 def list_events(request: Request, token: Reader, service: str | None = None, env: str | None = None,
                 kind: Annotated[str | None, Query(description="A kind, or a family like `rollback.*`.")] = None,
-                after: Annotated[int, Query(ge=0)] = 0,
+                after: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
                 limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[EventOut]:
     stmt = _query(token, service=service, env=env, kind=kind).where(Event.id > after).limit(limit)
     with store_of(request).session(readonly=True) as s:
@@ -118,7 +119,7 @@ def _stream(body: AsyncIterator[Any]) -> StreamingResponse:
 @router.get("/events/stream", summary="Every event as it happens (server-sent events)",
             response_class=StreamingResponse, responses={200: {"content": {"text/event-stream": {}}}})
 def stream_events(request: Request, token: Reader, service: str | None = None, env: str | None = None,
-                  kind: str | None = None, after: Annotated[int | None, Query(ge=0)] = None,
+                  kind: str | None = None, after: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None,
                   last_event_id: Annotated[str | None, Header()] = None) -> StreamingResponse:
     stmt = _query(token, service=service, env=env, kind=kind)
     start = _resume_point(after, last_event_id)

@@ -10,10 +10,11 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shipyard.api.auth import require
+from shipyard.api.schemas import Problem
 from shipyard.store import tokens as tq
 from shipyard.store.models import ApiToken
 
-router = APIRouter(tags=["metrics"])
+router = APIRouter(tags=["metrics"], responses={401: {"model": Problem}, 403: {"model": Problem}})
 
 
 @router.get("/metrics", summary="Deployments, durations, queues and the outbox for Prometheus",
