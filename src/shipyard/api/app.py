@@ -28,6 +28,7 @@ class ApiSettings:
     store: Store
     project: str = "shipyard"
     runner: Any = None          # routes.actions.Runner: None serves reads only (writes answer 503)
+    daemon: Any = None          # shipyard.daemon.Daemon: what this process runs in the background
 
 
 def _problem(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -42,7 +43,7 @@ def _validation_line(exc: RequestValidationError) -> str:
 
 def create_app(settings: ApiSettings) -> FastAPI:
     from shipyard.api.metrics import registry_for
-    from shipyard.api.routes import actions, deployments, events, health, metrics, promotions
+    from shipyard.api.routes import actions, daemons, deployments, events, health, metrics, promotions
 
     app = FastAPI(title=f"shipyard API ({settings.project})", version="1", openapi_url="/api/openapi.json",
                   docs_url="/api/docs", redoc_url=None)
@@ -75,4 +76,5 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(actions.router, prefix=API_PREFIX)
     app.include_router(promotions.router, prefix=API_PREFIX)
     app.include_router(events.router, prefix=API_PREFIX)
+    app.include_router(daemons.router, prefix=API_PREFIX)
     return app

@@ -3,6 +3,7 @@ SIGTERM or Ctrl-C."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import signal
 import socket
@@ -54,32 +55,46 @@ def _server_class() -> type:
 
 
 def serve_cmd(
-    listen: Annotated[str, typer.Option("--listen", help="HOST:PORT the API listens on.")] = "127.0.0.1:8700",
+    listen: Annotated[str | None, typer.Option("--listen", help="HOST:PORT the API listens on (default: "
+                                               "serve.listen, 127.0.0.1:8700).")] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Serve the HTTP API (tokens from `shipyard tokens create`; OpenAPI at /api/openapi.json)."""
+    """Serve the HTTP API and run the background work (the notification outbox) this daemon holds."""
     import uvicorn
 
     from shipyard.api import ApiSettings, create_app
-
-    _Server = _server_class()       # (the runner is made below, once the project is loaded)
-
-    host, port = parse_listen(listen)
-    project = Project.load(config)
     from shipyard.cli.api_runner import ProjectRunner
+    from shipyard.cli.notify import make_worker
+    from shipyard.daemon import Daemon, Work
 
+    project = Project.load(config)
+    host, port = parse_listen(listen or project.config.serve.listen)
     runner = ProjectRunner(project)
-    app = create_app(ApiSettings(store=project.store, project=project.config.project, runner=runner))
-    render.info(f"shipyard API of {project.config.project} on http://{host}:{port} (state {project.store.url})")
+    works = [Work("outbox", make_worker(project).run_forever)] if project.config.serve.outbox else []
+    daemon = Daemon(project.store, works, ttl=project.config.serve.lease_ttl, say=render.info)
+    app = create_app(ApiSettings(store=project.store, project=project.config.project, runner=runner,
+                                 daemon=daemon))
     # The socket is bound here, not by uvicorn, so that "address in use" is our one line, not its log.
     try:
         sock = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET,
                                     reuse_port=False)
     except OSError as exc:
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    server = _Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
-                                    server_header=False))
+    render.info(f"shipyard API of {project.config.project} on http://{host}:{port} (state {project.store.url}; "
+                f"daemon {daemon.owner})")
+    server = _server_class()(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
+                                            server_header=False))
     server.drain = runner.drain
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        background = asyncio.create_task(daemon.run(stop))
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            stop.set()
+            await background
+
     with sock:
-        server.run(sockets=[sock])
+        asyncio.run(main())
     render.info("stopped")

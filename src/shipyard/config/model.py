@@ -97,6 +97,16 @@ class HostAgent(StrictModel):
         return str(self.router_workers)
 
 
+class Serve(StrictModel):
+    """`shipyard serve`: the API and the background work it runs (split between daemons through leases)."""
+
+    listen: str = Field(default="127.0.0.1:8700", description="HOST:PORT the API listens on (--listen wins).")
+    lease_ttl: Duration = Field(default=15.0, ge=1, le=600,
+                                description="How long a daemon's hold on a piece of work lasts without renewal: "
+                                            "another daemon takes it over this long after its holder died.")
+    outbox: bool = Field(default=True, description="Deliver queued notifications (the notify worker).")
+
+
 class Config(StrictModel):
     """shipyard.yaml: the project, its repos, environments and services, and how to watch and tell."""
 
@@ -116,6 +126,7 @@ class Config(StrictModel):
     agent: HostAgent = Field(default_factory=HostAgent, description="The host's keeper, routers and agent.")
     hosts: dict[Name, Host] = Field(default_factory=dict, description="Machines reached over SSH, by name.")
     ssh: Ssh = Field(default_factory=Ssh, description="How shipyard connects to `hosts`.")
+    serve: Serve = Field(default_factory=Serve, description="The API daemon (`shipyard serve`).")
 
     _source: Path | None = PrivateAttr(None)
 

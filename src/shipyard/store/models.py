@@ -319,3 +319,21 @@ class ApiToken(Base):
 
     def __repr__(self) -> str:
         return f"<ApiToken {self.name} {self.scopes} revoked={self.revoked_at is not None}>"
+
+
+class DaemonLease(Base):
+    """Which `shipyard serve` runs one piece of background work (the outbox worker, a watcher) now.
+
+    Several daemons on one PostgreSQL split the work this way: each piece is taken by one, renewed while it
+    runs, and taken over by another once it expires (its holder was killed or cut off)."""
+
+    __tablename__ = "daemon_leases"
+
+    work: Mapped[str] = mapped_column(String(128), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(255))
+    acquired_at: Mapped[datetime]
+    heartbeat_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+    def __repr__(self) -> str:
+        return f"<DaemonLease {self.work} {self.owner} until {self.expires_at}>"
