@@ -41,7 +41,7 @@ class Remote:
             try:
                 why = str(res.json().get("error") or res.text)
             except ValueError:
-                why = res.text.strip()[:200] or res.reason_phrase
+                why = _first_line(res.text) or res.reason_phrase
             cls = UsageError if res.status_code in (400, 404, 422) else RemoteError
             raise cls(f"{self.url}: {why}")
         return res.json()
@@ -57,7 +57,7 @@ class Remote:
         try:
             with self._client.stream("GET", path, timeout=httpx.Timeout(TIMEOUT, read=STREAM_IDLE)) as res:
                 if res.status_code >= 400:
-                    raise RemoteError(f"{self.url}: {res.read().decode(errors='replace')[:200]}")
+                    raise RemoteError(f"{self.url}: {_first_line(res.read().decode(errors='replace'))}")
                 kind, data = "", ""
                 for line in res.iter_lines():
                     if line.startswith("event: "):
@@ -75,6 +75,11 @@ class Remote:
 
     def close(self) -> None:
         self._client.close()
+
+
+def _first_line(text: str) -> str:
+    """A body that is not the API's JSON (a proxy's error page): its first non-empty line."""
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
 def _times(value: Any) -> Any:
