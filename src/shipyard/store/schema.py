@@ -12,7 +12,7 @@ from __future__ import annotations
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
-HEAD = "0003"
+HEAD = "0004"
 
 
 def at_head(engine: Engine) -> bool:
