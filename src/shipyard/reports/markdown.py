@@ -90,7 +90,7 @@ def dora_section(dora: dict[str, Any]) -> list[str]:
     rows = [_dora_row(g["service"], g["env"], g) for g in dora["by_service_env"]]
     if len(rows) > 1:
         rows.append(_dora_row("all", "", dora["overall"]))
-    return [f"## DORA (bands of the {dora['bands_source']})", "",
+    return [f"## DORA (bands: {dora['bands_source']})", "",
             *_table(["service", "env", "deployment frequency", "lead time (median)", "change failure rate",
                      "time to restore (median)"], rows), ""]
 
@@ -149,7 +149,9 @@ def _dora_advice(dora: dict[str, Any]) -> list[str]:
                        f"elite is {_elite(key)}.")
     ttr = overall["time_to_restore"]
     if ttr["unrestored"]:
-        out.append(f"{ttr['unrestored']} failed deploys have no successful run after them yet.")
+        n = ttr["unrestored"]
+        out.append(f"{n} failed deploy has no successful run after it yet." if n == 1 else
+                   f"{n} failed deploys have no successful run after them yet.")
     return out
 
 
