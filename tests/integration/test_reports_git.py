@@ -79,3 +79,15 @@ def test_repo_dir(tmp_path: Path, api_repo: tuple[Path, dict[str, str]]) -> None
     _git(tmp_path, "clone", "-q", "--mirror", str(repo), str(mirror))
     assert repo_dir("git@example.com:org/api.git", repo, mirror) == mirror
     assert repo_dir(None, tmp_path / "nothing", mirror) is None
+
+
+async def test_a_session_caller_gets_the_same_lead_time(sqlite_store: Store,
+                                                       api_repo: tuple[Path, dict[str, str]]) -> None:
+    """The API may pass its own session: the figures are the same as through the Store."""
+    repo, shas = api_repo
+    write_history(sqlite_store, {**REVS, **shas})
+    reader = GitCommitReader({"api": repo})
+    with sqlite_store.session(readonly=True) as s:
+        d = await dora(s, Period(T0, UNTIL), service="api", env="prod", commits=reader)
+    assert d["overall"]["lead_time"]["median_seconds"] == 7300.0
+    assert d["by_service_env"][0]["change_failure_rate"]["rate"] == 60.0
