@@ -35,6 +35,7 @@ COMMANDS: dict[str, str] = {
     "status": "status:status_cmd",
     "history": "history:history_cmd",
     "show": "history:show_cmd",
+    "report": "report:report_cmd",
     "logs": "logs:logs_cmd",
     "demo": "demo:demo_cmd",
     "promote": "promote:promote_cmd",

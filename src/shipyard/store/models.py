@@ -84,6 +84,10 @@ class Deployment(Base):
     __table_args__ = (
         Index("ix_deployments_service_env_created_at", "service", "env", "created_at"),
         Index("ix_deployments_state", "state"),
+        # for reports (migration 0004): a period over every service, time to restore, later rollbacks
+        Index("ix_deployments_created_at", "created_at"),
+        Index("ix_deployments_finished_at", "finished_at"),
+        Index("ix_deployments_rollback_of", "rollback_of"),
     )
 
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
