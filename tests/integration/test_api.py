@@ -149,7 +149,10 @@ ENDPOINTS = [("/api/v1/deployments", None, "read"), ("/api/v1/deployments/d01", 
              ("/api/v1/promotions", None, "read"), ("/api/v1/promotions?env=prod", "prod", "read"),
              ("/api/v1/promotions/p0", "stg", "read"), ("/api/v1/promotions/p1", "prod", "read"),
              ("/api/v1/events", None, "read"), ("/api/v1/events?env=prod", "prod", "read"),
-             ("/api/v1/deployments/d02/events/stream", "prod", "read"), ("/metrics", "prod", "read")]
+             ("/api/v1/deployments/d02/events/stream", "prod", "read"), ("/metrics", "prod", "read"),
+             ("/api/v1/stats?env=prod", "prod", "read"), ("/api/v1/dora?env=prod", "prod", "read"),
+             ("/api/v1/reports?env=prod&format=md", "prod", "read"), ("/api/v1/stats?env=stg", "stg", "read"),
+             ("/api/v1/daemons", None, "read")]
 
 
 @pytest.mark.parametrize(("path", "env", "scope"), ENDPOINTS)
@@ -313,6 +316,26 @@ def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(api: Api)
         capture_output=True, text=True, timeout=240, env={**_env(), "NO_COLOR": "1"})
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert "passed" in done.stdout
+
+
+def test_stats_dora_and_reports(api: Api) -> None:
+    token = api.tokens["reader"]
+    window = {"since": (T0 - timedelta(hours=1)).isoformat(), "until": (T0 + timedelta(hours=1)).isoformat()}
+    got = api.get("/api/v1/stats", token, **window).json()
+    history = [d for d in api.get("/api/v1/deployments", token, limit=500, **window).json()["items"]]
+    assert got["total"] == len(history) == 12
+    assert got["failed"] == sum(d["state"] in ("failed", "rolled_back") for d in history) == 2
+    prod = api.get("/api/v1/stats", api.tokens["stg-reader"], env="stg", **window).json()
+    assert prod["total"] == sum(d["env"] == "stg" for d in history)
+    dora = api.get("/api/v1/dora", token, **window).json()
+    assert {"overall", "by_service_env", "bands_year"} <= set(dora)
+    md = api.get("/api/v1/reports", token, format="md", **window)
+    assert md.status_code == 200 and md.headers["content-type"].startswith("text/markdown") and "#" in md.text
+    assert api.get("/api/v1/reports", token, **window).json()["stats"]["total"] == 12
+    # A bound token must name its env; a bad period is one line.
+    assert api.get("/api/v1/stats", api.tokens["stg-reader"]).status_code == 403
+    bad = api.get("/api/v1/stats", token, period="forever")
+    assert bad.status_code == 400 and "period" in bad.json()["error"]
 
 
 def test_promotions(api: Api) -> None:

@@ -72,8 +72,12 @@ def serve_cmd(
     runner = ProjectRunner(project)
     works = [Work("outbox", make_worker(project).run_forever)] if project.config.serve.outbox else []
     daemon = Daemon(project.store, works, ttl=project.config.serve.lease_ttl, say=render.info)
+    from shipyard.cli.report import commit_reader
+
+    services = sorted(project.config.services)
     app = create_app(ApiSettings(store=project.store, project=project.config.project, runner=runner,
-                                 daemon=daemon))
+                                 daemon=daemon, commits=lambda service, env: commit_reader(
+                                     project, [service] if service else services, env)))
     # The socket is bound here, not by uvicorn, so that "address in use" is our one line, not its log.
     try:
         sock = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET,
