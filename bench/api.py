@@ -1,0 +1,145 @@
+"""The HTTP API over a large history, on SQLite and PostgreSQL, through a real `shipyard serve` process.
+
+The history is bench/report.py's (N deployments over 365 days, 5 services x 3 envs, steps for each run
+that was not cancelled, no events, no git): see its docstring. Then, per database, `shipyard serve` runs
+as a user runs it and one keep-alive client measures, sequentially:
+- history_p99_ms: GET /api/v1/deployments (limit 50) with a random service/env filter or none, and every
+  fourth request the next page through its cursor (deep pages included);
+- one_deployment_p99_ms: GET /api/v1/deployments/{id} of random ids (with their steps and events);
+- stats_30d_ms, dora_90d_ms, report_md_ms: best of 3 of /api/v1/stats?period=30d, /dora?period=90d and
+  /reports?period=30d&format=md. The history ends at a fixed date, so the periods are asked with since/until.
+Retention (prune_90d_seconds) is not built yet: reported as null.
+
+    python bench/api.py [--deployments 100000] [--requests 300] [--no-postgres] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+from report import END, ENVS, SERVICES, fill, generate  # noqa: E402
+
+from shipyard.store import Store  # noqa: E402
+from shipyard.store import tokens as tq  # noqa: E402
+from shipyard.testing.cli import cli_argv  # noqa: E402
+from shipyard.testing.processes import stop_process  # noqa: E402
+from shipyard.testing.receivers import free_port  # noqa: E402
+from shipyard.testing.wait import wait_until  # noqa: E402
+
+
+def p99(samples: list[float]) -> float:
+    ordered = sorted(samples)
+    return round(ordered[max(0, int(len(ordered) * 0.99) - 1)], 2)
+
+
+def window(days: int) -> dict[str, str]:
+    return {"since": (END - timedelta(days=days)).isoformat(), "until": END.isoformat()}
+
+
+def measure(url: str, token: str, ids: list[str], requests: int) -> dict[str, Any]:
+    rng = random.Random(11)
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as client:
+        def timed(path: str, **params: Any) -> tuple[float, httpx.Response]:
+            t0 = time.perf_counter()
+            res = client.get(path, params=params)
+            took = (time.perf_counter() - t0) * 1000
+            assert res.status_code == 200, (path, params, res.status_code, res.text[:300])
+            return took, res
+
+        history, cursor = [], None
+        for n in range(requests):
+            params: dict[str, Any] = {"limit": 50}
+            if n % 4 and cursor:
+                params["cursor"] = cursor
+            elif rng.random() < 0.7:
+                params.update(service=rng.choice(SERVICES), env=rng.choice(ENVS))
+            took, res = timed("/api/v1/deployments", **params)
+            history.append(took)
+            cursor = res.json()["next_cursor"]
+        one = [timed(f"/api/v1/deployments/{rng.choice(ids)}")[0] for _ in range(requests)]
+
+        def best(path: str, **params: Any) -> float:
+            return round(min(timed(path, **params)[0] for _ in range(3)), 1)
+
+        return {"history_p99_ms": p99(history), "history_median_ms": round(statistics.median(history), 2),
+                "one_deployment_p99_ms": p99(one), "one_deployment_median_ms": round(statistics.median(one), 2),
+                "stats_30d_ms": best("/api/v1/stats", **window(30)), "dora_90d_ms": best("/api/v1/dora", **window(90)),
+                "report_md_ms": best("/api/v1/reports", format="md", **window(30)), "prune_90d_seconds": None}
+
+
+def run_on(url: str, deps: list[dict[str, Any]], steps: list[dict[str, Any]], requests: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="shipyard-bench-api-") as tmp:
+        root = Path(tmp)
+        (root / "shipyard.yaml").write_text(f'project: bench\nstate: "{url}"\nenvironments:\n'
+                                            + "".join(f"  {e}: {{branch: {e}}}\n" for e in ENVS)
+                                            + "serve: {outbox: false}\n")
+        with Store.open(url) as store:
+            t0 = time.perf_counter()
+            fill(store, deps, steps)
+            filled = time.perf_counter() - t0
+            if store.engine.dialect.name == "postgresql":
+                with store.engine.begin() as conn:
+                    conn.exec_driver_sql("ANALYZE")
+            with store.session() as s:
+                _, token = tq.create_token(s, name="bench", scopes=["read"], envs=None, actor="bench")
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPYARD_")}
+        proc = subprocess.Popen(cli_argv("serve", "--listen", f"127.0.0.1:{port}"), cwd=root, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        base = f"http://127.0.0.1:{port}"
+
+        def up() -> bool:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else b""
+            try:
+                return httpx.get(f"{base}/healthz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+        try:
+            wait_until(up, 120, "shipyard serve")
+            figures = measure(base, token, [d["id"] for d in deps], requests)
+        finally:
+            stop_process(proc, timeout=30)
+    return {**figures, "fill_seconds": round(filled, 1)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--deployments", type=int, default=100_000)
+    ap.add_argument("--requests", type=int, default=300)
+    ap.add_argument("--no-postgres", action="store_true", help="SQLite only")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    deps, steps = generate(args.deployments)
+    out: dict[str, Any] = {"deployments": len(deps), "steps": len(steps)}
+    with tempfile.TemporaryDirectory(prefix="shipyard-bench-api-db-") as tmp:
+        out["sqlite"] = run_on(f"sqlite:///{Path(tmp) / 'state.db'}", deps, steps, args.requests)
+    if not args.no_postgres:
+        import pg  # the test suite's throwaway PostgreSQL cluster (or SHIPYARD_TEST_PG_URL)
+
+        try:
+            with pg.postgres_server() as server, pg.scratch_database(server) as url:
+                out["postgresql"] = run_on(url, deps, steps, args.requests)
+        except pg.PostgresUnavailable as err:
+            out["postgresql"] = {"skipped": str(err)}
+    print(json.dumps(out) if args.json else "\n".join(f"{k}: {v}" for k, v in out.items()))
+
+
+if __name__ == "__main__":
+    main()
