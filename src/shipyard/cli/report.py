@@ -17,7 +17,8 @@ FORMATS = ("json", "md")
 
 
 def commit_reader(project: Project, services: list[str], env: str | None) -> Any:
-    """Reads commits from each service's repo as deploys resolved them (mirror or clone, never the network)."""
+    """Reads commits from each service's repo as deploys resolved them (mirror or clone, never the network);
+    None when no service has a repo on this machine."""
     from shipyard.reports.commits import GitCommitReader, repo_dir
 
     repos: dict[str, Path] = {}
@@ -30,7 +31,7 @@ def commit_reader(project: Project, services: list[str], env: str | None) -> Any
         found = repo_dir(source.url, source.path, source.mirror)
         if found is not None:
             repos[name] = found
-    return GitCommitReader(repos)
+    return GitCommitReader(repos) if repos else None    # no repo to read: lead time is left out, not tried
 
 
 def _period(spec: str, since: str | None, until: str | None) -> Any:
