@@ -201,3 +201,15 @@ def test_hosts_setup_leaves_build_only_hosts_be(tmp_path: Path, target: str, rou
     config = load(tmp_path, f"    build: make\n    build_host: build-1\n"
                             f"    deploy: {{target: {{type: ssh, hosts: {target}}}, router: {router}}}")
     assert build_only_hosts(config) == expected
+
+
+def test_a_tree_always_packs_to_the_same_bytes(tmp_path: Path) -> None:
+    """The skip-when-present check on hosts compares sha256s: gzip's header must not carry the pack time."""
+    from shipyard.hosts.ship import pack
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.txt").write_text("b")
+    (tmp_path / "a.txt").write_text("a")
+    first, digest = pack(tmp_path)
+    assert first[4:8] == b"\0\0\0\0"                  # gzip MTIME: none
+    assert pack(tmp_path) == (first, digest)

@@ -9,6 +9,7 @@ name is pasted into shell text (see shipyard.ssh.remote).
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hashlib
 import tarfile
 import tempfile
@@ -64,9 +65,12 @@ class ShipResult:
 
 
 def pack(release: Path) -> tuple[bytes, str]:
-    """The release as one gzip'd tar (paths relative to it) and its sha256."""
+    """The release as one gzip'd tar (paths relative to it) and its sha256. The same tree always packs to
+    the same bytes (gzip's header time fixed, members in sorted order), so a host that has it is not sent
+    it again (a rollback re-ships the previous release)."""
     with tempfile.TemporaryFile() as f:
-        with tarfile.open(fileobj=f, mode="w:gz", compresslevel=6) as tar:
+        with gzip.GzipFile(fileobj=f, mode="wb", compresslevel=6, mtime=0) as gz, \
+                tarfile.open(fileobj=gz, mode="w") as tar:
             for item in sorted(release.iterdir()):
                 tar.add(str(item), arcname=item.name)
         f.seek(0)
