@@ -7,10 +7,11 @@ most once a minute per token (store.tokens.touch)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Select
 
 from shipyard.store import Store
 from shipyard.store import tokens as tq
@@ -43,6 +44,16 @@ def require(scope: str) -> Callable[..., ApiToken]:
             raise HTTPException(403, f"the token {row.name!r} lacks the {scope!r} scope (it has {row.scopes})")
         return row
     return dependency
+
+
+def env_filter(stmt: Select[Any], token: ApiToken, column: Any, env: str | None) -> Select[Any]:
+    """`stmt` limited to `env` (which the token must be allowed) or, with none asked, to the token's own
+    environments: a stg token sees nothing of prod."""
+    if env is not None:
+        check_env(token, env)
+        return stmt.where(column == env)
+    bound = tq.envs_of(token)
+    return stmt if bound is None else stmt.where(column.in_(sorted(bound)))
 
 
 def check_env(token: ApiToken, env: str) -> None:

@@ -11,12 +11,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from sqlalchemy import and_, or_, select
 
-from shipyard.api.auth import check_env, require, store_of
+from shipyard.api.auth import check_env, env_filter, require, store_of
 from shipyard.api.schemas import DeploymentDetail, DeploymentOut, DeploymentPage, EventOut, Problem, StepOut
 from shipyard.domain.deployment import DeployState
 from shipyard.store import events as eq
 from shipyard.store import steps as sq
-from shipyard.store import tokens as tq
 from shipyard.store.models import ApiToken, Deployment
 
 router = APIRouter(tags=["deployments"], responses={401: {"model": Problem}, 403: {"model": Problem}})
@@ -55,12 +54,7 @@ def list_deployments(
         if value is not None and value.tzinfo is None:
             raise HTTPException(400, f"{name}: give a time with its offset (e.g. 2026-12-01T00:00:00Z)")
     stmt = select(Deployment).order_by(Deployment.created_at.desc(), Deployment.id.desc())
-    bound = tq.envs_of(token)
-    if env is not None:
-        check_env(token, env)
-        stmt = stmt.where(Deployment.env == env)
-    elif bound is not None:
-        stmt = stmt.where(Deployment.env.in_(sorted(bound)))    # a stg token sees nothing of prod
+    stmt = env_filter(stmt, token, Deployment.env, env)
     if service is not None:
         stmt = stmt.where(Deployment.service == service)
     if state:

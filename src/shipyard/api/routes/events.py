@@ -20,11 +20,10 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy import Select, select
 
-from shipyard.api.auth import check_env, require, store_of
+from shipyard.api.auth import check_env, env_filter, require, store_of
 from shipyard.api.schemas import EventOut, Problem
 from shipyard.domain.deployment import DeployState
 from shipyard.store import Store
-from shipyard.store import tokens as tq
 from shipyard.store.models import ApiToken, Deployment, Event
 
 router = APIRouter(tags=["events"], responses={401: {"model": Problem}, 403: {"model": Problem}})
@@ -38,12 +37,7 @@ MAX_ID = 2**63 - 1       # a BIGINT; a larger `after` is a 422, not a driver ove
 def _query(token: ApiToken, *, service: str | None, env: str | None, kind: str | None,
            deployment_id: str | None = None) -> Select[Any]:
     stmt = select(Event).order_by(Event.id)
-    bound = tq.envs_of(token)
-    if env is not None:
-        check_env(token, env)
-        stmt = stmt.where(Event.env == env)
-    elif bound is not None:
-        stmt = stmt.where(Event.env.in_(sorted(bound)))
+    stmt = env_filter(stmt, token, Event.env, env)
     if service is not None:
         stmt = stmt.where(Event.service == service)
     if kind is not None:

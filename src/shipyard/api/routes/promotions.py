@@ -7,10 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from sqlalchemy import select
 
-from shipyard.api.auth import check_env, require, store_of
+from shipyard.api.auth import check_env, env_filter, require, store_of
 from shipyard.api.schemas import Problem, PromotionDetail, PromotionOut, PromotionRepoOut
 from shipyard.store import promotions as pq
-from shipyard.store import tokens as tq
 from shipyard.store.models import ApiToken, Promotion
 
 router = APIRouter(tags=["promotions"], responses={401: {"model": Problem}, 403: {"model": Problem}})
@@ -21,12 +20,7 @@ Reader = Annotated[ApiToken, Depends(require("read"))]
 def list_promotions(request: Request, token: Reader, env: str | None = None,
                     limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[PromotionOut]:
     stmt = select(Promotion).order_by(Promotion.created_at.desc(), Promotion.id.desc()).limit(limit)
-    bound = tq.envs_of(token)
-    if env is not None:
-        check_env(token, env)
-        stmt = stmt.where(Promotion.target_env == env)
-    elif bound is not None:
-        stmt = stmt.where(Promotion.target_env.in_(sorted(bound)))
+    stmt = env_filter(stmt, token, Promotion.target_env, env)
     with store_of(request).session(readonly=True) as s:
         return [PromotionOut.model_validate(p) for p in s.scalars(stmt)]
 
