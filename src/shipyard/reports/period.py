@@ -35,6 +35,9 @@ class Period:
             object.__setattr__(self, name, value.astimezone(UTC))
         if self.until <= self.since:
             raise UsageError(f"period must end after it starts ({self.since.isoformat()} .. {self.until.isoformat()})")
+        if self.length > MAX_LENGTH:        # also from since/until: the previous period must stay a date
+            raise UsageError(f"period {self.since.isoformat()} .. {self.until.isoformat()} is longer than "
+                             f"{MAX_LENGTH.days} days")
 
     @property
     def length(self) -> timedelta:
