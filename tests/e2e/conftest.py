@@ -263,6 +263,31 @@ class E2E:
             pytest.fail("; ".join(failures), pytrace=False)
 
 
+def start_serve(e2e: E2E) -> tuple[Background, str]:
+    """`shipyard serve` of the workspace on a free loopback port, once it answers; and its base URL."""
+    port = free_port()
+    server = e2e.background("serve", "--listen", f"127.0.0.1:{port}")
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        assert server.proc.poll() is None, "".join(server.err)
+        try:
+            return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+    wait_until(up, 60, "shipyard serve")
+    return server, url
+
+
+def stop_serve(server: Background) -> str:
+    """SIGTERM it, require a clean exit 0 (it waits for the runs it holds), and return all it printed."""
+    if server.proc.poll() is None:
+        server.proc.send_signal(signal.SIGTERM)
+    res = server.finish(timeout=150)
+    assert res.returncode == 0, str(res)
+    return res.stdout + res.stderr
+
+
 def make_workspace(root: Path) -> E2E:
     return E2E(create_workspace(root, api_port=free_port(), web_port=free_port()))
 

@@ -4,7 +4,6 @@ the CLI runs), follows the deployment's event stream to its end, and is refused 
 from __future__ import annotations
 
 import json
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,9 +11,8 @@ import httpx
 import pytest
 
 from shipyard.demo.workspace import commit_version
-from shipyard.testing.receivers import free_port
 
-from .conftest import E2E, Background, Result, assert_ok, get_version, run_cli, wait_until
+from .conftest import E2E, Result, assert_ok, get_version, run_cli, start_serve, stop_serve
 
 
 @pytest.fixture
@@ -25,24 +23,11 @@ def served(new_workspace) -> Iterator[tuple[E2E, str, dict[str, str]]]:  # type:
         made = assert_ok(e2e.cli("tokens", "create", "--name", name, "--scopes", scopes,
                                  *(("--env", env) if env else ()), "--json"))
         tokens[name] = json.loads(made.stdout)["token"]
-    port = free_port()
-    server = Background(e2e.root, "serve", "--listen", f"127.0.0.1:{port}", env=e2e.env)
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        assert server.proc.poll() is None, "".join(server.err)
-        try:
-            return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
+    server, url = start_serve(e2e)
     try:
-        wait_until(up, 60, "shipyard serve")
         yield e2e, url, tokens
     finally:
-        if server.proc.poll() is None:
-            server.proc.send_signal(signal.SIGTERM)
-        res = server.finish(timeout=150)
-        assert res.returncode == 0, str(res)
+        stop_serve(server)
 
 
 def follow(url: str, token: str, path: str) -> list[str]:

@@ -59,18 +59,21 @@ def serve_cmd(
                                                "serve.listen, 127.0.0.1:8700).")] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Serve the HTTP API and run the background work (the notification outbox) this daemon holds."""
+    """Serve the HTTP API and run the background work this daemon holds (the notification outbox, the alarm
+    monitor)."""
     import uvicorn
 
     from shipyard.api import ApiSettings, create_app
     from shipyard.cli.api_runner import ProjectRunner
     from shipyard.cli.notify import make_worker
+    from shipyard.cli.watch import alarm_work
     from shipyard.daemon import Daemon, Work
 
     project = Project.load(config)
     host, port = parse_listen(listen or project.config.serve.listen)
     runner = ProjectRunner(project)
     works = [Work("outbox", make_worker(project).run_forever)] if project.config.serve.outbox else []
+    works += [w for w in [alarm_work(project) if project.config.serve.alarms else None] if w is not None]
     daemon = Daemon(project.store, works, ttl=project.config.serve.lease_ttl, say=render.info)
     from shipyard.cli.report import commit_reader
 

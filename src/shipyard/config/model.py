@@ -105,6 +105,9 @@ class Serve(StrictModel):
                                 description="How long a daemon's hold on a piece of work lasts without renewal: "
                                             "another daemon takes it over this long after its holder died.")
     outbox: bool = Field(default=True, description="Deliver queued notifications (the notify worker).")
+    alarms: bool = Field(default=True, description="Watch every service's `deploy.alarms` where it serves, as "
+                                                   "`shipyard watch` does: roll back within "
+                                                   "`auto_rollback_window`, notify after.")
 
 
 class Config(StrictModel):

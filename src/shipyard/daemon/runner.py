@@ -9,9 +9,11 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from shipyard.dburl import is_sqlite
 from shipyard.errors import ShipyardError
 from shipyard.store import Store
 from shipyard.store import daemon_leases as dl
+from shipyard.store.models import DaemonLease
 from shipyard.store.owner import current_owner
 
 log = logging.getLogger("shipyard.daemon")
@@ -39,6 +41,9 @@ class Daemon:
         self.running: dict[str, _Running] = {}
         self._told: set[str] = set()
         self._renewed: dict[str, float] = {}        # loop time of each work's last successful claim
+        # SQLite is one machine's file, meant for one daemon: a second one there is most likely a mistake
+        # (two terminals), so it is told in one line what it does and does not do, once.
+        self._alone = is_sqlite(store.engine.url)
 
     def status(self) -> dict[str, Any]:
         return {"owner": self.owner, "running": sorted(n for n, r in self.running.items() if not r.task.done())}
@@ -79,7 +84,21 @@ class Daemon:
                 await self._stop(work.name)
             elif not held and work.name not in self._told:
                 self._told.add(work.name)
-                self.say(f"{work.name}: another daemon runs it; this one takes it over if that one stops")
+                await asyncio.to_thread(self._tell_held, work.name)
+
+    def _tell_held(self, work: str) -> None:
+        if not self._alone:
+            self.say(f"{work}: another daemon runs it; this one takes it over if that one stops")
+            return
+        if len(self._told) == 1:
+            holder = next((r.owner for r in self._holders() if r.work == work), "another daemon")
+            self.say(f"another shipyard serve ({holder}) runs the background work on this SQLite state: on SQLite "
+                     f"one daemon works alone, so this one serves the API only and takes the work over if that "
+                     f"one stops (share work between daemons with a PostgreSQL `state:`)")
+
+    def _holders(self) -> list[DaemonLease]:
+        with self.store.session(readonly=True) as s:
+            return dl.holders(s)
 
     def _claim(self, work: str) -> bool:
         with self.store.session() as s:

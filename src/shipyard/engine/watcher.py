@@ -9,6 +9,8 @@ they show in `shipyard show` and reach the outbox like every other event.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -105,12 +107,13 @@ class Watcher:
         return done
 
     async def run(self, *, interval: float | None = None, until: float | None = None,
-                  stop: Callable[[], bool] = lambda: False) -> None:
-        """Tick until `until` (monotonic) or `stop()`; `interval` defaults to the fastest alarm's pace."""
-        import asyncio
-
+                  stop: Callable[[], bool] = lambda: False, stopped: asyncio.Event | None = None) -> None:
+        """Tick until `until` (monotonic), `stop()` or the `stopped` event (which also cuts the wait between
+        rounds short: the daemon stops it at once); `interval` defaults to the fastest alarm's pace."""
+        stopped = stopped or asyncio.Event()
         pace = interval or min([w.watch.interval for w in self.targets if w.watch] or [1.0])
-        while not stop() and (until is None or time.monotonic() < until):
+        while not stop() and not stopped.is_set() and (until is None or time.monotonic() < until):
             await self.tick()
             pace = interval or min([w.watch.interval for w in self.targets if w.watch] or [pace])
-            await asyncio.sleep(pace)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopped.wait(), pace)
