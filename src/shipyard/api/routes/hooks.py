@@ -1,0 +1,60 @@
+"""POST /api/v1/hooks/git: GitHub and GitLab push webhooks for GitOps (daemon/gitops_watch.py).
+
+No API token here (neither provider can send one): the request is authenticated by its signature instead,
+GitHub's X-Hub-Signature-256 (HMAC-SHA256 of the raw body with `serve.webhooks.github_secret`) or
+GitLab's X-Gitlab-Token (`serve.webhooks.gitlab_token`). A delivery id seen before is a replay (409)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Request, Response
+from pydantic import BaseModel, Field
+
+from shipyard.api.schemas import Problem
+from shipyard.daemon.gitops_watch import HookRefused
+from shipyard.errors import UsageError
+
+MAX_BODY = 5 * 1024 * 1024          # GitHub caps payloads at 25 MB, but a push of a few commits is a few kB
+router = APIRouter(tags=["hooks"])
+
+
+class HookDeploy(BaseModel):
+    service: str
+    env: str
+    sha: str
+    deployment_id: str | None = Field(description="The deployment queued (null: refused, see `refused`).")
+    refused: str | None
+    new: bool = Field(description="False when this sha was handled before (by the poller or another hook).")
+
+
+class HookResult(BaseModel):
+    deployments: list[HookDeploy]
+    ignored: str | None = Field(description="Why nothing was deployed: a delete, a tag, another branch, ...")
+
+
+_ERRORS: dict[int | str, dict[str, object]] = {
+    status: {"model": Problem} for status in (400, 401, 403, 404, 409, 413)}
+
+
+@router.post("/hooks/git", status_code=202, response_model=HookResult, summary="Push webhook (GitHub, GitLab)",
+             responses={200: {"model": HookResult, "description": "Valid, but nothing new to deploy"}, **_ERRORS},
+             openapi_extra={"security": []})
+async def git_hook(request: Request, response: Response) -> HookResult:
+    gitops = request.app.state.settings.gitops
+    if gitops is None:
+        raise HTTPException(404, "GitOps is off here: no environment with auto_deploy: true deploys a repo's service")
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > MAX_BODY:
+        raise HTTPException(413, f"the body is larger than {MAX_BODY} bytes")
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise HTTPException(413, f"the body is larger than {MAX_BODY} bytes")
+    try:
+        outcome = await gitops.receive(request.headers, body)
+    except HookRefused as exc:
+        raise HTTPException(exc.status, str(exc)) from None
+    except UsageError as exc:
+        raise HTTPException(400, str(exc)) from None
+    deployments = [HookDeploy(service=h.service, env=h.env, sha=h.sha, deployment_id=h.deployment_id,
+                              refused=h.refused, new=h.new) for h in outcome.handled]
+    response.status_code = 202 if any(h.new for h in outcome.handled) else 200
+    return HookResult(deployments=deployments, ignored=outcome.ignored)
