@@ -181,6 +181,24 @@ def test_healthz_and_openapi(api: Api) -> None:
         assert template in spec["paths"], template
 
 
+# Answer without a token: the liveness probe, and the push webhook (authenticated by its signature instead;
+# with no auto_deploy env here GitOps is off, so it answers 404 whatever token is given).
+NO_TOKEN = {"/healthz": 200, "/api/v1/hooks/git": 404}
+
+
+def test_every_endpoint_needs_a_token_but_the_documented_exceptions(api: Api) -> None:
+    spec = api.get("/api/openapi.json").json()
+    for template, methods in spec["paths"].items():
+        path = template.replace("{deployment_id}", "d01").replace("{promotion_id}", "p0")
+        for method in methods:
+            res = httpx.request(method.upper(), f"{api.url}{path}", json={}, timeout=10)
+            assert res.status_code == NO_TOKEN.get(template, 401), (method, path, res.status_code, res.text)
+    hook = httpx.post(f"{api.url}/api/v1/hooks/git", content=b"{}", timeout=10,
+                      headers={"Authorization": f"Bearer {api.tokens['admin']}"})
+    assert hook.status_code == 404 and "auto_deploy" in hook.json()["error"], hook.text
+    assert spec["paths"]["/api/v1/hooks/git"]["post"]["security"] == []
+
+
 def test_history_filters_and_pages(api: Api) -> None:
     token = api.tokens["reader"]
     everything = api.get("/api/v1/deployments", token, limit=500).json()

@@ -149,17 +149,17 @@ class GitOps:
             log.exception("gitops deploy of %s/%s %s failed", p.service, p.env, p.sha)
             refused = f"internal error ({exc.__class__.__name__}, logged by the server)"
         await self._db(gq.settle, service=p.service, env=p.env, sha=p.sha, deployment_id=dep_id, refused=refused)
-        where = f"{p.repo}/{p.branch} {p.sha[:12]}"
+        where = f"{p.repo}@{p.branch} {p.sha[:12]}"
         if dep_id is not None:
             by = f" by {pusher}" if pusher else ""
             data = {"source": source, "delivery": delivery, "repo": p.repo, "branch": p.branch, "sha": p.sha,
                     "pusher": pusher}
             await self._db(lambda s: eq.add_event(s, "deploy.triggered", service=p.service, env=p.env,
                                                   deployment_id=dep_id, data=data,
-                                                  message=f"triggered by a {source} push: {where}{by}"))
-            self.say(f"gitops: {p.service}/{p.env} {where} ({source}): deployment {dep_id}")
+                                                  message=f"gitops ({source}): {where}{by}"))
+            self.say(f"gitops: {p.service}/{p.env}: {where} ({source}): deployment {dep_id}")
         else:
-            self.say(f"gitops: {p.service}/{p.env} {where} ({source}) refused: {refused}")
+            self.say(f"gitops: {p.service}/{p.env}: {where} ({source}) refused: {refused}")
         return Handled(p.service, p.env, p.sha, dep_id, refused, new=True)
 
     # ---- webhooks ---------------------------------------------------------------------------------

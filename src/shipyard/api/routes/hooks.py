@@ -33,11 +33,25 @@ class HookResult(BaseModel):
 
 _ERRORS: dict[int | str, dict[str, object]] = {
     status: {"model": Problem} for status in (400, 401, 403, 404, 409, 413)}
+_HEADERS = (("X-GitHub-Event", "GitHub: the event (push; others are ignored)"),
+            ("X-GitHub-Delivery", "GitHub: the delivery id (a second delivery with it is refused)"),
+            ("X-Hub-Signature-256", "GitHub: sha256=<hex HMAC-SHA256 of the body with the secret>"),
+            ("X-Gitlab-Event", "GitLab: the event (Push Hook; others are ignored)"),
+            ("X-Gitlab-Event-UUID", "GitLab: the delivery id (a second delivery with it is refused)"),
+            ("X-Gitlab-Token", "GitLab: the secret token"))
+# The body is read raw (the signature covers its exact bytes), so its schema and the headers are declared
+# here rather than through parameters FastAPI would parse.
+_OPENAPI: dict[str, object] = {
+    "security": [],
+    "parameters": [{"name": name, "in": "header", "required": False, "description": text,
+                    "schema": {"type": "string"}} for name, text in _HEADERS],
+    "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+}
 
 
 @router.post("/hooks/git", status_code=202, response_model=HookResult, summary="Push webhook (GitHub, GitLab)",
              responses={200: {"model": HookResult, "description": "Valid, but nothing new to deploy"}, **_ERRORS},
-             openapi_extra={"security": []})
+             openapi_extra=_OPENAPI)
 async def git_hook(request: Request, response: Response) -> HookResult:
     gitops = request.app.state.settings.gitops
     if gitops is None:

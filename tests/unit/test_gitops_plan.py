@@ -139,3 +139,43 @@ def test_gitlab_token() -> None:
     assert g.verify_gitlab("t0ken", "t0ken")
     for header in (None, "", "t0ke", "t0ken ", "T0KEN"):
         assert not g.verify_gitlab("t0ken", header), header
+
+
+def _gitops(config, secrets):  # type: ignore[no-untyped-def]
+    from shipyard.daemon.gitops_watch import GitOps
+
+    # No store and no runner: every refusal below comes before either is touched.
+    return GitOps(config, Path("."), None, None, interval=60, secrets=secrets)  # type: ignore[arg-type]
+
+
+def test_webhook_refusals_before_anything_is_recorded(config) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    from shipyard.daemon.gitops_watch import HookRefused, WebhookSecrets, resolve_secrets
+    from shipyard.errors import MissingSecretsError
+
+    def fill(text: str, what: str) -> str:
+        if "MISSING" in text:
+            raise MissingSecretsError(f"{what} secrets not set: MISSING", ["MISSING"])
+        return "s3cret"
+
+    class Hooks:
+        github_secret = "${secret:GH}"
+        gitlab_token = "${secret:MISSING}"
+
+    secrets = resolve_secrets(Hooks(), fill)
+    assert secrets.github == "s3cret" and secrets.gitlab is None and "MISSING" in secrets.missing["gitlab"]
+    body = _github()
+    signed = {"x-github-event": "push", "x-hub-signature-256": g.github_signature("s3cret", body)}
+    cases = [
+        (secrets, {}, 401, "unsigned"),
+        (secrets, {"x-gitlab-token": "s3cret", "x-gitlab-event": "Push Hook"}, 403, "secrets not set: MISSING"),
+        (WebhookSecrets(), signed, 403, "serve.webhooks.github_secret is not configured"),
+        (secrets, {**signed, "x-hub-signature-256": "sha256=00"}, 401, "does not match"),
+        (secrets, signed, 400, "delivery id"),
+        (secrets, {**signed, "x-github-delivery": "x" * 256}, 400, "delivery id"),
+    ]
+    for given, headers, status, message in cases:
+        with pytest.raises(HookRefused, match=message) as caught:
+            asyncio.run(_gitops(config, given).receive(headers, body))
+        assert caught.value.status == status
