@@ -139,6 +139,10 @@ class GitOps:
             row = await self._db(gq.get, p.service, p.env, p.sha)
             return Handled(p.service, p.env, p.sha, row.deployment_id if row else None,
                            row.refused if row else None, new=False)
+        existing = await self._db(lambda s: getattr(gq.current_at(s, p.service, p.env, p.sha), "id", None))
+        if existing is not None:          # a promotion's auto-deploy (or a person) deploys it already
+            await self._db(gq.settle, service=p.service, env=p.env, sha=p.sha, deployment_id=existing)
+            return Handled(p.service, p.env, p.sha, existing, None, new=False)
         dep_id: str | None = None
         refused: str | None = None
         try:

@@ -6,7 +6,8 @@ from __future__ import annotations
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from shipyard.store.models import GitDelivery, GitTip, GitTrigger
+from shipyard.domain.deployment import DeployState
+from shipyard.store.models import Deployment, GitDelivery, GitTip, GitTrigger
 from shipyard.store.sql import cap_text, clean_text, insert_ignore, utcnow
 
 
@@ -53,3 +54,17 @@ def advance(session: Session, repo: str, branch: str, sha: str, source: str) -> 
         return
     session.execute(update(GitTip).where(GitTip.repo == repo, GitTip.branch == branch)
                     .values(sha=sha, source=source, seen_at=now).execution_options(synchronize_session=False))
+
+
+def current_at(session: Session, service: str, env: str, sha: str) -> Deployment | None:
+    """The newest deployment of (service, env) when it is at `sha` and not failed: that commit is deployed
+    or on its way (a promotion's auto-deploy and the watcher then do not both deploy it)."""
+    row = session.scalars(select(Deployment).where(Deployment.service == service, Deployment.env == env)
+                          .order_by(Deployment.created_at.desc(), Deployment.id.desc()).limit(1)).first()
+    if row is None or row.revision != sha or row.state in _GONE:
+        return None
+    return row
+
+
+_GONE = {str(DeployState.FAILED), str(DeployState.ROLLED_BACK), str(DeployState.CANCELLED),
+         str(DeployState.ROLLING_BACK)}
