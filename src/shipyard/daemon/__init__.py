@@ -6,8 +6,8 @@ lease each third of the TTL, starts the work it newly holds, stops the work whos
 clean stop releases its leases so another daemon takes over at once. A SIGKILLed daemon's work is taken
 over when its lease expires (or at once, on the same host, once its process is seen dead).
 
-Today's work: the notification outbox worker. The alarm monitor, the GitOps watcher and the retention
-pruner join as they land (issue 10).
+Today's work: the notification outbox worker and the GitOps watcher (gitops.py, gitops_watch.py). The
+alarm monitor and the retention pruner join as they land (issue 10).
 """
 
 from shipyard.daemon.runner import Daemon, Work
