@@ -274,3 +274,35 @@ def test_schemathesis_finds_no_server_error_on_the_hook(served: Served) -> None:
         capture_output=True, text=True, timeout=180, env={**_env(), "NO_COLOR": "1"})
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert "passed" in done.stdout and "POST /api/v1/hooks/git" in done.stdout, done.stdout[-2000:]
+
+
+async def test_one_failing_repo_does_not_stop_the_others(tmp_path: Path) -> None:
+    """In-process rounds over real repos: a missing remote is one line per distinct error and is retried,
+    while the healthy repo's baseline and then its push go on (nothing deployed here: no runner needed
+    for a baseline, and the push's sha was already handled, so the runner is never asked)."""
+    from fleet_helpers import make_fleet
+
+    from shipyard.config import load_config
+    from shipyard.daemon.gitops import Watch
+    from shipyard.daemon.gitops_watch import GitOps
+
+    fleet = make_fleet(tmp_path / "f", 1)
+    said: list[str] = []
+    with Store.open(f"sqlite:///{fleet.state_db}") as store:
+        gitops = GitOps(load_config(fleet.config_path), fleet.root, store, None, interval=1, say=said.append)
+        gitops.watched = [Watch("svc0", "dev", str(fleet.origins["svc0"]), (("api", "dev"),)),
+                          Watch("gone", "dev", str(tmp_path / "nowhere.git"), (("web", "dev"),)),
+                          Watch("svc0", "nobranch", str(fleet.origins["svc0"]), (("api", "x"),))]
+        await gitops.poll_once()
+        await gitops.poll_once()
+        with store.session() as s:
+            assert gq.tip(s, "svc0", "dev") == fleet.sha("svc0", "dev") and gq.tip(s, "gone", "dev") is None
+        failures = [line for line in said if "ls-remote failed" in line or "no branch" in line]
+        assert len(failures) == 2 and all(line.count("\n") == 0 for line in failures), said
+        assert "gone: git ls-remote failed" in failures[0] + failures[1]
+        sha = fleet.commit("svc0", "dev", {"app.txt": "v2\n"})
+        with store.session() as s:        # handled already (as by a webhook): the round must not deploy it
+            gq.claim(s, service="api", env="dev", sha=sha, source="github", repo="svc0", branch="dev")
+        await gitops.poll_once()
+        with store.session() as s:
+            assert gq.tip(s, "svc0", "dev") == sha and len(gq.listed(s)) == 1

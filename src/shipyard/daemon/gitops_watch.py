@@ -100,7 +100,7 @@ class GitOps:
         try:
             current = await self.ls_remote(w)
             if current is None:
-                raise UsageError(f"{w.repo}: branch {w.branch} not found at {w.location}")
+                raise UsageError(f"{w.repo}: the remote has no branch {w.branch}")
             last = await self._db(gq.tip, w.repo, w.branch)
             if last is None:
                 await self._db(gq.advance, w.repo, w.branch, current, "poll")
@@ -118,7 +118,7 @@ class GitOps:
 
     async def ls_remote(self, w: g.Watch) -> str | None:
         if w.location.startswith("-"):
-            raise UsageError(f"{w.repo}: refusing a repo location starting with '-': {w.location}")
+            raise UsageError(f"{w.repo}: refusing a repo location that starts with '-'")
         res = await run_process(("git", "ls-remote", w.location, f"refs/heads/{w.branch}"), cwd=self.root,
                                 timeout=LS_REMOTE_TIMEOUT, env=git_env())
         if not res.ok:
