@@ -152,7 +152,8 @@ ENDPOINTS = [("/api/v1/deployments", None, "read"), ("/api/v1/deployments/d01", 
              ("/api/v1/deployments/d02/events/stream", "prod", "read"), ("/metrics", "prod", "read"),
              ("/api/v1/stats?env=prod", "prod", "read"), ("/api/v1/dora?env=prod", "prod", "read"),
              ("/api/v1/reports?env=prod&format=md", "prod", "read"), ("/api/v1/stats?env=stg", "stg", "read"),
-             ("/api/v1/daemons", None, "read")]
+             ("/api/v1/daemons", None, "read"), ("/api/v1/gitops/triggers", None, "read"),
+             ("/api/v1/gitops/triggers?env=prod", "prod", "read")]
 
 
 @pytest.mark.parametrize(("path", "env", "scope"), ENDPOINTS)

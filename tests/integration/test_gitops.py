@@ -152,6 +152,12 @@ def _gitlab(served: Served, sha: str, *, token: str = GL_TOKEN) -> tuple[bytes, 
     return body, {"X-Gitlab-Event": "Push Hook", "X-Gitlab-Event-UUID": str(uuid.uuid4()), "X-Gitlab-Token": token}
 
 
+def _debug(served: Served, sha: str) -> str:
+    with served.store() as store, store.session() as s:
+        deps = [(d.id, d.revision[:12], d.actor, d.state) for d in s.query(Deployment).all()]
+    return f"{sha[:12]}: {deps}; {served.triggers()}; {served.ws.root / 'serve.log'}"
+
+
 def _off_branch_commit(served: Served, version: str) -> str:
     """A pushed commit no watched branch points at: only a webhook naming it can deploy it (the poller
     never sees it), so what the webhook did is not raced by the poller."""
@@ -245,7 +251,7 @@ def test_gitlab_tokens(served: Served) -> None:
     [queued] = res.json()["deployments"]
     trigger = served.trigger(sha)
     assert (trigger.source, trigger.pusher, trigger.deployment_id) == ("gitlab", "bob", queued["deployment_id"])
-    assert [d.actor for d in served.deployments_of(sha)] == ["gitops:gitlab"]
+    assert [d.actor for d in served.deployments_of(sha)] == ["gitops:gitlab"], _debug(served, sha)
 
 
 def test_a_frozen_env_refuses_once_and_records_it(served: Served) -> None:
@@ -262,6 +268,10 @@ def test_a_frozen_env_refuses_once_and_records_it(served: Served) -> None:
     with served.store() as store, store.session() as s:
         refused = [e for e in eq.list_events(s, kind="deploy.refused") if e.env == "stg"]
     assert len(refused) == 1 and "frozen" in refused[0].message
+    listed = httpx.get(f"{served.url}/api/v1/gitops/triggers", params={"env": "stg"}, timeout=10,
+                       headers={"Authorization": f"Bearer {served.token}"}).json()
+    assert [(t["sha"], t["source"], t["deployment_id"], "frozen" in t["refused"]) for t in listed] == [
+        (sha, "poll", None, True)]
 
 
 def test_schemathesis_finds_no_server_error_on_the_hook(served: Served) -> None:
@@ -271,7 +281,7 @@ def test_schemathesis_finds_no_server_error_on_the_hook(served: Served) -> None:
          "--include-path", "/api/v1/hooks/git", "--max-examples", "60", "--seed", "20261202",
          "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,"
          "response_schema_conformance", "--no-color"],
-        capture_output=True, text=True, timeout=180, env={**_env(), "NO_COLOR": "1"})
+        capture_output=True, text=True, timeout=180, env={**_env(), "NO_COLOR": "1"}, cwd=served.ws.root)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert "passed" in done.stdout and "POST /api/v1/hooks/git" in done.stdout, done.stdout[-2000:]
 

@@ -1,4 +1,5 @@
-"""POST /api/v1/hooks/git: GitHub and GitLab push webhooks for GitOps (daemon/gitops_watch.py).
+"""POST /api/v1/hooks/git: GitHub and GitLab push webhooks for GitOps (daemon/gitops_watch.py); and
+GET /api/v1/gitops/triggers (scope `read`): what GitOps deployed or had refused, newest first.
 
 No API token here (neither provider can send one): the request is authenticated by its signature instead,
 GitHub's X-Hub-Signature-256 (HMAC-SHA256 of the raw body with `serve.webhooks.github_secret`) or
@@ -6,15 +7,21 @@ GitLab's X-Gitlab-Token (`serve.webhooks.gitlab_token`). A delivery id seen befo
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request, Response
-from pydantic import BaseModel, Field
+from typing import Annotated
 
-from shipyard.api.schemas import Problem
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from shipyard.api.auth import env_filter, require, store_of
+from shipyard.api.schemas import GitTriggerOut, Problem
 from shipyard.daemon.gitops_watch import HookRefused
 from shipyard.errors import UsageError
+from shipyard.store.models import ApiToken, GitTrigger
 
 MAX_BODY = 5 * 1024 * 1024          # GitHub caps payloads at 25 MB, but a push of a few commits is a few kB
-router = APIRouter(tags=["hooks"])
+router = APIRouter(tags=["gitops"])
+Reader = Annotated[ApiToken, Depends(require("read"))]
 
 
 class HookDeploy(BaseModel):
@@ -72,3 +79,15 @@ async def git_hook(request: Request, response: Response) -> HookResult:
                               refused=h.refused, new=h.new) for h in outcome.handled]
     response.status_code = 202 if any(h.new for h in outcome.handled) else 200
     return HookResult(deployments=deployments, ignored=outcome.ignored)
+
+
+@router.get("/gitops/triggers", response_model=list[GitTriggerOut], summary="GitOps triggers, newest first",
+            responses={401: {"model": Problem}, 403: {"model": Problem}})
+def list_triggers(request: Request, token: Reader, env: str | None = None, service: str | None = None,
+                  limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[GitTriggerOut]:
+    stmt = select(GitTrigger).order_by(GitTrigger.id.desc()).limit(limit)
+    stmt = env_filter(stmt, token, GitTrigger.env, env)
+    if service is not None:
+        stmt = stmt.where(GitTrigger.service == service)
+    with store_of(request).session(readonly=True) as s:
+        return [GitTriggerOut.model_validate(t) for t in s.scalars(stmt)]
