@@ -28,7 +28,7 @@ from shipyard.store import events as eq
 from shipyard.store import git_triggers as gq
 from shipyard.store.models import Deployment, GitTip
 from shipyard.testing.cli import cli_argv, run_cli
-from shipyard.testing.processes import start_process, stop_process, wait_ready
+from shipyard.testing.processes import stop_process, wait_ready
 from shipyard.testing.receivers import free_port
 from shipyard.testing.wait import wait_until
 
@@ -67,6 +67,23 @@ class Served:
     token: str
     port: int
     proc: subprocess.Popen[bytes]
+
+    @property
+    def log(self) -> Path:
+        return self.ws.root / "serve.log"
+
+    def start(self) -> None:
+        """`shipyard serve` on this workspace (appending to serve.log), once it answers."""
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(cli_argv("serve", "--listen", self.url.removeprefix("http://")),
+                                         cwd=self.ws.root, env=_env(), stdout=out, stderr=subprocess.STDOUT)
+
+        def healthy() -> bool:
+            with contextlib.suppress(httpx.HTTPError):
+                return httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200
+            return False
+        wait_ready(self.proc, healthy, timeout=60, what="shipyard serve to answer",
+                   exited=lambda p: AssertionError(self.log.read_text()))
 
     def store(self) -> Store:
         return Store.open(f"sqlite:///{self.ws.root / '.shipyard' / 'state.db'}")
@@ -114,23 +131,16 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     made = run_cli(root, "tokens", "create", "--name", "reader", "--scopes", "read", "--json", env=_env(), timeout=60)
     assert made.returncode == 0, str(made)
     listen = free_port()
-    log = root / "serve.log"
-    proc = start_process(cli_argv("serve", "--listen", f"127.0.0.1:{listen}"), log=log, cwd=root, env=_env())
-    served = Served(ws, f"http://127.0.0.1:{listen}", made.json()["token"], port, proc)
-
-    def healthy() -> bool:
-        with contextlib.suppress(httpx.HTTPError):
-            return httpx.get(f"{served.url}/healthz", timeout=2).status_code == 200
-        return False
+    served = Served(ws, f"http://127.0.0.1:{listen}", made.json()["token"], port, None)  # type: ignore[arg-type]
     try:
-        wait_ready(proc, healthy, timeout=60, what="shipyard serve to answer",
-                   exited=lambda p: AssertionError(log.read_text()))
+        served.start()
         # The first round records each branch's tip as the baseline and deploys nothing.
         wait_until(lambda: served.tip("dev") and served.tip("stg"), 30, "the baseline tips")
         yield served
     finally:
-        stop_process(proc, timeout=150)
-        text = log.read_text()
+        if served.proc is not None:
+            stop_process(served.proc, timeout=150)
+        text = served.log.read_text()
         assert GH_SECRET not in text and GL_TOKEN not in text, "a webhook secret reached the log"
         for db in (root / ".shipyard").rglob("*.db"):
             assert GH_SECRET.encode() not in db.read_bytes() and GL_TOKEN.encode() not in db.read_bytes()
@@ -284,6 +294,21 @@ def test_schemathesis_finds_no_server_error_on_the_hook(served: Served) -> None:
         capture_output=True, text=True, timeout=180, env={**_env(), "NO_COLOR": "1"}, cwd=served.ws.root)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert "passed" in done.stdout and "POST /api/v1/hooks/git" in done.stdout, done.stdout[-2000:]
+
+
+def test_a_restarted_daemon_carries_on_from_the_recorded_tip(served: Served) -> None:
+    """Stopped, a push while it is down, started again: only the new commit is deployed, once; what was
+    handled before (every trigger above) is not redone, and no baseline swallows the push."""
+    stop_process(served.proc, timeout=150)
+    with served.store() as store, store.session() as s:
+        before = s.query(Deployment).count()
+    sha = commit_version(served.ws, "api", "6.0.0", branch="dev")
+    served.start()
+    wait_until(lambda: (t := served.trigger(sha)) and t.deployment_id, 30, "the push made while it was down")
+    assert [d.actor for d in served.deployments_of(sha)] == ["gitops:poll"]
+    with served.store() as store, store.session() as s:
+        assert s.query(Deployment).count() == before + 1
+    assert "baseline" not in served.log.read_text().split("stopped")[-1]
 
 
 async def test_one_failing_repo_does_not_stop_the_others(tmp_path: Path) -> None:
