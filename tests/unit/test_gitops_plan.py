@@ -103,6 +103,8 @@ def test_payloads_parse_and_match_their_repo(config) -> None:  # type: ignore[no
     assert (lab.source, lab.branch, lab.pusher) == ("gitlab", "dev", "bob")
     assert g.matching_repos(config.repos, lab) == ["site"]
     assert g.parse_gitlab(_gitlab(after=None)).after == SHA            # checkout_sha when `after` is absent
+    assert g.parse_gitlab(_gitlab(user_username="eve\nFAKE: line " + "x" * 300)).pusher == "eve FAKE: line " + \
+        "x" * 240
 
 
 def test_what_is_ignored() -> None:

@@ -178,7 +178,9 @@ def _push(source: str, ref: str, after: str, urls: Iterable[str], names: Iterabl
     after = after.lower()
     if not _SHA.fullmatch(after):
         raise UsageError("the push's `after` is not a commit sha")
-    return Push(source, ref, after, tuple(u for u in urls if u), tuple(n for n in names if n), pusher)
+    # The pusher's name goes into an event message: one line, bounded.
+    return Push(source, ref, after, tuple(u for u in urls if u), tuple(n for n in names if n),
+                " ".join(pusher.split())[:255])
 
 
 def parse_github(body: bytes) -> Push:
