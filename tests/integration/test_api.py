@@ -152,7 +152,8 @@ ENDPOINTS = [("/api/v1/deployments", None, "read"), ("/api/v1/deployments/d01", 
              ("/api/v1/deployments/d02/events/stream", "prod", "read"), ("/metrics", "prod", "read"),
              ("/api/v1/stats?env=prod", "prod", "read"), ("/api/v1/dora?env=prod", "prod", "read"),
              ("/api/v1/reports?env=prod&format=md", "prod", "read"), ("/api/v1/stats?env=stg", "stg", "read"),
-             ("/api/v1/daemons", None, "read")]
+             ("/api/v1/daemons", None, "read"), ("/api/v1/gitops/triggers", None, "read"),
+             ("/api/v1/gitops/triggers?env=prod", "prod", "read")]
 
 
 @pytest.mark.parametrize(("path", "env", "scope"), ENDPOINTS)
@@ -179,6 +180,24 @@ def test_healthz_and_openapi(api: Api) -> None:
         template = path.split("?")[0].replace("/d01", "/{deployment_id}").replace("/d02", "/{deployment_id}")
         template = template.replace("/p0", "/{promotion_id}").replace("/p1", "/{promotion_id}")
         assert template in spec["paths"], template
+
+
+# Answer without a token: the liveness probe, and the push webhook (authenticated by its signature instead;
+# with no auto_deploy env here GitOps is off, so it answers 404 whatever token is given).
+NO_TOKEN = {"/healthz": 200, "/api/v1/hooks/git": 404}
+
+
+def test_every_endpoint_needs_a_token_but_the_documented_exceptions(api: Api) -> None:
+    spec = api.get("/api/openapi.json").json()
+    for template, methods in spec["paths"].items():
+        path = template.replace("{deployment_id}", "d01").replace("{promotion_id}", "p0")
+        for method in methods:
+            res = httpx.request(method.upper(), f"{api.url}{path}", json={}, timeout=10)
+            assert res.status_code == NO_TOKEN.get(template, 401), (method, path, res.status_code, res.text)
+    hook = httpx.post(f"{api.url}/api/v1/hooks/git", content=b"{}", timeout=10,
+                      headers={"Authorization": f"Bearer {api.tokens['admin']}"})
+    assert hook.status_code == 404 and "auto_deploy" in hook.json()["error"], hook.text
+    assert spec["paths"]["/api/v1/hooks/git"]["post"]["security"] == []
 
 
 def test_history_filters_and_pages(api: Api) -> None:

@@ -23,6 +23,7 @@ from shipyard.fleet.promote import prepare_promotion
 from shipyard.fleet.rollback import prepare_rollback
 from shipyard.releases.store import ReleaseStore
 from shipyard.store import events as eq
+from shipyard.store import git_triggers as gq
 from shipyard.strategies import AllAtOnce
 from shipyard.testing import FakeRouter, FakeTarget
 
@@ -52,6 +53,14 @@ async def test_changed_services_are_deployed_at_the_new_commit(tmp_path: Path) -
     results = await deploy_changed(services, _environments(fleet.root, d))
     assert [(r["service"], r["state"], r["revision"]) for r in results] == [
         ("api", str(DeployState.SUCCEEDED), fleet.sha("svc0", "stg"))]
+    # Marked handled for the GitOps watcher (which would see the pushed branch and deploy it again), and
+    # a second request for the sha that serves is answered by that deployment, not run again.
+    with d.store.session() as s:
+        trigger = gq.get(s, "api", "stg", fleet.sha("svc0", "stg"))
+        assert trigger is not None and (trigger.source, trigger.repo, trigger.branch) == ("promote", "svc0", "stg")
+        assert trigger.deployment_id == results[0]["id"]
+    again = await deploy_changed(services, _environments(fleet.root, d))
+    assert [(r["id"], r["reason"]) for r in again] == [(results[0]["id"], "already deployed by tester")]
     d.store.close()
 
 

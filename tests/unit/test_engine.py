@@ -199,6 +199,26 @@ async def test_second_deploy_queues_behind_the_first(env, repo: Path) -> None:
     assert da.finished_at <= db.started_at or db.finished_at <= da.started_at, "runs never overlap"
 
 
+async def test_a_deploy_started_while_this_process_runs_one_waits_for_it(env, repo: Path) -> None:
+    """As in `shipyard serve` (a webhook while the poller's deploy runs): the second does not take the first,
+    whose owner is this very process, over as if it had died."""
+    from shipyard.testing.wait import wait_until_async
+
+    await deployer.deploy(env, "v1")
+    env.settings = replace(env.settings, hooks={"before_install": HookSpec("sleep 0.5", 5)})
+    first = asyncio.create_task(deployer.deploy(env, "v2"))
+
+    def running() -> bool:
+        with env.store.session() as s:
+            return dq.list_deployments(s, limit=1)[0].state == "in_progress"
+    await wait_until_async(running, 10, "the first deploy to start")
+    second = asyncio.create_task(deployer.deploy(env, "v3"))
+    a, b = await asyncio.gather(first, second)
+    assert a.state is b.state is DeployState.SUCCEEDED, (a, b)
+    with env.store.session() as s:
+        assert eq.list_events(s, kind="recover.started") == []
+
+
 async def test_recover_rolls_back_a_run_whose_owner_died(env, repo: Path) -> None:
     await deployer.deploy(env, "v1")
     v1 = git(repo, "rev-parse", "v1")

@@ -30,6 +30,7 @@ class ApiSettings:
     runner: Any = None          # routes.actions.Runner: None serves reads only (writes answer 503)
     daemon: Any = None          # shipyard.daemon.Daemon: what this process runs in the background
     commits: Any = None         # (service, env) -> reports.CommitReader, for DORA's lead time (None: left out)
+    gitops: Any = None          # shipyard.daemon.gitops_watch.GitOps: the push webhooks (None: answered 404)
 
 
 def _problem(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -44,7 +45,7 @@ def _validation_line(exc: RequestValidationError) -> str:
 
 def create_app(settings: ApiSettings) -> FastAPI:
     from shipyard.api.metrics import registry_for
-    from shipyard.api.routes import actions, daemons, deployments, events, health, metrics, promotions, reports
+    from shipyard.api.routes import actions, daemons, deployments, events, health, hooks, metrics, promotions, reports
 
     app = FastAPI(title=f"shipyard API ({settings.project})", version="1", openapi_url="/api/openapi.json",
                   docs_url="/api/docs", redoc_url=None)
@@ -79,4 +80,5 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(events.router, prefix=API_PREFIX)
     app.include_router(daemons.router, prefix=API_PREFIX)
     app.include_router(reports.router, prefix=API_PREFIX)
+    app.include_router(hooks.router, prefix=API_PREFIX)
     return app

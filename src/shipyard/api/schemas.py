@@ -95,3 +95,17 @@ class PromotionOut(_Out):
 
 class PromotionDetail(PromotionOut):
     repos: list[PromotionRepoOut]
+
+
+class GitTriggerOut(_Out):
+    service: str
+    env: str
+    sha: str
+    source: str = Field(description="poll, github, gitlab or promote (a promotion's own auto-deploy)")
+    delivery: str | None = Field(description="The webhook's delivery id.")
+    repo: str
+    branch: str
+    pusher: str | None
+    deployment_id: str | None = Field(description="The deployment it queued (null: see `refused`).")
+    refused: str | None = Field(description="Why no deployment was queued (a frozen env, missing secrets).")
+    created_at: datetime

@@ -54,13 +54,28 @@ def _server_class() -> type:
     return Server
 
 
+def _gitops(project: Project, runner: Any) -> Any:
+    """The GitOps watcher and webhooks, when some auto_deploy env deploys a repo's service (else None)."""
+    from shipyard.daemon.gitops import watches
+    from shipyard.daemon.gitops_watch import GitOps, resolve_secrets
+
+    serve = project.config.serve
+    if not watches(project.config):
+        return None
+    secrets = resolve_secrets(serve.webhooks, project.secrets.fill)
+    for source, why in secrets.missing.items():
+        render.info(f"{source} webhooks refused: {why}")
+    return GitOps(project.config, project.root, project.store, runner, interval=serve.gitops_interval,
+                  secrets=secrets, say=render.info)
+
+
 def serve_cmd(
     listen: Annotated[str | None, typer.Option("--listen", help="HOST:PORT the API listens on (default: "
                                                "serve.listen, 127.0.0.1:8700).")] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Serve the HTTP API and run the background work this daemon holds (the notification outbox, the alarm
-    monitor)."""
+    monitor, the GitOps watcher)."""
     import uvicorn
 
     from shipyard.api import ApiSettings, create_app
@@ -74,12 +89,15 @@ def serve_cmd(
     runner = ProjectRunner(project)
     works = [Work("outbox", make_worker(project).run_forever)] if project.config.serve.outbox else []
     works += [w for w in [alarm_work(project) if project.config.serve.alarms else None] if w is not None]
+    gitops = _gitops(project, runner)
+    if gitops is not None:
+        works.append(Work("gitops", gitops.run))
     daemon = Daemon(project.store, works, ttl=project.config.serve.lease_ttl, say=render.info)
     from shipyard.cli.report import commit_reader
 
     services = sorted(project.config.services)
     app = create_app(ApiSettings(store=project.store, project=project.config.project, runner=runner,
-                                 daemon=daemon, commits=lambda service, env: commit_reader(
+                                 daemon=daemon, gitops=gitops, commits=lambda service, env: commit_reader(
                                      project, [service] if service else services, env)))
     # The socket is bound here, not by uvicorn, so that "address in use" is our one line, not its log.
     try:

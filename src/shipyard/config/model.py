@@ -97,6 +97,15 @@ class HostAgent(StrictModel):
         return str(self.router_workers)
 
 
+class Webhooks(StrictModel):
+    """Secrets of the push webhooks at /api/v1/hooks/git (a provider without one is refused)."""
+
+    github_secret: str | None = Field(default=None, description="GitHub's webhook secret (checks "
+                                      "X-Hub-Signature-256), e.g. ${secret:GITHUB_WEBHOOK_SECRET}.")
+    gitlab_token: str | None = Field(default=None, description="GitLab's webhook secret token (checks "
+                                     "X-Gitlab-Token), e.g. ${secret:GITLAB_WEBHOOK_TOKEN}.")
+
+
 class Serve(StrictModel):
     """`shipyard serve`: the API and the background work it runs (split between daemons through leases)."""
 
@@ -108,6 +117,10 @@ class Serve(StrictModel):
     alarms: bool = Field(default=True, description="Watch every service's `deploy.alarms` where it serves, as "
                                                    "`shipyard watch` does: roll back within "
                                                    "`auto_rollback_window`, notify after.")
+    gitops_interval: Duration = Field(default=60.0, ge=1, le=86400,
+                                      description="How often the GitOps watcher asks each auto_deploy branch "
+                                                  "for its tip (git ls-remote).")
+    webhooks: Webhooks = Field(default_factory=Webhooks, description="Push webhook secrets (GitHub, GitLab).")
 
 
 class Config(StrictModel):

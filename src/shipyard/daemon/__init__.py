@@ -6,8 +6,8 @@ lease each third of the TTL, starts the work it newly holds, stops the work whos
 clean stop releases its leases so another daemon takes over at once. A SIGKILLed daemon's work is taken
 over when its lease expires (or at once, on the same host, once its process is seen dead).
 
-The work (built in cli/serve.py): the notification outbox worker (`outbox`) and the alarm monitor
-(`alarms`, cli/watch.py's `alarm_work`).
+The work (built in cli/serve.py): the notification outbox worker (`outbox`), the alarm monitor
+(`alarms`, cli/watch.py's `alarm_work`) and the GitOps watcher (`gitops`, gitops.py, gitops_watch.py).
 """
 
 from shipyard.daemon.runner import Daemon, Work

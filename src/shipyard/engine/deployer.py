@@ -70,9 +70,12 @@ async def recover_stale(e: Environment) -> list[Outcome]:
     """Roll back (or finish) runs of this (service, env) whose owner died, before acting on it: otherwise a
     new run would take over the lease and mistake a half-moved traffic split for the serving set."""
     s = e.settings
+    # Runs this very process owns are alive by definition: in `shipyard serve` a second deploy of one
+    # (service, env) (a webhook while the poller's deploy runs) otherwise took the first over as if its
+    # owner had died, since the lease's owner is the same string.
     with e.store.session() as ses:
         unfinished = [d.id for d in dq.find_unfinished(ses, service=s.service, env=s.env)
-                      if d.state != DeployState.QUEUED]
+                      if d.state != DeployState.QUEUED and d.owner != e.owner]
     results = []
     for dep_id in unfinished:
         outcome = await recover_one(e, dep_id)

@@ -13,6 +13,7 @@ from typing import Any
 from shipyard.engine import deployer
 from shipyard.engine.freeze import FreezeOverride
 from shipyard.errors import ShipyardError
+from shipyard.store import git_triggers as gq
 
 
 def services_to_deploy(config: Any, changed: Mapping[str, str]) -> list[tuple[str, str]]:
@@ -29,6 +30,17 @@ def own_freeze(kind: str, promotion_id: str, env: str) -> FreezeOverride | None:
                           only_freeze_by=promotion_id)
 
 
+def _claim_for_gitops(e: deployer.Environment, sha: str) -> tuple[bool, Any]:
+    """Mark (service, env, sha) handled for the GitOps watcher, which would otherwise deploy the pushed
+    commit a second time: (whether this made the trigger, the deployment already at `sha` if any: queued,
+    running or serving). A tag rollback's older sha may have its trigger from long ago: deployed anyway."""
+    s = e.settings
+    with e.store.session() as ses:
+        won = gq.claim(ses, service=s.service, env=s.env, sha=sha, source="promote", repo=s.source.name,
+                       branch=s.branch)
+        return won, gq.current_at(ses, s.service, s.env, sha)
+
+
 async def deploy_changed(services: list[tuple[str, str]], environment: Callable[[str], deployer.Environment],
                          override: FreezeOverride | None = None) -> list[dict[str, Any]]:
     """Deploy each (service, sha) one after the other through the engine; collect, never raise, results.
@@ -36,11 +48,20 @@ async def deploy_changed(services: list[tuple[str, str]], environment: Callable[
     A frozen environment refuses each of them (recorded) unless `override` covers its freeze."""
     results: list[dict[str, Any]] = []
     for service, sha in services:
+        e = environment(service)
+        won, already = _claim_for_gitops(e, sha)
+        if already is not None:
+            results.append({"service": service, "revision": sha, "id": already.id, "state": already.state,
+                            "reason": f"already deployed by {already.actor}"})
+            continue
         try:
-            outcome = await deployer.deploy(environment(service), sha, override=override)
+            outcome = await deployer.deploy(e, sha, override=override)
         except ShipyardError as err:
             results.append({"service": service, "revision": sha, "id": None, "state": "failed", "reason": str(err)})
             continue
+        if won:
+            with e.store.session() as ses:
+                gq.settle(ses, service=service, env=e.settings.env, sha=sha, deployment_id=outcome.deployment_id)
         results.append({"service": service, "revision": sha, "id": outcome.deployment_id,
                         "state": str(outcome.state), "reason": outcome.reason})
     return results

@@ -341,3 +341,53 @@ class DaemonLease(Base):
 
     def __repr__(self) -> str:
         return f"<DaemonLease {self.work} {self.owner} until {self.expires_at}>"
+
+
+class GitTrigger(Base):
+    """A deploy GitOps queued (or had refused) because a branch moved: at most one per (service, env, sha),
+    so two daemons, or a webhook racing the poller, never deploy one commit twice (insert first, deploy
+    only if the insert won)."""
+
+    __tablename__ = "git_triggers"
+    __table_args__ = (UniqueConstraint("service", "env", "sha"), Index("ix_git_triggers_created_at", "created_at"),
+                      {"sqlite_autoincrement": True})
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    service: Mapped[str] = mapped_column(String(128))
+    env: Mapped[str] = mapped_column(String(128))
+    sha: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(16))                     # poll | github | gitlab
+    delivery: Mapped[str | None] = mapped_column(String(255))           # the webhook's delivery id
+    repo: Mapped[str] = mapped_column(String(128))
+    branch: Mapped[str] = mapped_column(String(255))
+    pusher: Mapped[str | None] = mapped_column(String(255))
+    deployment_id: Mapped[str | None] = mapped_column(String(128))
+    refused: Mapped[str | None] = mapped_column(Text)                   # why no deployment was queued
+    created_at: Mapped[datetime]
+
+    def __repr__(self) -> str:
+        return f"<GitTrigger {self.service}/{self.env} {self.sha[:7]} {self.source} -> {self.deployment_id}>"
+
+
+class GitDelivery(Base):
+    """A webhook delivery already received (GitHub's X-GitHub-Delivery, GitLab's X-Gitlab-Event-UUID): the
+    same one again is a replay, refused even when its sha would be new."""
+
+    __tablename__ = "git_deliveries"
+
+    source: Mapped[str] = mapped_column(String(16), primary_key=True)
+    delivery: Mapped[str] = mapped_column(String(255), primary_key=True)
+    received_at: Mapped[datetime]
+
+
+class GitTip(Base):
+    """The last tip GitOps handled per (repo, branch): a restarted or another daemon does not redo it, and
+    the first poll of a branch records its tip as the baseline instead of deploying it."""
+
+    __tablename__ = "git_tips"
+
+    repo: Mapped[str] = mapped_column(String(128), primary_key=True)
+    branch: Mapped[str] = mapped_column(String(255), primary_key=True)
+    sha: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(16))
+    seen_at: Mapped[datetime]
