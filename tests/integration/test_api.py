@@ -332,7 +332,7 @@ def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(api: Api)
          "-H", f"Authorization: Bearer {api.tokens['admin']}", "--max-examples", "25", "--seed", "20261202",
          "--exclude-path-regex", "stream", "--checks", "not_a_server_error,status_code_conformance,"
          "content_type_conformance,response_schema_conformance", "--no-color"],
-        capture_output=True, text=True, timeout=240, env={**_env(), "NO_COLOR": "1"})
+        capture_output=True, text=True, timeout=240, env={**_env(), "NO_COLOR": "1"}, cwd=api.root)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert "passed" in done.stdout
 
