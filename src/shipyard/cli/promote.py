@@ -138,24 +138,39 @@ def show_outcome(outcome: Outcome) -> None:
                    r.tag or "", "; ".join([r.detail, *r.notes]).strip("; ")) for r in outcome.repos])
 
 
-def _deploy(project: Project, outcome: Outcome, no_deploy: bool, as_json: bool) -> list[dict[str, Any]]:
+async def deploy_promoted(project: Project, outcome: Outcome, *, no_deploy: bool, actor_name: str | None = None,
+                          listener: Callable[[str, str], Any] | None = None,
+                          start_agent: bool = True) -> list[dict[str, Any]]:
+    """Deploy the changed services of every auto_deploy env a completed promotion moved (the CLI and the
+    API); `listener(service, env)` gives each deploy's progress listener."""
     results: list[dict[str, Any]] = []
     for env, changed in outcome.changed.items():
         services = autodeploy.services_to_deploy(project.config, changed)
         if no_deploy or not services or not project.config.environments[env].auto_deploy:
             continue
+        async with project.agent(start=start_agent) as agent:
+            def environment(svc: str, env: str = env, agent: Any = agent) -> Any:
+                e = project.environment(svc, env, agent, listener=listener(svc, env) if listener else None)
+                if actor_name is not None:
+                    e.actor = actor_name
+                return e
 
-        async def go(env: str = env, services: list[tuple[str, str]] = services) -> list[dict[str, Any]]:
-            async with project.agent() as agent:
-                return await autodeploy.deploy_changed(
-                    services, lambda svc: project.environment(
-                        svc, env, agent, listener=None if as_json else render.DeployProgress(f"deploy {svc} → {env}",
-                                                                                            live=False)),
-                    autodeploy.own_freeze(outcome.kind, outcome.id, env))
-
-        for r in run(go()):
-            results.append({"env": env, **r})
+            done = await autodeploy.deploy_changed(services, environment,
+                                                   autodeploy.own_freeze(outcome.kind, outcome.id, env))
+        results += [{"env": env, **r} for r in done]
     return results
+
+
+def settle(ctx: FleetContext, prepared: Prepared, *, dry_run: bool) -> None:
+    """After preparing: a plan with problems is recorded as refused (unless a dry run) and raises its
+    FleetError (conflict, not ready, frozen: the API's 409)."""
+    if prepared.problems() and not dry_run:
+        record_refused(ctx, prepared)
+    prepared.check()
+
+
+def nothing_to_push(prepared: Prepared, push_empty: bool = False) -> bool:
+    return not prepared.to_push() and not push_empty and not prepared.already_pushed
 
 
 def drive(project: Project, title: str, prepare: Callable[[FleetContext], Coroutine[Any, Any, Prepared]], *, jobs: int,
@@ -173,17 +188,15 @@ def drive(project: Project, title: str, prepare: Callable[[FleetContext], Corout
                 {"repo": r, "problem": p} for r, p in prepared.problems()]})
         elif not as_json:
             show_plan(prepared, commits=dry_run)
-        if prepared.problems() and not dry_run:
-            record_refused(ctx, prepared)
         try:
-            prepared.check()
+            settle(ctx, prepared, dry_run=dry_run)
         except FleetError as err:
             if as_json:
                 err.details = []            # already in the JSON printed above
             raise
         if dry_run:
             return
-        if not prepared.to_push() and not push_empty and not prepared.already_pushed:
+        if nothing_to_push(prepared, push_empty):
             if as_json:
                 render.print_json({"plan": plan_dict(prepared), "outcome": None})
             else:
@@ -195,7 +208,9 @@ def drive(project: Project, title: str, prepare: Callable[[FleetContext], Corout
         with render.RepoProgress(title, prepared.to_push(), quiet=as_json) as push_progress:
             ctx.listener = push_progress
             outcome = run(execute(ctx, prepared, keep_partial=keep_partial))
-        deployed = _deploy(project, outcome, no_deploy, as_json) if outcome.state == "completed" else []
+        deployed = run(deploy_promoted(project, outcome, no_deploy=no_deploy, listener=None if as_json else (
+            lambda svc, env: render.DeployProgress(f"deploy {svc} → {env}", live=False)))) \
+            if outcome.state == "completed" else []
         if as_json:
             render.print_json({"plan": plan_dict(prepared), "outcome": outcome.as_dict(), "deployments": deployed})
         else:
@@ -249,6 +264,9 @@ def promote_cmd(
     as_json: JsonOpt = False, config: ConfigOpt = None,
 ) -> None:
     """Merge SOURCE into TARGET (--no-ff) in every repo that has something new, tag, push: all or nothing."""
+    if os.environ.get("SHIPYARD_SERVER"):
+        raise UsageError("promote does not go through --server: POST /api/v1/promotions does the same request "
+                         "(see docs/api.md), or run it where the repos are")
     project = Project.load(config)
     if abandon:
         if resume or source or target or only or group or dry_run:
