@@ -22,7 +22,7 @@ from shipyard.engine import deployer
 from shipyard.engine.admission import record_refused
 from shipyard.engine.cancel import cancel_queued
 from shipyard.engine.deployer import Environment, Outcome
-from shipyard.errors import ShipyardError
+from shipyard.errors import PushFailed, ShipyardError, UsageError
 from shipyard.store import deployments as dq
 
 Action = Callable[[Environment], Awaitable[Outcome]]
@@ -58,7 +58,7 @@ class ProjectRunner:
                                        notifications=self.project.config.notifications)
 
     async def promote(self, source: str, target: str, *, message: str, only: list[str], group: str | None,
-                      dry_run: bool, no_deploy: bool, actor: str) -> dict[str, Any]:
+                      dry_run: bool, no_deploy: bool, confirm: str | None, actor: str) -> dict[str, Any]:
         from shipyard.cli import promote as cli_promote  # the fleet: loaded for promotions only
         from shipyard.fleet.context import FleetContext
         from shipyard.fleet.execute import execute
@@ -73,12 +73,17 @@ class ProjectRunner:
             return {"plan": plan, "outcome": None, "deployments": []}
         if cli_promote.nothing_to_push(prepared):
             raise NothingToPromote(f"nothing to promote from {source} to {target}: every repo was skipped")
+        # The request is the first confirmation; `confirm: twice` also wants the env's name typed, here in
+        # the body, as the CLI's second question does.
+        twice = [e for e in prepared.plan.target_envs if project.config.environments[e].confirm == "twice"]
+        if twice and confirm != prepared.plan.target_env:
+            raise UsageError(f"{prepared.plan.target_env} has confirm: twice: repeat its name in the request "
+                             f"(\"confirm\": \"{prepared.plan.target_env}\"); nothing was pushed")
         outcome = await execute(ctx, prepared)
-        deployed: list[dict[str, Any]] = []
-        if outcome.state == "completed":
-            await self._ensure_agent()
-            deployed = await cli_promote.deploy_promoted(project, outcome, no_deploy=no_deploy, actor_name=actor,
-                                                         start_agent=False)
+        if outcome.state != "completed":
+            raise PushFailed(cli_promote.failure_line(outcome))
+        deployed = await cli_promote.deploy_promoted(project, outcome, no_deploy=no_deploy, actor_name=actor,
+                                                     start_agent=self._ensure_agent)
         return {"plan": plan, "outcome": outcome.as_dict(), "deployments": deployed}
 
     async def recover(self, *, service: str | None, env: str | None, actor: str) -> list[dict[str, Any]]:

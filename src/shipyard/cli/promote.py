@@ -12,7 +12,7 @@ import contextlib
 import os
 import stat
 import sys
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -140,15 +140,18 @@ def show_outcome(outcome: Outcome) -> None:
 
 async def deploy_promoted(project: Project, outcome: Outcome, *, no_deploy: bool, actor_name: str | None = None,
                           listener: Callable[[str, str], Any] | None = None,
-                          start_agent: bool = True) -> list[dict[str, Any]]:
+                          start_agent: Callable[[], Awaitable[None]] | None = None) -> list[dict[str, Any]]:
     """Deploy the changed services of every auto_deploy env a completed promotion moved (the CLI and the
-    API); `listener(service, env)` gives each deploy's progress listener."""
+    API); `listener(service, env)` gives each deploy's progress listener; `start_agent` (the server's) is
+    awaited before the first deploy instead of the client starting the agent itself."""
     results: list[dict[str, Any]] = []
     for env, changed in outcome.changed.items():
         services = autodeploy.services_to_deploy(project.config, changed)
         if no_deploy or not services or not project.config.environments[env].auto_deploy:
             continue
-        async with project.agent(start=start_agent) as agent:
+        if start_agent is not None:
+            await start_agent()
+        async with project.agent(start=start_agent is None) as agent:
             def environment(svc: str, env: str = env, agent: Any = agent) -> Any:
                 e = project.environment(svc, env, agent, listener=listener(svc, env) if listener else None)
                 if actor_name is not None:
@@ -219,7 +222,7 @@ def drive(project: Project, title: str, prepare: Callable[[FleetContext], Corout
                 render.info(f"deploy {d['service']} → {d['env']}: {d['state']} {d.get('id') or ''} "
                             f"{d.get('reason') or ''}".strip())
         if outcome.state != "completed":
-            raise PushFailed(_failure_line(outcome))
+            raise PushFailed(failure_line(outcome))
         failed = [d for d in deployed if d["state"] != "succeeded"]
         if failed:
             raise ShipyardError(f"{outcome.id} completed, but deploying {', '.join(d['service'] for d in failed)} "
@@ -229,7 +232,7 @@ def drive(project: Project, title: str, prepare: Callable[[FleetContext], Corout
                         f"{len(outcome.where('skipped'))} skipped")
 
 
-def _failure_line(outcome: Outcome) -> str:
+def failure_line(outcome: Outcome) -> str:
     bad = outcome.where("rejected", "failed")
     where = {"compensated": "the repos already pushed were put back",
              "partial": f"kept pushed: {', '.join(outcome.where('pushed', 'compensation_failed'))}; "

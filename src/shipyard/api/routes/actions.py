@@ -44,8 +44,8 @@ class Runner(Protocol):
         ...
 
     async def promote(self, source: str, target: str, *, message: str, only: list[str], group: str | None,
-                      dry_run: bool, no_deploy: bool, actor: str) -> dict[str, Any]:
-        """`shipyard promote SOURCE TARGET --yes [--dry-run] --json`: the plan, the outcome, the deploys."""
+                      dry_run: bool, no_deploy: bool, confirm: str | None, actor: str) -> dict[str, Any]:
+        """`shipyard promote SOURCE TARGET [--dry-run] --json`, confirmed: the plan, the outcome, the deploys."""
         ...
 
     async def recover(self, *, service: str | None, env: str | None, actor: str) -> list[dict[str, Any]]:
@@ -101,6 +101,8 @@ class PromoteRequest(BaseModel):
     group: str | None = Field(default=None, min_length=1, max_length=128, description="Only this group's repos.")
     dry_run: bool = Field(default=False, description="Answer the plan (and any conflicts); push nothing.")
     no_deploy: bool = Field(default=False, description="Do not deploy an auto_deploy target afterwards.")
+    confirm: str | None = Field(default=None, max_length=128, description="The target env's name: required when "
+                                "it has `confirm: twice` (the request itself is the first confirmation).")
 
 
 class Promoted(BaseModel):
@@ -174,13 +176,14 @@ async def post_cancel(request: Request, deployment_id: str, token: Deployer,
 @router.post("/promotions", response_model=Promoted, summary="Promote one environment's branches into another's",
              responses={404: {"model": Problem}})
 async def post_promotion(request: Request, body: PromoteRequest, token: Deployer) -> Promoted:
-    """What `shipyard promote SOURCE TARGET --yes` does (the request is the confirmation), in the server:
-    its answer is the plan and the promotion's record. Nothing to promote, a conflict, a frozen target or an
-    unfinished promotion: 409, nothing pushed."""
+    """What `shipyard promote SOURCE TARGET` does, in the server (the request is the confirmation; a target
+    with `confirm: twice` also wants its name in `confirm`): its answer is the plan and the promotion's
+    record, and the deploys of an auto_deploy target. Nothing to promote, a conflict, a frozen target, an
+    unfinished promotion or a rejected push: 409 (a rejected push's pushed repos are put back)."""
     check_env(token, body.target)
     done = await runner_of(request).promote(body.source, body.target, message=body.message, only=body.only,
                                             group=body.group, dry_run=body.dry_run, no_deploy=body.no_deploy,
-                                            actor=token.name)
+                                            confirm=body.confirm, actor=token.name)
     return Promoted(**done)
 
 
