@@ -154,6 +154,18 @@ def test_the_cli_through_the_server(served: tuple[E2E, str, dict[str, str]], tmp
     down = run_cli(runner, "--server", "http://127.0.0.1:9", "history", env=env, timeout=60)
     assert down.returncode == 1 and "cannot reach the shipyard server" in down.stderr
 
+    # The server's agent down: status still answers (200) from the store, the live part marked unavailable;
+    # the CLI shows it and exits 1, as locally.
+    assert_ok(e2e.cli("agent", "stop"))
+    res = httpx.get(f"{url}/api/v1/status", params={"env": "stg"}, timeout=30,
+                    headers={"Authorization": f"Bearer {tokens['ci-stg']}"})
+    assert res.status_code == 200 and res.json()["agent"] is False, res.text
+    row = next(r for r in res.json()["status"] if r["service"] == "api")
+    assert row["instances"] == [] and row["serving_deployment"]["id"] and row["agent"] is False
+    agent_down = cli("status", "--env", "stg", "--json")
+    assert agent_down.returncode == 1 and json.loads(agent_down.stdout)["agent"] is False, str(agent_down)
+    assert "the agent is not running" in cli("status", "--env", "stg").stderr
+
 
 def _steady(status: dict[str, Any]) -> dict[str, Any]:
     """A status answer without what changes between two calls (ages)."""

@@ -14,10 +14,9 @@ from sqlalchemy import delete
 
 from shipyard.domain.deployment import DeployState
 from shipyard.errors import NotCancellable, NotFoundError
-from shipyard.notify.outbox import enqueue_for_event
+from shipyard.notify.outbox import record_event
 from shipyard.store import Store
 from shipyard.store import deployments as dq
-from shipyard.store import events as eq
 from shipyard.store import leases as lq
 from shipyard.store.models import Deployment, QueueEntry
 
@@ -44,8 +43,7 @@ def cancel_queued(store: Store, deployment_id: str, *, actor: str, reason: str =
         dq.update_deployment(s, deployment_id, state=DeployState.CANCELLED, reason=why)
         s.execute(delete(QueueEntry).where(QueueEntry.deployment_id == deployment_id)
                   .execution_options(synchronize_session=False))
-        event = eq.add_event(s, "deploy.cancelled", service=row.service, env=row.env, message=why,
-                             deployment_id=deployment_id, data={"actor": actor, "reason": reason.strip()})
-        enqueue_for_event(s, event, notifications)
+        record_event(s, notifications, "deploy.cancelled", service=row.service, env=row.env, message=why,
+                     deployment_id=deployment_id, data={"actor": actor, "reason": reason.strip()})
         return {"id": row.id, "service": row.service, "env": row.env, "state": row.state, "reason": row.reason,
                 "actor": actor}
