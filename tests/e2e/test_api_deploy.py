@@ -144,7 +144,7 @@ def test_the_cli_through_the_server(served: tuple[E2E, str, dict[str, str]], tmp
     for args, code, text in ((("deploy", "api", "--env", "prod"), 1, "bound to stg"),
                              (("show", "nope"), 2, "no deployment"),
                              (("status", "--env", "prod"), 1, "bound to stg"),
-                             (("promote", "dev", "stg"), 2, "POST /api/v1/promotions"),
+                             (("promote", "dev", "stg"), 2, "--yes"),
                              (("deploy", "api", "--env", "stg", "--no-wait"), 2, "--no-wait")):
         res = cli(*args)
         assert res.returncode == code and text in res.stderr and len(res.error_lines) == 1, str(res)

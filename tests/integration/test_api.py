@@ -337,7 +337,15 @@ def test_cancel_status_and_recover_answers(api: Api) -> None:
     shown = api.get("/api/v1/deployments/waiting", api.tokens["reader"]).json()
     assert shown["state"] == "cancelled" and shown["finished_at"]
     assert [(e["kind"], e["data"]["actor"]) for e in shown["events"]] == [("deploy.cancelled", "deployer")]
-    for dep_id in ("running", "waiting"):          # the rest of the module's tests see the seeded history only
+    # `shipyard cancel` on the machine itself: the same function, the local actor; one line when refused.
+    with Store.open(f"sqlite:///{api.root / '.shipyard' / 'state.db'}") as store, store.session() as s:
+        create_deployment(s, service="api", env="prod", revision="e" * 40, strategy="rolling", actor="ci",
+                          deployment_id="waiting2")
+    local = cli(api.root, "cancel", "waiting2", "--json")
+    assert local.returncode == 0 and local.json()["reason"] == "cancelled by tester", str(local)
+    refused = cli(api.root, "cancel", "running")
+    assert refused.returncode == 1 and "rollback" in refused.stderr and len(refused.error_lines) == 1, str(refused)
+    for dep_id in ("running", "waiting", "waiting2"):   # the rest of the module's tests see the seeded history
         with Store.open(f"sqlite:///{api.root / '.shipyard' / 'state.db'}") as store, store.session() as s:
             s.delete(s.get(Deployment, dep_id))
     # Recover: every env needs admin (with nothing to recover, no agent is started); status of no service.

@@ -100,3 +100,19 @@ def test_promote_through_the_api(served: tuple[Fleet, str, dict[str, str]], tmp_
         assert AGO.sub("ago", through.stdout).split() == AGO.sub("ago", local.stdout).split()  # 5s may be 6s
     listed = json.loads(run_cli(runner, "history", "--promotions", "--json", **remote_env).stdout)["promotions"]
     assert [(p["actor"], p["target_env"]) for p in listed] == [("ci", "prod"), ("ci-stg", "stg")]
+
+    # `shipyard --server ... promote`: the plan as the local --dry-run --json shows it, then the push.
+    fleet.commit("svc1", "dev", {"app.txt": "v3\n"}, "v3")
+    stg_env = {**remote_env, "SHIPYARD_TOKEN": tokens["ci-stg"]}
+    local_plan = run_cli(fleet.root, "promote", "dev", "stg", "--dry-run", "--json")
+    remote_plan = run_cli(runner, "promote", "dev", "stg", "--dry-run", "--json", **stg_env)
+    assert local_plan.returncode == remote_plan.returncode == 0, (str(local_plan), str(remote_plan))
+    assert set(remote_plan.json()) == set(local_plan.json()) == {"plan", "problems"}
+    assert remote_plan.json()["plan"]["repos"] == local_plan.json()["plan"]["repos"]
+    unconfirmed = run_cli(runner, "promote", "dev", "stg", **stg_env)
+    assert unconfirmed.returncode == 2 and "--yes" in unconfirmed.stderr, str(unconfirmed)
+    pushed = run_cli(runner, "promote", "dev", "stg", "--yes", "-m", "v3 to stg", **stg_env)
+    assert pushed.returncode == 0 and "completed: 1 pushed, 1 skipped" in pushed.stdout, str(pushed)
+    assert fleet.tree("svc1", "refs/heads/stg") == fleet.tree("svc1", "refs/heads/dev")
+    newest = json.loads(run_cli(runner, "history", "--promotions", "--json", **stg_env).stdout)["promotions"][0]
+    assert (newest["actor"], newest["message"], newest["state"]) == ("ci-stg", "v3 to stg", "completed")

@@ -22,10 +22,11 @@ from shipyard.cli import deploy as deploy_cli
 from shipyard.cli import render
 from shipyard.cli.aio import run
 from shipyard.cli.project import Project, actor
+from shipyard.cli.remote import Remote, remote
 from shipyard.errors import FleetError, PushFailed, ShipyardError, UsageError
 from shipyard.fleet import autodeploy
 from shipyard.fleet.context import FleetContext, Prepared
-from shipyard.fleet.execute import Outcome, execute, record_refused
+from shipyard.fleet.execute import Outcome, RepoReport, execute, record_refused
 from shipyard.fleet.freeze import unfreeze
 from shipyard.fleet.parallel import DEFAULT_JOBS
 from shipyard.fleet.promote import prepare_hotfix, prepare_promotion
@@ -214,22 +215,51 @@ def drive(project: Project, title: str, prepare: Callable[[FleetContext], Corout
         deployed = run(deploy_promoted(project, outcome, no_deploy=no_deploy, listener=None if as_json else (
             lambda svc, env: render.DeployProgress(f"deploy {svc} → {env}", live=False)))) \
             if outcome.state == "completed" else []
-        if as_json:
-            render.print_json({"plan": plan_dict(prepared), "outcome": outcome.as_dict(), "deployments": deployed})
-        else:
-            show_outcome(outcome)
-            for d in deployed:
-                render.info(f"deploy {d['service']} → {d['env']}: {d['state']} {d.get('id') or ''} "
-                            f"{d.get('reason') or ''}".strip())
-        if outcome.state != "completed":
-            raise PushFailed(failure_line(outcome))
-        failed = [d for d in deployed if d["state"] != "succeeded"]
-        if failed:
-            raise ShipyardError(f"{outcome.id} completed, but deploying {', '.join(d['service'] for d in failed)} "
-                                f"failed: {failed[0].get('reason') or failed[0]['state']}")
-        if not as_json:
-            render.info(f"✓ {outcome.id} completed: {len(outcome.where('pushed'))} pushed, "
-                        f"{len(outcome.where('skipped'))} skipped")
+        report(plan_dict(prepared), outcome, deployed, as_json)
+
+
+def report(plan: dict[str, Any], outcome: Outcome, deployed: list[dict[str, Any]], as_json: bool) -> None:
+    """Where each repo is and what was deployed (or the JSON of it), then the exit: local or from the API."""
+    if as_json:
+        render.print_json({"plan": plan, "outcome": outcome.as_dict(), "deployments": deployed})
+    else:
+        show_outcome(outcome)
+        for d in deployed:
+            render.info(f"deploy {d['service']} → {d['env']}: {d['state']} {d.get('id') or ''} "
+                        f"{d.get('reason') or ''}".strip())
+    if outcome.state != "completed":
+        raise PushFailed(failure_line(outcome))
+    failed = [d for d in deployed if d["state"] != "succeeded"]
+    if failed:
+        raise ShipyardError(f"{outcome.id} completed, but deploying {', '.join(d['service'] for d in failed)} "
+                            f"failed: {failed[0].get('reason') or failed[0]['state']}")
+    if not as_json:
+        render.info(f"✓ {outcome.id} completed: {len(outcome.where('pushed'))} pushed, "
+                    f"{len(outcome.where('skipped'))} skipped")
+
+
+def remote_promote(server: Remote, source: str, target: str, *, message: str, dry_run: bool, yes: bool,
+                   only: list[str], group: str | None, no_deploy: bool, as_json: bool) -> None:
+    """`promote` through --server: POST /api/v1/promotions, reported as locally. The server cannot ask,
+    so --yes (for `confirm: twice` it sends the target's name, as typing it would) or --dry-run --json."""
+    if not (yes or dry_run):
+        raise UsageError("promote through --server cannot ask for confirmation: pass --yes (or --dry-run --json)")
+    if dry_run and not as_json:
+        raise UsageError("promote --dry-run through --server shows the plan as JSON: add --json")
+    try:
+        done = server.post("/api/v1/promotions", {
+            "source": source, "target": target, "message": message, "only": only, "group": group,
+            "dry_run": dry_run, "no_deploy": no_deploy, "confirm": target})
+    finally:
+        server.close()
+    if dry_run:           # a plan with problems is a 409 (one line) from the server
+        render.print_json({"plan": done["plan"], "problems": []})
+        return
+    o = done["outcome"]
+    outcome = Outcome(o["id"], o["kind"], o["state"], [
+        RepoReport(r["repo"], r["result"], r["detail"], r["branch"], r["old_sha"], r["new_sha"], r["tag"],
+                   r["notes"]) for r in o["repos"]], o["changed"])
+    report(done["plan"], outcome, done["deployments"], as_json)
 
 
 def failure_line(outcome: Outcome) -> str:
@@ -267,9 +297,16 @@ def promote_cmd(
     as_json: JsonOpt = False, config: ConfigOpt = None,
 ) -> None:
     """Merge SOURCE into TARGET (--no-ff) in every repo that has something new, tag, push: all or nothing."""
-    if os.environ.get("SHIPYARD_SERVER"):
-        raise UsageError("promote does not go through --server: POST /api/v1/promotions does the same request "
-                         "(see docs/api.md), or run it where the repos are")
+    server = remote()
+    if server is not None:
+        if abandon or resume or reason or keep_partial:
+            raise UsageError("--resume, --abandon and --keep-partial do not go through --server: run them where "
+                             "the repos are")
+        if not source or not target:
+            raise UsageError("promote needs SOURCE and TARGET environments, e.g. shipyard promote dev stg")
+        remote_promote(server, source, target, message=message, dry_run=dry_run, yes=yes, only=only or [],
+                       group=group, no_deploy=no_deploy, as_json=as_json)
+        return
     project = Project.load(config)
     if abandon:
         if resume or source or target or only or group or dry_run:
