@@ -36,9 +36,9 @@ def cancel_queued(store: Store, deployment_id: str, *, actor: str, reason: str =
             raise NotCancellable(f"{deployment_id} already finished ({state}): nothing to cancel")
         lease = lq.get_lease(s, row.service, row.env)
         if state is not DeployState.QUEUED or (lease is not None and lease.deployment_id == deployment_id):
-            raise NotCancellable(f"{deployment_id} is running ({state}): only a queued deployment can be "
-                                 f"cancelled; undo a running one with `shipyard rollback {row.service} "
-                                 f"--env {row.env}`")
+            now = "running (it holds the lease)" if state is DeployState.QUEUED else str(state).replace("_", " ")
+            raise NotCancellable(f"{deployment_id} is {now}: only a queued deployment can be cancelled; undo a "
+                                 f"running one with `shipyard rollback {row.service} --env {row.env}`")
         why = f"cancelled by {actor}" + (f": {reason.strip()}" if reason.strip() else "")
         dq.update_deployment(s, deployment_id, state=DeployState.CANCELLED, reason=why)
         s.execute(delete(QueueEntry).where(QueueEntry.deployment_id == deployment_id)
