@@ -11,7 +11,8 @@ where they happen, so the CLI can print one line and choose an exit code without
     │   ├── UnknownHostError           exit 2: a host name not under `hosts:`
     │   ├── RevisionNotFoundError      exit 2
     │   ├── MissingSecretsError        exit 2: required names resolve to nothing (all of them listed at once)
-    │   └── PluginError                exit 2: an installed target/router plugin is broken or declared twice
+    │   ├── PluginError                exit 2: an installed target/router plugin is broken or declared twice
+    │   └── NotFoundError              exit 2: no record with that id (a deployment, a promotion)
     ├── StoreError                     the state database failed, is at an unknown schema, empty or corrupt
     ├── OSFailure                      an operating-system call failed (file, directory, process): OSError
     │                                  mapped where it happens, one line with the path
@@ -28,6 +29,8 @@ where they happen, so the CLI can print one line and choose an exit code without
     ├── HookError                      a lifecycle hook failed or timed out
     ├── HealthCheckError               instances did not become healthy
     ├── DeploymentFailed               a deployment ended failed or rolled back (carries its id and reason)
+    ├── NotCancellable                 a cancel asked of a deployment that is running or finished (HTTP 409)
+    ├── DeploymentCancelled            a queued run whose record was cancelled while it waited: it ends untouched
     ├── MonitoringError                a metric provider could not be reached or answered nonsense
     ├── AnalysisFailed                 an alarm fired or the canary judge failed during an analyze step
     ├── NotifyError                    a notification channel refused or could not be reached (never fails a deploy)
@@ -168,6 +171,18 @@ class HookError(ShipyardError):
 
 class HealthCheckError(ShipyardError):
     pass
+
+
+class NotFoundError(UsageError):
+    """No record with that id; the API answers 404."""
+
+
+class NotCancellable(ShipyardError):
+    """Only a queued deployment can be cancelled: a running one is rolled back, a finished one is history."""
+
+
+class DeploymentCancelled(ShipyardError):
+    """The run's queued record was cancelled while it waited for the lease; nothing was touched."""
 
 
 class DeploymentFailed(ShipyardError):

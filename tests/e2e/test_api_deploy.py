@@ -1,23 +1,36 @@
 """A CI runner's view: with only a token it deploys and rolls back through `shipyard serve` (the same engine
-the CLI runs), follows the deployment's event stream to its end, and is refused outside its scope or env."""
+the CLI runs), follows the deployment's event stream to its end, and is refused outside its scope or env;
+it sees status, cancels a queued deploy (waiting in the server or in a CLI) and recovers a dead run."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from shipyard.demo.workspace import commit_version
+from shipyard.store import Store, create_deployment
 
-from .conftest import E2E, Result, assert_ok, get_version, run_cli, start_serve, stop_serve
+from .conftest import E2E, Background, Result, assert_ok, get_version, run_cli, start_serve, stop_serve, wait_until
+from .test_cli_deploy import _add_hooks
 
 
 @pytest.fixture
 def served(new_workspace) -> Iterator[tuple[E2E, str, dict[str, str]]]:  # type: ignore[no-untyped-def]
     e2e: E2E = new_workspace()
+    with serving(e2e) as (url, tokens):
+        yield e2e, url, tokens
+
+
+@contextlib.contextmanager
+def serving(e2e: E2E) -> Iterator[tuple[str, dict[str, str]]]:
+    """`shipyard serve` on the workspace (its config as it is now), with a stg deployer and a reader."""
     tokens = {}
     for name, scopes, env in (("ci-stg", "deploy,read", "stg"), ("reader", "read", None)):
         made = assert_ok(e2e.cli("tokens", "create", "--name", name, "--scopes", scopes,
@@ -25,7 +38,7 @@ def served(new_workspace) -> Iterator[tuple[E2E, str, dict[str, str]]]:  # type:
         tokens[name] = json.loads(made.stdout)["token"]
     server, url = start_serve(e2e)
     try:
-        yield e2e, url, tokens
+        yield url, tokens
     finally:
         stop_serve(server)
 
@@ -99,13 +112,24 @@ def test_the_cli_through_the_server(served: tuple[E2E, str, dict[str, str]], tmp
     assert history[0]["id"] == summary["id"] and history[0]["actor"] == "ci-stg"
     shown = json.loads(assert_ok(cli("show", summary["id"], "--json")).stdout)
     assert shown["deployment"]["state"] == "succeeded" and shown["steps"]
+    # status through the server: the same JSON as the local command, and the same table.
+    remote_status = json.loads(assert_ok(cli("status", "--env", "stg", "--json")).stdout)
+    local_status = assert_ok(e2e.cli("status", "--env", "stg", "--json")).json()
+    assert _steady(remote_status) == _steady(local_status), (remote_status, local_status)
+    row = next(r for r in remote_status["status"] if r["service"] == "api")
+    assert row["serving_deployment"]["id"] == summary["id"] and row["instances"]
+    assert all(i["traffic_percent"] >= 0 for i in row["instances"]) and remote_status["agent"] is True
+    table = assert_ok(cli("status", "--env", "stg")).stdout
+    assert table == assert_ok(e2e.cli("status", "--env", "stg")).stdout
+    assert "api/stg  serving" in table
     live = cli("deploy", "api", "--env", "stg")             # the live display, fed by the event stream
     assert live.returncode == 0 and "succeeded" in live.stdout, str(live)
     assert not (runner / ".shipyard").exists()              # nothing local: no store, no agent
 
     for args, code, text in ((("deploy", "api", "--env", "prod"), 1, "bound to stg"),
                              (("show", "nope"), 2, "no deployment"),
-                             (("status",), 2, "does not go through --server"),
+                             (("status", "--env", "prod"), 1, "bound to stg"),
+                             (("promote", "dev", "stg"), 2, "--yes"),
                              (("deploy", "api", "--env", "stg", "--no-wait"), 2, "--no-wait")):
         res = cli(*args)
         assert res.returncode == code and text in res.stderr and len(res.error_lines) == 1, str(res)
@@ -114,3 +138,111 @@ def test_the_cli_through_the_server(served: tuple[E2E, str, dict[str, str]], tmp
     assert no_token.returncode == 2 and "SHIPYARD_TOKEN" in no_token.stderr
     down = run_cli(runner, "--server", "http://127.0.0.1:9", "history", env=env, timeout=60)
     assert down.returncode == 1 and "cannot reach the shipyard server" in down.stderr
+
+    # The server's agent down: status still answers (200) from the store, the live part marked unavailable;
+    # the CLI shows it and exits 1, as locally.
+    assert_ok(e2e.cli("agent", "stop"))
+    res = httpx.get(f"{url}/api/v1/status", params={"env": "stg"}, timeout=30,
+                    headers={"Authorization": f"Bearer {tokens['ci-stg']}"})
+    assert res.status_code == 200 and res.json()["agent"] is False, res.text
+    row = next(r for r in res.json()["status"] if r["service"] == "api")
+    assert row["instances"] == [] and row["serving_deployment"]["id"] and row["agent"] is False
+    agent_down = cli("status", "--env", "stg", "--json")
+    assert agent_down.returncode == 1 and json.loads(agent_down.stdout)["agent"] is False, str(agent_down)
+    assert "the agent is not running" in cli("status", "--env", "stg").stderr
+
+
+def _steady(status: dict[str, Any]) -> dict[str, Any]:
+    """A status answer without what changes between two calls (ages)."""
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k != "age_seconds"}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+    return dict(strip(status))
+
+
+def test_cancel_a_queued_deploy_and_recover_through_the_api(new_workspace) -> None:  # type: ignore[no-untyped-def]
+    """A CLI deploy holds the lease (its hook waits on a gate file); one deploy queued through the API (its
+    run waits in the server) and one queued by another CLI are cancelled through the API: their rows close
+    as cancelled by the token, their runs end without a step, the first finishes untouched."""
+    e2e: E2E = new_workspace()
+    gate = e2e.root / "gate"
+    e2e.edit_config(lambda t: _add_hooks(
+        t, '{before_install: "until [ -e ${E2E_HOOK_GATE:-/} ]; do sleep 0.05; done"}'))
+    with serving(e2e) as (url, tokens):
+        auth = {"Authorization": f"Bearer {tokens['ci-stg']}"}
+
+        def post(path: str, body: dict[str, Any], token: str = tokens["ci-stg"]) -> httpx.Response:
+            return httpx.post(f"{url}{path}", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+
+        def queue() -> list[str]:
+            res = httpx.get(f"{url}/api/v1/status", params={"env": "stg", "service": "api"}, headers=auth,
+                            timeout=30)
+            assert res.status_code == 200, res.text
+            return [q["deployment"] for q in res.json()["status"][0]["queue"]]
+
+        first = e2e.background("deploy", "api", "--env", "stg", E2E_HOOK_GATE=str(gate))
+        cli_waiter: Background | None = None
+        try:
+            first.wait_for_line(r"step 1: hook before_install")
+            accepted = post("/api/v1/deployments", {"service": "api", "env": "stg"})
+            assert accepted.status_code == 202, accepted.text
+            in_server = accepted.json()["id"]
+            wait_until(lambda: queue() == [in_server], 60, "the API's deploy to queue")
+            cli_waiter = e2e.background("deploy", "api", "--env", "stg")
+            cli_waiter.wait_for_line(r"deploy\.waiting", 60)
+            wait_until(lambda: len(queue()) == 2, 60, "the CLI's deploy to queue")
+            in_cli_id = queue()[1]
+
+            status = httpx.get(f"{url}/api/v1/status", params={"env": "stg"}, headers=auth, timeout=30).json()
+            row = next(r for r in status["status"] if r["service"] == "api")
+            running = row["lease"]["deployment"]
+            assert row["queue"][0]["position"] == 0 and running not in (in_server, in_cli_id)
+
+            refused = post(f"/api/v1/deployments/{running}/cancel", {})
+            assert refused.status_code == 409 and "rollback" in refused.json()["error"], refused.text
+            assert post(f"/api/v1/deployments/{in_server}/cancel", {}, tokens["reader"]).status_code == 403
+            assert post("/api/v1/deployments/deploy-nope/cancel", {}).status_code == 404
+            done = post(f"/api/v1/deployments/{in_server}/cancel", {"reason": "superseded"})
+            assert done.status_code == 200, done.text
+            assert (done.json()["state"], done.json()["actor"]) == ("cancelled", "ci-stg")
+            again = post(f"/api/v1/deployments/{in_server}/cancel", {})
+            assert again.status_code == 409 and "already finished" in again.json()["error"], again.text
+            # The CLI waiter, cancelled by `shipyard --server ... cancel`, ends at once with one line.
+            env = {k: v for k, v in e2e.env.items() if k != "SHIPYARD_SERVER"}
+            by_cli = run_cli(e2e.root, "--server", url, "cancel", in_cli_id, "--json",
+                             env={**env, "SHIPYARD_TOKEN": tokens["ci-stg"]}, timeout=60)
+            assert json.loads(assert_ok(by_cli).stdout)["state"] == "cancelled"
+            waited = cli_waiter.finish(timeout=60)
+            assert waited.returncode == 1 and "cancelled by ci-stg" in waited.stderr, str(waited)
+            assert queue() == []
+        finally:
+            gate.touch()
+            if cli_waiter is not None:
+                cli_waiter.kill()
+            res1 = first.finish()
+        assert_ok(res1)
+
+        rows = {r["id"]: r for r in e2e.deployments()}
+        assert rows[running]["state"] == "succeeded", rows[running]
+        assert rows[in_server]["reason"] == "cancelled by ci-stg: superseded"
+        assert rows[in_cli_id]["reason"] == "cancelled by ci-stg"
+        for dep_id in (in_server, in_cli_id):
+            shown = httpx.get(f"{url}/api/v1/deployments/{dep_id}", headers=auth, timeout=10).json()
+            assert shown["state"] == "cancelled" and shown["steps"] == [] and shown["started_at"] is None
+            kinds = [e["kind"] for e in shown["events"]]
+            assert "deploy.cancelled" in kinds and "deploy.started" not in kinds, kinds
+            cancelled = next(e for e in shown["events"] if e["kind"] == "deploy.cancelled")
+            assert cancelled["data"]["actor"] == "ci-stg"
+
+        # Recover: a run left queued by a dead process is closed, with the token as the actor.
+        with Store.open(f"sqlite:///{e2e.root / '.shipyard' / 'state.db'}") as store, store.session() as s:
+            create_deployment(s, service="api", env="stg", revision="f" * 40, strategy="rolling", actor="ci",
+                              owner=f"{socket.gethostname()}:999999999:1", deployment_id="deploy-dead")
+        assert post("/api/v1/recover", {}).status_code == 403          # every env needs admin
+        recovered = post("/api/v1/recover", {"env": "stg"})
+        assert recovered.status_code == 200, recovered.text
+        assert [(r["id"], r["state"]) for r in recovered.json()["recovered"]] == [("deploy-dead", "cancelled")]
+        assert post("/api/v1/recover", {"env": "stg"}).json() == {"recovered": []}

@@ -93,7 +93,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     (root / "shipyard.yaml").write_text("project: demo\nenvironments:\n  stg: {branch: stg}\n  prod: {branch: main}\n")
     tokens = {}
     for name, scopes, envs in (("reader", "read", []), ("stg-reader", "read", ["stg"]), ("deployer", "deploy", []),
-                               ("admin", "admin", []), ("revoked", "read", [])):
+                               ("stg-deployer", "deploy", ["stg"]), ("admin", "admin", []), ("revoked", "read", [])):
         made = cli(root, "tokens", "create", "--name", name, "--scopes", scopes,
                    *[a for e in envs for a in ("--env", e)], "--json")
         assert made.returncode == 0, str(made)
@@ -153,7 +153,8 @@ ENDPOINTS = [("/api/v1/deployments", None, "read"), ("/api/v1/deployments/d01", 
              ("/api/v1/stats?env=prod", "prod", "read"), ("/api/v1/dora?env=prod", "prod", "read"),
              ("/api/v1/reports?env=prod&format=md", "prod", "read"), ("/api/v1/stats?env=stg", "stg", "read"),
              ("/api/v1/daemons", None, "read"), ("/api/v1/gitops/triggers", None, "read"),
-             ("/api/v1/gitops/triggers?env=prod", "prod", "read")]
+             ("/api/v1/gitops/triggers?env=prod", "prod", "read"), ("/api/v1/status", None, "read"),
+             ("/api/v1/status?env=prod", "prod", "read")]
 
 
 @pytest.mark.parametrize(("path", "env", "scope"), ENDPOINTS)
@@ -309,19 +310,69 @@ def test_metrics_agree_with_the_history(api: Api) -> None:
     assert samples[("shipyard_outbox_pending", ())] == 0
 
 
-def test_writes_need_the_deploy_scope_on_the_env(api: Api) -> None:
-    def post(path: str, token: str | None, body: dict[str, str]) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.post(f"{api.url}{path}", json=body, headers=headers, timeout=30)
+def post(api: Api, path: str, token: str | None, body: dict[str, object] | None) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.post(f"{api.url}{path}", json=body, headers=headers, timeout=30)
 
-    for path in ("/api/v1/deployments", "/api/v1/rollbacks"):
-        body = {"service": "api", "env": "prod"}
-        assert post(path, None, body).status_code == 401
-        assert post(path, api.tokens["reader"], body).status_code == 403
-        assert post(path, api.tokens["stg-reader"], body).status_code == 403
-        res = post(path, api.tokens["deployer"], body)              # this project has no service `api`
-        assert res.status_code == 400 and "api" in res.json()["error"], res.text
-        assert post(path, api.tokens["deployer"], {"service": "api"}).status_code == 422
+
+# (path, body, what the deployer gets on prod (this project has no services nor repos), a malformed body)
+WRITES = [("/api/v1/deployments", {"service": "api", "env": "prod"}, 400, {"service": "api"}),
+          ("/api/v1/rollbacks", {"service": "api", "env": "prod"}, 400, {"service": "api"}),
+          ("/api/v1/deployments/d02/cancel", {"reason": "x"}, 409, {"reason": 3}),
+          ("/api/v1/promotions", {"source": "stg", "target": "prod"}, 400, {"source": "stg"}),
+          ("/api/v1/recover", {"env": "prod"}, 200, {"env": ""})]
+
+
+@pytest.mark.parametrize(("path", "body", "expected", "malformed"), WRITES)
+def test_writes_need_the_deploy_scope_on_the_env(api: Api, path: str, body: dict[str, object], expected: int,
+                                                 malformed: dict[str, object]) -> None:
+    for who, token, status in (("no token", None, 401), ("reader lacks deploy", api.tokens["reader"], 403),
+                               ("stg-bound reader", api.tokens["stg-reader"], 403),
+                               ("stg-bound deployer on prod", api.tokens["stg-deployer"], 403),
+                               ("deployer", api.tokens["deployer"], expected)):
+        res = post(api, path, token, body)
+        assert res.status_code == status, (who, res.text)
+        if status >= 400:
+            assert set(res.json()) == {"error"} and "\n" not in res.json()["error"], res.text
+    assert post(api, path, api.tokens["deployer"], malformed).status_code == 422
+
+
+def test_cancel_status_and_recover_answers(api: Api) -> None:
+    deployer, admin = api.tokens["deployer"], api.tokens["admin"]
+    finished = post(api, "/api/v1/deployments/d02/cancel", deployer, None)
+    assert finished.status_code == 409 and "already finished" in finished.json()["error"], finished.text
+    assert post(api, "/api/v1/deployments/nope/cancel", deployer, None).status_code == 404
+    with Store.open(f"sqlite:///{api.root / '.shipyard' / 'state.db'}") as store, store.session() as s:
+        create_deployment(s, service="api", env="prod", revision="e" * 40, strategy="rolling", actor="ci",
+                          state="in_progress", deployment_id="running")
+    running = post(api, "/api/v1/deployments/running/cancel", deployer, None)
+    assert running.status_code == 409 and "rollback" in running.json()["error"], running.text
+    with Store.open(f"sqlite:///{api.root / '.shipyard' / 'state.db'}") as store, store.session() as s:
+        create_deployment(s, service="api", env="prod", revision="e" * 40, strategy="rolling", actor="ci",
+                          deployment_id="waiting")
+    done = post(api, "/api/v1/deployments/waiting/cancel", deployer, {"reason": "not today"})
+    assert done.json() == {"id": "waiting", "service": "api", "env": "prod", "state": "cancelled",
+                           "reason": "cancelled by deployer: not today", "actor": "deployer"}, done.text
+    shown = api.get("/api/v1/deployments/waiting", api.tokens["reader"]).json()
+    assert shown["state"] == "cancelled" and shown["finished_at"]
+    assert [(e["kind"], e["data"]["actor"]) for e in shown["events"]] == [("deploy.cancelled", "deployer")]
+    # `shipyard cancel` on the machine itself: the same function, the local actor; one line when refused.
+    with Store.open(f"sqlite:///{api.root / '.shipyard' / 'state.db'}") as store, store.session() as s:
+        create_deployment(s, service="api", env="prod", revision="e" * 40, strategy="rolling", actor="ci",
+                          deployment_id="waiting2")
+    local = cli(api.root, "cancel", "waiting2", "--json")
+    assert local.returncode == 0 and local.json()["reason"] == "cancelled by tester", str(local)
+    refused = cli(api.root, "cancel", "running")
+    assert refused.returncode == 1 and "rollback" in refused.stderr and len(refused.error_lines) == 1, str(refused)
+    for dep_id in ("running", "waiting", "waiting2"):   # the rest of the module's tests see the seeded history
+        with Store.open(f"sqlite:///{api.root / '.shipyard' / 'state.db'}") as store, store.session() as s:
+            s.delete(s.get(Deployment, dep_id))
+    # Recover: every env needs admin (with nothing to recover, no agent is started); status of no service.
+    assert post(api, "/api/v1/recover", deployer, {}).status_code == 403
+    assert post(api, "/api/v1/recover", admin, None).json() == {"recovered": []}
+    assert api.get("/api/v1/status", api.tokens["reader"]).json() == {"status": [], "agent": True}
+    bad = api.get("/api/v1/status", api.tokens["reader"], env="qa")
+    assert bad.status_code == 400 and "unknown environment" in bad.json()["error"], bad.text
 
 
 def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(api: Api) -> None:
@@ -368,7 +419,7 @@ def test_promotions(api: Api) -> None:
 
 def test_tokens_are_listed_without_secrets_and_used_is_recorded(api: Api) -> None:
     listed = cli(api.root, "tokens", "list", "--json").json()["tokens"]
-    assert {t["name"] for t in listed} == {"reader", "stg-reader", "deployer", "admin"}
+    assert {t["name"] for t in listed} == {"reader", "stg-reader", "deployer", "stg-deployer", "admin"}
     assert all(t["last_used_at"] for t in listed if t["name"] in ("reader", "admin"))
     text = cli(api.root, "tokens", "list", "--revoked", "--json").stdout
     assert "revoked" in text and not any(secret.split("_")[-1] in text for secret in api.tokens.values())

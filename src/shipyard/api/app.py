@@ -1,7 +1,7 @@
 """`create_app(settings)`: the API's FastAPI application, its error answers and its routes.
 
 Every error is `{"error": "<one line>"}` with its status: 400 bad input, 401 no or a bad token, 403 outside
-the token's scopes or environments, 404 unknown, 409 conflict, 422 a request the schema refuses, 503 the
+the token's scopes or environments, 404 unknown (NotFoundError), 409 conflict, 422 a request the schema refuses, 503 the
 state database is unreachable. An unexpected exception is a 500 with no detail (logged, never shown).
 """
 
@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shipyard.errors import ShipyardError, StoreError, UsageError
+from shipyard.errors import NotFoundError, ShipyardError, StoreError, UsageError
 from shipyard.store import Store
 
 log = logging.getLogger("shipyard.api")
@@ -45,7 +45,18 @@ def _validation_line(exc: RequestValidationError) -> str:
 
 def create_app(settings: ApiSettings) -> FastAPI:
     from shipyard.api.metrics import registry_for
-    from shipyard.api.routes import actions, daemons, deployments, events, health, hooks, metrics, promotions, reports
+    from shipyard.api.routes import (
+        actions,
+        daemons,
+        deployments,
+        events,
+        health,
+        hooks,
+        metrics,
+        promotions,
+        reports,
+        status,
+    )
 
     app = FastAPI(title=f"shipyard API ({settings.project})", version="1", openapi_url="/api/openapi.json",
                   docs_url="/api/docs", redoc_url=None)
@@ -65,6 +76,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
     async def shipyard_error(request: Request, exc: ShipyardError) -> JSONResponse:
         if isinstance(exc, StoreError):
             return _problem(503, str(exc))
+        if isinstance(exc, NotFoundError):
+            return _problem(404, str(exc))
         return _problem(400 if isinstance(exc, UsageError) else 409, str(exc))
 
     @app.exception_handler(Exception)
@@ -76,6 +89,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(metrics.router)
     app.include_router(deployments.router, prefix=API_PREFIX)
     app.include_router(actions.router, prefix=API_PREFIX)
+    app.include_router(status.router, prefix=API_PREFIX)
     app.include_router(promotions.router, prefix=API_PREFIX)
     app.include_router(events.router, prefix=API_PREFIX)
     app.include_router(daemons.router, prefix=API_PREFIX)

@@ -1,10 +1,11 @@
-"""`shipyard deploy`, `shipyard rollback`, `shipyard recover`: the commands that change what serves."""
+"""`shipyard deploy`, `rollback`, `recover`, `cancel`: the commands that change what serves (or will)."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 
@@ -17,6 +18,7 @@ from shipyard.config.base import check_env_var
 from shipyard.domain.deployment import DeployState
 from shipyard.engine import deployer
 from shipyard.engine.admission import record_refused
+from shipyard.engine.cancel import cancel_queued
 from shipyard.engine.deployer import Outcome
 from shipyard.engine.freeze import FreezeOverride
 from shipyard.errors import ShipyardError, UsageError
@@ -163,30 +165,47 @@ def rollback_cmd(
          lambda e: deployer.rollback(e, wait=not no_wait, override=override))
 
 
+async def recover_runs(project: Project, agent: Any, *, service: str | None = None, env: str | None = None,
+                       listener: Callable[[str], Any] | None = None,
+                       actor_name: str | None = None) -> list[dict[str, Any]]:
+    """Finish or roll back every unfinished run (of `service`/`env` if given) whose owner died: what
+    `shipyard recover` and POST /api/v1/recover do. `listener(deployment id)` gives each run's listener."""
+    with project.store.session() as s:
+        pending = [(d.id, d.service, d.env) for d in dq.find_unfinished(s, service=service, env=env)]
+    results: list[dict[str, Any]] = []
+    for dep_id, svc, name in pending:
+        e = project.environment(svc, name, agent, listener=listener(dep_id) if listener else None)
+        if actor_name is not None:
+            e.actor = actor_name
+        outcome = await deployer.recover_one(e, dep_id)
+        results.append({"id": dep_id, "service": svc, "env": name,
+                        "state": str(outcome.state) if outcome else "skipped",
+                        "reason": outcome.reason if outcome else "its owner is alive"})
+    return results
+
+
 def recover_dead_runs(project: Project, *, quiet: bool) -> list[dict[str, Any]]:
     """Finish or roll back every unfinished run of the project whose owner died (starts the agent)."""
-    with project.agent_starting(), project.store.session() as s:     # the agent comes up while we read
-        pending = [(d.id, d.service, d.env) for d in dq.find_unfinished(s)]
-    results: list[dict[str, Any]] = []
+    with project.agent_starting():     # the agent comes up while the store opens
+        _ = project.store
 
-    async def go() -> None:
+    async def go() -> list[dict[str, Any]]:
         async with project.agent() as agent:
-            for dep_id, service, env in pending:
-                e = project.environment(service, env, agent,
-                                        listener=None if quiet else render.DeployProgress(dep_id))
-                outcome = await deployer.recover_one(e, dep_id)
-                results.append({"id": dep_id, "service": service, "env": env,
-                                "state": str(outcome.state) if outcome else "skipped",
-                                "reason": outcome.reason if outcome else "its owner is alive"})
+            return await recover_runs(project, agent, listener=None if quiet else render.DeployProgress)
 
-    run(go())
-    return results
+    return run(go())
 
 
 def recover_cmd(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     """Finish or roll back every run whose owner died; cancel queue entries of dead waiters."""
-    project = Project.load(config)
-    results = recover_dead_runs(project, quiet=as_json)
+    server = remote()
+    if server is not None:
+        try:
+            results = server.post("/api/v1/recover", {})["recovered"]
+        finally:
+            server.close()
+    else:
+        results = recover_dead_runs(Project.load(config), quiet=as_json)
     if as_json:
         render.print_json({"recovered": results})
     elif not results:
@@ -195,3 +214,28 @@ def recover_cmd(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
         render.table("recover", ["deployment", "service/env", "outcome", "reason"],
                      [(r["id"], f"{r['service']}/{r['env']}", render.styled(r["state"]), r["reason"] or "")
                       for r in results])
+
+
+def cancel_cmd(
+    deployment_id: Annotated[str, typer.Argument(metavar="ID", help="The queued deployment's id.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (recorded with who cancelled).")] = "",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Cancel a deployment waiting in the queue: its run ends without touching anything (a running one is
+    undone with `shipyard rollback`)."""
+    server = remote()
+    if server is not None:
+        try:
+            done = server.post(f"/api/v1/deployments/{quote(deployment_id.strip(), safe='')}/cancel",
+                               {"reason": reason})
+        finally:
+            server.close()
+    else:
+        project = Project.load(config)
+        done = cancel_queued(project.store, deployment_id.strip(), actor=actor(), reason=reason,
+                             notifications=project.config.notifications)
+    if as_json:
+        render.print_json(done)
+    else:
+        render.info(f"{done['id']} ({done['service']}/{done['env']}) {done['reason']}")

@@ -11,7 +11,7 @@ import typer
 from shipyard.cli import render
 from shipyard.cli.analysis_view import show_analysis
 from shipyard.cli.project import Project
-from shipyard.cli.promotion_view import promotion_dict, promotions_table
+from shipyard.cli.promotion_view import promotion_dict, promotion_from_api, promotions_table, render_promotions
 from shipyard.cli.remote import remote
 from shipyard.errors import UsageError
 from shipyard.store import deployments as dq
@@ -44,10 +44,15 @@ def history_cmd(
     """List deployments (or, with --promotions, promotions), newest first."""
     server = remote()
     if server is not None:
-        if promotions:
-            raise UsageError("history --promotions does not go through --server yet: run it where the state "
-                             "database is, or GET /api/v1/promotions")
-        page = server.get("/api/v1/deployments", service=service, env=env, limit=min(limit, 500))
+        try:
+            if promotions:
+                listed = server.get("/api/v1/promotions", env=env, limit=min(limit, 500))
+                render_promotions([promotion_from_api(server.get(f"/api/v1/promotions/{quote(p['id'], safe='')}"))
+                                   for p in listed], as_json)
+                return
+            page = server.get("/api/v1/deployments", service=service, env=env, limit=min(limit, 500))
+        finally:
+            server.close()
         deployments_table(page["items"], as_json)
         return
     project = Project.load(config)

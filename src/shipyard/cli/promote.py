@@ -12,7 +12,7 @@ import contextlib
 import os
 import stat
 import sys
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,10 +22,11 @@ from shipyard.cli import deploy as deploy_cli
 from shipyard.cli import render
 from shipyard.cli.aio import run
 from shipyard.cli.project import Project, actor
+from shipyard.cli.remote import Remote, remote
 from shipyard.errors import FleetError, PushFailed, ShipyardError, UsageError
 from shipyard.fleet import autodeploy
 from shipyard.fleet.context import FleetContext, Prepared
-from shipyard.fleet.execute import Outcome, execute, record_refused
+from shipyard.fleet.execute import Outcome, RepoReport, execute, record_refused
 from shipyard.fleet.freeze import unfreeze
 from shipyard.fleet.parallel import DEFAULT_JOBS
 from shipyard.fleet.promote import prepare_hotfix, prepare_promotion
@@ -138,24 +139,42 @@ def show_outcome(outcome: Outcome) -> None:
                    r.tag or "", "; ".join([r.detail, *r.notes]).strip("; ")) for r in outcome.repos])
 
 
-def _deploy(project: Project, outcome: Outcome, no_deploy: bool, as_json: bool) -> list[dict[str, Any]]:
+async def deploy_promoted(project: Project, outcome: Outcome, *, no_deploy: bool, actor_name: str | None = None,
+                          listener: Callable[[str, str], Any] | None = None,
+                          start_agent: Callable[[], Awaitable[None]] | None = None) -> list[dict[str, Any]]:
+    """Deploy the changed services of every auto_deploy env a completed promotion moved (the CLI and the
+    API); `listener(service, env)` gives each deploy's progress listener; `start_agent` (the server's) is
+    awaited before the first deploy instead of the client starting the agent itself."""
     results: list[dict[str, Any]] = []
     for env, changed in outcome.changed.items():
         services = autodeploy.services_to_deploy(project.config, changed)
         if no_deploy or not services or not project.config.environments[env].auto_deploy:
             continue
+        if start_agent is not None:
+            await start_agent()
+        async with project.agent(start=start_agent is None) as agent:
+            def environment(svc: str, env: str = env, agent: Any = agent) -> Any:
+                e = project.environment(svc, env, agent, listener=listener(svc, env) if listener else None)
+                if actor_name is not None:
+                    e.actor = actor_name
+                return e
 
-        async def go(env: str = env, services: list[tuple[str, str]] = services) -> list[dict[str, Any]]:
-            async with project.agent() as agent:
-                return await autodeploy.deploy_changed(
-                    services, lambda svc: project.environment(
-                        svc, env, agent, listener=None if as_json else render.DeployProgress(f"deploy {svc} → {env}",
-                                                                                            live=False)),
-                    autodeploy.own_freeze(outcome.kind, outcome.id, env))
-
-        for r in run(go()):
-            results.append({"env": env, **r})
+            done = await autodeploy.deploy_changed(services, environment,
+                                                   autodeploy.own_freeze(outcome.kind, outcome.id, env))
+        results += [{"env": env, **r} for r in done]
     return results
+
+
+def settle(ctx: FleetContext, prepared: Prepared, *, dry_run: bool) -> None:
+    """After preparing: a plan with problems is recorded as refused (unless a dry run) and raises its
+    FleetError (conflict, not ready, frozen: the API's 409)."""
+    if prepared.problems() and not dry_run:
+        record_refused(ctx, prepared)
+    prepared.check()
+
+
+def nothing_to_push(prepared: Prepared, push_empty: bool = False) -> bool:
+    return not prepared.to_push() and not push_empty and not prepared.already_pushed
 
 
 def drive(project: Project, title: str, prepare: Callable[[FleetContext], Coroutine[Any, Any, Prepared]], *, jobs: int,
@@ -173,17 +192,15 @@ def drive(project: Project, title: str, prepare: Callable[[FleetContext], Corout
                 {"repo": r, "problem": p} for r, p in prepared.problems()]})
         elif not as_json:
             show_plan(prepared, commits=dry_run)
-        if prepared.problems() and not dry_run:
-            record_refused(ctx, prepared)
         try:
-            prepared.check()
+            settle(ctx, prepared, dry_run=dry_run)
         except FleetError as err:
             if as_json:
                 err.details = []            # already in the JSON printed above
             raise
         if dry_run:
             return
-        if not prepared.to_push() and not push_empty and not prepared.already_pushed:
+        if nothing_to_push(prepared, push_empty):
             if as_json:
                 render.print_json({"plan": plan_dict(prepared), "outcome": None})
             else:
@@ -195,26 +212,57 @@ def drive(project: Project, title: str, prepare: Callable[[FleetContext], Corout
         with render.RepoProgress(title, prepared.to_push(), quiet=as_json) as push_progress:
             ctx.listener = push_progress
             outcome = run(execute(ctx, prepared, keep_partial=keep_partial))
-        deployed = _deploy(project, outcome, no_deploy, as_json) if outcome.state == "completed" else []
-        if as_json:
-            render.print_json({"plan": plan_dict(prepared), "outcome": outcome.as_dict(), "deployments": deployed})
-        else:
-            show_outcome(outcome)
-            for d in deployed:
-                render.info(f"deploy {d['service']} → {d['env']}: {d['state']} {d.get('id') or ''} "
-                            f"{d.get('reason') or ''}".strip())
-        if outcome.state != "completed":
-            raise PushFailed(_failure_line(outcome))
-        failed = [d for d in deployed if d["state"] != "succeeded"]
-        if failed:
-            raise ShipyardError(f"{outcome.id} completed, but deploying {', '.join(d['service'] for d in failed)} "
-                                f"failed: {failed[0].get('reason') or failed[0]['state']}")
-        if not as_json:
-            render.info(f"✓ {outcome.id} completed: {len(outcome.where('pushed'))} pushed, "
-                        f"{len(outcome.where('skipped'))} skipped")
+        deployed = run(deploy_promoted(project, outcome, no_deploy=no_deploy, listener=None if as_json else (
+            lambda svc, env: render.DeployProgress(f"deploy {svc} → {env}", live=False)))) \
+            if outcome.state == "completed" else []
+        report(plan_dict(prepared), outcome, deployed, as_json)
 
 
-def _failure_line(outcome: Outcome) -> str:
+def report(plan: dict[str, Any], outcome: Outcome, deployed: list[dict[str, Any]], as_json: bool) -> None:
+    """Where each repo is and what was deployed (or the JSON of it), then the exit: local or from the API."""
+    if as_json:
+        render.print_json({"plan": plan, "outcome": outcome.as_dict(), "deployments": deployed})
+    else:
+        show_outcome(outcome)
+        for d in deployed:
+            render.info(f"deploy {d['service']} → {d['env']}: {d['state']} {d.get('id') or ''} "
+                        f"{d.get('reason') or ''}".strip())
+    if outcome.state != "completed":
+        raise PushFailed(failure_line(outcome))
+    failed = [d for d in deployed if d["state"] != "succeeded"]
+    if failed:
+        raise ShipyardError(f"{outcome.id} completed, but deploying {', '.join(d['service'] for d in failed)} "
+                            f"failed: {failed[0].get('reason') or failed[0]['state']}")
+    if not as_json:
+        render.info(f"✓ {outcome.id} completed: {len(outcome.where('pushed'))} pushed, "
+                    f"{len(outcome.where('skipped'))} skipped")
+
+
+def remote_promote(server: Remote, source: str, target: str, *, message: str, dry_run: bool, yes: bool,
+                   only: list[str], group: str | None, no_deploy: bool, as_json: bool) -> None:
+    """`promote` through --server: POST /api/v1/promotions, reported as locally. The server cannot ask,
+    so --yes (for `confirm: twice` it sends the target's name, as typing it would) or --dry-run --json."""
+    if not (yes or dry_run):
+        raise UsageError("promote through --server cannot ask for confirmation: pass --yes (or --dry-run --json)")
+    if dry_run and not as_json:
+        raise UsageError("promote --dry-run through --server shows the plan as JSON: add --json")
+    try:
+        done = server.post("/api/v1/promotions", {
+            "source": source, "target": target, "message": message, "only": only, "group": group,
+            "dry_run": dry_run, "no_deploy": no_deploy, "confirm": target})
+    finally:
+        server.close()
+    if dry_run:           # a plan with problems is a 409 (one line) from the server
+        render.print_json({"plan": done["plan"], "problems": []})
+        return
+    o = done["outcome"]
+    outcome = Outcome(o["id"], o["kind"], o["state"], [
+        RepoReport(r["repo"], r["result"], r["detail"], r["branch"], r["old_sha"], r["new_sha"], r["tag"],
+                   r["notes"]) for r in o["repos"]], o["changed"])
+    report(done["plan"], outcome, done["deployments"], as_json)
+
+
+def failure_line(outcome: Outcome) -> str:
     bad = outcome.where("rejected", "failed")
     where = {"compensated": "the repos already pushed were put back",
              "partial": f"kept pushed: {', '.join(outcome.where('pushed', 'compensation_failed'))}; "
@@ -249,6 +297,16 @@ def promote_cmd(
     as_json: JsonOpt = False, config: ConfigOpt = None,
 ) -> None:
     """Merge SOURCE into TARGET (--no-ff) in every repo that has something new, tag, push: all or nothing."""
+    server = remote()
+    if server is not None:
+        if abandon or resume or reason or keep_partial:
+            raise UsageError("--resume, --abandon and --keep-partial do not go through --server: run them where "
+                             "the repos are")
+        if not source or not target:
+            raise UsageError("promote needs SOURCE and TARGET environments, e.g. shipyard promote dev stg")
+        remote_promote(server, source, target, message=message, dry_run=dry_run, yes=yes, only=only or [],
+                       group=group, no_deploy=no_deploy, as_json=as_json)
+        return
     project = Project.load(config)
     if abandon:
         if resume or source or target or only or group or dry_run:

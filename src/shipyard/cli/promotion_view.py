@@ -24,10 +24,25 @@ def promotion_dict(row: Any, repos: list[Any]) -> dict[str, Any]:
                        "result": r.result, "detail": r.detail} for r in repos]}
 
 
+PROMOTION_KEYS = ("id", "kind", "source_env", "target_env", "state", "actor", "message", "stamp", "rollback_to",
+                  "detail", "created_at", "finished_at")
+REPO_KEYS = ("repo", "branch", "old_sha", "new_sha", "tag", "result", "detail")
+
+
+def promotion_from_api(shown: dict[str, Any]) -> dict[str, Any]:
+    """GET /api/v1/promotions/{id} as `promotion_dict` makes it locally (same keys, same order)."""
+    return {**{k: shown[k] for k in PROMOTION_KEYS},
+            "repos": [{k: r[k] for k in REPO_KEYS} for r in shown["repos"]]}
+
+
 def promotions_table(project: Project, limit: int, as_json: bool, env: str | None = None) -> None:
     """`shipyard history --promotions`: recorded promotions, hotfix syncs and rollbacks, newest first."""
     with project.store.session(readonly=True) as s:
         rows = [promotion_dict(p, pq.promotion_repos(s, p.id)) for p in pq.list_promotions(s, env=env, limit=limit)]
+    render_promotions(rows, as_json)
+
+
+def render_promotions(rows: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
         render.print_json({"promotions": rows})
         return

@@ -7,7 +7,6 @@ apart from the agent, so what is served is known), says that the agent is down, 
 from __future__ import annotations
 
 import asyncio
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,7 +16,8 @@ import typer
 from shipyard.cli import render
 from shipyard.cli.aio import run
 from shipyard.cli.project import Project
-from shipyard.errors import AgentError, AgentUnavailableError, RouterError, UsageError
+from shipyard.cli.remote import remote
+from shipyard.errors import AgentError, AgentUnavailableError, RouterError, UnknownEnvironmentError
 from shipyard.health.probes import probe
 from shipyard.proxy import RouterClient
 from shipyard.store import deployments as dq
@@ -96,12 +96,14 @@ async def _one(project: Project, agent: Any, service: str, env: str) -> dict[str
     s = project.settings(service, env)
     with project.store.session() as ses:
         last = dq.list_deployments(ses, service=service, env=env, limit=1)
+        good = dq.last_succeeded(ses, service, env)
         lease = lq.get_lease(ses, service, env)
         queue = qq.list_queue(ses, service, env)
         row: dict[str, Any] = {
             "service": service, "env": env, "listen": s.listen,
             "last_deployment": ({"id": last[0].id, "state": last[0].state, "revision": last[0].revision}
                                 if last else None),
+            "serving_deployment": {"id": good.id, "revision": good.revision} if good else None,
             "lease": ({"deployment": lease.deployment_id, "owner": lease.owner,
                        "age_seconds": round((datetime.now(UTC) - lease.acquired_at).total_seconds(), 1)}
                       if lease else None),
@@ -136,6 +138,21 @@ async def _fill_instances(project: Project, s: Any, agent: Any, row: dict[str, A
     row["revision"] = serving.pop() if len(serving) == 1 else (sorted(serving) or None)
 
 
+async def status_rows(project: Project, service: str | None, envs: list[str]) -> dict[str, Any]:
+    """What `shipyard status --json` prints (and GET /api/v1/status answers): a row per service and env of
+    `envs`, and whether the agent answered. Unknown names: UsageError before anything is asked."""
+    services = [service] if service else list(project.config.services)
+    known = project.config.environments
+    for env in envs:
+        if env not in known:
+            raise UnknownEnvironmentError(f"unknown environment {env!r} (known: {', '.join(known)})")
+    for name in services:
+        for env in envs:
+            project.settings(name, env)          # unknown names fail here with a clear message
+    rows = await gather_status(project, services, envs) if services and envs else []
+    return {"status": rows, "agent": not rows or rows[0]["agent"]}
+
+
 def status_cmd(
     env: Annotated[str | None, typer.Option("--env", "-e", help="Only this environment.")] = None,
     service: Annotated[str | None, typer.Option("--service", "-s", help="Only this service.")] = None,
@@ -143,16 +160,22 @@ def status_cmd(
     config: ConfigOpt = None,
 ) -> None:
     """Revision, instances, health, traffic share and deploy queue per service and environment."""
-    if os.environ.get("SHIPYARD_SERVER"):
-        raise UsageError("status does not go through --server yet: `shipyard history --server ...` shows what "
-                         "was deployed; run status where the agent runs")
-    project = Project.load(config)
-    services = [service] if service else list(project.config.services)
-    envs = [env] if env else list(project.config.environments)
-    for name in services:
-        project.settings(name, envs[0])          # unknown names fail here with a clear message
-    rows = run(gather_status(project, services, envs))
-    agent_up = not rows or rows[0]["agent"]
+    server = remote()
+    if server is not None:
+        try:
+            shown = server.get("/api/v1/status", service=service, env=env)
+        finally:
+            server.close()
+    else:
+        project = Project.load(config)
+        shown = run(status_rows(project, service, [env] if env else list(project.config.environments)))
+    render_status(shown, as_json)
+
+
+def render_status(answer: dict[str, Any], as_json: bool) -> None:
+    """The status display (or its JSON) of `status_rows`' answer, local or from the API; exit 1 with the
+    agent down."""
+    rows, agent_up = answer["status"], answer["agent"]
     if as_json:
         render.print_json({"status": rows, "agent": agent_up})
         if not agent_up:

@@ -49,8 +49,12 @@ _DEPLOY = (
               "minimum_healthy_hosts, or rolls back.", "critical", data=("host", "reason", "carry_on")),
     EventKind("router.listening", "No listen address is configured: the router's address (picked on the first "
               "deploy, then kept).", data=("address",)),
+    EventKind("deploy.cancelled", "A deploy waiting in the queue was cancelled (`shipyard cancel`, POST "
+              ".../cancel): it ended without touching anything.", "warning", data=("actor", "reason")),
     EventKind("recover.started", "`shipyard recover` took over a run whose owner died.", "critical",
-              data=("previous_owner",)),
+              data=("previous_owner", "actor")),
+    EventKind("recover.cancelled", "`shipyard recover` closed a deploy whose owner died while it waited in "
+              "the queue.", "warning", data=("previous_owner", "actor")),
 )
 _ROLLBACK = (
     EventKind("rollback.requested", "`shipyard rollback`: traffic flips back to the warm previous set.",

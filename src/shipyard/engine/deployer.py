@@ -343,6 +343,7 @@ async def recover_one(e: Environment, dep_id: str) -> Outcome | None:
     if state is DeployState.QUEUED:
         if owner and not owner_is_dead(owner):
             return None            # still waiting in line: not ours to touch
+        journal.event("recover.cancelled", f"owner {owner} died while queued", previous_owner=owner, actor=e.actor)
         journal.transition(DeployState.CANCELLED, f"owner {owner} died while queued", finished_at=_now())
         return Outcome(dep_id, DeployState.CANCELLED, "owner died while queued", revision)
     try:
@@ -352,7 +353,8 @@ async def recover_one(e: Environment, dep_id: str) -> Outcome | None:
 
     try:
         journal.update(owner=e.owner)
-        journal.event("recover.started", f"taking over from dead owner {owner}", previous_owner=owner)
+        journal.event("recover.started", f"taking over from dead owner {owner}", previous_owner=owner,
+                      actor=e.actor)
         run = Run(deployment_id=dep_id, revision=revision, settings=s, target=e.target, router=e.router,
                   releases=e.releases, journal=journal, context=ctx, actor=e.actor, metrics=e.metrics)
         # Close any step the dead owner left running, so the record shows where it died.

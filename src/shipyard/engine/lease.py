@@ -14,10 +14,13 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
-from shipyard.errors import LeaseHeldError
+from sqlalchemy.orm import Session
+
+from shipyard.errors import DeploymentCancelled, LeaseHeldError
 from shipyard.store import Store
 from shipyard.store import leases as lq
 from shipyard.store import queue as qq
+from shipyard.store.models import Deployment
 
 LEASE_TTL = 15.0
 POLL = 0.25
@@ -53,6 +56,7 @@ async def acquire(store: Store, service: str, env: str, deployment_id: str, owne
                   on_wait: Callable[[int, str], None] | None = None) -> None:
     with store.session() as s:
         if lq.try_acquire(s, service, env, deployment_id, owner, LEASE_TTL) is not None:
+            _stop_if_cancelled(s, deployment_id)
             return
     if not wait:
         raise LeaseHeldError(f"{service}/{env} is being deployed by {describe_holder(store, service, env)}; "
@@ -64,11 +68,13 @@ async def acquire(store: Store, service: str, env: str, deployment_id: str, owne
     try:
         while True:
             with store.session() as s:
+                _stop_if_cancelled(s, deployment_id)
                 pos = qq.queue_position(s, entry_id)
                 if pos is None:            # pruned as stale (this process was stalled): rejoin the line
                     entry_id = qq.enqueue(s, service, env, deployment_id, owner).id
                     pos = qq.queue_position(s, entry_id)
                 if pos == 0 and lq.try_acquire(s, service, env, deployment_id, owner, LEASE_TTL) is not None:
+                    _stop_if_cancelled(s, deployment_id)
                     return
             if on_wait and pos != last_pos:
                 on_wait(pos or 0, describe_holder(store, service, env))
@@ -81,6 +87,14 @@ async def acquire(store: Store, service: str, env: str, deployment_id: str, owne
     finally:
         with store.session() as s:
             qq.dequeue(s, entry_id)
+
+
+def _stop_if_cancelled(s: Session, deployment_id: str) -> None:
+    """DeploymentCancelled if the run's record was cancelled while it waited (engine.cancel). Read under
+    the row's lock right after taking the lease: raising rolls the lease back with this transaction."""
+    row = s.get(Deployment, deployment_id, with_for_update=True, populate_existing=True)
+    if row is not None and row.state == "cancelled":
+        raise DeploymentCancelled(f"{deployment_id} was {row.reason or 'cancelled'} while it waited: nothing ran")
 
 
 async def _heartbeat(store: Store, service: str, env: str, deployment_id: str,
