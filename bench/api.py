@@ -8,7 +8,8 @@ as a user runs it and one keep-alive client measures, sequentially:
 - one_deployment_p99_ms: GET /api/v1/deployments/{id} of random ids (with their steps and events);
 - stats_30d_ms, dora_90d_ms, report_md_ms: best of 3 of /api/v1/stats?period=30d, /dora?period=90d and
   /reports?period=30d&format=md. The history ends at a fixed date, so the periods are asked with since/until.
-Retention (prune_90d_seconds) is not built yet: reported as null.
+Then prune_90d_seconds: `shipyard.store.retention.prune` (what the daemon's `retention` work and `shipyard
+prune` run) of everything created more than 90 days before the history's end, with the server stopped.
 
     python bench/api.py [--deployments 100000] [--requests 300] [--no-postgres] [--json]
 """
@@ -38,6 +39,7 @@ from report import END, ENVS, SERVICES, fill, generate  # noqa: E402
 
 from shipyard.store import Store  # noqa: E402
 from shipyard.store import tokens as tq  # noqa: E402
+from shipyard.store.retention import prune  # noqa: E402
 from shipyard.testing.cli import cli_argv  # noqa: E402
 from shipyard.testing.processes import stop_process  # noqa: E402
 from shipyard.testing.receivers import free_port  # noqa: E402
@@ -81,7 +83,7 @@ def measure(url: str, token: str, ids: list[str], requests: int) -> dict[str, An
         return {"history_p99_ms": p99(history), "history_median_ms": round(statistics.median(history), 2),
                 "one_deployment_p99_ms": p99(one), "one_deployment_median_ms": round(statistics.median(one), 2),
                 "stats_30d_ms": best("/api/v1/stats", **window(30)), "dora_90d_ms": best("/api/v1/dora", **window(90)),
-                "report_md_ms": best("/api/v1/reports", format="md", **window(30)), "prune_90d_seconds": None}
+                "report_md_ms": best("/api/v1/reports", format="md", **window(30))}
 
 
 def run_on(url: str, deps: list[dict[str, Any]], steps: list[dict[str, Any]], requests: int) -> dict[str, Any]:
@@ -116,6 +118,11 @@ def run_on(url: str, deps: list[dict[str, Any]], steps: list[dict[str, Any]], re
             figures = measure(base, token, [d["id"] for d in deps], requests)
         finally:
             stop_process(proc, timeout=30)
+        with Store.open(url) as store:
+            t0 = time.perf_counter()
+            pruned = prune(store, 90 * 86400.0, now=END)
+            figures["prune_90d_seconds"] = round(time.perf_counter() - t0, 1)
+            figures["pruned_deployments"] = pruned.deleted["deployments"]
     return {**figures, "fill_seconds": round(filled, 1)}
 
 

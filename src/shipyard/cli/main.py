@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "history": "history:history_cmd",
     "show": "history:show_cmd",
     "report": "report:report_cmd",
+    "prune": "prune:prune_cmd",
     "logs": "logs:logs_cmd",
     "demo": "demo:demo_cmd",
     "promote": "promote:promote_cmd",

@@ -143,6 +143,10 @@ class Config(StrictModel):
     hosts: dict[Name, Host] = Field(default_factory=dict, description="Machines reached over SSH, by name.")
     ssh: Ssh = Field(default_factory=Ssh, description="How shipyard connects to `hosts`.")
     serve: Serve = Field(default_factory=Serve, description="The API daemon (`shipyard serve`).")
+    retention: Duration | None = Field(default=None, ge=86400,
+                                       description="Prune runs, steps, events and delivered notifications older "
+                                                   "than this (whole days, at least 1d), keeping daily aggregates "
+                                                   "for stats and DORA; none: keep the history forever.")
 
     _source: Path | None = PrivateAttr(None)
 

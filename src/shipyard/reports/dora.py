@@ -28,6 +28,7 @@ from sqlalchemy import ColumnElement, and_, case, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from shipyard.domain import DeployState
+from shipyard.reports.aggregates import add_groups, by_pair, horizon, rows_of, split
 from shipyard.reports.bands import (
     BANDS_SOURCE,
     BANDS_YEAR,
@@ -36,9 +37,11 @@ from shipyard.reports.bands import (
     recovery_band,
 )
 from shipyard.reports.commits import CommitReader
+from shipyard.reports.histogram import merge, merged_percentile
 from shipyard.reports.leadtime import CarriedDeploy, lead_times, summarize
 from shipyard.reports.period import Period
 from shipyard.reports.sqlexpr import dialect_of, in_period, ratio, reading, rounded, seconds_between
+from shipyard.store.models import DailyAggregate
 from shipyard.store.models import Deployment as D
 
 SUCCEEDED = DeployState.SUCCEEDED.value
@@ -130,6 +133,41 @@ def _restores(session: Session, period: Period, service: str | None, env: str | 
     return {"restored": restored, "median": median, "overall": overall}
 
 
+def _mixed_restores(session: Session, raw: Period | None, service: str | None, env: str | None,
+                    aggs: list[DailyAggregate]) -> dict[str, Any]:
+    """`_restores` for a period partly pruned: the raw part's exact restore times with the aggregates'
+    histograms (medians then within `histogram.RESOLUTION`)."""
+    exact: dict[tuple[str, str], list[float]] = {}
+    counts: dict[tuple[str, str], list[int]] = {}
+    if raw is not None:
+        for svc, env_name, v in session.execute(_restore_values(session, raw, service, env)):
+            into = counts.setdefault((svc, env_name), [0, 0])
+            if v is None:
+                into[1] += 1
+            else:
+                into[0] += 1
+                exact.setdefault((svc, env_name), []).append(float(v))
+    hists: dict[tuple[str, str], dict[str, int]] = {}
+    for key, rows in by_pair(aggs).items():
+        into = counts.setdefault(key, [0, 0])
+        for a in rows:
+            into[0], into[1] = into[0] + a.restored, into[1] + a.unrestored
+            merge(hists.setdefault(key, {}), a.restore_hist)
+    median = {k: m for k in counts if (m := merged_percentile(exact.get(k, []), hists.get(k, {}), 50)) is not None}
+    everything: dict[str, int] = {}
+    for h in hists.values():
+        merge(everything, h)
+    overall = merged_percentile([v for vs in exact.values() for v in vs], everything, 50)
+    return {"restored": {k: (r, u) for k, (r, u) in counts.items()}, "median": median,
+            "overall": {50: overall} if overall is not None else {}}
+
+
+def _aggregate_counts(aggs: list[DailyAggregate]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {key: {"deploys": sum(a.reached for a in rows), "failures": sum(a.change_failed for a in rows),
+                  "finished": sum(a.succeeded + a.failed + a.rolled_back for a in rows)}
+            for key, rows in by_pair(aggs).items()}
+
+
 def _restore_dict(restored: int, unrestored: int, median: float | None) -> dict[str, Any]:
     return {"restored": restored, "unrestored": unrestored, "median_seconds": rounded(median),
             "band": recovery_band(median)}
@@ -177,9 +215,15 @@ async def _read_commits(rows: Sequence[dict[str, Any]], reader: CommitReader) ->
 def compute_dora(session: Session, period: Period, service: str | None = None, env: str | None = None,
                  lead: tuple[dict[tuple[str, str], dict[str, Any]], dict[str, Any]] | None = None) -> dict[str, Any]:
     """The DORA object from an open session; `lead` is what `leadtime.lead_times` made (None: not computed)."""
-    counts = _counts(session, period, service, env)
-    restores = _restores(session, period, service, env) if any(c["failures"] for c in counts) else \
-        {"restored": {}, "median": {}, "overall": {}}
+    part = split(period.since, period.until, horizon(session))
+    aggs = [a for a in rows_of(session, part, service, env) if a.kind == "deploy"]
+    counts = _counts(session, part.raw, service, env) if part.raw is not None else []
+    if aggs:
+        counts = add_groups(counts, _aggregate_counts(aggs))
+    restores: dict[str, Any] = {"restored": {}, "median": {}, "overall": {}}
+    if any(c["failures"] for c in counts):
+        restores = _mixed_restores(session, part.raw, service, env, aggs) if aggs else \
+            _restores(session, part.raw or period, service, env)
     lead_per, lead_all = lead if lead is not None else ({}, None)
     empty_lead = summarize([], 0, 0) if lead is not None else None
     groups = []

@@ -17,6 +17,7 @@ from sqlalchemy import (
     BigInteger,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -285,6 +286,7 @@ class OutboxEntry(Base):
     __table_args__ = (
         UniqueConstraint("idempotency_key"),
         Index("ix_outbox_state_next_attempt_at", "state", "next_attempt_at"),
+        Index("ix_outbox_event_id", "event_id"),        # retention deletes events (migration 0008)
         {"sqlite_autoincrement": True},
     )
 
@@ -391,3 +393,52 @@ class GitTip(Base):
     sha: Mapped[str] = mapped_column(String(64))
     source: Mapped[str] = mapped_column(String(16))
     seen_at: Mapped[datetime]
+
+
+class DailyAggregate(Base):
+    """What stats and DORA need of one UTC day's runs of one (service, env, kind), once the runs are pruned.
+
+    Written by `shipyard.store.retention` (recomputing a day replaces its rows) from the raw rows before they
+    are deleted; `shipyard.reports` reads these for the days before `HistoryHorizon.pruned_before` and the
+    raw rows after it. Histograms are `shipyard.reports.histogram`'s: {bucket: count} in JSON."""
+
+    __tablename__ = "daily_aggregates"
+
+    day: Mapped[datetime] = mapped_column(primary_key=True)           # midnight UTC; runs by created_at
+    service: Mapped[str] = mapped_column(String(128), primary_key=True)
+    env: Mapped[str] = mapped_column(String(128), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    total: Mapped[int] = mapped_column(Integer)
+    succeeded: Mapped[int] = mapped_column(Integer)
+    failed: Mapped[int] = mapped_column(Integer)                       # state failed
+    rolled_back: Mapped[int] = mapped_column(Integer)                  # state rolled_back
+    cancelled: Mapped[int] = mapped_column(Integer)
+    reached: Mapped[int] = mapped_column(Integer)                      # DORA: reached the env
+    change_failed: Mapped[int] = mapped_column(Integer)                # DORA: a change failure
+    restored: Mapped[int] = mapped_column(Integer)
+    unrestored: Mapped[int] = mapped_column(Integer)
+    dur_sum: Mapped[float] = mapped_column(Float)
+    dur_n: Mapped[int] = mapped_column(Integer)
+    dur_hist: Mapped[dict[str, Any]]
+    restore_hist: Mapped[dict[str, Any]]
+    steps: Mapped[dict[str, Any]]                                      # step kind -> [failures, timed, seconds]
+    folded_at: Mapped[datetime]
+
+    def __repr__(self) -> str:
+        return f"<DailyAggregate {self.day:%Y-%m-%d} {self.service}/{self.env} {self.kind} {self.total}>"
+
+
+class HistoryHorizon(Base):
+    """One row (id 1): runs created before `pruned_before` (midnight UTC) are read from `daily_aggregates`.
+
+    Moved forward only after those days are folded, and before their rows are deleted: a prune stopped at any
+    point leaves every day either read from complete aggregates or from complete raw rows."""
+
+    __tablename__ = "history_horizon"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    pruned_before: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    def __repr__(self) -> str:
+        return f"<HistoryHorizon {self.pruned_before}>"
