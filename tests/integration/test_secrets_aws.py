@@ -83,11 +83,12 @@ def test_errors_are_one_line_secrets_errors(tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{s.getsockname()[1]}"
-    with pytest.raises(SecretsError, match=r"^aws ssm: cannot reach http://127\.0\.0\.1:\d+$"):
+    with pytest.raises(SecretsError, match=r"^aws ssm GetParametersByPath /gli/prod/: cannot reach http://127\.0\.0\.1:\d+/?$"):
         SsmProvider("/gli/prod/", region=REGION, endpoint_url=dead).get(["A"])
 
 
 def test_aws_refusals_are_mapped(moto_endpoint: str) -> None:
     p = SsmProvider("aws/reserved", region=REGION, endpoint_url=moto_endpoint)   # "aws" names are AWS's own
-    with pytest.raises(SecretsError, match=r"^aws ssm: AccessDeniedException: No access to reserved parameter name"):
+    with pytest.raises(SecretsError, match=r"^aws ssm PutParameter /aws/reserved/A: AccessDeniedException: "
+                                           r"No access to reserved parameter name"):
         p.set("A", "x")

@@ -3,60 +3,21 @@
 Names map to AWS names as `<prefix><NAME>`; the default prefixes keep projects and environments apart
 ("gli/prod/DB_PASSWORD", "/gli/prod/DB_PASSWORD"). SSM is read by path, recursively, with decryption,
 as the TPT pipeline loaded its env file; a nested parameter "/gli/prod/db/PASSWORD" becomes
-"db_PASSWORD" (a path is no variable name). boto3 and botocore errors are mapped here, at the boundary,
-to one-line SecretsErrors that name the provider, the AWS error code and what to check.
+"db_PASSWORD" (a path is no variable name). boto3 and botocore errors are mapped by shipyard.aws, the one AWS edge,
+to one-line SecretsErrors that name the call, the resource and what AWS said.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
+from shipyard.aws import AwsSettings, calling, error_code
+from shipyard.aws import client as aws_client
 from shipyard.errors import SecretsError
 from shipyard.secrets.base import check_name
 
 RECOVERY_DAYS = 7      # `shipyard secrets rm` on Secrets Manager: restorable for a week, like the console
-
-
-def make_client(service: str, region: str | None, endpoint_url: str | None) -> Any:
-    import boto3
-    from botocore.config import Config as BotoConfig
-
-    with _mapped(service, endpoint_url):
-        return boto3.session.Session().client(
-            service, region_name=region, endpoint_url=endpoint_url,
-            config=BotoConfig(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=15))
-
-
-@contextlib.contextmanager
-def _mapped(service: str, endpoint: str | None) -> Iterator[None]:
-    from botocore.exceptions import (
-        BotoCoreError,
-        ClientError,
-        EndpointConnectionError,
-        NoCredentialsError,
-        NoRegionError,
-    )
-
-    try:
-        yield
-    except ClientError as exc:
-        err = exc.response.get("Error", {})
-        raise SecretsError(f"aws {service}: {err.get('Code', 'error')}: {err.get('Message', exc)}") from None
-    except NoCredentialsError:
-        raise SecretsError(f"aws {service}: no AWS credentials found (set AWS_PROFILE or AWS_ACCESS_KEY_ID/"
-                           "AWS_SECRET_ACCESS_KEY, or run on a host with an instance role)") from None
-    except NoRegionError:
-        raise SecretsError(f"aws {service}: no AWS region (set secrets.region or AWS_REGION)") from None
-    except EndpointConnectionError:
-        raise SecretsError(f"aws {service}: cannot reach {endpoint or 'the AWS endpoint'}") from None
-    except BotoCoreError as exc:
-        raise SecretsError(f"aws {service}: {exc}") from None
-
-
-def _code(exc: Exception) -> str:
-    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
 
 
 def _local_name(full: str, prefix: str) -> str:
@@ -78,20 +39,20 @@ class SecretsManagerProvider:
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = make_client("secretsmanager", self._region, self.endpoint)
+            self._client = aws_client("secretsmanager", AwsSettings(self._region, self.endpoint), error=SecretsError)
         return self._client
 
     def get(self, names: Iterable[str]) -> dict[str, str]:
         from botocore.exceptions import ClientError
 
         found: dict[str, str] = {}
-        with _mapped("secretsmanager", self.endpoint):
+        with calling("secretsmanager", "GetSecretValue", self.prefix, error=SecretsError):
             for name in names:
                 try:
                     resp = self.client.get_secret_value(SecretId=self.prefix + name)
                 except ClientError as exc:
                     # Absent, or scheduled for deletion: both mean "not set" to the resolver.
-                    if _code(exc) in ("ResourceNotFoundException", "InvalidRequestException"):
+                    if error_code(exc) in ("ResourceNotFoundException", "InvalidRequestException"):
                         continue
                     raise
                 if "SecretString" in resp:
@@ -102,11 +63,11 @@ class SecretsManagerProvider:
         from botocore.exceptions import ClientError
 
         secret_id = self.prefix + check_name(name)
-        with _mapped("secretsmanager", self.endpoint):
+        with calling("secretsmanager", "PutSecretValue", secret_id, error=SecretsError):
             try:
                 described = self.client.describe_secret(SecretId=secret_id)
             except ClientError as exc:
-                if _code(exc) != "ResourceNotFoundException":
+                if error_code(exc) != "ResourceNotFoundException":
                     raise
                 self.client.create_secret(Name=secret_id, SecretString=value)
                 return
@@ -116,7 +77,7 @@ class SecretsManagerProvider:
 
     def list(self) -> list[str]:
         names: list[str] = []
-        with _mapped("secretsmanager", self.endpoint):
+        with calling("secretsmanager", "ListSecrets", self.prefix, error=SecretsError):
             pages = self.client.get_paginator("list_secrets").paginate(
                 Filters=[{"Key": "name", "Values": [self.prefix]}] if self.prefix else [])
             for page in pages:
@@ -127,11 +88,11 @@ class SecretsManagerProvider:
     def delete(self, name: str) -> bool:
         from botocore.exceptions import ClientError
 
-        with _mapped("secretsmanager", self.endpoint):
+        with calling("secretsmanager", "DeleteSecret", self.prefix + name, error=SecretsError):
             try:
                 self.client.delete_secret(SecretId=self.prefix + name, RecoveryWindowInDays=RECOVERY_DAYS)
             except ClientError as exc:
-                if _code(exc) in ("ResourceNotFoundException", "InvalidRequestException"):
+                if error_code(exc) in ("ResourceNotFoundException", "InvalidRequestException"):
                     return False
                 raise
         return True
@@ -153,12 +114,12 @@ class SsmProvider:
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = make_client("ssm", self._region, self.endpoint)
+            self._client = aws_client("ssm", AwsSettings(self._region, self.endpoint), error=SecretsError)
         return self._client
 
     def _all(self) -> dict[str, str]:
         out: dict[str, str] = {}
-        with _mapped("ssm", self.endpoint):
+        with calling("ssm", "GetParametersByPath", self.path, error=SecretsError):
             pages = self.client.get_paginator("get_parameters_by_path").paginate(
                 Path=self.path, Recursive=True, WithDecryption=True)
             for page in pages:
@@ -175,7 +136,7 @@ class SsmProvider:
     def set(self, name: str, value: str) -> None:
         if not value:
             raise SecretsError("aws ssm: a parameter cannot be empty")
-        with _mapped("ssm", self.endpoint):
+        with calling("ssm", "PutParameter", self.path + name, error=SecretsError):
             self.client.put_parameter(Name=self.path + check_name(name), Value=value, Type="SecureString",
                                       Overwrite=True)
 
@@ -185,11 +146,11 @@ class SsmProvider:
     def delete(self, name: str) -> bool:
         from botocore.exceptions import ClientError
 
-        with _mapped("ssm", self.endpoint):
+        with calling("ssm", "DeleteParameter", self.path + name, error=SecretsError):
             try:
                 self.client.delete_parameter(Name=self.path + name)
             except ClientError as exc:
-                if _code(exc) == "ParameterNotFound":
+                if error_code(exc) == "ParameterNotFound":
                     return False
                 raise
         return True
