@@ -117,6 +117,8 @@ class Serve(StrictModel):
     alarms: bool = Field(default=True, description="Watch every service's `deploy.alarms` where it serves, as "
                                                    "`shipyard watch` does: roll back within "
                                                    "`auto_rollback_window`, notify after.")
+    aggregates: bool = Field(default=True, description="Fold every closed day into daily aggregates, so "
+                                                       "stats and DORA over long periods read a few rows.")
     gitops_interval: Duration = Field(default=60.0, ge=1, le=86400,
                                       description="How often the GitOps watcher asks each auto_deploy branch "
                                                   "for its tip (git ls-remote).")
