@@ -4,7 +4,8 @@ queries (nothing is counted in this process, so every daemon answers the same an
 - shipyard_deployments_total{service,env,kind,state}: deployments recorded (finished and not). A counter
   must never go down, and `shipyard prune` deletes old runs: the finished runs of the days before the
   history horizon are counted from their daily aggregates (as they were when folded), the rest from the
-  raw rows, so a prune moves runs from one side to the other without changing a figure;
+  raw rows, so a prune moves runs from one side to the other without changing a figure (a run still
+  unfinished when its day was folded counts while it is unfinished; its end is not counted again);
 - shipyard_deployment_duration_seconds_sum / _count{service,env,state}: of finished deployments;
 - shipyard_deployments_in_progress{service,env}, shipyard_queue_length{service,env};
 - shipyard_last_success_timestamp_seconds{service,env}: when its last successful deploy finished;

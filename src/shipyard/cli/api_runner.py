@@ -126,9 +126,10 @@ class ProjectRunner:
         plan = cli_promote.plan_dict(prepared)
         if dry_run:
             return {"plan": plan, "outcome": None, "deployments": []}
-        kind = prepared.plan.kind
         if cli_promote.nothing_to_push(prepared, push_empty):
-            raise NothingToPromote(f"nothing to {kind} ({prepared.plan.target_env}): every repo was skipped")
+            p = prepared.plan
+            into = " → ".join([str(p.source_env), *p.target_envs])
+            raise NothingToPromote(f"nothing to {p.kind} ({into}): every repo was skipped; nothing was pushed")
         # The request is the first confirmation; `confirm: twice` also wants the env's name typed, here in
         # the body, as the CLI's second question does.
         twice = [e for e in prepared.plan.target_envs if project.config.environments[e].confirm == "twice"]
