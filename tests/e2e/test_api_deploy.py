@@ -298,14 +298,15 @@ def test_tag_rollback_freeze_override_and_unfreeze_through_the_server(new_worksp
         refused = cli("deploy", "api", "--env", "stg")
         assert refused.returncode == 1 and f"stg is frozen by {rb['id']}" in refused.stderr, str(refused)
         assert len(refused.error_lines) == 1
-        for args, text in ((("deploy", "api", "--env", "stg", "--override-freeze", "--reason", "check the revert"),
-                            "'admin' scope to override a freeze of stg"),
-                           (("unfreeze", "--env", "stg"), "'admin' scope to unfreeze stg"),
-                           (("rollback", "--env", "stg", "--to", tags[0], "--keep-partial", "--yes"),
-                            "--keep-partial"),
-                           (("deploy", "api", "--env", "stg", "--override-freeze"), "--reason")):
+        override = ("deploy", "api", "--env", "stg", "--override-freeze", "--reason", "check the revert")
+        for args, code, text in ((override, 1, "'admin' scope to override a freeze of stg"),
+                                 (("unfreeze", "--env", "stg"), 1, "'admin' scope to unfreeze stg"),
+                                 (("promote", "dev", "stg", "--yes"), 1, f"stg is frozen by {rb['id']}"),
+                                 (("rollback", "--env", "stg", "--to", tags[0], "--keep-partial", "--yes"), 2,
+                                  "--keep-partial"),
+                                 (("deploy", "api", "--env", "stg", "--override-freeze"), 2, "--reason")):
             res = cli(*args)
-            assert res.returncode in (1, 2) and text in res.stderr and len(res.error_lines) == 1, (args, str(res))
+            assert res.returncode == code and text in res.stderr and len(res.error_lines) == 1, (args, str(res))
 
         # The admin token goes through the freeze: recorded, and the --set value reaches the instances.
         through = cli("deploy", "api", "--env", "stg", "--override-freeze", "--reason", "check the revert",
