@@ -38,8 +38,9 @@ def retention_work(store: Store, older_than: float, *, interval: float = INTERVA
                 result = await asyncio.to_thread(prune, store, older_than, checkpoint=checkpoint)
                 deleted = result.deleted
                 if any(deleted.values()) and say is not None:
-                    say(f"retention: pruned {deleted['deployments']} runs, {deleted['events']} events and "
-                        f"{deleted['outbox']} notifications created before {result.cutoff:%Y-%m-%d}")
+                    say(f"retention: pruned {deleted['deployments']} runs, {deleted['events']} events, "
+                        f"{deleted['outbox']} notifications and {deleted['git_triggers']} GitOps triggers "
+                        f"created before {result.cutoff:%Y-%m-%d}")
             except _Stopped:
                 return
             except ShipyardError as err:        # the store down for a while: try again at the next round
