@@ -16,11 +16,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from shipyard.store import Deployment, Store, create_deployment
 from shipyard.store import events as eq
 from shipyard.store import promotions as pq
 from shipyard.store import steps as sq
+from shipyard.store.models import EnvFreeze
 from shipyard.testing.cli import CliResult, cli_argv, run_cli
 from shipyard.testing.processes import stop_process
 from shipyard.testing.receivers import free_port
@@ -90,7 +92,8 @@ def wait_serving(proc: subprocess.Popen[bytes], url: str) -> None:
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     root = tmp_path_factory.mktemp("api")
-    (root / "shipyard.yaml").write_text("project: demo\nenvironments:\n  stg: {branch: stg}\n  prod: {branch: main}\n")
+    (root / "shipyard.yaml").write_text("project: demo\nenvironments:\n  stg: {branch: stg}\n  prod: {branch: main}\n"
+                                        "  hold: {branch: hold, frozen: true}\n")
     tokens = {}
     for name, scopes, envs in (("reader", "read", []), ("stg-reader", "read", ["stg"]), ("deployer", "deploy", []),
                                ("stg-deployer", "deploy", ["stg"]), ("admin", "admin", []), ("revoked", "read", [])):
@@ -320,6 +323,7 @@ WRITES = [("/api/v1/deployments", {"service": "api", "env": "prod"}, 400, {"serv
           ("/api/v1/rollbacks", {"service": "api", "env": "prod"}, 400, {"service": "api"}),
           ("/api/v1/deployments/d02/cancel", {"reason": "x"}, 409, {"reason": 3}),
           ("/api/v1/promotions", {"source": "stg", "target": "prod"}, 400, {"source": "stg"}),
+          ("/api/v1/tag-rollbacks", {"env": "prod", "to": "deploy-1"}, 400, {"env": "prod", "to": ""}),
           ("/api/v1/recover", {"env": "prod"}, 200, {"env": ""})]
 
 
@@ -373,6 +377,51 @@ def test_cancel_status_and_recover_answers(api: Api) -> None:
     assert api.get("/api/v1/status", api.tokens["reader"]).json() == {"status": [], "agent": True}
     bad = api.get("/api/v1/status", api.tokens["reader"], env="qa")
     assert bad.status_code == 400 and "unknown environment" in bad.json()["error"], bad.text
+
+
+def test_freeze_writes_need_admin_and_say_who(api: Api) -> None:
+    """Lifting a freeze, and going through one, need `admin` on the env (a freeze holds back what a
+    deploy token does); what is lifted is recorded with the token's name. Bodies the schema refuses: 422."""
+    deployer, admin, stg_deployer = api.tokens["deployer"], api.tokens["admin"], api.tokens["stg-deployer"]
+    with Store.open(f"sqlite:///{api.root / '.shipyard' / 'state.db'}") as store, store.session() as s:
+        pq.freeze_env(s, "prod", reason="rolled back to deploy-1", actor="alice", promotion_id="rb-1")
+    for token, status, text in ((None, 401, "token"), (api.tokens["reader"], 403, "deploy"),
+                                (deployer, 403, "'admin' scope to unfreeze prod"), (stg_deployer, 403, "bound to stg")):
+        res = post(api, "/api/v1/unfreeze", token, {"env": "prod"})
+        assert res.status_code == status and text in res.json()["error"], res.text
+    done = post(api, "/api/v1/unfreeze", admin, {"env": "prod"})
+    assert done.json() == {"env": "prod", "lifted": ["rb-1"], "actor": "admin"}, done.text
+    with Store.open(f"sqlite:///{api.root / '.shipyard' / 'state.db'}") as store, store.session() as s:
+        assert [(r.lifted_by, r.lifted_at is not None) for r in s.scalars(select(EnvFreeze))] == [("admin", True)]
+    assert post(api, "/api/v1/unfreeze", admin, {"env": "prod"}).json()["lifted"] == []
+    for body, status, text in (({"env": "hold"}, 409, "frozen in shipyard.yaml"), ({"env": "qa"}, 400, "qa"),
+                               ({"env": ""}, 422, "env"), ({"env": "prod", "why": 1}, 422, "why")):
+        res = post(api, "/api/v1/unfreeze", admin, body)
+        assert res.status_code == status and text in res.json()["error"], (body, res.text)
+        assert "\n" not in res.json()["error"]
+
+    # Deploy and rollback options: going through a freeze needs admin and a reason; --set names are checked.
+    for path in ("/api/v1/deployments", "/api/v1/rollbacks"):
+        override = {"service": "api", "env": "prod", "override_freeze": True, "reason": "the fix"}
+        res = post(api, path, deployer, override)
+        assert res.status_code == 403 and "'admin' scope to override a freeze of prod" in res.json()["error"]
+        assert post(api, path, admin, override).status_code == 400           # past auth: no service here
+        for bad in ({"override_freeze": True}, {"override_freeze": True, "reason": "  "}, {"reason": "why"},
+                    {"no_wait": "maybe"}):
+            res = post(api, path, admin, {"service": "api", "env": "prod", **bad})
+            assert res.status_code == 422 and "\n" not in res.json()["error"], (path, bad, res.text)
+    for sets in ({"1BAD": "x"}, {"A-B": "x"}, {"OK": "x" * 5000}):
+        res = post(api, "/api/v1/deployments", deployer, {"service": "api", "env": "prod", "set": sets})
+        assert res.status_code == 422, (sets, res.text)
+    ok = post(api, "/api/v1/deployments", deployer, {"service": "api", "env": "prod", "set": {"LOG_LEVEL": "debug"},
+                                                    "no_wait": True})
+    assert ok.status_code == 400 and "unknown service" in ok.json()["error"], ok.text
+
+    # hotfix sync: deploy on every env it merges into; this project has no promotion chain (one line, 400).
+    assert post(api, "/api/v1/hotfix-syncs", api.tokens["reader"], {}).status_code == 403
+    chain = post(api, "/api/v1/hotfix-syncs", deployer, None)
+    assert chain.status_code == 400 and "promotion chain" in chain.json()["error"], chain.text
+    assert post(api, "/api/v1/hotfix-syncs", deployer, {"only": "api"}).status_code == 422
 
 
 def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(api: Api) -> None:

@@ -99,6 +99,10 @@ def _run(project: Project, service: str, env: str, title: str, as_json: bool,
     _finish(outcome, as_json)
 
 
+def _override_body(override: FreezeOverride | None) -> dict[str, Any]:
+    return {"override_freeze": True, "reason": override.reason} if override else {}
+
+
 def _remote_run(server: Remote, title: str, as_json: bool, path: str, body: dict[str, Any]) -> None:
     """The request through the API; the live display fed by the deployment's event stream; the same end."""
     try:
@@ -129,15 +133,13 @@ def deploy_cmd(
     reason: ReasonOpt = None,
 ) -> None:
     """Deploy a revision of SERVICE to ENV with zero downtime."""
+    override = freeze_override(override_freeze, reason)
     server = remote()
     if server is not None:
-        if sets or override_freeze or no_wait:
-            raise UsageError("--set, --override-freeze and --no-wait do not go through --server: run them where "
-                             "the state database is")
         _remote_run(server, f"deploy {service} → {env}", as_json, "/api/v1/deployments",
-                    {"service": service, "env": env, "rev": rev, "strategy": strategy})
+                    {"service": service, "env": env, "rev": rev, "strategy": strategy, "set": parse_sets(sets),
+                     "no_wait": no_wait, **_override_body(override)})
         return
-    override = freeze_override(override_freeze, reason)
     project = Project.load(config)
     project.overrides.update(parse_sets(sets))
     _run(project, service, env, f"deploy {service} → {env}", as_json,
@@ -156,10 +158,8 @@ def rollback_cmd(
     """Go back to the previous successful revision (a traffic flip while it is still warm)."""
     server = remote()
     if server is not None:
-        if no_wait:
-            raise UsageError("--no-wait does not go through --server")
         _remote_run(server, f"rollback {service} in {env}", as_json, "/api/v1/rollbacks",
-                    {"service": service, "env": env})
+                    {"service": service, "env": env, "no_wait": no_wait, **_override_body(override)})
         return
     _run(Project.load(config), service, env, f"rollback {service} in {env}", as_json,
          lambda e: deployer.rollback(e, wait=not no_wait, override=override))

@@ -60,8 +60,8 @@ def retention_work(store: Store, older_than: float, *, interval: float = INTERVA
         deleted = result.deleted
         if not any(deleted.values()):
             return None
-        return (f"pruned {deleted['deployments']} runs, {deleted['events']} events and {deleted['outbox']} "
-                f"notifications created before {result.cutoff:%Y-%m-%d}")
+        return (f"pruned {deleted['deployments']} runs, {deleted['events']} events, {deleted['outbox']} "
+                f"notifications and {deleted['git_triggers']} GitOps triggers created before {result.cutoff:%Y-%m-%d}")
 
     return _periodic("retention", lambda cp: prune(store, older_than, checkpoint=cp), interval, told, say)
 

@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from shipyard.reports.period import Period
 from shipyard.store.fold_marks import HORIZON_ID, floor_day
@@ -92,8 +92,17 @@ def split(since: datetime, until: datetime, h: Horizon | None) -> Split:
     return Split(Period(since, until, gap=(lo, hi)), lo, hi)
 
 
-def day_rows(session: Session, lo: datetime, hi: datetime, service: str | None, env: str | None) -> list[A]:
-    stmt = select(A).where(A.day >= lo, A.day < hi)
+JSON_COLUMNS = ("dur_hist", "restore_hist", "steps")
+
+
+def day_rows(session: Session, lo: datetime, hi: datetime, service: str | None, env: str | None,
+             need: Sequence[str] = JSON_COLUMNS, kind: str | None = None) -> list[A]:
+    """The aggregate rows of the days [lo, hi); of the JSON columns only those in `need` are read (decoding
+    the others is most of the cost of a long period)."""
+    stmt = select(A).where(A.day >= lo, A.day < hi).options(
+        *(defer(getattr(A, name), raiseload=True) for name in JSON_COLUMNS if name not in need))
+    if kind is not None:
+        stmt = stmt.where(A.kind == kind)
     if service is not None:
         stmt = stmt.where(A.service == service)
     if env is not None:
@@ -101,10 +110,11 @@ def day_rows(session: Session, lo: datetime, hi: datetime, service: str | None, 
     return list(session.scalars(stmt))
 
 
-def rows_of(session: Session, part: Split, service: str | None, env: str | None) -> list[A]:
+def rows_of(session: Session, part: Split, service: str | None, env: str | None,
+            need: Sequence[str] = JSON_COLUMNS, kind: str | None = None) -> list[A]:
     if part.lo is None or part.hi is None:
         return []
-    return day_rows(session, part.lo, part.hi, service, env)
+    return day_rows(session, part.lo, part.hi, service, env, need, kind)
 
 
 def by_pair(rows: Iterable[A]) -> dict[tuple[str, str], list[A]]:

@@ -102,7 +102,7 @@ def _window(session: Session, part: Split, service: str | None, env: str | None)
         stmt = select(func.count(), _count(D.state == DeployState.SUCCEEDED.value), _count(D.state.in_(FAILED_STATES)),
                       _count(D.state == DeployState.CANCELLED.value)).where(in_period(part.raw, service, env))
         total, ok, failed, cancelled = (int(v or 0) for v in session.execute(stmt).one())
-    for a in rows_of(session, part, service, env):
+    for a in rows_of(session, part, service, env, need=()):
         total, ok, cancelled = total + a.total, ok + a.succeeded, cancelled + a.cancelled
         failed += a.failed + a.rolled_back
     return _counts_dict(total, ok, failed, cancelled)
@@ -180,7 +180,7 @@ def compute_stats(session: Session, period: Period, service: str | None = None,
     """The stats object (see the module docstring) from an open session."""
     h = horizon(session)
     part = split(period.since, period.until, h)
-    aggs = rows_of(session, part, service, env)
+    aggs = rows_of(session, part, service, env, need=("dur_hist", "steps"))
     raw = group_rows(session, part.raw, service, env) if part.raw else []
     groups = add_groups(raw, _aggregate_groups(aggs)) if aggs else raw
     total = sum(int(g["total"]) for g in groups)

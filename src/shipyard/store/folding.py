@@ -14,7 +14,6 @@ complete raw rows.
 
 from __future__ import annotations
 
-import bisect
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from sqlalchemy import and_, case, delete, func, select
 from sqlalchemy.orm import Session
 
 from shipyard.domain import DeployState
-from shipyard.reports.dora import change_failed, reached
+from shipyard.reports.dora import change_failed, reached, restore_seconds
 from shipyard.reports.histogram import histogram
 from shipyard.reports.sqlexpr import dialect_of, seconds_between
 from shipyard.reports.stats import FINISHED_STATES
@@ -36,7 +35,6 @@ from shipyard.store.models import Deployment as D
 from shipyard.store.sql import insert_ignore, utcnow
 
 DAY: Final = timedelta(days=1)
-RESTORE_WINDOW: Final = timedelta(days=7)
 SETTLE: Final = timedelta(hours=6)
 UNFINISHED: Final = ("queued", "awaiting_approval", "in_progress", "rolling_back")
 
@@ -83,36 +81,6 @@ class FoldResult:
                 "folded_before": self.folded_before.isoformat() if self.folded_before else None}
 
 
-def _restore_seconds(session: Session, failures: list[tuple[str, str, datetime, str]]) -> list[float | None]:
-    """For each failure (service, env, end, id): seconds from its end to the end of the next run of the same
-    service/env that reached it (deploy or rollback), in DORA's order (end time, then id); None if none yet.
-
-    The good runs of the week after the first failure are read once and searched here; a failure not
-    restored within it asks the database alone (rare: a service that stayed broken for a week)."""
-    if not failures:
-        return []
-    lo = min(f[2] for f in failures)
-    hi = lo + RESTORE_WINDOW
-    goods: dict[tuple[str, str], list[tuple[datetime, str]]] = {}
-    stmt = select(D.service, D.env, D.finished_at, D.id).where(D.finished_at >= lo, D.finished_at < hi,
-                                                               case((reached(), 1), else_=0) == 1)
-    for service, env, end, run_id in session.execute(stmt):
-        if end is not None:
-            goods.setdefault((service, env), []).append((end, run_id))
-    for runs in goods.values():
-        runs.sort()
-    out: list[float | None] = []
-    for service, env, end, run_id in failures:
-        runs = goods.get((service, env), [])
-        i = bisect.bisect_right(runs, (end, run_id))
-        found = runs[i][0] if i < len(runs) else session.scalars(
-            select(D.finished_at).where(D.finished_at >= hi, D.service == service, D.env == env,
-                                        case((reached(), 1), else_=0) == 1)
-            .order_by(D.finished_at, D.id).limit(1)).first()
-        out.append((found - end).total_seconds() if found is not None else None)
-    return out
-
-
 def _empty(day: datetime, service: str, env: str, kind: str, now: datetime) -> DailyAggregate:
     return DailyAggregate(day=day, service=service, env=env, kind=kind, total=0, succeeded=0, failed=0,
                           rolled_back=0, cancelled=0, reached=0, change_failed=0, restored=0, unrestored=0,
@@ -152,7 +120,7 @@ def fold_day(session: Session, day: datetime, now: datetime | None = None) -> in
         if failed:     # time to restore counts only failures that ended (as DORA's window does)
             failures.append((service, env, end, run_id))
     restores: dict[tuple[str, str, str], list[float]] = {}
-    for (service, env, _end, _id), seconds in zip(failures, _restore_seconds(session, failures), strict=True):
+    for (service, env, _end, _id), seconds in zip(failures, restore_seconds(session, failures), strict=True):
         a = rows[(service, env, "deploy")]
         if seconds is None:
             a.unrestored += 1

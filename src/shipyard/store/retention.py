@@ -10,7 +10,9 @@ deploys and the API never wait long behind it:
 2. move the horizon (`history_horizon`) to the cutoff: from here on reports read those days from the
    aggregates, and the raw rows still there are ignored by them;
 3. delete, `batch` runs at a time: the runs created before the cutoff with their steps and events; then
-   events without a run older than the cutoff; then outbox rows delivered before the cutoff.
+   events without a run older than the cutoff; then outbox rows delivered before the cutoff; then what
+   GitOps recorded before the cutoff (its triggers, and the webhook delivery ids kept to refuse replays:
+   a provider redelivers within days, never after the retention).
 
 Stopped at any point (killed, an error, the daemon stopping), every day is read either from its complete
 raw rows or from its complete aggregate, and the next prune carries on where this one stopped.
@@ -29,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import and_, delete, func, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from shipyard.domain import DeployState
@@ -40,7 +42,15 @@ from shipyard.store.deployments import succeeded_history
 from shipyard.store.fold_marks import HORIZON_ID, floor_day
 from shipyard.store.folding import ensure_horizon, fold_locked
 from shipyard.store.models import Deployment as D
-from shipyard.store.models import Event, FoldDirty, HistoryHorizon, OutboxEntry, StepRecord
+from shipyard.store.models import (
+    Event,
+    FoldDirty,
+    GitDelivery,
+    GitTrigger,
+    HistoryHorizon,
+    OutboxEntry,
+    StepRecord,
+)
 from shipyard.store.outbox import DELIVERED
 from shipyard.store.sql import rowcount, utcnow
 
@@ -104,7 +114,8 @@ class PruneResult:
     runs_folded: int = 0
     kept: int = 0
     deleted: dict[str, int] = field(default_factory=lambda: {"deployments": 0, "steps": 0, "events": 0,
-                                                             "outbox": 0})
+                                                             "outbox": 0, "git_triggers": 0,
+                                                             "git_deliveries": 0})
 
     def to_dict(self) -> dict[str, Any]:
         return {"cutoff": self.cutoff.isoformat(), "horizon": self.horizon.isoformat(), "dry_run": self.dry_run,
@@ -128,6 +139,10 @@ def _old_outbox(cutoff: datetime) -> Any:
     return and_(OutboxEntry.state == DELIVERED, OutboxEntry.delivered_at < cutoff)
 
 
+def _old_deliveries(cutoff: datetime) -> Any:
+    return GitDelivery.received_at < cutoff
+
+
 def _pruned_runs(cutoff: datetime, kept: set[str]) -> Any:
     conds = [D.created_at < cutoff, D.state.not_in(UNFINISHED)]
     return and_(*conds, D.id.not_in(sorted(kept))) if kept else and_(*conds)
@@ -144,7 +159,9 @@ def _dry_run(store: Store, plan: PrunePlan, result: PruneResult) -> PruneResult:
             "steps": int(s.scalar(select(func.count()).where(StepRecord.deployment_id.in_(runs))) or 0),
             "events": int(s.scalar(select(func.count()).where(or_(Event.deployment_id.in_(runs),
                                                                   _old_events(plan.cutoff)))) or 0),
-            "outbox": int(s.scalar(select(func.count()).where(_old_outbox(plan.cutoff))) or 0)}
+            "outbox": int(s.scalar(select(func.count()).where(_old_outbox(plan.cutoff))) or 0),
+            "git_triggers": int(s.scalar(select(func.count()).where(GitTrigger.created_at < plan.cutoff)) or 0),
+            "git_deliveries": int(s.scalar(select(func.count()).where(_old_deliveries(plan.cutoff))) or 0)}
     return result
 
 
@@ -183,12 +200,22 @@ def prune(store: Store, older_than: float, *, now: datetime | None = None, dry_r
             result.deleted["steps"] += rowcount(s.execute(delete(StepRecord).where(StepRecord.deployment_id.in_(ids))))
             result.deleted["deployments"] += rowcount(s.execute(delete(D).where(D.id.in_(ids))))
     for name, model, cond in (("events", Event, _old_events(plan.cutoff)),
-                              ("outbox", OutboxEntry, _old_outbox(plan.cutoff))):
-        while True:
-            check(name)
-            with store.session() as s:
-                n = rowcount(s.execute(delete(model).where(model.id.in_(select(model.id).where(cond).limit(batch)))))
-            result.deleted[name] += n
-            if n < batch:
-                break
+                              ("outbox", OutboxEntry, _old_outbox(plan.cutoff)),
+                              ("git_triggers", GitTrigger, GitTrigger.created_at < plan.cutoff)):
+        _delete_batches(store, name, result, check, batch, model, [model.id], cond)
+    _delete_batches(store, "git_deliveries", result, check, batch, GitDelivery,
+                    [GitDelivery.source, GitDelivery.delivery], _old_deliveries(plan.cutoff))
     return result
+
+
+def _delete_batches(store: Store, name: str, result: PruneResult, check: Checkpoint, batch: int, model: Any,
+                    key: list[Any], cond: Any) -> None:
+    """Delete the rows of `model` matching `cond`, `batch` a transaction; `key`: its primary key's columns."""
+    while True:
+        check(name)
+        with store.session() as s:
+            which = key[0] if len(key) == 1 else tuple_(*key)
+            n = rowcount(s.execute(delete(model).where(which.in_(select(*key).where(cond).limit(batch)))))
+        result.deleted[name] += n
+        if n < batch:
+            break
