@@ -39,6 +39,7 @@ class ProjectRunner:
         self.project = project
         self.tasks: set[asyncio.Task[Any]] = set()
         self._agent_ready = False
+        self._resuming: set[str] = set()
 
     async def deploy(self, service: str, env: str, *, rev: str | None, strategy: str | None, actor: str) -> str:
         return await self._start(service, env, actor,
@@ -93,6 +94,31 @@ class ProjectRunner:
         await self._ensure_agent()
         async with self.project.agent(start=False) as agent:
             return await recover_runs(self.project, agent, service=service, env=env, actor_name=actor)
+
+    async def resume(self, deployment_id: str) -> None:
+        """Take over a gated deployment whose waiting process died and run it when its gate opens (the
+        daemon's approvals work); the run is one of this server's tasks, awaited on shutdown."""
+        if deployment_id in self._resuming:
+            return
+        with self.project.store.session(readonly=True) as s:
+            row = dq.get_deployment(s, deployment_id)
+            if row is None:
+                return
+            service, env = row.service, row.env
+        await self._ensure_agent()
+        self._resuming.add(deployment_id)
+
+        async def run() -> Outcome | None:
+            try:
+                async with self.project.agent(start=False) as agent:
+                    return await deployer.resume_approved(self.project.environment(service, env, agent),
+                                                          deployment_id)
+            finally:
+                self._resuming.discard(deployment_id)
+
+        task = asyncio.create_task(run())
+        self.tasks.add(task)
+        task.add_done_callback(self._done)
 
     async def _ensure_agent(self) -> None:
         if not self._agent_ready:

@@ -39,7 +39,20 @@ def channel_resolver(project: Project) -> Callable[[str], str]:
 
 
 def make_worker(project: Project) -> Worker:
-    return Worker(project.store, project.config.notifications, channel_resolver(project))
+    return Worker(project.store, project.config.notifications, channel_resolver(project),
+                  decorate=link_decorator(project))
+
+
+def link_decorator(project: Project) -> Any:
+    """The signed approval links' hook (None without `approval_links` or a URL to point them at); a
+    secret that resolves to nothing is MissingSecretsError, naming it."""
+    links = project.config.approval_links
+    base = (links.url or project.config.notifications.dashboard_url) if links is not None else None
+    if links is None or not base:
+        return None
+    from shipyard.notify.approval_links import decorator
+
+    return decorator(project.secrets.fill(links.secret, "approval_links.secret"), base, links.expires)
 
 
 async def drain_quietly(project: Project, timeout: float = DRAIN_AFTER_DEPLOY) -> None:
