@@ -181,6 +181,33 @@ async def recover_runs(project: Project, agent: Any, *, service: str | None = No
         results.append({"id": dep_id, "service": svc, "env": name,
                         "state": str(outcome.state) if outcome else "skipped",
                         "reason": outcome.reason if outcome else "its owner is alive"})
+    return results + await _resume_approved(project, agent, service=service, env=env, listener=listener,
+                                            actor_name=actor_name)
+
+
+async def _resume_approved(project: Project, agent: Any, *, service: str | None, env: str | None,
+                           listener: Callable[[str], Any] | None, actor_name: str | None) -> list[dict[str, Any]]:
+    """Gated deployments whose waiting process died: run those whose gate is open; keep the others (their
+    approvals are in the store; the daemon, or a later recover, runs them once approved)."""
+    from shipyard.engine import approvals
+    from shipyard.store.owner import current_owner
+
+    results: list[dict[str, Any]] = []
+    for dep_id in approvals.orphaned(project.store, current_owner(), service=service, env=env):
+        with project.store.session(readonly=True) as s:
+            row = dq.get_deployment(s, dep_id)
+            if row is None:
+                continue
+            svc, name = row.service, row.env
+        outcome = None
+        if approvals.is_ready(project.store, dep_id):
+            e = project.environment(svc, name, agent, listener=listener(dep_id) if listener else None)
+            if actor_name is not None:
+                e.actor = actor_name
+            outcome = await deployer.resume_approved(e, dep_id)
+        results.append({"id": dep_id, "service": svc, "env": name,
+                        "state": str(outcome.state) if outcome else "awaiting_approval",
+                        "reason": outcome.reason if outcome else "kept: it runs once approved (and waited)"})
     return results
 
 

@@ -76,7 +76,7 @@ async def check_branch(e: Environment, revision: Revision) -> None:
 
 # ---- the request -------------------------------------------------------------------------------------
 
-def open_request(e: Environment, journal: Journal, dep_id: str, revision: Revision) -> None:
+def open_request(e: Environment, dep_id: str, revision: Revision) -> None:
     """Move the queued deployment to awaiting_approval, record its request, and cancel older requests of
     this (service, env): the newest request is the one people are asked about."""
     policy = e.settings.approvals
@@ -89,19 +89,26 @@ def open_request(e: Environment, journal: Journal, dep_id: str, revision: Revisi
         dq.update_deployment(ses, dep_id, state=DeployState.AWAITING_APPROVAL, reason="awaiting approval")
         req = aq.get_request(ses, dep_id)
         assert req is not None
-        expires = req.expires_at
+        who = ("anyone" if policy.approvers is None else ", ".join(policy.approvers))
+        wait = f", then {format_duration(policy.wait)} of waiting" if policy.wait else ""
+        message = (f"{s.service}/{s.env} {revision.short} needs {policy.required} approval"
+                   f"{'s' if policy.required > 1 else ''} ({who}){wait}; expires {req.expires_at:%Y-%m-%d %H:%M} UTC")
+        people = list(policy.approvers) if policy.approvers is not None else None
+        data: dict[str, object] = {"required": policy.required, "approvers": people, "wait": policy.wait,
+                                   "expires_at": req.expires_at.isoformat(), "requested_by": e.actor,
+                                   "self_approval": policy.self_approval, "revision": revision.sha,
+                                   "ref": revision.ref}
+        # In the state change's transaction: whoever sees the row awaiting approval sees why, and people
+        # are told (the outbox row) exactly when it starts to wait.
+        record_event(ses, e.notifications, "approval.requested", service=s.service, env=s.env, message=message,
+                     deployment_id=dep_id, data=data)
         for old in older:
             why = f"superseded by {dep_id} (a newer request for {s.service}/{s.env})"
             if close(ses, old, why) is not None:
                 record_event(ses, e.notifications, "approval.superseded", service=s.service, env=s.env,
                              message=why, deployment_id=old, data={"reason": why, "by": dep_id})
-    who = ("anyone" if policy.approvers is None else ", ".join(policy.approvers))
-    wait = f", then {format_duration(policy.wait)} of waiting" if policy.wait else ""
-    journal.event("approval.requested", f"{s.service}/{s.env} {revision.short} needs {policy.required} "
-                  f"approval{'s' if policy.required > 1 else ''} ({who}){wait}; expires {expires:%Y-%m-%d %H:%M} UTC",
-                  required=policy.required, approvers=list(policy.approvers) if policy.approvers is not None else None,
-                  wait=policy.wait, expires_at=expires.isoformat(), requested_by=e.actor,
-                  self_approval=policy.self_approval, revision=revision.sha, ref=revision.ref)
+    if e.listener is not None:
+        e.listener("approval.requested", {"message": message, "deployment_id": dep_id, **data})
 
 
 def close(ses: Session, dep_id: str, reason: str) -> Deployment | None:
@@ -328,6 +335,17 @@ def orphaned(store: Store, owner: str, *, service: str | None = None, env: str |
         if req.holder is None or owner_is_dead(req.holder) or silent:
             out.append(req.deployment_id)
     return out
+
+
+def is_ready(store: Store, dep_id: str) -> bool:
+    """Whether the gate of `dep_id` is open now (approved, waited): a recover runs only those, never
+    waiting on people itself."""
+    with store.session(readonly=True) as ses:
+        req = aq.get_request(ses, dep_id)
+        if req is None:
+            return False
+        decisions = aq.as_decisions(aq.list_decisions(ses, dep_id))
+    return verdict(aq.policy_of(req), req.requested_by, decisions, req.requested_at, utcnow())[0] is Verdict.READY
 
 
 def take_over(e: Environment, dep_id: str) -> bool:

@@ -111,7 +111,7 @@ async def deploy(e: Environment, ref: str | None = None, *, wait: bool = True, s
     journal.event("deploy.queued", f"{s.service}/{s.env} {revision.short} ({revision.ref})",
                   revision=revision.sha, ref=revision.ref, actor=e.actor)
     if gated:
-        approvals.open_request(e, journal, dep_id, revision)
+        approvals.open_request(e, dep_id, revision)
         return await _gated(e, journal, dep_id, revision, strat, wait)
     return await _take_turn(e, journal, dep_id, revision, strat, wait)
 
