@@ -92,7 +92,7 @@ def _env_of(request: Request, deployment_id: str) -> str:
 
 @router.post("/api/v1/deployments/{deployment_id}/approvals", response_model=Decided,
              summary="Approve or reject a deployment awaiting approval",
-             responses={s: {"model": Problem} for s in (401, 403, 404, 409)})
+             responses={s: {"model": Problem} for s in (400, 401, 403, 404, 409)})
 async def post_approval(request: Request, deployment_id: str, token: Approver,
                         body: DecisionIn | None = None) -> Decided:
     """As the token's name. 409 when it cannot count: not an approver, the requester (self_approval off),
