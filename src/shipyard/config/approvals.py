@@ -82,7 +82,8 @@ def approval_problems(data: dict[str, Any]) -> list[tuple[tuple[str | int, ...],
         required = int(gate.get("required", 1))
         if required > len(people):
             out.append((("environments", name, "approvals", "required"),
-                        f"{required} approvals required but only {len(people)} people can approve "
+                        f"{required} approvals required but only {len(people)} "
+                        f"{'person' if len(people) == 1 else 'people'} can approve "
                         f"({', '.join(people)}); an entry that is no group under `approvers:` is one person"))
     return out
 

@@ -304,7 +304,7 @@ async def await_turn(e: Environment, journal: Journal, dep_id: str, lost: asynci
         if holder != e.owner:
             raise TakenOver(f"{dep_id}: {holder} waits for its approval now; stopped here")
         policy = aq.policy_of(req)
-        v, _until = verdict(policy, req.requested_by, decisions, req.requested_at, utcnow())
+        v, until = verdict(policy, req.requested_by, decisions, req.requested_at, utcnow())
         if v is Verdict.READY:
             return None
         if v is Verdict.EXPIRED:
@@ -316,8 +316,11 @@ async def await_turn(e: Environment, journal: Journal, dep_id: str, lost: asynci
         now_seen = (v, len(decisions))
         if now_seen != seen and e.listener is not None:
             counted = approvals_that_count(policy, req.requested_by, decisions)
-            e.listener("approval.waiting", {"deployment_id": dep_id, "verdict": str(v), "approved": counted,
-                                            "required": policy.required})
+            said = (f"waiting until {until:%H:%M:%S} UTC, then deploying" if v is Verdict.WAITING and until
+                    else f"{len(counted)} of {policy.required} approved{': ' + ', '.join(counted) if counted else ''}"
+                         f"; `shipyard approve {dep_id}`")
+            e.listener("approval.waiting", {"message": said, "deployment_id": dep_id, "verdict": str(v),
+                                            "approved": counted, "required": policy.required})
         seen = now_seen
         await asyncio.sleep(POLL)
 
