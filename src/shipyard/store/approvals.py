@@ -97,4 +97,4 @@ def awaiting(session: Session, *, service: str | None = None,
         stmt = stmt.where(Deployment.service == service)
     if env is not None:
         stmt = stmt.where(Deployment.env == env)
-    return [(d, r) for d, r in session.execute(stmt).tuples()]
+    return [(d, r) for d, r in session.execute(stmt).all()]
