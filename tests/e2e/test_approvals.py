@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -35,6 +36,8 @@ def gated(e2e: E2E, gate: str = GATE, state: str | None = None, extra: str = "")
     def edit(text: str) -> str:
         text = text.replace('prod: {branch: main, promote_from: stg, tag: "deploy-{ts}"}',
                             f'prod: {{branch: main, promote_from: stg, tag: "deploy-{{ts}}", {gate}}}', 1)
+        # one api instance: the gate is under test here, not the rolling strategy (kept fast)
+        text = text.replace("target: {type: local, instances: 3}", "target: {type: local, instances: 1}", 1)
         if state is not None:
             text = re.sub(r"(?m)^state: .*$", f"state: {state}", text, count=1)
         return text + GROUPS + extra
@@ -250,6 +253,38 @@ def test_a_killed_daemon_keeps_the_approval_and_the_link_works_once(new_workspac
         gate = httpx.get(f"{url}/api/v1/deployments/{dep_id}/approvals",
                          headers={"Authorization": f"Bearer {tok['reader']}"}, timeout=10).json()
         assert [d["approver"] for d in gate["decisions"]] == ["alice", "carol"] and gate["gate"]["required"] == 2
+        # A server stopping while a deployment waits for people does not wait for them: it lets go at once
+        # and the next daemon takes the wait over.
+        again = post(url, "/api/v1/deployments", tok["ci"], {"service": "api", "env": "prod"}).json()["id"]
+        awaiting(e2e, after=dep_id)
+        assert post(url, f"/api/v1/deployments/{again}/approvals", tok["alice"], {}).status_code == 200
+        began = time.monotonic()
+        stop_serve(server)
+        assert time.monotonic() - began < 60
+        kept = row(e2e, again)
+        assert kept is not None and kept["state"] == "awaiting_approval" and kept["decisions"] == [
+            ("alice", "approve", "api")], kept
     finally:
         stop_serve(server)
+
+
+def test_a_killed_cli_keeps_the_approval_and_recover_runs_it(new_workspace, bg) -> None:  # type: ignore[no-untyped-def]
+    e2e: E2E = new_workspace()
+    gated(e2e, gate="approvals: {required: 2, approvers: [tech-lead, devops]}")
+    deploy = e2e.background("deploy", "api", "--env", "prod", "--json")
+    bg.append(deploy)
+    dep_id = awaiting(e2e)["id"]
+    assert_ok(e2e.cli("approve", dep_id, **as_("bob")))
+    deploy.proc.send_signal(signal.SIGKILL)
+    deploy.finish(timeout=30)
+    # Not approved yet: recover keeps it (never cancels a deployment awaiting approval, never waits on people).
+    kept = json.loads(assert_ok(e2e.cli("recover", "--json")).stdout)["recovered"]
+    assert [(r["id"], r["state"]) for r in kept] == [(dep_id, "awaiting_approval")], kept
+    assert row(e2e, dep_id)["state"] == "awaiting_approval"          # type: ignore[index]
+    assert_ok(e2e.cli("approve", dep_id, **as_("carol")))
+    ran = json.loads(assert_ok(e2e.cli("recover", "--json")).stdout)["recovered"]
+    assert [(r["id"], r["state"]) for r in ran] == [(dep_id, "succeeded")], ran
+    final = row(e2e, dep_id)
+    assert final is not None and final["decisions"] == [("bob", "approve", "cli"), ("carol", "approve", "cli")]
+    assert "approval.resumed" in final["events"] and final["events"][-1] == "deploy.succeeded"
 

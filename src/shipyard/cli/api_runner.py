@@ -24,6 +24,7 @@ from shipyard.engine.cancel import cancel_queued
 from shipyard.engine.deployer import Environment, Outcome
 from shipyard.errors import PushFailed, ShipyardError, UsageError
 from shipyard.store import deployments as dq
+from shipyard.store import leases as lq
 
 Action = Callable[[Environment], Awaitable[Outcome]]
 
@@ -40,6 +41,7 @@ class ProjectRunner:
         self.tasks: set[asyncio.Task[Any]] = set()
         self._agent_ready = False
         self._resuming: set[str] = set()
+        self._runs: dict[asyncio.Task[Any], str] = {}      # task -> its deployment's id, once recorded
 
     async def deploy(self, service: str, env: str, *, rev: str | None, strategy: str | None, actor: str) -> str:
         return await self._start(service, env, actor,
@@ -118,6 +120,7 @@ class ProjectRunner:
 
         task = asyncio.create_task(run())
         self.tasks.add(task)
+        self._runs[task] = deployment_id
         task.add_done_callback(self._done)
 
     async def _ensure_agent(self) -> None:
@@ -153,17 +156,32 @@ class ProjectRunner:
         waiting: set[asyncio.Future[Any]] = {queued, task}
         await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         if queued.done():
+            self._runs[task] = queued.result()
             return queued.result()
         task.result()          # refused before anything was recorded (frozen, a bad revision): its error
         raise ShipyardError(f"{service}/{env}: the run ended before its deployment was recorded")
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self.tasks.discard(task)
+        self._runs.pop(task, None)
         if not task.cancelled():
             task.exception()    # taken: a run's end (a wait cancelled, a refusal) is in its record and events
 
+    def _awaiting_approval(self, deployment_id: str) -> bool:
+        """Still waiting for people (not yet taking its lease to start)."""
+        with self.project.store.session(readonly=True) as s:
+            row = dq.get_deployment(s, deployment_id)
+            if row is None or row.state != "awaiting_approval":
+                return False
+            lease = lq.get_lease(s, row.service, row.env)
+            return lease is None or lease.deployment_id != deployment_id
+
     async def drain(self, timeout: float) -> None:
-        """Wait up to `timeout` seconds for runs in progress (the server is stopping)."""
+        """Wait up to `timeout` seconds for runs in progress (the server is stopping). Runs still awaiting
+        approval are let go at once: people may take hours, and the next daemon takes their wait over
+        (engine.approvals), approvals given so far kept."""
+        for task in [t for t, dep_id in self._runs.items() if self._awaiting_approval(dep_id)]:
+            task.cancel()
         if self.tasks:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*self.tasks, return_exceptions=True), timeout)
