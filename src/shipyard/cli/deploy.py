@@ -174,15 +174,20 @@ async def recover_runs(project: Project, agent: Any, *, service: str | None = No
         pending = [(d.id, d.service, d.env) for d in dq.find_unfinished(s, service=service, env=env)]
     results: list[dict[str, Any]] = []
     for dep_id, svc, name in pending:
-        e = project.environment(svc, name, agent, listener=listener(dep_id) if listener else None)
-        if actor_name is not None:
-            e.actor = actor_name
-        outcome = await deployer.recover_one(e, dep_id)
+        outcome = await deployer.recover_one(_env(project, agent, svc, name, dep_id, listener, actor_name), dep_id)
         results.append({"id": dep_id, "service": svc, "env": name,
                         "state": str(outcome.state) if outcome else "skipped",
                         "reason": outcome.reason if outcome else "its owner is alive"})
     return results + await _resume_approved(project, agent, service=service, env=env, listener=listener,
                                             actor_name=actor_name)
+
+
+def _env(project: Project, agent: Any, service: str, env: str, dep_id: str, listener: Callable[[str], Any] | None,
+         actor_name: str | None) -> deployer.Environment:
+    e = project.environment(service, env, agent, listener=listener(dep_id) if listener else None)
+    if actor_name is not None:
+        e.actor = actor_name
+    return e
 
 
 async def _resume_approved(project: Project, agent: Any, *, service: str | None, env: str | None,
@@ -201,10 +206,8 @@ async def _resume_approved(project: Project, agent: Any, *, service: str | None,
             svc, name = row.service, row.env
         outcome = None
         if approvals.is_ready(project.store, dep_id):
-            e = project.environment(svc, name, agent, listener=listener(dep_id) if listener else None)
-            if actor_name is not None:
-                e.actor = actor_name
-            outcome = await deployer.resume_approved(e, dep_id)
+            outcome = await deployer.resume_approved(_env(project, agent, svc, name, dep_id, listener, actor_name),
+                                                     dep_id)
         results.append({"id": dep_id, "service": svc, "env": name,
                         "state": str(outcome.state) if outcome else "awaiting_approval",
                         "reason": outcome.reason if outcome else "kept: it runs once approved (and waited)"})
