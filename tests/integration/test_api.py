@@ -156,7 +156,8 @@ ENDPOINTS = [("/api/v1/deployments", None, "read"), ("/api/v1/deployments/d01", 
              ("/api/v1/daemons", None, "read"), ("/api/v1/gitops/triggers", None, "read"),
              ("/api/v1/gitops/triggers?env=prod", "prod", "read"), ("/api/v1/status", None, "read"),
              ("/api/v1/status?env=prod", "prod", "read"), ("/api/v1/deployments/d01/approvals", "stg", "read"),
-             ("/api/v1/deployments/d02/approvals", "prod", "read")]
+             ("/api/v1/deployments/d02/approvals", "prod", "read"), ("/api/v1/approvals", None, "read"),
+             ("/api/v1/approvals?env=prod", "prod", "read")]
 
 
 @pytest.mark.parametrize(("path", "env", "scope"), ENDPOINTS)
@@ -406,6 +407,9 @@ def test_approvals_need_the_approve_scope_on_the_env(api: Api) -> None:
         assert post(api, "/api/v1/deployments/nope/approvals", api.tokens["approver"], None).status_code == 404
         ungated = post(api, "/api/v1/deployments/d02/approvals", api.tokens["approver"], None)
         assert ungated.status_code == 409 and "no approval gate" in ungated.json()["error"], ungated.text
+        assert [g["id"] for g in api.get("/api/v1/approvals", api.tokens["reader"]).json()] == ["gated"]
+        assert api.get("/api/v1/approvals", api.tokens["stg-reader"]).json() == []
+        assert api.get("/api/v1/approvals", api.tokens["reader"], env="stg").json() == []
         shown = api.get(path, api.tokens["reader"]).json()
         assert [(d["approver"], d["decision"], d["via"]) for d in shown["decisions"]] == [("admin", "approve", "api")]
         assert shown["gate"]["approved"] == ["admin"] and shown["gate"]["verdict"] == "pending", shown

@@ -2,7 +2,7 @@
 
 POST /api/v1/deployments/{id}/approvals (scope `approve` on the deployment's env) records the decision of
 the token's name: the token's name is the person (name tokens after their holders). GET lists the gate
-and every decision (scope `read`).
+and every decision (scope `read`); GET /api/v1/approvals lists what awaits approval (for the dashboard).
 
 GET /approve/{token} (no API token: the signed link is the credential, notify/approval_links.py) only
 shows a confirm page; its form POSTs back with the form token only that page carries, and only the POST
@@ -26,7 +26,9 @@ from shipyard.api.schemas import Problem
 from shipyard.engine import approvals as gate
 from shipyard.errors import ApprovalRefused, NotFoundError
 from shipyard.notify import approval_links as links
+from shipyard.store import approvals as aq
 from shipyard.store import deployments as dq
+from shipyard.store import tokens as tq
 from shipyard.store.models import ApiToken
 
 Approver = Annotated[ApiToken, Depends(require("approve"))]
@@ -111,6 +113,25 @@ async def post_approval(request: Request, deployment_id: str, token: Approver,
 async def get_approvals(request: Request, deployment_id: str, token: Reader) -> GateOut:
     check_env(token, _env_of(request, deployment_id))
     return GateOut(**await asyncio.to_thread(gate.status, store_of(request), deployment_id))
+
+
+@router.get("/api/v1/approvals", response_model=list[GateOut], summary="Deployments awaiting approval",
+            responses={s: {"model": Problem} for s in (401, 403)})
+async def list_awaiting(request: Request, token: Reader, env: str | None = None,
+                        service: str | None = None) -> list[GateOut]:
+    """Oldest first, each with its gate and decisions (an env-bound token sees its own envs only)."""
+    if env is not None:
+        check_env(token, env)
+    bound = tq.envs_of(token)
+    store = store_of(request)
+
+    def gather() -> list[dict[str, Any]]:
+        with store.session(readonly=True) as s:
+            ids = [d.id for d, _ in aq.awaiting(s, service=service, env=env)
+                   if bound is None or d.env in bound]
+        return [gate.status(store, dep_id) for dep_id in ids]
+
+    return [GateOut(**g) for g in await asyncio.to_thread(gather)]
 
 
 # ---- the signed links' confirm page -----------------------------------------------------------------
