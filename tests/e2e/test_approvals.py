@@ -124,12 +124,17 @@ def test_two_distinct_approvers_then_the_wait(new_workspace, bg, state: str | No
     assert final["decisions"] == [("alice", "approve", "cli"), ("carol", "approve", "cli")]
 
 
-def test_self_approval_a_newer_request_a_reject_and_the_branch(new_workspace, bg) -> None:  # type: ignore[no-untyped-def]
+def test_self_approval_a_newer_request_a_reject_and_the_branch(new_workspace, bg, receiver) -> None:  # type: ignore[no-untyped-def]
     e2e: E2E = new_workspace()
-    gated(e2e)
+    gated(e2e, extra=f"notifications:\n  channels:\n    hook: {{type: webhook, url: \"{receiver.url}/hook\"}}\n"
+                     "  routes:\n    - {events: [\"approval.requested\"], to: [hook]}\n")
     mine = e2e.background("deploy", "api", "--env", "prod", "--json", **as_("alice"))
     bg.append(mine)
     first = awaiting(e2e)["id"]
+    # No daemon here: the waiting CLI itself tells people, while it waits (not when it ends).
+    told = wait_until(lambda: [r.json() for r in receiver.requests], 30, "approval.requested delivered")
+    assert told[0]["deployment_id"] == first and told[0]["data"]["approvers"] == ["alice", "bob", "carol"]
+    assert mine.proc.poll() is None
     own = assert_one_error(e2e.cli("approve", first, **as_("alice")), 1)
     assert "alice requested this deploy and may not approve it" in own, own
     # A newer request for api/prod supersedes the waiting one: its CLI ends, cancelled, saying by which.

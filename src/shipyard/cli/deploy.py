@@ -11,7 +11,7 @@ import typer
 
 from shipyard.cli import render
 from shipyard.cli.aio import run
-from shipyard.cli.notify import drain_quietly
+from shipyard.cli.notify import delivering, drain_quietly
 from shipyard.cli.project import Project, actor
 from shipyard.cli.remote import Remote, remote
 from shipyard.config.base import check_env_var
@@ -88,8 +88,10 @@ def _run(project: Project, service: str, env: str, title: str, as_json: bool,
         _ = project.store           # opened (created and migrated, on a new host) while the agent comes up
     progress = render.DeployProgress(title, quiet=as_json)
 
+    gated = project.settings(service, env).approvals is not None
+
     async def go() -> Outcome:
-        async with project.agent() as agent:
+        async with project.agent() as agent, delivering(project, gated):
             outcome = await action(project.environment(service, env, agent, listener=progress))
         await drain_quietly(project)    # bounded; undelivered rows stay queued for `notify worker`
         return outcome
