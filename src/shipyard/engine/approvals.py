@@ -77,13 +77,12 @@ async def check_branch(e: Environment, revision: Revision) -> None:
 # ---- the request -------------------------------------------------------------------------------------
 
 def open_request(e: Environment, dep_id: str, revision: Revision) -> None:
-    """Move the queued deployment to awaiting_approval, record its request, and cancel older requests of
-    this (service, env): the newest request is the one people are asked about."""
+    """Move the queued deployment to awaiting_approval, record its request, and cancel the older requests
+    of this (service, env): the newest request is the one people are asked about."""
     policy = e.settings.approvals
     assert policy is not None
     s = e.settings
     with e.store.session() as ses:
-        older = [d.id for d, _ in aq.awaiting(ses, service=s.service, env=s.env)]
         aq.create_request(ses, dep_id, service=s.service, env=s.env, requested_by=e.actor, policy=policy,
                           holder=e.owner)
         dq.update_deployment(ses, dep_id, state=DeployState.AWAITING_APPROVAL, reason="awaiting approval")
@@ -102,11 +101,16 @@ def open_request(e: Environment, dep_id: str, revision: Revision) -> None:
         # are told (the outbox row) exactly when it starts to wait.
         record_event(ses, e.notifications, "approval.requested", service=s.service, env=s.env, message=message,
                      deployment_id=dep_id, data=data)
-        for old in older:
-            why = f"superseded by {dep_id} (a newer request for {s.service}/{s.env})"
+    # After the commit, in a transaction of its own: of two requests made at once (on PostgreSQL neither
+    # sees the other's uncommitted row), whichever looks last sees both, so exactly the newest survives.
+    with e.store.session() as ses:
+        rows = [d.id for d, _ in aq.awaiting(ses, service=s.service, env=s.env)]
+        newest = rows[-1] if rows else dep_id
+        for old in rows[:-1]:
+            why = f"superseded by {newest} (a newer request for {s.service}/{s.env})"
             if close(ses, old, why) is not None:
                 record_event(ses, e.notifications, "approval.superseded", service=s.service, env=s.env,
-                             message=why, deployment_id=old, data={"reason": why, "by": dep_id})
+                             message=why, deployment_id=old, data={"reason": why, "by": newest})
     if e.listener is not None:
         e.listener("approval.requested", {"message": message, "deployment_id": dep_id, **data})
 
