@@ -207,8 +207,12 @@ def test_a_killed_daemon_keeps_the_approval_and_the_link_works_once(new_workspac
         assert accepted.status_code == 202, accepted.text
         dep_id = accepted.json()["id"]
         awaiting(e2e)
-        given = post(url, f"/api/v1/deployments/{dep_id}/approvals", tok["alice"], {"comment": "ok by me"})
-        assert given.status_code == 200 and given.json()["approved"] == ["alice"], given.text
+        # `shipyard approve` through the server: the decision is the token's name, whoever runs the CLI.
+        given = assert_ok(e2e.cli("--server", url, "approve", dep_id, "-m", "ok by me", "--json",
+                                  SHIPYARD_TOKEN=tok["alice"], SHIPYARD_ACTOR="someone-else"))
+        assert json.loads(given.stdout)["approved"] == ["alice"], str(given)
+        refused = assert_one_error(e2e.cli("--server", url, "approve", dep_id, SHIPYARD_TOKEN=tok["reader"]), 1)
+        assert "lacks the 'approve' scope" in refused, refused
         # SIGKILL: no shutdown, no drain; the wait's holder is dead, the approval is in the store.
         server.proc.send_signal(signal.SIGKILL)
         server.finish(timeout=30)
