@@ -55,6 +55,7 @@ COMMANDS: dict[str, str] = {
     "hosts": "hosts:app",
     "tokens": "tokens:app",
     "grafana": "grafana:app",
+    "aws": "aws:app",
 }
 
 

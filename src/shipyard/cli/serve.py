@@ -101,9 +101,11 @@ def serve_cmd(
     gitops = _gitops(project, runner)
     if gitops is not None:
         works.append(Work("gitops", gitops.run))
-    if project.config.retention is not None:
-        from shipyard.daemon.retention import retention_work
+    from shipyard.daemon.retention import aggregates_work, retention_work
 
+    if project.config.serve.aggregates:
+        works.append(Work("aggregates", aggregates_work(project.store, say=render.info)))
+    if project.config.retention is not None:
         works.append(Work("retention", retention_work(project.store, project.config.retention, say=render.info)))
     if any(e.approvals is not None for e in project.config.environments.values()):
         from shipyard.daemon.approvals import approvals_work

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
-from shipyard.config.alerting import Alarm, Notifications, Secrets
+from shipyard.config.alerting import Alarm, MetricSource, Notifications, Secrets
 from shipyard.config.approvals import ApprovalLinks, Approvals, Person
 from shipyard.config.base import Name, StrictModel
 from shipyard.config.deploy import Deploy
@@ -110,6 +110,8 @@ class Serve(StrictModel):
     alarms: bool = Field(default=True, description="Watch every service's `deploy.alarms` where it serves, as "
                                                    "`shipyard watch` does: roll back within "
                                                    "`auto_rollback_window`, notify after.")
+    aggregates: bool = Field(default=True, description="Fold every closed day into daily aggregates, so "
+                                                       "stats and DORA over long periods read a few rows.")
     gitops_interval: Duration = Field(default=60.0, ge=1, le=86400,
                                       description="How often the GitOps watcher asks each auto_deploy branch "
                                                   "for its tip (git ls-remote).")
@@ -129,6 +131,8 @@ class Config(StrictModel):
     services: dict[Name, Service] = Field(default_factory=dict, description="Services by name.")
     defaults: ServiceDefaults | None = Field(default=None, description="Values every service inherits.")
     alarms: dict[Name, Alarm] = Field(default_factory=dict, description="Alarms by name.")
+    metrics: dict[Name, MetricSource] = Field(default_factory=dict, description="Metric sources by name "
+                                              "(Prometheus, CloudWatch), chosen per service by `deploy.metrics`.")
     notifications: Notifications = Field(default_factory=Notifications,
                                          description="Notification channels and routes.")
     secrets: Secrets = Field(default_factory=Secrets, description="Secrets provider.")

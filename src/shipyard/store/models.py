@@ -429,19 +429,39 @@ class DailyAggregate(Base):
 
 
 class HistoryHorizon(Base):
-    """One row (id 1): runs created before `pruned_before` (midnight UTC) are read from `daily_aggregates`.
+    """One row (id 1): where reports stop reading daily aggregates and start reading raw runs.
 
-    Moved forward only after those days are folded, and before their rows are deleted: a prune stopped at any
-    point leaves every day either read from complete aggregates or from complete raw rows."""
+    `pruned_before`: runs created before it are gone (retention); moved forward only after those days are
+    folded and before their rows are deleted, so a prune stopped at any point leaves every day either read
+    from complete aggregates or from complete raw rows. `folded_before`: every closed day before it has
+    complete aggregates (`shipyard.store.folding`), raw rows still there; a day changed since its fold is
+    marked in `fold_dirty` and read raw until it is folded again. None: not yet."""
 
     __tablename__ = "history_horizon"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    pruned_before: Mapped[datetime]
+    pruned_before: Mapped[datetime | None]
+    folded_before: Mapped[datetime | None]
     updated_at: Mapped[datetime]
 
     def __repr__(self) -> str:
-        return f"<HistoryHorizon {self.pruned_before}>"
+        return f"<HistoryHorizon pruned {self.pruned_before} folded {self.folded_before}>"
+
+
+class FoldDirty(Base):
+    """A folded day whose runs changed after its fold (a run of it finished late, was rolled back, or a
+    failure of it was restored): reports read it raw until the next fold replaces its aggregates. The id
+    orders marks, so a fold removes only the marks it has seen."""
+
+    __tablename__ = "fold_dirty"
+    __table_args__ = (Index("ix_fold_dirty_day", "day"), {"sqlite_autoincrement": True})
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    day: Mapped[datetime]
+    marked_at: Mapped[datetime]
+
+    def __repr__(self) -> str:
+        return f"<FoldDirty {self.day:%Y-%m-%d}>"
 
 
 class ApprovalRequest(Base):
