@@ -96,7 +96,8 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
                                         "  hold: {branch: hold, frozen: true}\n")
     tokens = {}
     for name, scopes, envs in (("reader", "read", []), ("stg-reader", "read", ["stg"]), ("deployer", "deploy", []),
-                               ("stg-deployer", "deploy", ["stg"]), ("admin", "admin", []), ("revoked", "read", [])):
+                               ("stg-deployer", "deploy", ["stg"]), ("admin", "admin", []), ("revoked", "read", []),
+                               ("approver", "approve", []), ("stg-approver", "approve", ["stg"])):
         made = cli(root, "tokens", "create", "--name", name, "--scopes", scopes,
                    *[a for e in envs for a in ("--env", e)], "--json")
         assert made.returncode == 0, str(made)
@@ -157,7 +158,9 @@ ENDPOINTS = [("/api/v1/deployments", None, "read"), ("/api/v1/deployments/d01", 
              ("/api/v1/reports?env=prod&format=md", "prod", "read"), ("/api/v1/stats?env=stg", "stg", "read"),
              ("/api/v1/daemons", None, "read"), ("/api/v1/gitops/triggers", None, "read"),
              ("/api/v1/gitops/triggers?env=prod", "prod", "read"), ("/api/v1/status", None, "read"),
-             ("/api/v1/status?env=prod", "prod", "read")]
+             ("/api/v1/status?env=prod", "prod", "read"), ("/api/v1/deployments/d01/approvals", "stg", "read"),
+             ("/api/v1/deployments/d02/approvals", "prod", "read"), ("/api/v1/approvals", None, "read"),
+             ("/api/v1/approvals?env=prod", "prod", "read")]
 
 
 @pytest.mark.parametrize(("path", "env", "scope"), ENDPOINTS)
@@ -188,7 +191,9 @@ def test_healthz_and_openapi(api: Api) -> None:
 
 # Answer without a token: the liveness probe, and the push webhook (authenticated by its signature instead;
 # with no auto_deploy env here GitOps is off, so it answers 404 whatever token is given).
-NO_TOKEN = {"/healthz": 200, "/api/v1/hooks/git": 404}
+# The signed approval links' pages answer without a token too (the link is the credential); without
+# `approval_links` configured they answer 404.
+NO_TOKEN = {"/healthz": 200, "/api/v1/hooks/git": 404, "/approve/{token}": 404}
 
 
 def test_every_endpoint_needs_a_token_but_the_documented_exceptions(api: Api) -> None:
@@ -424,6 +429,54 @@ def test_freeze_writes_need_admin_and_say_who(api: Api) -> None:
     assert post(api, "/api/v1/hotfix-syncs", deployer, {"only": "api"}).status_code == 422
 
 
+def test_approvals_need_the_approve_scope_on_the_env(api: Api) -> None:
+    from shipyard.domain.approvals import Policy
+    from shipyard.store import approvals as aq
+
+    with Store.open(f"sqlite:///{api.root / '.shipyard' / 'state.db'}") as store, store.session() as s:
+        create_deployment(s, service="api", env="prod", revision="e" * 40, strategy="rolling", actor="approver",
+                          state="awaiting_approval", deployment_id="gated")
+        aq.create_request(s, "gated", service="api", env="prod", requested_by="approver", holder="elsewhere:1:1",
+                          policy=Policy(required=2, approvers=None, wait=0, timeout=3600, self_approval=False))
+    path = "/api/v1/deployments/gated/approvals"
+    try:
+        for who, token, status in (("no token", None, 401), ("garbage", "shy_nope", 401),
+                                   ("reader lacks approve", api.tokens["reader"], 403),
+                                   ("deployer lacks approve", api.tokens["deployer"], 403),
+                                   ("stg-bound approver on prod", api.tokens["stg-approver"], 403),
+                                   ("the requester", api.tokens["approver"], 409),
+                                   ("admin", api.tokens["admin"], 200), ("admin twice", api.tokens["admin"], 409)):
+            res = post(api, path, token, {"comment": "fine"})
+            assert res.status_code == status, (who, res.text)
+            if status >= 400:
+                assert set(res.json()) == {"error"} and "\n" not in res.json()["error"], res.text
+        assert "counts once" in post(api, path, api.tokens["admin"], None).json()["error"]
+        assert "may not approve" in post(api, path, api.tokens["approver"], None).json()["error"]
+        assert post(api, path, api.tokens["admin"], {"decision": "maybe"}).status_code == 422
+        assert post(api, "/api/v1/deployments/nope/approvals", api.tokens["approver"], None).status_code == 404
+        ungated = post(api, "/api/v1/deployments/d02/approvals", api.tokens["approver"], None)
+        assert ungated.status_code == 409 and "no approval gate" in ungated.json()["error"], ungated.text
+        assert [g["id"] for g in api.get("/api/v1/approvals", api.tokens["reader"]).json()] == ["gated"]
+        assert api.get("/api/v1/approvals", api.tokens["stg-reader"]).json() == []
+        assert api.get("/api/v1/approvals", api.tokens["reader"], env="stg").json() == []
+        shown = api.get(path, api.tokens["reader"]).json()
+        assert [(d["approver"], d["decision"], d["via"]) for d in shown["decisions"]] == [("admin", "approve", "api")]
+        assert shown["gate"]["approved"] == ["admin"] and shown["gate"]["verdict"] == "pending", shown
+        assert api.get(path, api.tokens["stg-reader"]).status_code == 403
+        # The requester may withdraw: a reject by anyone allowed cancels, with who and why.
+        gone = post(api, path, api.tokens["approver"], {"decision": "reject", "comment": "wrong build"})
+        assert gone.json()["state"] == "cancelled" and gone.json()["reason"] == "rejected by approver: wrong build"
+        assert api.get("/api/v1/deployments/gated", api.tokens["reader"]).json()["state"] == "cancelled"
+        page = httpx.get(f"{api.url}/approve/anything", timeout=10)
+        assert page.status_code == 404 and "not configured" in page.text
+    finally:
+        with Store.open(f"sqlite:///{api.root / '.shipyard' / 'state.db'}") as store, store.session() as s:
+            s.delete(s.get(Deployment, "gated"))
+            for e in eq.list_events(s, deployment_id=None, limit=1000):
+                if e.kind.startswith("approval."):
+                    s.delete(e)
+
+
 def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(api: Api) -> None:
     """Property-based requests from the OpenAPI description (fixed seed: the same cases every run); the
     endless event streams are left out (their cases are in the stream test)."""
@@ -468,7 +521,8 @@ def test_promotions(api: Api) -> None:
 
 def test_tokens_are_listed_without_secrets_and_used_is_recorded(api: Api) -> None:
     listed = cli(api.root, "tokens", "list", "--json").json()["tokens"]
-    assert {t["name"] for t in listed} == {"reader", "stg-reader", "deployer", "stg-deployer", "admin"}
+    assert {t["name"] for t in listed} == {"reader", "stg-reader", "deployer", "stg-deployer", "admin", "approver",
+                                           "stg-approver"}
     assert all(t["last_used_at"] for t in listed if t["name"] in ("reader", "admin"))
     text = cli(api.root, "tokens", "list", "--revoked", "--json").stdout
     assert "revoked" in text and not any(secret.split("_")[-1] in text for secret in api.tokens.values())

@@ -26,6 +26,7 @@ from shipyard.engine.deployer import Environment, Outcome
 from shipyard.engine.freeze import FreezeOverride
 from shipyard.errors import EnvironmentFrozen, PushFailed, ShipyardError, UsageError
 from shipyard.store import deployments as dq
+from shipyard.store import leases as lq
 
 if TYPE_CHECKING:
     from shipyard.fleet.context import FleetContext, Prepared
@@ -48,6 +49,8 @@ class ProjectRunner:
         self.project = project
         self.tasks: set[asyncio.Task[Any]] = set()
         self._agent_ready = False
+        self._resuming: set[str] = set()
+        self._runs: dict[asyncio.Task[Any], str] = {}      # task -> its deployment's id, once recorded
 
     async def deploy(self, service: str, env: str, *, rev: str | None, strategy: str | None, actor: str,
                      sets: dict[str, str] | None = None, override: str | None = None,
@@ -151,6 +154,32 @@ class ProjectRunner:
         async with self.project.agent(start=False) as agent:
             return await recover_runs(self.project, agent, service=service, env=env, actor_name=actor)
 
+    async def resume(self, deployment_id: str) -> None:
+        """Take over a gated deployment whose waiting process died and run it when its gate opens (the
+        daemon's approvals work); the run is one of this server's tasks, awaited on shutdown."""
+        if deployment_id in self._resuming:
+            return
+        with self.project.store.session(readonly=True) as s:
+            row = dq.get_deployment(s, deployment_id)
+            if row is None:
+                return
+            service, env = row.service, row.env
+        await self._ensure_agent()
+        self._resuming.add(deployment_id)
+
+        async def run() -> Outcome | None:
+            try:
+                async with self.project.agent(start=False) as agent:
+                    return await deployer.resume_approved(self.project.environment(service, env, agent),
+                                                          deployment_id)
+            finally:
+                self._resuming.discard(deployment_id)
+
+        task = asyncio.create_task(run())
+        self.tasks.add(task)
+        self._runs[task] = deployment_id
+        task.add_done_callback(self._done)
+
     async def _ensure_agent(self) -> None:
         if not self._agent_ready:
             await asyncio.to_thread(self.project.ensure_agent)
@@ -207,17 +236,32 @@ class ProjectRunner:
         if no_wait and task.done() and not admitted.done():
             task.result()      # busy (or refused otherwise) before it held the lease: its error
         if queued.done():
+            self._runs[task] = queued.result()
             return queued.result()
         task.result()          # refused before anything was recorded (frozen, a bad revision): its error
         raise ShipyardError(f"{service}/{env}: the run ended before its deployment was recorded")
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self.tasks.discard(task)
+        self._runs.pop(task, None)
         if not task.cancelled():
             task.exception()    # taken: a run's end (a wait cancelled, a refusal) is in its record and events
 
+    def _awaiting_approval(self, deployment_id: str) -> bool:
+        """Still waiting for people (not yet taking its lease to start)."""
+        with self.project.store.session(readonly=True) as s:
+            row = dq.get_deployment(s, deployment_id)
+            if row is None or row.state != "awaiting_approval":
+                return False
+            lease = lq.get_lease(s, row.service, row.env)
+            return lease is None or lease.deployment_id != deployment_id
+
     async def drain(self, timeout: float) -> None:
-        """Wait up to `timeout` seconds for runs in progress (the server is stopping)."""
+        """Wait up to `timeout` seconds for runs in progress (the server is stopping). Runs still awaiting
+        approval are let go at once: people may take hours, and the next daemon takes their wait over
+        (engine.approvals), approvals given so far kept."""
+        for task in [t for t, dep_id in self._runs.items() if self._awaiting_approval(dep_id)]:
+            task.cancel()
         if self.tasks:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*self.tasks, return_exceptions=True), timeout)

@@ -56,6 +56,24 @@ _DEPLOY = (
     EventKind("recover.cancelled", "`shipyard recover` closed a deploy whose owner died while it waited in "
               "the queue.", "warning", data=("previous_owner", "actor")),
 )
+_APPROVAL = (
+    EventKind("approval.requested", "A deploy into a gated env waits for approval (holding no lease); messages "
+              "carry signed approve/reject links with `approval_links`.", "warning",
+              data=("required", "approvers", "wait", "expires_at", "requested_by", "self_approval", "revision",
+                    "ref")),
+    EventKind("approval.approved", "Someone approved a deployment awaiting approval (their count so far).",
+              data=("actor", "decision", "comment", "via", "count", "required")),
+    EventKind("approval.granted", "The last approval needed came: the wait timer runs, then the deploy.",
+              data=("approvers", "wait", "ready_at")),
+    EventKind("approval.rejected", "Someone rejected a deployment awaiting approval: it is cancelled.", "warning",
+              data=("reason", "actor", "decision", "comment", "via")),
+    EventKind("approval.expired", "Not approved within the gate's timeout: the deployment is cancelled.", "warning",
+              data=("reason",)),
+    EventKind("approval.superseded", "A newer request for the same service and env cancelled this one.",
+              "warning", data=("reason", "by")),
+    EventKind("approval.resumed", "The wait of a deployment whose waiting process died was taken over (the "
+              "daemon's approvals work, `shipyard recover`).", "warning", data=("previous_owner", "actor")),
+)
 _ROLLBACK = (
     EventKind("rollback.requested", "`shipyard rollback`: traffic flips back to the warm previous set.",
               "critical", data=("revision", "rollback_of")),
@@ -115,7 +133,8 @@ _AUDIT = tuple(EventKind(f"secrets.{what}", summary, notified=False, data=_AUDIT
     ("revealed", "`shipyard env show --reveal` printed values."),
 ))
 
-KINDS: dict[str, EventKind] = {k.name: k for k in (*_DEPLOY, *_ROLLBACK, *_STEPS, *_ANALYSIS, *_FLEET, *_AUDIT)}
+KINDS: dict[str, EventKind] = {k.name: k for k in (*_DEPLOY, *_APPROVAL, *_ROLLBACK, *_STEPS, *_ANALYSIS, *_FLEET,
+                                                   *_AUDIT)}
 
 
 def kind(name: str) -> EventKind | None:

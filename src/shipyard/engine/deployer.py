@@ -16,6 +16,7 @@ from typing import Any
 from shipyard.domain.deployment import DeployState, StepState
 from shipyard.domain.plan import Drain, Plan, RetireOld, Route, Step, step_from_dict
 from shipyard.domain.types import Instance, Revision
+from shipyard.engine import approvals
 from shipyard.engine.admission import admit_freeze, as_shipyard_error, record_override, refuse, resolve_env
 from shipyard.engine.environment import RUNNING_STATES, Environment, EnvSource, Outcome
 from shipyard.engine.freeze import FreezeOverride
@@ -96,6 +97,10 @@ async def deploy(e: Environment, ref: str | None = None, *, wait: bool = True, s
         revision: Revision = await resolve_revision(s.source, ref or s.branch)
         strat = strategy_named(strategy, s) if strategy else s.strategy
         overridden = admit_freeze(e, override, kind)
+        # Rollbacks are not gated: they go back to what was approved and served before.
+        gated = s.approvals is not None and kind == "deploy"
+        if gated:
+            await approvals.check_branch(e, revision)
     with e.store.session() as ses:
         row = dq.create_deployment(ses, service=s.service, env=s.env, revision=revision.sha,
                                    ref=revision.ref, strategy=strat.name, actor=e.actor, kind=kind,
@@ -105,6 +110,42 @@ async def deploy(e: Environment, ref: str | None = None, *, wait: bool = True, s
     record_override(journal, overridden, override, e.actor)
     journal.event("deploy.queued", f"{s.service}/{s.env} {revision.short} ({revision.ref})",
                   revision=revision.sha, ref=revision.ref, actor=e.actor)
+    if gated:
+        approvals.open_request(e, dep_id, revision)
+        return await _gated(e, journal, dep_id, revision, strat, wait)
+    return await _take_turn(e, journal, dep_id, revision, strat, wait)
+
+
+async def _gated(e: Environment, journal: Journal, dep_id: str, revision: Revision, strat: Strategy,
+                 wait: bool) -> Outcome:
+    """Wait for the approval gate holding no lease (engine.approvals), then take the turn as any run."""
+    async with approvals.holding(e.store, dep_id, e.owner) as taken:
+        ended = await approvals.await_turn(e, journal, dep_id, taken)
+        if ended is not None:
+            return ended
+        return await _take_turn(e, journal, dep_id, revision, strat, wait)
+
+
+async def resume_approved(e: Environment, dep_id: str) -> Outcome | None:
+    """Take over the wait of a gated deployment whose holder died and run it once its gate opens (the
+    daemon's approvals work, `shipyard recover`); None when it is not ours to take (its holder lives)."""
+    if not approvals.take_over(e, dep_id):
+        return None
+    s = e.settings
+    with e.store.session(readonly=True) as ses:
+        row = dq.get_deployment(ses, dep_id)
+        assert row is not None
+        revision, name = Revision(sha=row.revision, ref=row.ref, subject=""), row.strategy
+    async with _admission(e, dep_id, kind="deploy", deployment=dep_id):
+        await resolve_env(e)
+        strat = s.strategy if s.strategy.name == name else strategy_named(name, s)
+    return await _gated(e, _journal(e, dep_id), dep_id, revision, strat, True)
+
+
+async def _take_turn(e: Environment, journal: Journal, dep_id: str, revision: Revision, strat: Strategy,
+                     wait: bool) -> Outcome:
+    """Queue for the (service, env) lease, then run."""
+    s = e.settings
     lost = asyncio.Event()
 
     def waiting(pos: int, holder: str) -> None:
@@ -381,4 +422,4 @@ def _fail_quiet(journal: Journal, reason: str) -> DeployState:
 
 
 __all__ = ["EnvSource", "Environment", "FreezeOverride", "Outcome", "deploy", "recover_one", "recover_stale",
-           "resolve_env", "rollback", "serving", "weights"]
+           "resolve_env", "resume_approved", "rollback", "serving", "weights"]

@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shipyard.config.approvals import policy_for
 from shipyard.config.service import STATIC_RUN
+from shipyard.domain.approvals import Policy
 from shipyard.domain.launch import fill_argv, split_run
 from shipyard.errors import UnknownEnvironmentError, UnknownServiceError, UsageError
 from shipyard.releases.git import GitSource
@@ -61,6 +63,7 @@ class ServiceSettings:
     router: Any = None               # the config's router model (config.deploy.Router); None = built-in
     target: Any = None               # the config's target model (config.deploy.Target); None = local
     build_host: BuildHost | None = None   # where `build` runs; None = here, on the controller
+    approvals: Policy | None = None  # environments.<env>.approvals, groups expanded; None = no gate
 
     def launch_argv(self, release_dir: Path) -> list[str]:
         """`run` split like a shell would (no shell runs it), with `{env}` and `{publish_dir}` (absolute, in
@@ -130,7 +133,8 @@ def service_settings(cfg: Any, project_root: Path, service: str, env: str) -> Se
         alarms=_alarms(cfg, dep, metrics), metrics=metrics,
         analysis=getattr(dep, "analysis", None), frozen=bool(getattr(envcfg, "frozen", False)),
         publish_dir=getattr(svc, "publish_dir", None), router_options=_router_options(dep.router),
-        router=dep.router, target=dep.target, build_host=_build_host(cfg, svc))
+        router=dep.router, target=dep.target, build_host=_build_host(cfg, svc),
+        approvals=policy_for(getattr(envcfg, "approvals", None), dict(getattr(cfg, "approvers", None) or {})))
 
 
 def _alarms(cfg: Any, dep: Any, source: Any) -> dict[str, Any]:

@@ -462,3 +462,49 @@ class FoldDirty(Base):
 
     def __repr__(self) -> str:
         return f"<FoldDirty {self.day:%Y-%m-%d}>"
+
+
+class ApprovalRequest(Base):
+    """The approval gate of one deployment: the policy as it was when asked (so a later config edit or
+    another daemon judges it alike), when it opened, and which process waits to run it (`holder`, which
+    heart-beats; a dead or silent holder's run is taken over, so a crash loses no approval)."""
+
+    __tablename__ = "approval_requests"
+    __table_args__ = (Index("ix_approval_requests_service_env", "service", "env"),)
+
+    deployment_id: Mapped[str] = mapped_column(
+        String(128), ForeignKey("deployments.id", ondelete="CASCADE"), primary_key=True)
+    service: Mapped[str] = mapped_column(String(128))
+    env: Mapped[str] = mapped_column(String(128))
+    requested_by: Mapped[str] = mapped_column(String(255))
+    policy: Mapped[dict[str, Any]]                                      # domain.approvals.Policy.to_dict()
+    requested_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    granted_at: Mapped[datetime | None]                                 # the required-th approval: the wait starts
+    holder: Mapped[str | None] = mapped_column(String(255))
+    holder_beat_at: Mapped[datetime | None]
+
+    def __repr__(self) -> str:
+        return f"<ApprovalRequest {self.deployment_id} by {self.requested_by} holder={self.holder}>"
+
+
+class ApprovalDecision(Base):
+    """One person's approve or reject of a deployment: who, what, when, why, and through what (cli, api,
+    link). A signed link's nonce is kept here: unique, so a link is used once."""
+
+    __tablename__ = "approvals"
+    __table_args__ = (Index("ix_approvals_deployment_id", "deployment_id"), UniqueConstraint("nonce"),
+                      {"sqlite_autoincrement": True})
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    deployment_id: Mapped[str] = mapped_column(
+        String(128), ForeignKey("deployments.id", ondelete="CASCADE"))
+    approver: Mapped[str] = mapped_column(String(255))
+    decision: Mapped[str] = mapped_column(String(16))                   # approve | reject
+    comment: Mapped[str] = mapped_column(Text)
+    via: Mapped[str] = mapped_column(String(16))                        # cli | api | link
+    nonce: Mapped[str | None] = mapped_column(String(64))
+    at: Mapped[datetime]
+
+    def __repr__(self) -> str:
+        return f"<ApprovalDecision {self.deployment_id} {self.approver} {self.decision}>"
