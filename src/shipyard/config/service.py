@@ -120,9 +120,11 @@ class Service(StrictModel):
 
     @model_validator(mode="after")
     def _kind_fits(self) -> Service:
+        releases = getattr(type(self.deploy.target), "ACTIVATES_RELEASES", False)
         if self.kind == "process":
-            if not self.run:
-                raise FieldProblem("required for kind: process (the command that starts an instance)", "run")
+            if not self.run and not releases:
+                raise FieldProblem("required for kind: process (the command that starts an instance; not "
+                                   "for a static or command target)", "run")
             if self.publish_dir is not None:
                 raise FieldProblem("publish_dir only applies to kind: static", "publish_dir")
         elif not self.publish_dir:

@@ -21,7 +21,8 @@ GROUPS: dict[Group, str] = {"targets": "shipyard.targets", "routers": "shipyard.
 """Registry group -> the entry point group a distribution declares its kinds in."""
 
 BUILTIN: dict[Group, dict[str, str]] = {
-    "targets": {"local": "shipyard.targets.kinds:LOCAL", "ssh": "shipyard.targets.kinds:SSH"},
+    "targets": {"local": "shipyard.targets.kinds:LOCAL", "ssh": "shipyard.targets.kinds:SSH",
+                "static": "shipyard.targets.kinds:STATIC", "command": "shipyard.targets.kinds:COMMAND"},
     "routers": {"builtin": "shipyard.routers.kinds:BUILTIN", "haproxy": "shipyard.routers.kinds:HAPROXY",
                 "nginx": "shipyard.routers.kinds:NGINX"},
 }

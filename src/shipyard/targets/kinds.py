@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 from shipyard.config.deploy import LocalTarget as LocalConfig
 from shipyard.config.deploy import SshTarget as SshConfig
+from shipyard.config.release_targets import CommandTarget as CommandConfig
+from shipyard.config.release_targets import StaticTarget as StaticConfig
 from shipyard.plugins import BuildContext, Kind
 
 if TYPE_CHECKING:
-    from shipyard.targets.base import Target
+    from shipyard.targets.base import ReleaseTarget, Target
 
 
 def _local(config: LocalConfig, ctx: BuildContext) -> Target:
@@ -41,3 +43,23 @@ def _ssh(config: SshConfig, ctx: BuildContext) -> Target:
 
 
 SSH: Kind[Target] = Kind("ssh", SshConfig, _ssh, "processes on hosts reached over SSH, through each host's agent")
+
+
+def _static(config: StaticConfig, ctx: BuildContext) -> ReleaseTarget:
+    from shipyard.targets.static import StaticTarget
+
+    return StaticTarget(config, ctx.service, ctx.env, ctx.settings.publish_dir)
+
+
+STATIC: Kind[ReleaseTarget] = Kind("static", StaticConfig, _static,
+                                   "a built site on S3 behind CloudFront, one key prefix per release")
+
+
+def _command(config: CommandConfig, ctx: BuildContext) -> ReleaseTarget:
+    from shipyard.targets.command import CommandTarget
+
+    return CommandTarget(config, ctx.service, ctx.env, ctx.root)
+
+
+COMMAND: Kind[ReleaseTarget] = Kind("command", CommandConfig, _command,
+                                    "deploy/rollback/status commands (CDK, Terraform, Serverless...)")
