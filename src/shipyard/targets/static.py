@@ -1,7 +1,9 @@
 """A static site on S3 behind CloudFront: every release under its own key prefix, made live by pointing the
 distribution's origin path at it, so a rollback is one more switch and never an upload.
 
-Activation: upload what the prefix does not hold yet (targets.site decides; bounded parallel PutObjects),
+Activation: upload what the prefix does not hold yet (targets.site decides; bounded parallel PutObjects;
+an object the live release holds unchanged is copied inside S3 instead, so a new revision uploads only the
+files that changed),
 switch OriginPath (GetDistributionConfig, then UpdateDistribution with its ETag as IfMatch, so a change
 someone made meanwhile is refused instead of overwritten), invalidate `/*` and wait for it (a deadline).
 All of it is all-at-once: a weighted canary on CloudFront (continuous deployment policies) is out of scope.
@@ -14,7 +16,7 @@ import asyncio
 import base64
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import httpx
@@ -85,15 +87,23 @@ class StaticTarget:
             raise TargetError(f"{root} is empty: refusing to publish an empty site")
         prefix = self.cfg.prefix_of(spec.revision)
         existing = await self._listing(prefix)
-        changed, stale = to_upload(files, existing), extra(files, existing)
-        spec.progress(f"uploading {len(changed)} of {len(files)} objects to s3://{self.cfg.bucket}/{prefix}",
-                      {"upload": len(changed), "total": len(files), "prefix": prefix})
-        await self._upload(prefix, changed, spec)
+        missing, stale = to_upload(files, existing), extra(files, existing)
+        # What the live release already holds unchanged is copied inside S3, not uploaded again.
+        config, _ = await self._config()
+        live = str(self._origin(config).get("OriginPath") or "").strip("/")
+        live_objects = await self._listing(live + "/") if missing and live and live + "/" != prefix else {}
+        changed = to_upload(missing, live_objects)
+        copies = [f for f in missing if f not in changed]
+        spec.progress(f"uploading {len(changed)} of {len(files)} objects to s3://{self.cfg.bucket}/{prefix}"
+                      + (f", copying {len(copies)} unchanged from /{live}" if copies else ""),
+                      {"upload": len(changed), "copy": len(copies), "total": len(files), "prefix": prefix})
+        await self._parallel(prefix, changed, spec, "uploaded", self._put)
+        await self._parallel(prefix, copies, spec, "copied", lambda f, key: self._copy(f, key, live + "/" + f.key))
         if stale:
             await self._delete([prefix + k for k in stale])
         record = await self._switch(prefix, spec)
-        return {"revision": spec.revision, "prefix": prefix, "uploaded": len(changed),
-                "unchanged": len(files) - len(changed), "deleted": len(stale), **record}
+        return {"revision": spec.revision, "prefix": prefix, "uploaded": len(changed), "copied": len(copies),
+                "unchanged": len(files) - len(missing), "deleted": len(stale), **record}
 
     async def rollback(self, to: dict[str, Any], spec: ReleaseSpec) -> dict[str, Any]:
         prefix = str(to.get("prefix") or self.cfg.prefix_of(str(to["revision"])))
@@ -150,7 +160,19 @@ class StaticTarget:
             return found
         return await self._aws("s3", "ListObjectsV2", f"{self.cfg.bucket}/{prefix}", run)
 
-    async def _upload(self, prefix: str, files: list[SiteFile], spec: ReleaseSpec) -> None:
+    async def _put(self, f: SiteFile, key: str) -> None:
+        await self._aws("s3", "PutObject", f"{self.cfg.bucket}/{key}", lambda: self.s3.put_object(
+            Bucket=self.cfg.bucket, Key=key, Body=f.path.read_bytes(), ContentType=f.content_type,
+            CacheControl=f.cache_control, ContentMD5=_b64(f.md5)))
+
+    async def _copy(self, f: SiteFile, key: str, source: str) -> None:
+        await self._aws("s3", "CopyObject", f"{self.cfg.bucket}/{key}", lambda: self.s3.copy_object(
+            Bucket=self.cfg.bucket, Key=key, CopySource={"Bucket": self.cfg.bucket, "Key": source},
+            MetadataDirective="REPLACE", ContentType=f.content_type, CacheControl=f.cache_control))
+
+    async def _parallel(self, prefix: str, files: list[SiteFile], spec: ReleaseSpec, verb: str,
+                        put: Callable[[SiteFile, str], Awaitable[None]]) -> None:
+        """`put` every file, at most `parallel` at once, with a progress event every tenth of them."""
         gate = asyncio.Semaphore(self.cfg.parallel)
         done = 0
         step = max(1, int(len(files) * PROGRESS_EVERY))
@@ -158,13 +180,10 @@ class StaticTarget:
         async def one(f: SiteFile) -> None:
             nonlocal done
             async with gate:
-                key = prefix + f.key
-                await self._aws("s3", "PutObject", f"{self.cfg.bucket}/{key}", lambda: self.s3.put_object(
-                    Bucket=self.cfg.bucket, Key=key, Body=f.path.read_bytes(), ContentType=f.content_type,
-                    CacheControl=f.cache_control, ContentMD5=_b64(f.md5)))
+                await put(f, prefix + f.key)
             done += 1
             if done % step == 0 or done == len(files):
-                spec.progress(f"uploaded {done}/{len(files)}", {"uploaded": done, "total": len(files)})
+                spec.progress(f"{verb} {done}/{len(files)}", {verb: done, "total": len(files)})
         tasks = [asyncio.create_task(one(f)) for f in files]
         try:
             await asyncio.gather(*tasks)

@@ -1,0 +1,148 @@
+"""The static target through the real CLI against moto in server mode: a built site uploaded under its
+release prefix, byte for byte with the right headers, the distribution switched and invalidated, only
+changed objects uploaded again, rollback as an OriginPath flip with no upload, pruning, and the refusals
+(empty names = config error before anything, a bucket AWS does not have = one line). What is and is not
+checked against moto is said once, in tests/integration/static_site.py."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shipyard.agent.daemon import stop_agent
+
+from static_site import BUCKET, SITE, Site, make_site
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture
+def site(tmp_path: Path, moto_endpoint: str) -> Iterator[Site]:
+    made = make_site(tmp_path / "p", moto_endpoint)
+    try:
+        yield made
+    finally:
+        stop_agent(made.root / ".shipyard" / "agent", stop_instances=True)
+
+
+def ok(res: object) -> None:
+    assert getattr(res, "returncode", None) == 0, str(res)
+    assert "Traceback" not in str(res), str(res)
+
+
+def one_error(res: object, code: int) -> str:
+    assert getattr(res, "returncode", None) == code, str(res)
+    text = str(res)
+    assert "Traceback" not in text, text
+    lines = getattr(res, "error_lines")  # noqa: B009 (CliResult)
+    assert len(lines) == 1, text
+    return str(lines[0])
+
+
+def test_deploy_redeploy_change_rollback_prune(site: Site) -> None:
+    v1 = site.commit(SITE, "v1")
+    ok(site.cli("deploy", "web", "--env", "prod"))
+    prefix1 = f"releases/{v1}/"
+    got = site.objects(prefix1)
+    assert {k: v["body"] for k, v in got.items()} == SITE          # byte for byte, nothing else
+    assert got["index.html"]["type"] == "text/html; charset=utf-8"
+    assert got["index.html"]["cache"] == "no-cache"
+    assert got["about/index.html"]["cache"] == "no-cache"
+    assert got["assets/app.1a2b3c4d.js"]["type"] == "text/javascript; charset=utf-8"
+    assert got["assets/app.1a2b3c4d.js"]["cache"] == "public, max-age=31536000, immutable"
+    assert got["assets/app.1a2b3c4d.js.map"]["type"] == "application/json"
+    assert got["assets/style.9f8e7d6c.css"]["type"] == "text/css; charset=utf-8"
+    assert got["logo.svg"]["type"] == "image/svg+xml" and got["logo.svg"]["cache"] == "public, max-age=300"
+    assert got["fonts/inter.woff2"]["type"] == "font/woff2"
+    assert site.origin_path() == f"/releases/{v1}"
+    assert site.invalidations() == 1
+    assert site.last_record()["uploaded"] == len(SITE)
+
+    # The same revision again: every object is already there.
+    ok(site.cli("deploy", "web", "--env", "prod"))
+    assert site.last_record()["uploaded"] == 0 and site.last_record()["unchanged"] == len(SITE)
+
+    # A changed build: only the two files that changed go up; the others are copied inside S3 from v1's.
+    v2_files = {**SITE, "index.html": SITE["index.html"].replace(b"GLI", b"GLI v2"),
+                "assets/app.5e6f7a8b.js": b"console.log('v2')"}
+    v2 = site.commit(v2_files, "v2")
+    ok(site.cli("deploy", "web", "--env", "prod"))
+    record = site.last_record()
+    assert (record["uploaded"], record["copied"], record["unchanged"]) == (2, len(SITE) - 1, 0)
+    assert {k: v["body"] for k, v in site.objects(f"releases/{v2}/").items()} == v2_files
+    assert site.origin_path() == f"/releases/{v2}"
+    assert site.invalidations() == 3
+
+    # Rollback: OriginPath back to v1's prefix, nothing uploaded, v1's objects untouched.
+    ok(site.cli("rollback", "web", "--env", "prod"))
+    assert site.origin_path() == f"/releases/{v1}"
+    record = site.last_record()
+    assert record["uploaded"] == 0 and record["prefix"] == prefix1 and record["was"] == f"/releases/{v2}"
+    assert {k: v["body"] for k, v in site.objects(prefix1).items()} == SITE
+    assert site.invalidations() == 4
+
+    # Two more releases with keep: 2: the oldest prefixes go, never the live or the previous one.
+    v3 = site.commit({**SITE, "robots.txt": b"v3"}, "v3")
+    ok(site.cli("deploy", "web", "--env", "prod"))
+    v4 = site.commit({**SITE, "robots.txt": b"v4"}, "v4")
+    ok(site.cli("deploy", "web", "--env", "prod"))
+    assert site.prefixes() == {f"releases/{v3}/", f"releases/{v4}/"}
+    assert site.origin_path() == f"/releases/{v4}"
+
+
+def test_a_changed_build_of_one_prefix_uploads_only_what_changed(site: Site) -> None:
+    """Same revision, a build that writes one file differently (the build's inputs changed): only that
+    object goes up, and a file the build no longer writes is deleted from the prefix."""
+    (site.repo / "build.py").write_text(
+        "import os, pathlib\nv = os.environ.get('SITE_VERSION', '1')\n"
+        "for n in range(6):\n"
+        "    p = pathlib.Path('dist/assets'); p.mkdir(parents=True, exist_ok=True)\n"
+        "    (p / f'chunk{n}.0000000{n}.js').write_text(f'chunk {n}')\n"
+        "pathlib.Path('dist/index.html').write_text(f'<p>version {v}</p>')\n"
+        "if v == '1':\n    pathlib.Path('dist/old.txt').write_text('gone in v2')\n")
+    site.commit({}, "builder")
+    site.config(service="build: python3 build.py")
+    ok(site.cli("deploy", "web", "--env", "prod", "--set", "SITE_VERSION=1"))
+    assert site.last_record()["uploaded"] == 8
+    ok(site.cli("deploy", "web", "--env", "prod", "--set", "SITE_VERSION=2"))
+    record = site.last_record()
+    assert (record["uploaded"], record["unchanged"], record["deleted"]) == (1, 6, 1)
+    sha = record["revision"]
+    got = site.objects(f"releases/{sha}/")
+    assert got["index.html"]["body"] == b"<p>version 2</p>" and "old.txt" not in got
+
+
+def test_empty_bucket_or_distribution_is_a_config_error_before_anything(site: Site) -> None:
+    site.commit(SITE, "v1")
+    site.config(bucket="")
+    line = one_error(site.cli("deploy", "web", "--env", "prod"), 2)
+    assert "bucket" in line and "empty" in line
+    site.config(distribution="  ")
+    line = one_error(site.cli("deploy", "web", "--env", "prod"), 2)
+    assert "distribution_id" in line
+    assert site.objects() == {} and site.origin_path() == ""
+
+
+def test_aws_refusing_is_one_line_and_nothing_moves(site: Site) -> None:
+    site.commit(SITE, "v1")
+    site.config(bucket="gli-no-such-bucket", distribution="E0000NOSUCH")
+    line = one_error(site.cli("deploy", "web", "--env", "prod"), 1)
+    # Every gap at once: the bucket and the distribution.
+    assert "gli-no-such-bucket does not exist" in line and "E0000NOSUCH does not exist" in line, line
+    assert site.objects() == {} and site.origin_path() == ""
+
+
+def test_failing_health_rolls_back_to_the_previous_prefix(site: Site) -> None:
+    v1 = site.commit(SITE, "v1")
+    ok(site.cli("deploy", "web", "--env", "prod"))
+    site.commit({**SITE, "robots.txt": b"v2"}, "v2")
+    # The site URL answers nothing: the live release is unhealthy, the origin goes back to v1.
+    site.config(extra=', url: "http://127.0.0.1:9/"')
+    res = site.cli("deploy", "web", "--env", "prod")
+    assert res.returncode == 1, str(res)
+    assert "Traceback" not in str(res)
+    assert site.origin_path() == f"/releases/{v1}"
+    assert f"releases/{v1}/" in site.prefixes()
+    assert BUCKET
