@@ -12,16 +12,19 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import boto3
 
+from shipyard.agent.client import AgentClient
+from shipyard.cli.project import Project
+from shipyard.engine.environment import Environment
 from shipyard.testing.cli import CliResult, run_cli
 
 REGION = "us-east-1"
-BUCKET = "gli-web"
 
 SITE = {
     "index.html": b"<!doctype html><title>GLI</title><script src=/assets/app.1a2b3c4d.js></script>",
@@ -63,14 +66,16 @@ def make_distribution(cf: Any, bucket: str) -> str:
 class Site:
     root: Path
     repo: Path
+    bucket: str
     endpoint: str
     distribution: str
     s3: Any
     cf: Any
 
-    def config(self, *, bucket: str = BUCKET, distribution: str | None = None, extra: str = "",
+    def config(self, *, bucket: str | None = None, distribution: str | None = None, extra: str = "",
                service: str = "") -> None:
         dist = self.distribution if distribution is None else distribution
+        bucket = self.bucket if bucket is None else bucket
         (self.root / "shipyard.yaml").write_text(f"""\
 project: gli
 repos:
@@ -102,6 +107,12 @@ services:
         git(self.repo, "commit", "-qm", message)
         return git(self.repo, "rev-parse", "HEAD")
 
+    def environment(self) -> Environment:
+        """The engine's view, as the CLI builds it (config, store, target); no agent: a static target has
+        no instances (the client exists because the router object wants one, and is never used)."""
+        project = Project.load(self.root / "shipyard.yaml")
+        return project.environment("web", "prod", AgentClient(project.agent_dir))
+
     def cli(self, *args: str) -> CliResult:
         return run_cli(self.root, *args, env=aws_env(), timeout=120)
 
@@ -116,19 +127,19 @@ services:
     def objects(self, prefix: str = "") -> dict[str, dict[str, Any]]:
         """Every object under `prefix` fetched back: key (relative) -> body and headers."""
         out = {}
-        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
             for obj in page.get("Contents", []):
-                got = self.s3.get_object(Bucket=BUCKET, Key=obj["Key"])
+                got = self.s3.get_object(Bucket=self.bucket, Key=obj["Key"])
                 out[obj["Key"][len(prefix):]] = {"body": got["Body"].read(), "type": got["ContentType"],
                                                  "cache": got.get("CacheControl")}
         return out
 
     def prefixes(self) -> set[str]:
-        got = self.s3.list_objects_v2(Bucket=BUCKET, Prefix="releases/", Delimiter="/")
+        got = self.s3.list_objects_v2(Bucket=self.bucket, Prefix="releases/", Delimiter="/")
         return {p["Prefix"] for p in got.get("CommonPrefixes", [])}
 
     def last_record(self) -> dict[str, Any]:
-        """The newest deployment's activation record, as `shipyard history --json` has the id of it."""
+        """The newest deployment's activation record (deployments.context), as the engine stored it."""
         import sqlite3
 
         db = sqlite3.connect(self.root / ".shipyard" / "state.db")
@@ -143,10 +154,11 @@ def make_site(root: Path, endpoint: str) -> Site:
     keys = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
     s3 = boto3.client("s3", region_name=REGION, endpoint_url=endpoint, **keys)
     cf = boto3.client("cloudfront", region_name=REGION, endpoint_url=endpoint, **keys)
-    s3.create_bucket(Bucket=BUCKET)
+    bucket = f"gli-web-{uuid.uuid4().hex[:12]}"     # moto's state is shared by the module's tests
+    s3.create_bucket(Bucket=bucket)
     repo = root / "web"
     repo.mkdir(parents=True)
     git(repo, "init", "-q", "-b", "main")
-    site = Site(root, repo, endpoint, make_distribution(cf, BUCKET), s3, cf)
+    site = Site(root, repo, bucket, endpoint, make_distribution(cf, bucket), s3, cf)
     site.config()
     return site

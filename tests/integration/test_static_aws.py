@@ -10,16 +10,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from static_site import SITE, Site, aws_env, make_site
 
 from shipyard.agent.daemon import stop_agent
-
-from static_site import BUCKET, SITE, Site, make_site
+from shipyard.domain.deployment import DeployState
+from shipyard.engine import deployer
 
 pytestmark = pytest.mark.timeout(240)
 
 
 @pytest.fixture
-def site(tmp_path: Path, moto_endpoint: str) -> Iterator[Site]:
+def site(tmp_path: Path, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
+    for key, value in aws_env().items():
+        if key.startswith("AWS_"):
+            monkeypatch.setenv(key, value)
+    for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(key, raising=False)
     made = make_site(tmp_path / "p", moto_endpoint)
     try:
         yield made
@@ -41,9 +47,9 @@ def one_error(res: object, code: int) -> str:
     return str(lines[0])
 
 
-def test_deploy_redeploy_change_rollback_prune(site: Site) -> None:
+async def test_deploy_redeploy_change_rollback_prune(site: Site) -> None:
     v1 = site.commit(SITE, "v1")
-    ok(site.cli("deploy", "web", "--env", "prod"))
+    ok(site.cli("deploy", "web", "--env", "prod"))                 # the first one through the real CLI
     prefix1 = f"releases/{v1}/"
     got = site.objects(prefix1)
     assert {k: v["body"] for k, v in got.items()} == SITE          # byte for byte, nothing else
@@ -61,38 +67,40 @@ def test_deploy_redeploy_change_rollback_prune(site: Site) -> None:
     assert site.last_record()["uploaded"] == len(SITE)
 
     # The same revision again: every object is already there.
-    ok(site.cli("deploy", "web", "--env", "prod"))
+    assert (await deployer.deploy(site.environment())).state is DeployState.SUCCEEDED
     assert site.last_record()["uploaded"] == 0 and site.last_record()["unchanged"] == len(SITE)
 
     # A changed build: only the two files that changed go up; the others are copied inside S3 from v1's.
     v2_files = {**SITE, "index.html": SITE["index.html"].replace(b"GLI", b"GLI v2"),
                 "assets/app.5e6f7a8b.js": b"console.log('v2')"}
     v2 = site.commit(v2_files, "v2")
-    ok(site.cli("deploy", "web", "--env", "prod"))
+    assert (await deployer.deploy(site.environment())).state is DeployState.SUCCEEDED
     record = site.last_record()
     assert (record["uploaded"], record["copied"], record["unchanged"]) == (2, len(SITE) - 1, 0)
-    assert {k: v["body"] for k, v in site.objects(f"releases/{v2}/").items()} == v2_files
+    v2_got = site.objects(f"releases/{v2}/")
+    assert {k: v["body"] for k, v in v2_got.items()} == v2_files
+    assert v2_got["robots.txt"]["cache"] == "public, max-age=300"     # a copy keeps its headers
+    assert v2_got["assets/app.5e6f7a8b.js"]["cache"] == "public, max-age=31536000, immutable"
     assert site.origin_path() == f"/releases/{v2}"
     assert site.invalidations() == 3
 
     # Rollback: OriginPath back to v1's prefix, nothing uploaded, v1's objects untouched.
-    ok(site.cli("rollback", "web", "--env", "prod"))
+    out = await deployer.rollback(site.environment())
+    assert out.state is DeployState.SUCCEEDED and out.revision == v1, out
     assert site.origin_path() == f"/releases/{v1}"
     record = site.last_record()
     assert record["uploaded"] == 0 and record["prefix"] == prefix1 and record["was"] == f"/releases/{v2}"
     assert {k: v["body"] for k, v in site.objects(prefix1).items()} == SITE
     assert site.invalidations() == 4
 
-    # Two more releases with keep: 2: the oldest prefixes go, never the live or the previous one.
+    # One more release with keep: 2: v2's prefix goes; v3 (live) and v1 (previous) stay.
     v3 = site.commit({**SITE, "robots.txt": b"v3"}, "v3")
-    ok(site.cli("deploy", "web", "--env", "prod"))
-    v4 = site.commit({**SITE, "robots.txt": b"v4"}, "v4")
-    ok(site.cli("deploy", "web", "--env", "prod"))
-    assert site.prefixes() == {f"releases/{v3}/", f"releases/{v4}/"}
-    assert site.origin_path() == f"/releases/{v4}"
+    assert (await deployer.deploy(site.environment())).state is DeployState.SUCCEEDED
+    assert site.prefixes() == {f"releases/{v1}/", f"releases/{v3}/"}
+    assert site.origin_path() == f"/releases/{v3}"
 
 
-def test_a_changed_build_of_one_prefix_uploads_only_what_changed(site: Site) -> None:
+async def test_a_changed_build_of_one_prefix_uploads_only_what_changed(site: Site) -> None:
     """Same revision, a build that writes one file differently (the build's inputs changed): only that
     object goes up, and a file the build no longer writes is deleted from the prefix."""
     (site.repo / "build.py").write_text(
@@ -103,10 +111,11 @@ def test_a_changed_build_of_one_prefix_uploads_only_what_changed(site: Site) -> 
         "pathlib.Path('dist/index.html').write_text(f'<p>version {v}</p>')\n"
         "if v == '1':\n    pathlib.Path('dist/old.txt').write_text('gone in v2')\n")
     site.commit({}, "builder")
-    site.config(service="build: python3 build.py")
-    ok(site.cli("deploy", "web", "--env", "prod", "--set", "SITE_VERSION=1"))
+    site.config(service="build: python3 build.py\n    env: {SITE_VERSION: '1'}")
+    assert (await deployer.deploy(site.environment())).state is DeployState.SUCCEEDED
     assert site.last_record()["uploaded"] == 8
-    ok(site.cli("deploy", "web", "--env", "prod", "--set", "SITE_VERSION=2"))
+    site.config(service="build: python3 build.py\n    env: {SITE_VERSION: '2'}")
+    assert (await deployer.deploy(site.environment())).state is DeployState.SUCCEEDED
     record = site.last_record()
     assert (record["uploaded"], record["unchanged"], record["deleted"]) == (1, 6, 1)
     sha = record["revision"]
@@ -134,15 +143,13 @@ def test_aws_refusing_is_one_line_and_nothing_moves(site: Site) -> None:
     assert site.objects() == {} and site.origin_path() == ""
 
 
-def test_failing_health_rolls_back_to_the_previous_prefix(site: Site) -> None:
+async def test_failing_health_rolls_back_to_the_previous_prefix(site: Site) -> None:
     v1 = site.commit(SITE, "v1")
-    ok(site.cli("deploy", "web", "--env", "prod"))
+    assert (await deployer.deploy(site.environment())).state is DeployState.SUCCEEDED
     site.commit({**SITE, "robots.txt": b"v2"}, "v2")
     # The site URL answers nothing: the live release is unhealthy, the origin goes back to v1.
     site.config(extra=', url: "http://127.0.0.1:9/"')
-    res = site.cli("deploy", "web", "--env", "prod")
-    assert res.returncode == 1, str(res)
-    assert "Traceback" not in str(res)
+    out = await deployer.deploy(site.environment())
+    assert out.state is DeployState.ROLLED_BACK and "GET http://127.0.0.1:9/" in (out.reason or ""), out
     assert site.origin_path() == f"/releases/{v1}"
     assert f"releases/{v1}/" in site.prefixes()
-    assert BUCKET

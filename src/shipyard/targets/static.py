@@ -127,7 +127,6 @@ class StaticTarget:
         return None
 
     async def prune(self, keep: int, in_use: set[str]) -> dict[str, Any]:
-        keep = max(keep, self.cfg.keep)
         base = self.cfg.prefix.split("{sha}")[0]
         listing = await self._listing(base, detail=True)
         newest: dict[str, float] = {}
@@ -138,8 +137,10 @@ class StaticTarget:
         live = str(self._origin(config).get("OriginPath") or "").lstrip("/")
         protected = {self.cfg.prefix_of(sha).removeprefix(base).rstrip("/") for sha in in_use}
         protected.add(live.removeprefix(base).rstrip("/"))
+        # `keep` counts every release left, the live and previous ones first; the rest by age.
         ordered = sorted(newest, key=lambda r: newest[r], reverse=True)
-        doomed = [r for r in ordered[keep:] if r not in protected]
+        others = [r for r in ordered if r not in protected]
+        doomed = others[max(0, keep - len(set(ordered) & protected)):]
         if doomed:
             await self._delete([base + k for k in listing if k.split("/", 1)[0] in doomed])
         return {"pruned": doomed, "kept": [r for r in ordered if r not in doomed]}
