@@ -44,6 +44,12 @@ class Kind(Generic[T]):
     build: Callable[[Any, Any], T]  # (config model, shipyard.plugins.BuildContext) -> Target | Router
     summary: str = ""               # one line for docs and `config schema` readers
 
+    @property
+    def activates_releases(self) -> bool:
+        """A release target (targets.base.ReleaseTarget: no instances): its config model says so with a
+        class attribute `ACTIVATES_RELEASES = True`."""
+        return bool(getattr(self.config, "ACTIVATES_RELEASES", False))
+
 
 @dataclass(frozen=True)
 class Registered:

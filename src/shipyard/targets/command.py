@@ -9,6 +9,7 @@ that may be secret travel in the environment only; the output is streamed into t
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
@@ -51,6 +52,9 @@ class CommandTarget:
             program = shlex.split(text)[0]
             if "/" not in program and shutil.which(program) is None:
                 problems.append(f"{name}: {program} is not on PATH")
+            elif program.startswith("/") and not os.access(program, os.X_OK):
+                problems.append(f"{name}: {program} is not an executable file")
+            # A relative path (./deploy.sh) is the release's: it exists only once the release is built.
         return problems
 
     async def activate(self, spec: ReleaseSpec) -> dict[str, Any]:
