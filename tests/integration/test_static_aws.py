@@ -13,8 +13,11 @@ import pytest
 from static_site import SITE, Site, aws_env, make_site
 
 from shipyard.agent.daemon import stop_agent
+from shipyard.cli.project import Project
 from shipyard.domain.deployment import DeployState
 from shipyard.engine import deployer
+from shipyard.store import deployments as dq
+from shipyard.testing.cli import run_cli
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -153,3 +156,21 @@ async def test_failing_health_rolls_back_to_the_previous_prefix(site: Site) -> N
     assert out.state is DeployState.ROLLED_BACK and "GET http://127.0.0.1:9/" in (out.reason or ""), out
     assert site.origin_path() == f"/releases/{v1}"
     assert f"releases/{v1}/" in site.prefixes()
+
+
+async def test_a_deploy_killed_after_its_switch_is_rolled_back_by_recover(site: Site) -> None:
+    v1 = site.commit(SITE, "v1")
+    assert (await deployer.deploy(site.environment())).state is DeployState.SUCCEEDED
+    v2 = site.commit({**SITE, "robots.txt": b"v2"}, "v2")
+    # Killed (SIGKILL) right after step 2, the activation: v2 is live and nobody is left to finish.
+    env = {**aws_env(), "SHIPYARD_FAILPOINT": "after-step:1"}
+    killed = run_cli(site.root, "deploy", "web", "--env", "prod", env=env, timeout=120)
+    assert killed.returncode == -9, str(killed)
+    assert site.origin_path() == f"/releases/{v2}"
+    ok(site.cli("recover"))
+    assert site.origin_path() == f"/releases/{v1}"
+    assert site.invalidations() == 3
+    project = Project.load(site.root / "shipyard.yaml")
+    with project.store.session(readonly=True) as ses:
+        last = dq.list_deployments(ses, service="web", env="prod", limit=1)[0]
+    assert last.revision == v2 and last.state == DeployState.ROLLED_BACK.value
