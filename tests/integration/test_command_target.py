@@ -42,6 +42,11 @@ if (ctl / f"hang-{what}-{sha}").exists():
     time.sleep(600)
 if what == "status" and (ctl / "unhealthy").exists():
     sys.exit(1)
+if what == "status" and (ctl / f"sick-after-{sha}").exists():
+    seen = ctl / f"status-count-{sha}"
+    count = int(seen.read_text()) + 1 if seen.exists() else 1
+    seen.write_text(str(count))
+    sys.exit(1 if count > int((ctl / f"sick-after-{sha}").read_text()) else 0)
 """
 
 
@@ -51,7 +56,7 @@ def git(cwd: Path, *args: str) -> str:
 
 
 class World:
-    def __init__(self, root: Path, rollback: bool = True) -> None:
+    def __init__(self, root: Path, rollback: bool = True, deploy_extra: str = "") -> None:
         self.root, self.control = root, root / "control"
         self.repo = root / "infra"
         self.control.mkdir(parents=True)
@@ -74,6 +79,7 @@ services:
     health: {{interval: 0.1s, timeout: 5s, healthy_threshold: 1, unhealthy_threshold: 1, start_period: 0s,
              deadline: 20s}}
     deploy:
+      {deploy_extra}
       target: {{type: command, deploy: "{py} tool.py deploy {{sha}} '{{service}} in {{env}}'", {back}
                status: "{py} tool.py status {{sha}}", timeout: 3s}}
 """)
@@ -216,3 +222,19 @@ async def test_a_program_that_is_not_there_is_refused_before_anything(tmp_path: 
         await deploy(world)
     assert "no-such-cdk-xyz is not on PATH" in str(err.value) and "no-such-probe-xyz is not on PATH" in str(err.value)
     assert world.calls() == []
+
+
+async def test_status_failing_during_the_bake_rolls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("API_TOKEN", SECRET)
+    world = World(tmp_path, deploy_extra="bake: 0s")
+    world.commit("1")
+    assert (await deploy(world)).state is DeployState.SUCCEEDED
+    config = tmp_path / "shipyard.yaml"
+    config.write_text(config.read_text().replace("bake: 0s", "bake: 60s"))   # ends early: it fails
+    v2 = world.commit("2")
+    (world.control / f"sick-after-{v2}").write_text("2")      # healthy for the wait, then sick in the bake
+    out = await deploy(world)
+    assert out.state is DeployState.ROLLED_BACK, out
+    assert [c["argv"][0] for c in world.calls()][-1] == "rollback"
+    kinds = [(k, m) for k, m, _ in world.events(out.deployment_id) if k == "health.changed"]
+    assert kinds[0][1] == "the live release is healthy" and "unhealthy" in kinds[-1][1], kinds

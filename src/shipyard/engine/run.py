@@ -204,6 +204,11 @@ class Run:
             return step.seconds + self.s.step_timeout
         if isinstance(step, WaitHealthy):
             return max(self.s.step_timeout, self.s.health_wait + 5)
+        if isinstance(step, Activate):
+            # The target bounds its own long parts (a deploy command, the invalidation): never cut them short.
+            target = self.s.target
+            return self.s.step_timeout + float(getattr(target, "timeout", 0)) + \
+                float(getattr(target, "invalidation_timeout", 0))
         return self.s.step_timeout
 
     async def _do(self, step: Step) -> dict[str, Any]:
