@@ -132,13 +132,19 @@ async def test_deploy_runs_the_command_with_filled_placeholders(world: World) ->
     assert any(kind == "release.progress" and "deploy " + v1[:8] in msg for kind, msg, _ in events)
 
 
-async def test_a_failing_deploy_rolls_back_with_the_previous_placeholders(world: World) -> None:
+async def second_deploy_fails(world: World, marker: str) -> tuple[str, str, deployer.Outcome]:
+    """v1 deployed, then v2 whose tool finds `marker` (formatted with v2's sha): rolled back."""
     v1 = world.commit("1")
     assert (await deploy(world)).state is DeployState.SUCCEEDED
     v2 = world.commit("2")
-    (world.control / f"fail-deploy-{v2}").touch()
+    (world.control / marker.format(sha=v2)).touch()
     out = await deploy(world)
     assert out.state is DeployState.ROLLED_BACK, out
+    return v1, v2, out
+
+
+async def test_a_failing_deploy_rolls_back_with_the_previous_placeholders(world: World) -> None:
+    v1, v2, out = await second_deploy_fails(world, "fail-deploy-{sha}")
     assert "deploy command exited 3" in (out.reason or "") and "boom" in (out.reason or "")
     assert [c["argv"] for c in world.calls()][-2:] == [["deploy", v2, "infra in prod"],
                                                        ["rollback", v1, v1[:8]]]
@@ -147,12 +153,7 @@ async def test_a_failing_deploy_rolls_back_with_the_previous_placeholders(world:
 
 
 async def test_a_deploy_past_its_timeout_is_killed_with_its_children(world: World) -> None:
-    world.commit("1")
-    assert (await deploy(world)).state is DeployState.SUCCEEDED
-    v2 = world.commit("2")
-    (world.control / f"hang-deploy-{v2}").touch()
-    out = await deploy(world)
-    assert out.state is DeployState.ROLLED_BACK, out
+    _, _, out = await second_deploy_fails(world, "hang-deploy-{sha}")
     assert "timed out after 3s" in (out.reason or "")
     child = int((world.control / "child.pid").read_text())
 
@@ -185,12 +186,7 @@ async def test_manual_rollback_runs_the_rollback_command(world: World) -> None:
 
 
 async def test_a_failing_status_rolls_back(world: World) -> None:
-    v1 = world.commit("1")
-    assert (await deploy(world)).state is DeployState.SUCCEEDED
-    v2 = world.commit("2")
-    (world.control / "unhealthy").touch()
-    out = await deploy(world)
-    assert out.state is DeployState.ROLLED_BACK, out
+    v1, v2, out = await second_deploy_fails(world, "unhealthy")
     assert "unhealthy" in (out.reason or "")
     assert [c["argv"][:2] for c in world.calls()][-3:] == [["deploy", v2], ["status", v2], ["rollback", v1]]
 
@@ -199,12 +195,7 @@ async def test_without_a_rollback_command_the_previous_release_is_deployed_again
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("API_TOKEN", SECRET)
     world = World(tmp_path, rollback=False)
-    v1 = world.commit("1")
-    assert (await deploy(world)).state is DeployState.SUCCEEDED
-    v2 = world.commit("2")
-    (world.control / f"fail-deploy-{v2}").touch()
-    out = await deploy(world)
-    assert out.state is DeployState.ROLLED_BACK, out
+    v1, _, _ = await second_deploy_fails(world, "fail-deploy-{sha}")
     assert world.calls()[-1]["argv"] == ["deploy", v1, "infra in prod"] and world.calls()[-1]["version"] == "1"
 
 

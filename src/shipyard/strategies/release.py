@@ -10,31 +10,18 @@ without building it (unless the target needs its directory) and, like a traffic 
 
 from __future__ import annotations
 
-from shipyard.domain.plan import Activate, Analyze, Migrate, Plan, Prepare, RunHook, Step, WaitHealthy
-from shipyard.strategies.base import PlanInput
+from shipyard.domain.plan import Activate, Analyze, Plan, Prepare, RunHook, Step, WaitHealthy
+from shipyard.strategies.base import PlanInput, release_steps
 
 NAME = "all_at_once"
 
 
 def release_plan(inp: PlanInput) -> Plan:
-    steps: list[Step] = []
+    def hooks(*names: str) -> list[Step]:
+        return [RunHook(n) for n in names if n in inp.hooks]
 
-    def hook(name: str) -> None:
-        if name in inp.hooks:
-            steps.append(RunHook(name))
-
-    hook("before_install")
-    steps.append(Prepare())
-    hook("after_install")
-    if inp.migrate:
-        steps.append(Migrate())
-    hook("before_traffic")
-    hook("application_stop")
-    steps.append(Activate())
-    hook("application_start")
-    steps.append(WaitHealthy())
-    hook("validate_service")
-    hook("after_traffic")
+    steps = [*release_steps(inp), *hooks("before_traffic", "application_stop"), Activate(),
+             *hooks("application_start"), WaitHealthy(), *hooks("validate_service", "after_traffic")]
     if inp.bake > 0:
         steps.append(Analyze(inp.bake))
     return Plan(NAME, tuple(steps))

@@ -226,9 +226,10 @@ class StaticTarget:
         dist = self.cfg.distribution_id
         config, etag = await self._config()
         origin_path = "/" + prefix.rstrip("/")
+        ours = self._origin(config).get("Id")
         before = None
         for origin in config["Origins"]["Items"]:
-            if origin is not None and origin.get("Id") == self._origin(config).get("Id"):
+            if origin.get("Id") == ours:
                 before = origin.get("OriginPath", "")
                 origin["OriginPath"] = origin_path
         if before != origin_path:
