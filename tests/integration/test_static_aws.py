@@ -68,6 +68,9 @@ async def test_deploy_redeploy_change_rollback_prune(site: Site) -> None:
     assert site.origin_path() == f"/releases/{v1}"
     assert site.invalidations() == 1
     assert site.last_record()["uploaded"] == len(SITE)
+    status = site.cli("status", "--json")
+    ok(status)
+    assert [(r["service"], r["revision"], r["instances"]) for r in status.json()["status"]] == [("web", v1, [])]
 
     # The same revision again: every object is already there.
     assert (await deployer.deploy(site.environment())).state is DeployState.SUCCEEDED
