@@ -20,6 +20,7 @@ from shipyard.cli.project import Project
 from shipyard.domain.deployment import DeployState
 from shipyard.engine import deployer
 from shipyard.store import events as eq
+from shipyard.store import outbox as oq
 from shipyard.testing.wait import wait_until
 
 pytestmark = pytest.mark.timeout(120)
@@ -72,6 +73,9 @@ repos:
 environments:
   prod: {{branch: main}}
 secrets: {{provider: env}}
+notifications:
+  channels: {{ops: {{type: webhook, url: "http://127.0.0.1:9/hook"}}}}
+  routes: [{{events: ["deploy.*", "rollback.*"], to: [ops]}}]
 services:
   infra:
     repo: infra
@@ -145,6 +149,12 @@ async def second_deploy_fails(world: World, marker: str) -> tuple[str, str, depl
 
 async def test_a_failing_deploy_rolls_back_with_the_previous_placeholders(world: World) -> None:
     v1, v2, out = await second_deploy_fails(world, "fail-deploy-{sha}")
+    # Notified like any service: the failed deploy and its rollback are in the outbox for the channel.
+    project = Project.load(world.root / "shipyard.yaml")
+    with project.store.session(readonly=True) as ses:
+        ids = {e.id: e.kind for e in eq.list_events(ses, deployment_id=out.deployment_id, limit=None)}
+        queued = {ids[r.event_id] for r in oq.all_rows(ses) if r.event_id in ids and r.channel == "ops"}
+    assert {"deploy.started", "deploy.failed", "rollback.started", "rollback.completed"} <= queued, queued
     assert "deploy command exited 3" in (out.reason or "") and "boom" in (out.reason or "")
     assert [c["argv"] for c in world.calls()][-2:] == [["deploy", v2, "infra in prod"],
                                                        ["rollback", v1, v1[:8]]]
