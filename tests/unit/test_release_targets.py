@@ -96,7 +96,8 @@ def test_static_prefix_gets_its_slash() -> None:
 
 
 @pytest.mark.parametrize(("command", "message"), [
-    ("cdk deploy {stack}", "unknown placeholder {stack}"), ("cdk 'unbalanced", "cannot split"), ("  ", "empty")])
+    ("cdk deploy {stack}", "unknown placeholder {stack}"), ("cdk 'unbalanced", "cannot split"), ("  ", "empty"),
+    ("tf apply -var token=${secret:TF_TOKEN}", "a secret never goes into a command's arguments")])
 def test_command_config_refuses(command: str, message: str) -> None:
     with pytest.raises(ValidationError) as err:
         CommandTarget.model_validate({"type": "command", "deploy": command})

@@ -101,6 +101,9 @@ class StaticTarget(StrictModel):
 def _command(value: str | None, what: str) -> str | None:
     if value is None:
         return None
+    if "${secret:" in value:
+        raise ValueError(f"{what}: a secret never goes into a command's arguments; put it in the service's env "
+                         "(env: {NAME: \"${secret:NAME}\"}) and let the command read $NAME")
     try:
         argv = shlex.split(value)
     except ValueError as exc:
