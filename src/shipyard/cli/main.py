@@ -54,6 +54,7 @@ COMMANDS: dict[str, str] = {
     "hosts": "hosts:app",
     "tokens": "tokens:app",
     "grafana": "grafana:app",
+    "aws": "aws:app",
 }
 
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
-from shipyard.config.alerting import Alarm, Notifications, Secrets
+from shipyard.config.alerting import Alarm, MetricSource, Notifications, Secrets
 from shipyard.config.base import Name, StrictModel
 from shipyard.config.deploy import Deploy
 from shipyard.config.durations import Duration
@@ -136,6 +136,8 @@ class Config(StrictModel):
     services: dict[Name, Service] = Field(default_factory=dict, description="Services by name.")
     defaults: ServiceDefaults | None = Field(default=None, description="Values every service inherits.")
     alarms: dict[Name, Alarm] = Field(default_factory=dict, description="Alarms by name.")
+    metrics: dict[Name, MetricSource] = Field(default_factory=dict, description="Metric sources by name "
+                                              "(Prometheus, CloudWatch), chosen per service by `deploy.metrics`.")
     notifications: Notifications = Field(default_factory=Notifications,
                                          description="Notification channels and routes.")
     secrets: Secrets = Field(default_factory=Secrets, description="Secrets provider.")

@@ -43,6 +43,8 @@ class Kind(Generic[T]):
     config: type[BaseModel]
     build: Callable[[Any, Any], T]  # (config model, shipyard.plugins.BuildContext) -> Target | Router
     summary: str = ""               # one line for docs and `config schema` readers
+    iam: Callable[[Any, Any], list[Any]] | None = None   # (config, aws.policy.Scope) -> the IAM statements
+                                                          # it needs (`shipyard aws policy`); None: no AWS
 
     @property
     def activates_releases(self) -> bool:
