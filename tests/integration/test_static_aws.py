@@ -177,3 +177,24 @@ async def test_a_deploy_killed_after_its_switch_is_rolled_back_by_recover(site: 
     with project.store.session(readonly=True) as ses:
         last = dq.list_deployments(ses, service="web", env="prod", limit=1)[0]
     assert last.revision == v2 and last.state == DeployState.ROLLED_BACK.value
+
+
+def test_the_iam_policy_names_the_bucket_prefixes_and_distribution(site: Site) -> None:
+    import json
+
+    import boto3
+
+    from shipyard.aws.policy import Scope, policy
+    from shipyard.config import load_config
+    from shipyard.engine.settings import service_settings
+
+    cfg = load_config(site.root / "shipyard.yaml")
+    doc = policy(cfg, [service_settings(cfg, site.root, "web", "prod")], Scope("123456789012"))
+    by_sid = {s["Sid"]: s for s in doc["Statement"]}
+    assert by_sid["StaticSiteBucketList"]["Resource"] == f"arn:aws:s3:::{site.bucket}"
+    assert by_sid["StaticSiteReleases"]["Resource"] == f"arn:aws:s3:::{site.bucket}/releases/*"
+    assert by_sid["StaticSiteDistribution"]["Resource"] == \
+        f"arn:aws:cloudfront::123456789012:distribution/{site.distribution}"
+    iam = boto3.client("iam", region_name="us-east-1", endpoint_url=site.endpoint)
+    made = iam.create_policy(PolicyName=f"shipyard-{site.bucket}", PolicyDocument=json.dumps(doc))
+    assert made["Policy"]["Arn"].endswith(f"shipyard-{site.bucket}")

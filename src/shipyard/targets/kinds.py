@@ -51,8 +51,23 @@ def _static(config: StaticConfig, ctx: BuildContext) -> ReleaseTarget:
     return StaticTarget(config, ctx.service, ctx.env, ctx.settings.publish_dir)
 
 
+def _static_iam(config: StaticConfig, scope: Any) -> list[Any]:
+    """What targets.static calls: HeadBucket/ListObjectsV2 (s3:ListBucket), Head/Get/Put/Copy/DeleteObject
+    under the release prefixes, and the distribution's config and invalidations (CloudFront is global)."""
+    from shipyard.aws.policy import Statement
+
+    base = config.prefix.split("{sha}")[0]
+    distribution = f"arn:aws:cloudfront::{scope.account}:distribution/{config.distribution_id}"
+    return [Statement("StaticSiteBucketList", ("s3:ListBucket",), (f"arn:aws:s3:::{config.bucket}",)),
+            Statement("StaticSiteReleases", ("s3:GetObject", "s3:PutObject", "s3:DeleteObject"),
+                      (f"arn:aws:s3:::{config.bucket}/{base}*",)),
+            Statement("StaticSiteDistribution", ("cloudfront:GetDistributionConfig", "cloudfront:UpdateDistribution",
+                                                 "cloudfront:CreateInvalidation", "cloudfront:GetInvalidation"),
+                      (distribution,))]
+
+
 STATIC: Kind[ReleaseTarget] = Kind("static", StaticConfig, _static,
-                                   "a built site on S3 behind CloudFront, one key prefix per release")
+                                   "a built site on S3 behind CloudFront, one key prefix per release", _static_iam)
 
 
 def _command(config: CommandConfig, ctx: BuildContext) -> ReleaseTarget:
