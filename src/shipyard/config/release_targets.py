@@ -66,7 +66,7 @@ class StaticTarget(StrictModel):
                                                       "besides the origin and index checks.")
     keep: int = Field(default=5, ge=2, description="Release prefixes kept in the bucket (never the live or "
                                                    "previous one).")
-    parallel: int = Field(default=8, ge=1, le=64, description="Uploads at once.")
+    parallel: int = Field(default=8, ge=1, le=10, description="Uploads at once (boto3's connection pool holds 10).")
     cache: CacheRules = Field(default_factory=CacheRules, description="Cache-Control rules.")
     invalidation_timeout: Duration = Field(default=600.0, gt=0,
                                            description="How long to wait for the CloudFront invalidation.")

@@ -122,6 +122,8 @@ class Run:
 
     def describe(self, step: Step) -> str:
         new, old = self.names()
+        if isinstance(step, WaitHealthy) and isinstance(self.target, ReleaseTarget):
+            return f"check that {new} is healthy (the target's status)"     # no instances to wait for
         return step.describe(new=new, old=old)
 
     def save_context(self) -> None:
