@@ -198,3 +198,18 @@ def test_the_iam_policy_names_the_bucket_prefixes_and_distribution(site: Site) -
     iam = boto3.client("iam", region_name="us-east-1", endpoint_url=site.endpoint)
     made = iam.create_policy(PolicyName=f"shipyard-{site.bucket}", PolicyDocument=json.dumps(doc))
     assert made["Policy"]["Arn"].endswith(f"shipyard-{site.bucket}")
+
+
+async def test_rolling_back_to_a_pruned_release_says_so_and_keeps_the_live_one(site: Site) -> None:
+    shas = []
+    for n in (1, 2, 3):
+        shas.append(site.commit({**SITE, "robots.txt": f"v{n}".encode()}, f"v{n}"))
+        assert (await deployer.deploy(site.environment())).state is DeployState.SUCCEEDED
+    v1, v2, v3 = shas
+    assert site.prefixes() == {f"releases/{v2}/", f"releases/{v3}/"}      # keep: 2, v1 pruned
+    assert (await deployer.rollback(site.environment())).revision == v2
+    assert site.origin_path() == f"/releases/{v2}"
+    out = await deployer.rollback(site.environment())                       # further back: v1, pruned
+    assert out.revision == v1 and out.state is DeployState.ROLLED_BACK, out
+    assert f"releases/{v1}/ is empty (pruned?)" in (out.reason or ""), out
+    assert site.origin_path() == f"/releases/{v2}"
