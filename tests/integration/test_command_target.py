@@ -82,6 +82,9 @@ services:
     env: {{CONTROL: "{self.control}", API_TOKEN: "${{secret:API_TOKEN}}"}}
     health: {{interval: 0.1s, timeout: 5s, healthy_threshold: 1, unhealthy_threshold: 1, start_period: 0s,
              deadline: 20s}}
+    hooks: {{before_traffic: "echo before_traffic $SHIPYARD_REVISION >> {self.control}/hooks.log",
+             validate_service: "echo validate_service $SHIPYARD_REVISION >> {self.control}/hooks.log",
+             on_failure: "echo on_failure $SHIPYARD_REVISION >> {self.control}/hooks.log"}}
     deploy:
       {deploy_extra}
       target: {{type: command, deploy: "{py} tool.py deploy {{sha}} '{{service}} in {{env}}'", {back}
@@ -93,6 +96,10 @@ services:
         git(self.repo, "add", "-A")
         git(self.repo, "commit", "-qm", version)
         return git(self.repo, "rev-parse", "HEAD")
+
+    def hooks(self) -> list[str]:
+        path = self.control / "hooks.log"
+        return path.read_text().splitlines() if path.exists() else []
 
     def calls(self) -> list[dict[str, Any]]:
         path = self.control / "calls.jsonl"
@@ -130,6 +137,7 @@ async def test_deploy_runs_the_command_with_filled_placeholders(world: World) ->
                         "version": "1"}]
     assert Path(deploys[0]["cwd"]).name.startswith(v1[:8]) or v1[:8] in deploys[0]["cwd"]
     assert [c["argv"][:2] for c in world.calls() if c["argv"][0] == "status"] == [["status", v1]]
+    assert world.hooks() == [f"before_traffic {v1}", f"validate_service {v1}"]     # around the one switch
     events = world.events(out.deployment_id)
     text = json.dumps(events)
     assert SECRET not in text and "with token ***" in text        # streamed output, masked
@@ -159,6 +167,7 @@ async def test_a_failing_deploy_rolls_back_with_the_previous_placeholders(world:
     assert [c["argv"] for c in world.calls()][-2:] == [["deploy", v2, "infra in prod"],
                                                        ["rollback", v1, v1[:8]]]
     assert world.calls()[-1]["version"] == "1"        # run in v1's release directory
+    assert world.hooks()[-2:] == [f"before_traffic {v2}", f"on_failure {v2}"]
     assert SECRET not in json.dumps(world.events(out.deployment_id))
 
 
