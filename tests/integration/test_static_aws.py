@@ -201,12 +201,16 @@ def test_the_iam_policy_names_the_bucket_prefixes_and_distribution(site: Site) -
 
 
 async def test_rolling_back_to_a_pruned_release_says_so_and_keeps_the_live_one(site: Site) -> None:
+    # Someone else's objects beside the releases: pruning never touches them.
+    site.s3.put_object(Bucket=site.bucket, Key="releases/manual-backup/index.html", Body=b"keep me")
+    site.s3.put_object(Bucket=site.bucket, Key="releases/NOTES.txt", Body=b"keep me too")
     shas = []
     for n in (1, 2, 3):
         shas.append(site.commit({**SITE, "robots.txt": f"v{n}".encode()}, f"v{n}"))
         assert (await deployer.deploy(site.environment())).state is DeployState.SUCCEEDED
     v1, v2, v3 = shas
-    assert site.prefixes() == {f"releases/{v2}/", f"releases/{v3}/"}      # keep: 2, v1 pruned
+    assert site.prefixes() == {f"releases/{v2}/", f"releases/{v3}/", "releases/manual-backup/"}   # v1 pruned
+    assert set(site.objects("releases/")) >= {"manual-backup/index.html", "NOTES.txt"}
     assert (await deployer.rollback(site.environment())).revision == v2
     assert site.origin_path() == f"/releases/{v2}"
     out = await deployer.rollback(site.environment())                       # further back: v1, pruned

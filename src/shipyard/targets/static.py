@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -30,6 +31,7 @@ from shipyard.targets.site import Rules, SiteFile, extra, scan, to_upload
 T = TypeVar("T")
 INVALIDATION_POLL = 1.0
 PROGRESS_EVERY = 0.1        # a progress event every tenth of the uploads
+SHA = re.compile(r"[0-9a-f]{40}")
 MISSING = frozenset({"404", "NoSuchBucket", "NoSuchKey", "NoSuchDistribution", "NotFound"})
 
 
@@ -132,7 +134,9 @@ class StaticTarget:
         newest: dict[str, float] = {}
         for key, (_, _, modified) in listing.items():
             release = key.split("/", 1)[0]
-            newest[release] = max(newest.get(release, 0.0), modified)
+            # Only what a release of ours would be called: nothing else that shares the bucket is touched.
+            if SHA.fullmatch(release) and (base + key).startswith(self.cfg.prefix_of(release)):
+                newest[release] = max(newest.get(release, 0.0), modified)
         config, _ = await self._config()
         live = str(self._origin(config).get("OriginPath") or "").lstrip("/")
         protected = {self.cfg.prefix_of(sha).removeprefix(base).rstrip("/") for sha in in_use}
@@ -142,7 +146,8 @@ class StaticTarget:
         others = [r for r in ordered if r not in protected]
         doomed = others[max(0, keep - len(set(ordered) & protected)):]
         if doomed:
-            await self._delete([base + k for k in listing if k.split("/", 1)[0] in doomed])
+            await self._delete([base + k for k in listing if k.split("/", 1)[0] in doomed and
+                                (base + k).startswith(self.cfg.prefix_of(k.split("/", 1)[0]))])
         return {"pruned": doomed, "kept": [r for r in ordered if r not in doomed]}
 
     # --- S3 --------------------------------------------------------------------------------------
