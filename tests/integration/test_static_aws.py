@@ -90,9 +90,10 @@ async def test_deploy_redeploy_change_rollback_prune(site: Site) -> None:
     assert site.origin_path() == f"/releases/{v2}"
     assert site.invalidations() == 3
 
-    # Rollback: OriginPath back to v1's prefix, nothing uploaded, v1's objects untouched.
-    out = await deployer.rollback(site.environment())
-    assert out.state is DeployState.SUCCEEDED and out.revision == v1, out
+    # `shipyard rollback`: OriginPath back to v1's prefix, nothing uploaded, v1's objects untouched.
+    rolled = site.cli("rollback", "web", "--env", "prod", "--json")
+    ok(rolled)
+    assert rolled.json()["revision"] == v1 and rolled.json()["state"] == "succeeded", str(rolled)
     assert site.origin_path() == f"/releases/{v1}"
     record = site.last_record()
     assert record["uploaded"] == 0 and record["prefix"] == prefix1 and record["was"] == f"/releases/{v2}"
