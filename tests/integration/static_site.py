@@ -73,7 +73,7 @@ class Site:
     cf: Any
 
     def config(self, *, bucket: str | None = None, distribution: str | None = None, extra: str = "",
-               service: str = "") -> None:
+               service: str = "", deploy: str = "") -> None:
         dist = self.distribution if distribution is None else distribution
         bucket = self.bucket if bucket is None else bucket
         (self.root / "shipyard.yaml").write_text(f"""\
@@ -93,6 +93,7 @@ services:
     deploy:
       target: {{type: static, bucket: "{bucket}", distribution_id: "{dist}", region: {REGION},
                endpoint_url: "{self.endpoint}", keep: 2{extra}}}
+      {deploy}
 """)
 
     def commit(self, files: dict[str, bytes], message: str) -> str:

@@ -218,3 +218,21 @@ async def test_rolling_back_to_a_pruned_release_says_so_and_keeps_the_live_one(s
     assert out.revision == v1 and out.state is DeployState.ROLLED_BACK, out
     assert f"releases/{v1}/ is empty (pruned?)" in (out.reason or ""), out
     assert site.origin_path() == f"/releases/{v2}"
+
+
+async def test_a_cloudwatch_alarm_during_the_bake_switches_the_origin_back(site: Site) -> None:
+    import boto3
+
+    v1 = site.commit(SITE, "v1")
+    assert (await deployer.deploy(site.environment())).state is DeployState.SUCCEEDED
+    cw = boto3.client("cloudwatch", region_name="us-east-1", endpoint_url=site.endpoint)
+    alarm = f"{site.bucket}-5xx"
+    cw.put_metric_alarm(AlarmName=alarm, MetricName="5xxErrorRate", Namespace="AWS/CloudFront", Statistic="Average",
+                        Period=60, EvaluationPeriods=1, Threshold=5.0, ComparisonOperator="GreaterThanThreshold")
+    cw.set_alarm_state(AlarmName=alarm, StateValue="ALARM", StateReason="5xx rate 12% (test)")
+    site.config(deploy=f"bake: 60s\n      alarms: [{{cloudwatch: {alarm}, region: us-east-1, "
+                       f"endpoint_url: \"{site.endpoint}\", poll: 1s}}]")
+    v2 = site.commit({**SITE, "robots.txt": b"v2"}, "v2")
+    out = await deployer.deploy(site.environment())
+    assert out.state is DeployState.ROLLED_BACK and alarm in (out.reason or ""), out
+    assert site.origin_path() == f"/releases/{v1}" and f"releases/{v2}/" in site.prefixes()
