@@ -4,7 +4,8 @@ What is checked against moto, in one place (moto serves the S3 and CloudFront AP
 traffic): every object of a release is fetched back through moto's S3 endpoint and compared byte for byte
 with the build, with its Content-Type and Cache-Control; the distribution's OriginPath is read back with
 GetDistributionConfig; invalidations are listed with ListInvalidations (moto completes them at once, so
-the wait loop ends on its first look). What a viewer would get from the CloudFront edge is not checked.
+the wait loop ends on its first look); an alarm's state is what the test set with SetAlarmState (moto
+evaluates no metrics). What a viewer would get from the CloudFront edge is not checked.
 """
 
 from __future__ import annotations
