@@ -24,7 +24,8 @@ where they happen, so the CLI can print one line and choose an exit code without
     ├── RouterError                    an external router (HAProxy) is unreachable, refused a command, or
     │                                  does not serve what was set
     ├── TargetError                    a target cannot place or reach instances (no free port on a host,
-    │                                  more hosts unreachable than minimum_healthy_hosts allows)
+    │                                  more hosts unreachable than minimum_healthy_hosts allows), or a
+    │                                  release target cannot activate (no such bucket, a deploy command failed)
     ├── ReleaseError                   export or build of a revision failed
     ├── SecretsError                   a secret provider failed (wrong master key, AWS unreachable or refused)
     ├── HookError                      a lifecycle hook failed or timed out

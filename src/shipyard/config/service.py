@@ -120,9 +120,15 @@ class Service(StrictModel):
 
     @model_validator(mode="after")
     def _kind_fits(self) -> Service:
+        releases = getattr(type(self.deploy.target), "ACTIVATES_RELEASES", False)
+        if releases and "strategy" in self.deploy.model_fields_set and self.deploy.strategy.type != "all_at_once":
+            raise FieldProblem(f"a {self.deploy.target.type} target has no instances to move traffic between: it "
+                               "deploys all at once (strategy all_at_once, or leave strategy out)",
+                               "deploy", "strategy")
         if self.kind == "process":
-            if not self.run:
-                raise FieldProblem("required for kind: process (the command that starts an instance)", "run")
+            if not self.run and not releases:
+                raise FieldProblem("required for kind: process (the command that starts an instance; not "
+                                   "for a static or command target)", "run")
             if self.publish_dir is not None:
                 raise FieldProblem("publish_dir only applies to kind: static", "publish_dir")
         elif not self.publish_dir:

@@ -94,6 +94,14 @@ _STEPS = (
               data=("address", "state", "detail")),
     EventKind("health.probe_failed", "An instance's first failed health probe.", "warning",
               data=("address", "detail")),
+    EventKind("release.progress", "A release target's activation moved on: objects uploaded or copied, the "
+              "origin switched, the invalidation made, a line of a command's output (its own keys besides these).",
+              data=("revision",)),
+    EventKind("release.activated", "A release target made a release live (or live again); `record` is what it "
+              "did (prefix, uploads, command).", data=("revision", "record")),
+    EventKind("release.pruned", "Releases of a release target beyond `keep` were deleted.", data=("pruned", "kept")),
+    EventKind("release.prune_failed", "Deleting old releases failed after a successful deploy (it stays "
+              "succeeded).", "warning", data=("reason",)),
 )
 _ALARM_DATA = ("alarm", "state", "previous", "metric", "statistic", "comparison", "threshold", "values",
                "evaluated", "breaching", "reason", "labels")

@@ -153,6 +153,18 @@ class Analyze(Step):
         return f"analyze {self.seconds:g}s"
 
 
+@dataclass(frozen=True)
+class Activate(Step):
+    """Make the release live as a whole on a release target (a static site, a command): no instances, no
+    traffic split. `restore` makes a release that was live before live again (a manual rollback)."""
+
+    restore: bool = False
+    kind: str = field(init=False, default="activate")
+
+    def describe(self, new: str = "new", old: str = "old") -> str:
+        return f"make {new} live again" if self.restore else f"activate {new} (all at once)"
+
+
 def _count(n: int) -> str:
     return f"{n} instance" if n == 1 else f"{n} instances"
 
@@ -168,7 +180,8 @@ class Plan:
 
 STEP_TYPES: dict[str, type[Step]] = {
     cls.__dataclass_fields__["kind"].default: cls  # type: ignore[misc]
-    for cls in (RunHook, Prepare, Migrate, StartNew, WaitHealthy, Route, Drain, RetireOld, StopOld, Pause, Analyze)
+    for cls in (RunHook, Prepare, Migrate, StartNew, WaitHealthy, Route, Drain, RetireOld, StopOld, Pause, Analyze,
+                Activate)
 }
 
 

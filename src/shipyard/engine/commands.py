@@ -3,6 +3,8 @@
 The command text comes from the user's own shipyard.yaml, so it runs through `/bin/sh -c` as a single argv
 element (the same trust as a CI script); values shipyard supplies travel in the environment, never spliced
 into the command text. The child gets its own process group so a timeout kills everything it spawned.
+`run_argv` runs an argv list as it is (the command target: its placeholders filled per argument, no
+shell), and can hand each line to a callback as it arrives, so long deploys show their progress.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,18 +42,34 @@ def shell_argv(command: str) -> list[str]:
 
 async def run_command(command: str, *, cwd: Path, env: dict[str, str], timeout: float) -> CommandResult:
     """Run `command` in `cwd`; stdout and stderr interleaved, capped at OUTPUT_CAP (keeping the tail)."""
+    return await run_argv(shell_argv(command), cwd=cwd, env=env, timeout=timeout)
+
+
+async def run_argv(argv: list[str], *, cwd: Path, env: dict[str, str], timeout: float,
+                   on_line: Callable[[str], None] | None = None) -> CommandResult:
+    """Run `argv` in `cwd` (see run_command); `on_line` gets each output line as it is written."""
     started = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
-        *shell_argv(command), cwd=str(cwd), env=env, stdin=asyncio.subprocess.DEVNULL,
+        *argv, cwd=str(cwd), env=env, stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True)
     chunks: list[bytes] = []
     size = 0
+    partial = b""
+
+    def lines(data: bytes) -> None:
+        nonlocal partial
+        if on_line is None:
+            return
+        *whole, partial = (partial + data).split(b"\n")
+        for line in whole:
+            on_line(line.decode("utf-8", "replace"))
 
     async def pump() -> None:
         nonlocal size
         assert proc.stdout is not None
         while data := await proc.stdout.read(65536):
             chunks.append(data)
+            lines(data)
             size += len(data)
             while size > OUTPUT_CAP and len(chunks) > 1:
                 size -= len(chunks.pop(0))
@@ -66,6 +85,8 @@ async def run_command(command: str, *, cwd: Path, env: dict[str, str], timeout: 
     except asyncio.CancelledError:
         _kill_group(proc.pid)
         raise
+    if partial and on_line is not None:
+        on_line(partial.decode("utf-8", "replace"))
     output = b"".join(chunks).decode("utf-8", "replace")
     if timed_out:
         output += f"\n[shipyard: killed after {timeout:g}s timeout]\n"

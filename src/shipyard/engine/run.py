@@ -5,8 +5,9 @@ source of truth), plus a small persisted context: which instances were serving b
 this run started or adopted (`new`). That makes every step idempotent, so a run resumed or rolled back by
 `shipyard recover` after its owner died acts on what really exists, not on what a dead process believed.
 
-Layering inside the engine: deployer -> rollback -> run -> (analysis, startup, journal, settings); none
-of these imports one above it.
+Layering inside the engine: deployer -> (release, rollback) -> run -> (activation, analysis, startup,
+journal, settings); none of these imports one above it. A release target (targets.base.ReleaseTarget)
+stands where a Target does: every instance call is behind an isinstance check (`_all`, `activate`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 from shipyard.domain.deployment import StepState
 from shipyard.domain.plan import (
+    Activate,
     Analyze,
     Drain,
     Migrate,
@@ -38,6 +40,7 @@ from shipyard.domain.plan import (
     WaitHealthy,
 )
 from shipyard.domain.types import Instance
+from shipyard.engine.activation import StatusMonitor, wait_status
 from shipyard.engine.analysis import Analysis
 from shipyard.engine.commands import CommandResult, run_command
 from shipyard.engine.journal import Journal
@@ -54,7 +57,7 @@ from shipyard.secrets.redact import REDACT_ENV
 from shipyard.secrets.scrub import scrubbed
 from shipyard.store import Store
 from shipyard.store import deployments as dq
-from shipyard.targets.base import LaunchSpec, PlacingTarget, ShippingTarget, Target
+from shipyard.targets.base import LaunchSpec, PlacingTarget, ReleaseSpec, ReleaseTarget, ShippingTarget, Target
 
 FAILPOINT_ENV = "SHIPYARD_FAILPOINT"   # fault injection for crash tests: "after-step:N" kills this process
 
@@ -86,6 +89,8 @@ class Run:
     # ---- instances -------------------------------------------------------------------------------
 
     async def _all(self) -> list[Instance]:
+        if isinstance(self.target, ReleaseTarget):
+            return []           # a release target has no instances (it stands where a Target does)
         return await self.target.instances()
 
     async def new_instances(self) -> list[Instance]:
@@ -117,6 +122,8 @@ class Run:
 
     def describe(self, step: Step) -> str:
         new, old = self.names()
+        if isinstance(step, WaitHealthy) and isinstance(self.target, ReleaseTarget):
+            return f"check that {new} is healthy (the target's status)"     # no instances to wait for
         return step.describe(new=new, old=old)
 
     def save_context(self) -> None:
@@ -199,6 +206,11 @@ class Run:
             return step.seconds + self.s.step_timeout
         if isinstance(step, WaitHealthy):
             return max(self.s.step_timeout, self.s.health_wait + 5)
+        if isinstance(step, Activate):
+            # The target bounds its own long parts (a deploy command, the invalidation): never cut them short.
+            target = self.s.target
+            return self.s.step_timeout + float(getattr(target, "timeout", 0)) + \
+                float(getattr(target, "invalidation_timeout", 0))
         return self.s.step_timeout
 
     async def _do(self, step: Step) -> dict[str, Any]:
@@ -217,8 +229,12 @@ class Run:
         if isinstance(step, Migrate):
             assert self.s.migrate is not None
             return await self._hook("migrate", self.s.migrate)
+        if isinstance(step, Activate):
+            return await self.activate(step.restore)
         if isinstance(step, StartNew):
             return await self._start_new(step.total)
+        if isinstance(step, WaitHealthy) and isinstance(self.target, ReleaseTarget):
+            return await wait_status(self.target, self.s.health, self.journal, self.s.health_wait)
         if isinstance(step, WaitHealthy):
             return await self.startup.wait(await self.new_instances())
         if isinstance(step, Route):
@@ -324,12 +340,42 @@ class Run:
             await self.target.stop(retire, self.s.stop_timeout)
         return {"retired": [i.id for i in retire], "warm_for": self.s.keep_previous}
 
+    # ---- release targets (engine.activation; plans from strategies.release) ----------------------------
+    def release_spec(self, revision: str) -> ReleaseSpec:
+        """`revision`'s release as a release target activates it, its progress recorded as events."""
+        release = self.release_of(revision)
+
+        def progress(message: str, data: dict[str, Any]) -> None:
+            self.journal.event("release.progress", message, revision=revision, **data)
+        return ReleaseSpec(self.s.service, self.s.env, revision, self.id, release,
+                           {**self.environ(), "SHIPYARD_REVISION": revision, "SHIPYARD_RELEASE_DIR": str(release)},
+                           progress)
+
+    async def activate(self, restore: bool = False, *, revision: str | None = None,
+                       record: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Make a release live: this run's (activate), or the one of `record` / ctx.restore (rollback)."""
+        assert isinstance(self.target, ReleaseTarget)
+        revision = revision or self.revision
+        spec = self.release_spec(revision)
+        back = record or (self.ctx.restore if restore else None)
+        made = await (self.target.rollback(back, spec) if back is not None else self.target.activate(spec))
+        output = made.pop("output", None)       # kept in the step's (masked) output, not in the context
+        self.ctx.activated = made
+        self.save_context()
+        self.journal.event("release.activated", f"{self.label(revision)} is live", revision=revision,
+                           record=made)
+        return {**made, "output": output} if output is not None else made
+
     async def _analyze(self, seconds: float) -> dict[str, Any]:
         """Bake: health of the routed new instances, plus the service's alarms and the canary judge."""
-        news = [i for i in await self.new_instances() if i.address in self.ctx.routed]
         if self.analysis is None:
             provider = self.metrics or RouterProvider(self.router.stats)
             self.analysis = Analysis.build(self.s, self.revision, self.journal, provider, self._routed_baseline)
+        if isinstance(self.target, ReleaseTarget):
+            async with StatusMonitor(self.target, self.s.health, self.journal) as status:
+                detail = await self.analysis.bake(seconds, status.unhealthy)
+            return {"analyzed_seconds": seconds, **detail}
+        news = [i for i in await self.new_instances() if i.address in self.ctx.routed]
         async with HealthMonitor(self.s.health, [i.address for i in news]) as monitor:
             detail = await self.analysis.bake(seconds, monitor.unhealthy)
         return {"analyzed_seconds": seconds, "instances": [i.address for i in news], **detail}

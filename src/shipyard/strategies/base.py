@@ -54,20 +54,26 @@ def first_deploy_steps(inp: PlanInput) -> list[Step]:
     return [StartNew(inp.desired), WaitHealthy(), Route(new=inp.desired, old=0)]
 
 
+def release_steps(inp: PlanInput) -> list[Step]:
+    """What every plan starts with: before_install, the export and build, after_install, migrate."""
+    steps: list[Step] = [RunHook("before_install")] if "before_install" in inp.hooks else []
+    steps.append(Prepare())
+    if "after_install" in inp.hooks:
+        steps.append(RunHook("after_install"))
+    if inp.migrate:
+        steps.append(Migrate())
+    return steps
+
+
 def compose(strategy: Strategy, inp: PlanInput) -> Plan:
     """Build the full plan: release preparation, hooks and migrate around the strategy's traffic steps."""
     core = first_deploy_steps(inp) if inp.current == 0 else strategy.traffic_steps(inp)
-    steps: list[Step] = []
+    steps = release_steps(inp)
 
     def hook(name: str) -> None:
         if name in inp.hooks:
             steps.append(RunHook(name))
 
-    hook("before_install")
-    steps.append(Prepare())
-    hook("after_install")
-    if inp.migrate:
-        steps.append(Migrate())
     started = validated = traffic = stopped = False
     for step in core:
         if isinstance(step, (RetireOld, StopOld)) and not stopped:
