@@ -55,6 +55,7 @@ COMMANDS: dict[str, str] = {
     "tokens": "tokens:app",
     "grafana": "grafana:app",
     "aws": "aws:app",
+    "ci": "ci:app",
 }
 
 
