@@ -255,7 +255,8 @@ def deploy_minutes(config: Config, service: str, env: str, stage_list: tuple[Sta
     rollout, the bake and any approval wait."""
     svc = config.service(service)
     approvals = config.environments[env].approvals
-    seconds = (float(getattr(svc, "build_timeout", BUILD_TIMEOUT)) + sum(s.timeout for s in stage_list)
+    seconds = (float(getattr(svc, "build_timeout", BUILD_TIMEOUT)) + sum(s.timeout for s in stage_list
+                                                                          if s.name != "build")
                + svc.deploy_for(env).bake + (approvals.wait if approvals else 0.0))
     return min(MAX_MINUTES, math.ceil(seconds / 60) + DEPLOY_MINUTES)
 
@@ -298,8 +299,9 @@ def _stage_jobs(s: ServiceSpec, options: Options, prefix: tuple[str, ...],
                 jobs: dict[str, dict[str, Any]]) -> str | None:
     """Add the stage jobs to `jobs`; the id of the last one (what deploys wait for)."""
     before: str | None = None
-    env = {"SHIPYARD_SERVICE": literal(s.name, "service"), "SHIPYARD_REVISION": "${{ github.sha }}"}
-    env.update({k: literal(v, f"services.{s.name}.env.{k}") for k, v in s.env})
+    # The service's plain variables, then shipyard's own, which (as on the server) a service's never replace.
+    env: dict[str, str] = {k: literal(v, f"services.{s.name}.env.{k}") for k, v in s.env}
+    env.update({"SHIPYARD_SERVICE": literal(s.name, "service"), "SHIPYARD_REVISION": "${{ github.sha }}"})
     for stage in s.stages:
         where = f"services.{s.name}.pipeline.{stage.name}"
         jid = _unique(jobs, job_id(*prefix, stage.name))
