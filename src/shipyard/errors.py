@@ -29,6 +29,7 @@ where they happen, so the CLI can print one line and choose an exit code without
     ├── ReleaseError                   export or build of a revision failed
     ├── SecretsError                   a secret provider failed (wrong master key, AWS unreachable or refused)
     ├── HookError                      a lifecycle hook failed or timed out
+    ├── StageFailed                    a pipeline stage failed, timed out or (scan) found what blocks
     ├── HealthCheckError               instances did not become healthy
     ├── DeploymentFailed               a deployment ended failed or rolled back (carries its id and reason)
     ├── NotCancellable                 a cancel asked of a deployment that is running or finished (HTTP 409)
@@ -171,6 +172,16 @@ class SecretsError(ShipyardError):
 
 class HookError(ShipyardError):
     pass
+
+
+class StageFailed(ShipyardError):
+    """A pipeline stage (a command stage or the scan gate) refused the release; `output` and `detail` are
+    stored with the step."""
+
+    def __init__(self, message: str, *, output: str | None = None, detail: dict[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.output = output
+        self.detail = detail
 
 
 class HealthCheckError(ShipyardError):

@@ -85,6 +85,10 @@ _ROLLBACK = (
 )
 _STEPS = (
     EventKind("hook.finished", "A lifecycle hook ended.", data=("hook", "returncode", "seconds")),
+    EventKind("stage.finished", "A command stage of the pipeline passed (a failing one fails the deploy).",
+              data=("stage", "seconds")),
+    EventKind("scan.finished", "The vulnerability scan passed its policy (a blocking one fails the deploy).",
+              data=("tool", "summary", "seconds")),
     EventKind("instance.started", "An instance of the new revision was started.",
               data=("instance", "address", "revision")),
     EventKind("traffic.changed", "The router's weights were set.", data=("backends",)),

@@ -42,17 +42,35 @@ def shell_argv(command: str) -> list[str]:
 
 async def run_command(command: str, *, cwd: Path, env: dict[str, str], timeout: float) -> CommandResult:
     """Run `command` in `cwd`; stdout and stderr interleaved, capped at OUTPUT_CAP (keeping the tail)."""
-    return await run_argv(shell_argv(command), cwd=cwd, env=env, timeout=timeout)
+    result, _ = await _run(shell_argv(command), cwd=cwd, env=env, timeout=timeout, report=False)
+    return result
 
 
 async def run_argv(argv: list[str], *, cwd: Path, env: dict[str, str], timeout: float,
                    on_line: Callable[[str], None] | None = None) -> CommandResult:
     """Run `argv` in `cwd` (see run_command); `on_line` gets each output line as it is written."""
+    result, _ = await _run(argv, cwd=cwd, env=env, timeout=timeout, report=False, on_line=on_line)
+    return result
+
+
+async def run_report(argv: list[str], *, cwd: Path, env: dict[str, str], timeout: float,
+                     ) -> tuple[CommandResult, bytes]:
+    """Run a tool that prints a report on stdout (a scanner's JSON): the result holds its stderr, and
+    stdout comes back whole, apart (up to REPORT_CAP), so progress lines never corrupt the report."""
+    return await _run(argv, cwd=cwd, env=env, timeout=timeout, report=True)
+
+
+REPORT_CAP = 64 * 1024 * 1024
+
+
+async def _run(argv: list[str], *, cwd: Path, env: dict[str, str], timeout: float,
+               report: bool, on_line: Callable[[str], None] | None = None) -> tuple[CommandResult, bytes]:
     started = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
-        *argv, cwd=str(cwd), env=env, stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+        *argv, cwd=str(cwd), env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE if report else asyncio.subprocess.STDOUT, start_new_session=True)
     chunks: list[bytes] = []
+    kept: list[bytes] = []
     size = 0
     partial = b""
 
@@ -64,20 +82,29 @@ async def run_argv(argv: list[str], *, cwd: Path, env: dict[str, str], timeout: 
         for line in whole:
             on_line(line.decode("utf-8", "replace"))
 
-    async def pump() -> None:
+    async def pump(stream: asyncio.StreamReader | None) -> None:
         nonlocal size
-        assert proc.stdout is not None
-        while data := await proc.stdout.read(65536):
+        assert stream is not None
+        while data := await stream.read(65536):
             chunks.append(data)
             lines(data)
             size += len(data)
             while size > OUTPUT_CAP and len(chunks) > 1:
                 size -= len(chunks.pop(0))
 
+    async def keep(stream: asyncio.StreamReader | None) -> None:
+        assert stream is not None
+        total = 0
+        while data := await stream.read(65536):
+            total += len(data)
+            if total <= REPORT_CAP:
+                kept.append(data)
+
     timed_out = False
+    pumps = [pump(proc.stderr), keep(proc.stdout)] if report else [pump(proc.stdout)]
     try:
         async with asyncio.timeout(timeout):      # not wait_for: it can swallow a racing cancel on 3.11
-            await asyncio.gather(pump(), proc.wait())
+            await asyncio.gather(*pumps, proc.wait())
     except TimeoutError:
         timed_out = True
         _kill_group(proc.pid)
@@ -90,7 +117,8 @@ async def run_argv(argv: list[str], *, cwd: Path, env: dict[str, str], timeout: 
     output = b"".join(chunks).decode("utf-8", "replace")
     if timed_out:
         output += f"\n[shipyard: killed after {timeout:g}s timeout]\n"
-    return CommandResult(None if timed_out else proc.returncode, output, time.monotonic() - started, timed_out)
+    result = CommandResult(None if timed_out else proc.returncode, output, time.monotonic() - started, timed_out)
+    return result, b"".join(kept)
 
 
 def _kill_group(pid: int) -> None:

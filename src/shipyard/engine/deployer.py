@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shipyard.domain.deployment import DeployState, StepState
-from shipyard.domain.plan import Drain, Plan, RetireOld, Route, Step, step_from_dict
+from shipyard.domain.plan import PIPELINE_KINDS, Drain, Plan, RetireOld, Route, Step, step_from_dict
 from shipyard.domain.types import Instance, Revision
 from shipyard.engine import approvals, release
 from shipyard.engine.admission import admit_freeze, as_shipyard_error, record_override, refuse, resolve_env
@@ -175,7 +175,8 @@ async def _run_new(e: Environment, journal: Journal, dep_id: str, revision: Revi
     olds, old_rev = await serving(e)
     ctx = RunContext(old=[i.id for i in olds], old_revision=old_rev, routed=sorted(i.address for i in olds))
     plan = compose(strat, PlanInput(current=len(olds), desired=desired, bake=s.bake,
-                                    hooks=frozenset(s.hooks), migrate=s.migrate is not None))
+                                    hooks=frozenset(s.hooks), migrate=s.migrate is not None,
+                                    pipeline=s.pipeline))
     journal.transition(DeployState.IN_PROGRESS, None, started_at=_now(), owner=e.owner,
                        previous_revision=old_rev, plan=plan.to_list(), context=ctx.to_dict())
     run = Run(deployment_id=dep_id, revision=revision.sha, settings=s, target=e.target, router=e.router,
@@ -288,7 +289,7 @@ async def _fail(e: Environment, run: Run, plan: Plan, reason: str) -> Outcome:
 def _changed_anything(e: Environment, dep_id: str) -> bool:
     with e.store.session() as ses:
         rows = sq.list_steps(ses, dep_id, phase="deploy")
-    return any(r.kind not in ("prepare", "hook", "migrate") for r in rows)
+    return any(r.kind not in PIPELINE_KINDS | {"hook"} for r in rows)
 
 
 async def _succeed(e: Environment, run: Run) -> Outcome:

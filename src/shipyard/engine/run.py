@@ -34,6 +34,8 @@ from shipyard.domain.plan import (
     RetireOld,
     Route,
     RunHook,
+    Scan,
+    Stage,
     StartNew,
     Step,
     StopOld,
@@ -46,6 +48,7 @@ from shipyard.engine.commands import CommandResult, run_command
 from shipyard.engine.journal import Journal
 from shipyard.engine.runstate import RunContext, weights
 from shipyard.engine.settings import HookSpec, ServiceSettings
+from shipyard.engine.stages import checkout, drop_checkout, run_scan, run_stage
 from shipyard.engine.startup import StartWatch
 from shipyard.errors import HookError, OSFailure, ReleaseError, ShipyardError
 from shipyard.health.checker import HealthMonitor
@@ -170,6 +173,12 @@ class Run:
 
     async def execute(self, plan: Plan, start_at: int = 0) -> None:
         """Run steps from `start_at`; raises StepFailed (after recording it) on the first failure."""
+        try:
+            await self._execute(plan, start_at)
+        finally:
+            drop_checkout(self.releases.root, self.s.service, self.s.env, self.id)
+
+    async def _execute(self, plan: Plan, start_at: int) -> None:
         for idx in range(start_at, len(plan.steps)):
             if self.stopped:        # cancelled: never start another step, even if a cancel was swallowed
                 raise asyncio.CancelledError
@@ -200,6 +209,10 @@ class Run:
             return self.s.hooks[step.hook].timeout + 5
         if isinstance(step, Migrate) and self.s.migrate:
             return self.s.migrate.timeout + 5
+        if isinstance(step, Stage):         # + making the checkout it runs in
+            return self.s.stages[step.name].timeout + 60
+        if isinstance(step, Scan):
+            return float(getattr(self.s.scan, "timeout", 600.0)) + 60
         if isinstance(step, Prepare):
             return self.s.build_timeout + 60 + (TRANSFER_ALLOWANCE if self.s.build_host else 0)
         if isinstance(step, (Pause, Analyze)):
@@ -231,6 +244,8 @@ class Run:
             return await self._hook("migrate", self.s.migrate)
         if isinstance(step, Activate):
             return await self.activate(step.restore)
+        if isinstance(step, (Stage, Scan)):
+            return await self._stage(step)
         if isinstance(step, StartNew):
             return await self._start_new(step.total)
         if isinstance(step, WaitHealthy) and isinstance(self.target, ReleaseTarget):
@@ -269,6 +284,21 @@ class Run:
             err.output = result.output  # type: ignore[attr-defined]
             raise err
         return {"output": result.output, "returncode": 0, "seconds": round(result.seconds, 3)}
+
+    async def _stage(self, step: Stage | Scan) -> dict[str, Any]:
+        """A pipeline stage, in the built release or (before the build) a fresh checkout of the revision."""
+        cwd = self.release_dir if step.in_release else await checkout(
+            self.releases.root, self.s.source, self.revision, self.s.service, self.s.env, self.id)
+        env = {**self.environ(), "SHIPYARD_STAGE_DIR": str(cwd)}
+        if isinstance(step, Scan):
+            detail = await run_scan(self.s.scan, cwd=cwd, env=env, revision=self.revision)
+            self.journal.event("scan.finished", f"{detail['tool']}: {detail['summary']}", tool=detail["tool"],
+                               summary=detail["summary"], seconds=detail["seconds"])
+            return detail
+        detail = await run_stage(step.name, self.s.stages[step.name], cwd=cwd, env=env)
+        self.journal.event("stage.finished", f"{step.name}: exit 0 in {detail['seconds']:g}s", stage=step.name,
+                           seconds=detail["seconds"])
+        return detail
 
     async def ship(self, release: Path) -> dict[str, Any]:
         """Ship a built release to the target, keeping the releases its instances run."""

@@ -64,6 +64,9 @@ class ServiceSettings:
     target: Any = None               # the config's target model (config.deploy.Target); None = local
     build_host: BuildHost | None = None   # where `build` runs; None = here, on the controller
     approvals: Policy | None = None  # environments.<env>.approvals, groups expanded; None = no gate
+    pipeline: tuple[str, ...] = ()   # stage names in order (config.Service.effective_pipeline)
+    stages: dict[str, HookSpec] = field(default_factory=dict)   # command stages: name -> (run, timeout)
+    scan: Any = None                 # the config's scan gate (config.pipeline.Scan), None = defaults
 
     def launch_argv(self, release_dir: Path) -> list[str]:
         """`run` split like a shell would (no shell runs it), with `{env}` and `{publish_dir}` (absolute, in
@@ -134,7 +137,18 @@ def service_settings(cfg: Any, project_root: Path, service: str, env: str) -> Se
         analysis=getattr(dep, "analysis", None), frozen=bool(getattr(envcfg, "frozen", False)),
         publish_dir=getattr(svc, "publish_dir", None), router_options=_router_options(dep.router),
         router=dep.router, target=dep.target, build_host=_build_host(cfg, svc),
-        approvals=policy_for(getattr(envcfg, "approvals", None), dict(getattr(cfg, "approvers", None) or {})))
+        approvals=policy_for(getattr(envcfg, "approvals", None), dict(getattr(cfg, "approvers", None) or {})),
+        **_pipeline(svc))
+
+
+def _pipeline(svc: Any) -> dict[str, Any]:
+    """`pipeline`, `stages` and `scan` of the service (a ResolvedService carries the model as `.service`)."""
+    model = getattr(svc, "service", svc)
+    pipeline = getattr(model, "effective_pipeline", None)
+    if pipeline is None:
+        return {}
+    return {"pipeline": tuple(pipeline), "scan": model.scan,
+            "stages": {name: HookSpec(st.run, float(st.timeout)) for name, st in model.stages.items()}}
 
 
 def _alarms(cfg: Any, dep: Any, source: Any) -> dict[str, Any]:
