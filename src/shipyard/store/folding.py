@@ -27,7 +27,7 @@ from shipyard.domain import DeployState
 from shipyard.reports.dora import change_failed, reached, restore_seconds
 from shipyard.reports.histogram import histogram
 from shipyard.reports.sqlexpr import dialect_of, seconds_between
-from shipyard.reports.stats import FINISHED_STATES
+from shipyard.reports.stats import FINISHED_STATES, UNFINISHED_STATES
 from shipyard.store import Store
 from shipyard.store.fold_marks import HORIZON_ID, floor_day
 from shipyard.store.models import DailyAggregate, FoldDirty, HistoryHorizon, StepRecord
@@ -36,7 +36,6 @@ from shipyard.store.sql import insert_ignore, utcnow
 
 DAY: Final = timedelta(days=1)
 SETTLE: Final = timedelta(hours=6)
-UNFINISHED: Final = ("queued", "awaiting_approval", "in_progress", "rolling_back")
 
 Checkpoint = Callable[[str], None]
 
@@ -184,7 +183,7 @@ def _plan(store: Store, now: datetime, limit: int | None) -> FoldPlan:
         first_unfinished = None
         if from_day is not None:
             first_unfinished = s.scalar(select(func.min(D.created_at))
-                                        .where(D.created_at >= from_day, D.state.in_(UNFINISHED)))
+                                        .where(D.created_at >= from_day, D.state.in_(UNFINISHED_STATES)))
         dirty = list(s.scalars(select(FoldDirty.day).distinct()))
     return plan_folds(now, folded_before=folded_before, pruned_before=pruned_before, oldest_raw=oldest,
                       first_unfinished=first_unfinished, dirty=dirty, limit=limit)

@@ -34,9 +34,9 @@ from typing import Any, Final
 from sqlalchemy import and_, delete, func, or_, select, tuple_
 from sqlalchemy.orm import Session
 
-from shipyard.domain import DeployState
 from shipyard.errors import UsageError
 from shipyard.reports.aggregates import pruned
+from shipyard.reports.stats import UNFINISHED_STATES
 from shipyard.store import Store
 from shipyard.store.deployments import succeeded_history
 from shipyard.store.fold_marks import HORIZON_ID, floor_day
@@ -58,8 +58,6 @@ DAY: Final = timedelta(days=1)
 BATCH: Final = 2000
 MIN_RETENTION: Final = DAY.total_seconds()
 KEEP_GOOD: Final = 2            # the current and the previous good release of each service/env
-UNFINISHED: Final = (DeployState.QUEUED.value, DeployState.AWAITING_APPROVAL.value, DeployState.IN_PROGRESS.value,
-                     DeployState.ROLLING_BACK.value)
 
 Checkpoint = Callable[[str], None]      # called before every transaction; may raise to stop the prune
 
@@ -91,7 +89,7 @@ def plan_prune(now: datetime, older_than: float, current: datetime | None, oldes
 def kept_ids(session: Session, cutoff: datetime) -> set[str]:
     """Runs older than the cutoff that are kept: unfinished ones, and each service/env's current and
     previous good release (`deployments.succeeded_history`, what rollback reads)."""
-    kept = set(session.scalars(select(D.id).where(D.created_at < cutoff, D.state.in_(UNFINISHED))))
+    kept = set(session.scalars(select(D.id).where(D.created_at < cutoff, D.state.in_(UNFINISHED_STATES))))
     for service, env in session.execute(select(D.service, D.env).distinct()):
         kept.update(r.id for r in succeeded_history(session, service, env, limit=KEEP_GOOD) if r.created_at < cutoff)
     return kept
@@ -144,7 +142,7 @@ def _old_deliveries(cutoff: datetime) -> Any:
 
 
 def _pruned_runs(cutoff: datetime, kept: set[str]) -> Any:
-    conds = [D.created_at < cutoff, D.state.not_in(UNFINISHED)]
+    conds = [D.created_at < cutoff, D.state.not_in(UNFINISHED_STATES)]
     return and_(*conds, D.id.not_in(sorted(kept))) if kept else and_(*conds)
 
 
