@@ -92,6 +92,8 @@ def collect(ecs: Any, clusters: list[str] | None, now: float) -> dict[ImageRef, 
     for cluster in _clusters(ecs, clusters):
         described = _call("DescribeClusters", cluster, ecs.describe_clusters, clusters=[cluster])
         active = [c for c in described.get("clusters", []) if c.get("status") == "ACTIVE"]
+        if not active and not clusters:
+            continue        # ListClusters still lists a deleted (INACTIVE) cluster for a while
         if not active:
             raise TargetError(f"aws ecs DescribeClusters {cluster}: no such active cluster (nothing to protect "
                         "images with; check --cluster)")
