@@ -134,7 +134,7 @@ def ecr_prune_statements(repositories: Iterable[str], clusters: Iterable[str], s
     return out
 
 
-def _ecr(settings: Any, scope: Scope) -> list[Statement]:
+def ecr_statements(settings: Any, scope: Scope) -> list[Statement]:
     """The build's image tags, and the housekeeping of a target that carries an `ecr` policy (the ECS
     target's `target.ecr`: config.ecr.EcrPolicy) next to its `cluster` and `image`."""
     from shipyard.ecr.refs import parse_ref
@@ -169,9 +169,10 @@ def policy(cfg: Any, settings: list[Any], scope: Scope) -> dict[str, Any]:
     """The policy document for one service's settings in each of its environments (engine ServiceSettings)."""
     statements = _secrets(cfg, [s.env for s in settings], scope)
     for s in settings:
-        statements += _monitoring(s, scope) + _kinds(s, scope) + _ecr(s, scope)
+        statements += _monitoring(s, scope) + _kinds(s, scope) + ecr_statements(s, scope)
     merged = merge(statements)
     return {"Version": "2012-10-17", "Statement": [st.to_dict() for st in merged]}
 
 
-__all__ = ["Contribution", "Scope", "Statement", "ecr_prune_statements", "ecr_tagging_statements", "merge", "policy"]
+__all__ = ["Contribution", "Scope", "Statement", "ecr_prune_statements", "ecr_statements", "ecr_tagging_statements",
+           "merge", "policy"]
