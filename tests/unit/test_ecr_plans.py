@@ -140,3 +140,12 @@ def test_config_refusals() -> None:
                       {"repository": "api", "registry_id": "12"}):
         with pytest.raises(ValidationError):
             BuildImage.model_validate(bad_image)
+
+
+def test_the_repository_of_an_image_template() -> None:
+    from shipyard.ecr.refs import repository_of
+
+    assert repository_of("{registry}/gli/api:{sha}") == "gli/api"
+    assert repository_of("123456789012.dkr.ecr.us-east-1.amazonaws.com/api:{short}") == "api"
+    assert repository_of("{registry}/gli-{service}-{env}:{sha}", {"service": "api", "env": "prod"}) == "gli-api-prod"
+    assert repository_of("") is None

@@ -10,7 +10,6 @@ what it calls. Resources are ARNs as narrow as the config allows; the account is
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -137,7 +136,7 @@ def ecr_prune_statements(repositories: Iterable[str], clusters: Iterable[str], s
 def ecr_statements(settings: Any, scope: Scope) -> list[Statement]:
     """The build's image tags, and the housekeeping of a target that carries an `ecr` policy (the ECS
     target's `target.ecr`: config.ecr.EcrPolicy) next to its `cluster` and `image`."""
-    from shipyard.ecr.refs import parse_ref
+    from shipyard.ecr.refs import repository_of
 
     out: list[Statement] = []
     image = getattr(settings, "image", None)
@@ -148,10 +147,9 @@ def ecr_statements(settings: Any, scope: Scope) -> list[Statement]:
     if housekeeping is not None:
         repos = list(housekeeping.repositories or [])
         if not repos:
-            # The target's image template ("{registry}/api:{sha}") with placeholders filled names the repo.
-            template = str(getattr(target, "image", "")).replace("{registry}", "registry.invalid")
-            ref = parse_ref(re.sub(r"{[a-z]+}", "x", template))
-            repos = [ref.repository] if ref is not None else []
+            fields = {"service": str(getattr(settings, "service", "")), "env": str(getattr(settings, "env", ""))}
+            own = repository_of(str(getattr(target, "image", "")), fields)
+            repos = [own] if own else []
         cluster = getattr(target, "cluster", None)
         out += ecr_prune_statements(repos, [cluster] if cluster else [], scope, getattr(target, "region", None))
     return out

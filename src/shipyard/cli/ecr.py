@@ -26,6 +26,8 @@ def prune_cmd(
 ) -> None:
     """Delete images beyond the newest --keep of each repository, never one a live or warm ECS task
     definition uses (by tag or by digest). Exit 1 when AWS refused to delete any image."""
+    from pydantic import ValidationError
+
     from shipyard.aws import AwsSettings
     from shipyard.cli.aio import run
     from shipyard.config.ecr import EcrPolicy
@@ -34,8 +36,8 @@ def prune_cmd(
 
     try:
         EcrPolicy(keep=keep, repositories=repository)
-    except ValueError as exc:
-        raise UsageError(f"--repository: {' '.join(str(exc).splitlines()[1:3])}") from None
+    except ValidationError as exc:
+        raise UsageError(f"--repository: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
     results = run(prune(list(dict.fromkeys(repository)), keep, cluster or None, dry_run=dry_run,
                         settings=AwsSettings(region, endpoint_url)))
     if as_json:

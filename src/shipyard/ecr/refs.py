@@ -44,3 +44,14 @@ def parse_ref(image: str) -> ImageRef | None:
     if not colon and not digest:
         tag = "latest"          # what docker and ECS pull when the reference names neither
     return ImageRef(repository, tag or None, digest or None)
+
+
+def repository_of(template: str, fields: dict[str, str] | None = None) -> str | None:
+    """The repository an image template names (the ECS target's `image`, "{registry}/{service}:{sha}"
+    with `fields` such as service and env filled in): what `target.ecr` prunes when it lists none."""
+    text = template.replace("{registry}", "registry.invalid")
+    for key, value in (fields or {}).items():
+        text = text.replace("{" + key + "}", value)
+    text = re.sub(r"{[a-z]+}", "x", text)
+    ref = parse_ref(text)
+    return ref.repository if ref is not None else None
