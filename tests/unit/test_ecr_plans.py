@@ -149,3 +149,12 @@ def test_the_repository_of_an_image_template() -> None:
     assert repository_of("123456789012.dkr.ecr.us-east-1.amazonaws.com/api:{short}") == "api"
     assert repository_of("{registry}/gli-{service}-{env}:{sha}", {"service": "api", "env": "prod"}) == "gli-api-prod"
     assert repository_of("") is None
+
+
+def test_an_image_needs_the_build_that_pushes_it() -> None:
+    from shipyard.config.service import Service
+
+    with pytest.raises(ValidationError, match="needs `build`"):
+        Service.model_validate({"repo": "api", "run": "serve", "image": {"repository": "api"}})
+    svc = Service.model_validate({"repo": "api", "run": "serve", "build": "make push", "image": {"repository": "api"}})
+    assert svc.image is not None and svc.image.tags == ["sha", "semver", "latest"]
