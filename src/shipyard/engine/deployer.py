@@ -104,7 +104,8 @@ async def deploy(e: Environment, ref: str | None = None, *, wait: bool = True, s
     journal = _journal(e, dep_id)
     record_override(journal, overridden, override, e.actor)
     journal.event("deploy.queued", f"{s.service}/{s.env} {revision.short} ({revision.ref})",
-                  revision=revision.sha, ref=revision.ref, actor=e.actor)
+                  revision=revision.sha, ref=revision.ref, actor=e.actor, subject=revision.subject,
+                  author=revision.author)
     lost = asyncio.Event()
 
     def waiting(pos: int, holder: str) -> None:

@@ -1,0 +1,83 @@
+"""The dashboard's live stream: server-sent events that say "this page changed", nothing more.
+
+The engine writes a step's start and end to the store (not as events), so the API's event stream alone
+does not show steps moving. This stream polls (every POLL seconds, one short read session of indexed
+lookups) a signature of what the page shows: the newest event id, and per running deployment its state and
+how many of its steps have started and ended; the queue's newest entry. When the signature moves, it sends
+`data: <signature>`; the page then fetches its server-rendered fragment. A deployment's stream ends with
+`event: end` once the deployment is finished and that was sent. A comment every KEEPALIVE seconds keeps
+proxies from closing an idle stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from fastapi import Request
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from shipyard.domain.deployment import DeployState
+from shipyard.store import Store
+from shipyard.store.models import Deployment, Event, Lease, QueueEntry, StepRecord
+
+POLL = 0.5
+KEEPALIVE = 15.0
+
+
+def _steps(s: Session, ids: list[str]) -> list[tuple[str, int, int]]:
+    if not ids:
+        return []
+    stmt = (select(StepRecord.deployment_id, func.count(), func.count(StepRecord.ended_at))
+            .where(StepRecord.deployment_id.in_(ids)).group_by(StepRecord.deployment_id)
+            .order_by(StepRecord.deployment_id))
+    return [(d, int(n), int(e)) for d, n, e in s.execute(stmt)]
+
+
+def overview_signature(s: Session, envs: list[str]) -> tuple[str, bool]:
+    newest = s.scalar(select(func.max(Event.id)).where(Event.env.in_(envs))) if envs else None
+    leased = sorted(s.scalars(select(Lease.deployment_id).where(Lease.env.in_(envs)))) if envs else []
+    queued = s.execute(select(func.count(), func.max(QueueEntry.id)).where(QueueEntry.env.in_(envs))).one()
+    return f"{newest}|{_steps(s, leased)}|{tuple(queued)}", False
+
+
+def deployment_signature(s: Session, deployment_id: str) -> tuple[str, bool]:
+    row = s.get(Deployment, deployment_id)
+    if row is None:
+        return "gone", True
+    newest = s.scalar(select(func.max(Event.id)).where(Event.deployment_id == deployment_id))
+    return f"{row.state}|{newest}|{_steps(s, [deployment_id])}", DeployState(row.state).terminal
+
+
+async def changes(request: Request, store: Store, signature: Callable[[Session], tuple[str, bool]],
+                  *, ends: bool) -> AsyncIterator[str]:
+    def read() -> tuple[str, bool]:
+        with store.session(readonly=True) as s:
+            return signature(s)
+
+    last: str | None = None
+    quiet_since = time.monotonic()
+    yield "retry: 2000\n\n"
+    while not await request.is_disconnected():
+        sig, done = await asyncio.to_thread(read)
+        if sig != last:          # the first one too: what changed between the page's render and now
+            yield f"data: {sig}\n\n"
+            last, quiet_since = sig, time.monotonic()
+        if ends and done:
+            yield "event: end\ndata: finished\n\n"
+            return
+        if time.monotonic() - quiet_since >= KEEPALIVE:
+            quiet_since = time.monotonic()
+            yield ": keepalive\n\n"
+        await asyncio.sleep(POLL)
+
+
+def stream(request: Request, store: Store, signature: Callable[[Session], tuple[str, bool]],
+           *, ends: bool) -> Any:
+    from fastapi.responses import StreamingResponse
+
+    return StreamingResponse(changes(request, store, signature, ends=ends), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
