@@ -428,7 +428,8 @@ class Deploy(StrictModel):
     """Everything about rolling a revision out for one service (per-env overrides apply on top)."""
 
     target: Annotated[Target, BeforeValidator(_default_type("local"))] = Field(
-        default_factory=LocalTarget, description="Where instances run: `type: local`, `ssh` on `hosts:`, "
+        default_factory=LocalTarget, description="Where instances run: `type: local`, `ssh` on `hosts:`; where a "
+                                                   "release goes as a whole: `static` (S3 + CloudFront), `command`; "
                                                    "or a kind a plugin registers.")
     router: Annotated[Router, BeforeValidator(_default_type("builtin"))] = Field(
         default_factory=BuiltinRouter,

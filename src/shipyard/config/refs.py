@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from shipyard.config.approvals import approval_problems
+
 Path = tuple[str | int, ...]
 Problem = tuple[Path, str]
 
@@ -176,4 +178,4 @@ def reference_problems(data: Any) -> list[Problem]:
     if not isinstance(data, dict):
         return []
     envs = _mapping(data.get("environments"))
-    return _environments(envs) + _services(data, envs) + _routes(data, envs)
+    return _environments(envs) + _services(data, envs) + _routes(data, envs) + approval_problems(data)

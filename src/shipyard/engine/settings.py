@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shipyard.config.approvals import policy_for
 from shipyard.config.service import STATIC_RUN
+from shipyard.domain.approvals import Policy
 from shipyard.domain.launch import fill_argv, split_run
 from shipyard.errors import UnknownEnvironmentError, UnknownServiceError, UsageError
 from shipyard.releases.git import GitSource
@@ -61,6 +63,10 @@ class ServiceSettings:
     router: Any = None               # the config's router model (config.deploy.Router); None = built-in
     target: Any = None               # the config's target model (config.deploy.Target); None = local
     build_host: BuildHost | None = None   # where `build` runs; None = here, on the controller
+    approvals: Policy | None = None  # environments.<env>.approvals, groups expanded; None = no gate
+    pipeline: tuple[str, ...] = ()   # stage names in order (config.Service.effective_pipeline)
+    stages: dict[str, HookSpec] = field(default_factory=dict)   # command stages: name -> (run, timeout)
+    scan: Any = None                 # the config's scan gate (config.pipeline.Scan), None = defaults
 
     def launch_argv(self, release_dir: Path) -> list[str]:
         """`run` split like a shell would (no shell runs it), with `{env}` and `{publish_dir}` (absolute, in
@@ -108,7 +114,7 @@ def service_settings(cfg: Any, project_root: Path, service: str, env: str) -> Se
     if getattr(getattr(svc, "service", None), "run", "") is None and getattr(svc, "kind", "") == "static":
         # The default file server runs on the interpreter that runs shipyard: `python` may not be on PATH.
         run = shlex.join([sys.executable, *split_run(STATIC_RUN)[1:]])
-    if not run:
+    if not run and not getattr(type(dep.target), "ACTIVATES_RELEASES", False):
         raise UsageError(f"service {service}: no `run` command configured")
     metrics: Any = getattr(cfg, "metrics", {}).get(getattr(dep, "metrics", None) or "")
     if (getattr(dep, "analysis", None) is not None and getattr(metrics, "type", "") == "cloudwatch"
@@ -130,7 +136,19 @@ def service_settings(cfg: Any, project_root: Path, service: str, env: str) -> Se
         alarms=_alarms(cfg, dep, metrics), metrics=metrics,
         analysis=getattr(dep, "analysis", None), frozen=bool(getattr(envcfg, "frozen", False)),
         publish_dir=getattr(svc, "publish_dir", None), router_options=_router_options(dep.router),
-        router=dep.router, target=dep.target, build_host=_build_host(cfg, svc))
+        router=dep.router, target=dep.target, build_host=_build_host(cfg, svc),
+        approvals=policy_for(getattr(envcfg, "approvals", None), dict(getattr(cfg, "approvers", None) or {})),
+        **_pipeline(svc))
+
+
+def _pipeline(svc: Any) -> dict[str, Any]:
+    """`pipeline`, `stages` and `scan` of the service (a ResolvedService carries the model as `.service`)."""
+    model = getattr(svc, "service", svc)
+    pipeline = getattr(model, "effective_pipeline", None)
+    if pipeline is None:
+        return {}
+    return {"pipeline": tuple(pipeline), "scan": model.scan,
+            "stages": {name: HookSpec(st.run, float(st.timeout)) for name, st in model.stages.items()}}
 
 
 def _alarms(cfg: Any, dep: Any, source: Any) -> dict[str, Any]:
