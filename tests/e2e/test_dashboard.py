@@ -1,17 +1,21 @@
 """The dashboard in a real browser: Playwright drives Debian's chromium (the Playwright browser download is not
 available here) against a live `shipyard serve` of a workspace whose api bakes for a few seconds with an
-alarm on its 5xx ratio, so a deploy has steps that take time and an analysis with alarm values.
+alarm on its 5xx ratio, so a deploy has steps that take time and an analysis with alarm values; prod is
+gated by two approvers (alice, bob).
 
 One workspace and server for the module (a deploy is the slow part): login (a bad token refused), the
 overview with the service, a deploy started after the page opened whose steps appear live (no reload), the
 deployment's page with its alarm chart and text alternative, a read token without write buttons, forms
-without the CSRF token or from another origin refused (403), axe-core with no serious or critical violation
-on every page, screenshots at 1280 px and at phone width (kept under the test's tmp dir and in docs/img)."""
+without the CSRF token or from another origin refused (403), approvals decided in two browsers (the deploy
+then runs, its steps appearing live) and a reject with its reason cancelling one, a hostile commit message,
+token name and reason shown as text, axe-core with no serious or critical violation on every page, no
+horizontal overflow at 390 px, a visible keyboard focus. Screenshots go to $SHIPYARD_TEST_ARTIFACTS (else
+the test's tmp dir); docs/images holds copies made from them by hand, never written by a test."""
 
 from __future__ import annotations
 
 import json
-import shutil
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,13 +23,16 @@ from typing import Any
 import httpx
 import pytest
 
+from shipyard.demo.workspace import git
 from shipyard.testing.servers import missing_server
 from shipyard.testing.wait import wait_until
 
 from .conftest import E2E, Background, assert_ok, make_workspace, start_serve, stop_serve
 
 CHROMIUM = Path("/usr/bin/chromium")
-DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
+GATE = "approvals: {required: 2, approvers: [alice, bob], wait: 0s, timeout: 1h}"
+# What a hostile committer, token holder or approver could type: it must come out as text, run nothing.
+HOSTILE = '<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2">'
 ALARMS = """
 alarms:
   high_5xx: {metric: http_5xx_ratio, statistic: Average, period: 1s, evaluation_periods: 3,
@@ -49,9 +56,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     try:
         e2e.edit_config(lambda text: text.replace(
             "      strategy: {type: rolling, batch_size: 1}\n",
-            "      strategy: {type: rolling, batch_size: 1}\n      bake: 3s\n      alarms: [high_5xx]\n", 1) + ALARMS)
+            "      strategy: {type: rolling, batch_size: 1}\n      bake: 3s\n      alarms: [high_5xx]\n", 1).replace(
+            'prod: {branch: main, promote_from: stg, tag: "deploy-{ts}"}',
+            f'prod: {{branch: main, promote_from: stg, tag: "deploy-{{ts}}", {GATE}}}', 1) + ALARMS)
         tokens = {}
-        for name, scopes in (("deployer", "deploy,read"), ("reader", "read")):
+        for name, scopes in (("deployer", "deploy,read"), ("reader", "read"), ("alice", "approve,read"),
+                             ("bob", "approve,read")):
             made = assert_ok(e2e.cli("tokens", "create", "--name", name, "--scopes", scopes, "--json"))
             tokens[name] = json.loads(made.stdout)["token"]
         assert_ok(e2e.deploy())                       # a finished deployment with an analysis to chart
@@ -87,11 +97,20 @@ def login(browser: Any, served: Served, token: str, **context: Any) -> Any:
     return page
 
 
-def shot(page: Any, tmp_path: Path, name: str) -> None:
-    path = tmp_path / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    DOCS_IMG.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(path, DOCS_IMG / f"{name}.png")
+def shot(page: Any, tmp_path: Path, name: str, **how: Any) -> Path:
+    """A screenshot kept as a test artifact: under $SHIPYARD_TEST_ARTIFACTS when set (CI uploads it), else
+    the test's tmp dir."""
+    where = Path(os.environ.get("SHIPYARD_TEST_ARTIFACTS") or tmp_path) / "dashboard"
+    where.mkdir(parents=True, exist_ok=True)
+    path = where / f"{name}.png"
+    page.screenshot(path=str(path), **how)
+    assert path.stat().st_size > 0
+    return path
+
+
+def fits(page: Any) -> bool:
+    """Nothing wider than the viewport (a table scrolls inside its own box, never the page)."""
+    return bool(page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"))
 
 
 def serious(page: Any) -> list[str]:
@@ -168,8 +187,34 @@ def test_overview_follows_a_deploy_live(browser: Any, served: Served, tmp_path: 
 
     phone = login(browser, served, served.tokens["deployer"], viewport={"width": 390, "height": 844},
                   is_mobile=True, has_touch=True)
-    assert phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
-    shot(phone, tmp_path, "overview-phone")
+    for path in ("/", f"/deployments/{dep_id}", "/history", "/promotions", "/dora", "/report"):
+        phone.goto(path)
+        assert fits(phone), f"{path} overflows horizontally at 390 px"
+        assert serious(phone) == [], path
+    phone.goto("/")
+    shot(phone, tmp_path, "overview-phone", full_page=True)
+
+
+def test_the_pages_work_from_the_keyboard_with_a_visible_focus(browser: Any, served: Served) -> None:
+    page = login(browser, served, served.tokens["deployer"], viewport={"width": 1280, "height": 900})
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.className") == "skip"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
+    # Tab on until the first Deploy button: every stop on the way has a visible outline
+    for _ in range(60):
+        page.keyboard.press("Tab")
+        style = page.evaluate("(() => { const s = getComputedStyle(document.activeElement); "
+                              "return [document.activeElement.tagName, s.outlineStyle, s.outlineWidth]; })()")
+        assert style[1] != "none" and style[2] != "0px", style
+        if page.evaluate("document.activeElement.textContent") == "Deploy":
+            break
+    else:
+        pytest.fail("no Deploy button reached by Tab")
+    page.goto(f"/deployments/{served.first}")
+    page.locator("figure[data-alarm=high_5xx] details summary").first.focus()
+    page.keyboard.press("Enter")          # the chart's data table opens from the keyboard
+    assert page.locator("figure[data-alarm=high_5xx] details").first.get_attribute("open") is not None
 
 
 def test_a_read_token_sees_no_write_buttons_and_its_posts_are_refused(browser: Any, served: Served) -> None:
@@ -208,3 +253,117 @@ def test_posts_without_the_csrf_token_or_from_elsewhere_are_refused(browser: Any
     page.wait_for_url(f"{served.url}/login")
     page.goto("/history")
     assert "/login" in page.url
+
+
+# ---- approvals -------------------------------------------------------------------------------------------
+
+def commit_on_main(served: Served, message: str) -> str:
+    """A commit on the api repo's main as a developer pushes it (its subject is what the pages show)."""
+    ws = served.e2e.ws
+    dev = ws.dev_clones[ws.repo_for("api")]
+    git(dev, "fetch", "--quiet", "origin")
+    git(dev, "checkout", "--quiet", "--force", "-B", "main", "origin/main")
+    git(dev, "commit", "--quiet", "--allow-empty", "-m", message)
+    git(dev, "push", "--quiet", "origin", "main")
+    return git(dev, "rev-parse", "HEAD")
+
+
+def request_prod(served: Served, token: str) -> str:
+    res = httpx.post(f"{served.url}/api/v1/deployments", json={"service": "api", "env": "prod"}, timeout=120,
+                     headers={"Authorization": f"Bearer {token}"})
+    assert res.status_code == 202, res.text
+    dep_id: str = res.json()["id"]
+    wait_until(lambda: state_of(served, dep_id) == "awaiting_approval", 60, f"{dep_id} awaiting approval")
+    return dep_id
+
+
+def state_of(served: Served, dep_id: str) -> str | None:
+    return next((d["state"] for d in served.e2e.deployments() if d["id"] == dep_id), None)
+
+
+def no_script_ran(page: Any) -> None:
+    assert page.evaluate("typeof window.__xss") == "undefined"
+    # the page's only script is the dashboard's own
+    assert page.evaluate("Array.from(document.scripts).map(s => s.getAttribute('src'))") == ["/static/live.js"]
+
+
+def test_two_approvers_decide_in_the_browser_and_the_deploy_runs_live(browser: Any, served: Served,
+                                                                      tmp_path: Path) -> None:
+    commit_on_main(served, f"fix the login {HOSTILE}")
+    alice = login(browser, served, served.tokens["alice"], viewport={"width": 1280, "height": 900})
+    bob = login(browser, served, served.tokens["bob"], viewport={"width": 1280, "height": 900})
+    deployer = login(browser, served, served.tokens["deployer"])
+    for p in (alice, bob):
+        p.evaluate("window.__not_reloaded = true")
+    # requested by a CLI whose actor is hostile (token names are checked; $SHIPYARD_ACTOR is free text)
+    cli = served.e2e.background("deploy", "api", "--env", "prod", "--json", SHIPYARD_ACTOR=HOSTILE)
+    dep_id = wait_until(lambda: next((d["id"] for d in served.e2e.deployments()
+                                      if d["env"] == "prod" and d["state"] == "awaiting_approval"), None),
+                        60, "the CLI's deployment awaiting approval")
+    card = f'article[data-approval="{dep_id}"]'
+    for p in (alice, bob, deployer):              # it appears live on every open overview
+        p.wait_for_selector(card, timeout=DEADLINE_MS)
+    text = alice.locator(card).inner_text()
+    assert text.count(HOSTILE) == 2 and "approved 0 of 2" in text  # the subject and requester, as text
+    no_script_ran(alice)
+    assert serious(alice) == []
+    # the deployer has no approve scope: no buttons; a forged POST with its session is refused
+    assert deployer.locator(f'{card} form').count() == 0
+    csrf = deployer.locator('form[action="/logout"] input[name=csrf]').get_attribute("value")
+    forged = deployer.request.post(f"{served.url}/actions/approve", form={"csrf": csrf, "deployment": dep_id},
+                                   headers={"Origin": served.url}, max_redirects=0)
+    assert forged.status == 403
+    reader = login(browser, served, served.tokens["reader"])
+    csrf = reader.locator('form[action="/logout"] input[name=csrf]').get_attribute("value")
+    assert reader.request.post(f"{served.url}/actions/approve", form={"csrf": csrf, "deployment": dep_id},
+                               headers={"Origin": served.url}, max_redirects=0).status == 403
+    alice.locator(card).scroll_into_view_if_needed()
+    shot(alice, tmp_path, "approvals")
+
+    alice.click(f'{card} button:text-is("Approve")')
+    for p in (alice, bob):                        # the count moves on both pages, live
+        wait_until(lambda p=p: "approved 1 of 2 (alice)" in p.locator(card).inner_text(), 30, "1 of 2 shown")
+    assert state_of(served, dep_id) == "awaiting_approval"
+    alice.click(f'{card} button:text-is("Approve")')          # twice is refused, and says why
+    wait_until(lambda: alice.locator("[data-approval-error]").is_visible(), 30, "the refusal shown")
+    assert "already approved" in alice.locator("[data-approval-error]").inner_text()
+
+    bob.click(f'{card} button:text-is("Approve")')
+    rows = f'article.in-progress[data-deployment="{dep_id}"] tr.step'
+    bob.wait_for_selector(rows, timeout=DEADLINE_MS)          # the deploy runs: its steps appear, no reload
+    assert bob.locator(card).count() == 0
+    assert bob.evaluate("window.__not_reloaded") is True and alice.evaluate("window.__not_reloaded") is True
+    assert_ok(cli.finish())
+    assert state_of(served, dep_id) == "succeeded"
+    decisions = httpx.get(f"{served.url}/api/v1/deployments/{dep_id}/approvals", timeout=10,
+                          headers={"Authorization": f"Bearer {served.tokens['reader']}"}).json()["decisions"]
+    assert [(d["approver"], d["decision"], d["via"]) for d in decisions] == [
+        ("alice", "approve", "dashboard"), ("bob", "approve", "dashboard")]
+    # the deployment's page shows the hostile subject and actor as text as well
+    alice.goto(f"/deployments/{dep_id}")
+    assert alice.locator("dl.facts").inner_text().count(HOSTILE) == 2
+    no_script_ran(alice)
+
+
+def test_a_reject_asks_for_a_reason_and_cancels_the_deployment(browser: Any, served: Served) -> None:
+    alice = login(browser, served, served.tokens["alice"], viewport={"width": 390, "height": 844})
+    dep_id = request_prod(served, served.tokens["deployer"])
+    card = f'article[data-approval="{dep_id}"]'
+    alice.wait_for_selector(card, timeout=DEADLINE_MS)
+    alice.click(f'{card} summary')
+    alice.click(f'{card} button:text-is("Reject")')           # no reason: the browser keeps the form
+    assert state_of(served, dep_id) == "awaiting_approval"
+    # and the server refuses one without a reason as well
+    csrf = alice.locator('form[action="/logout"] input[name=csrf]').get_attribute("value")
+    res = alice.request.post(f"{served.url}/actions/reject", form={"csrf": csrf, "deployment": dep_id},
+                             headers={"Origin": served.url}, max_redirects=0)
+    assert res.status == 400 and state_of(served, dep_id) == "awaiting_approval"
+    alice.fill(f"{card} textarea", f"not during the sale {HOSTILE}")
+    alice.click(f'{card} button:text-is("Reject")')
+    wait_until(lambda: state_of(served, dep_id) == "cancelled", 30, "the rejected deployment cancelled")
+    wait_until(lambda: alice.locator(card).count() == 0, 30, "the card gone")
+    assert fits(alice)
+    alice.goto(f"/deployments/{dep_id}")
+    assert f"rejected by alice: not during the sale {HOSTILE}" in alice.locator("dl.facts").inner_text()
+    no_script_ran(alice)
+    assert serious(alice) == []

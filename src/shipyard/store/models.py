@@ -502,7 +502,7 @@ class ApprovalDecision(Base):
     approver: Mapped[str] = mapped_column(String(255))
     decision: Mapped[str] = mapped_column(String(16))                   # approve | reject
     comment: Mapped[str] = mapped_column(Text)
-    via: Mapped[str] = mapped_column(String(16))                        # cli | api | link
+    via: Mapped[str] = mapped_column(String(16))                        # cli | api | link | dashboard
     nonce: Mapped[str | None] = mapped_column(String(64))
     at: Mapped[datetime]
 

@@ -10,6 +10,7 @@ an Authorization header; the script then swaps in the server-rendered fragments 
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,7 +24,9 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from shipyard.api.auth import store_of
 from shipyard.api.routes import deployments as dep_routes
 from shipyard.api.routes import promotions as promo_routes
+from shipyard.api.routes.approvals import ApprovalSettings
 from shipyard.domain.deployment import DeployState
+from shipyard.engine import approvals as gate
 from shipyard.errors import ShipyardError
 from shipyard.reports import Period, dora, parse_period, render_markdown, report
 from shipyard.store import deployments as dq
@@ -91,9 +94,8 @@ def to_login(request: Request) -> RedirectResponse:
     return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
 
 
-def own_origin(request: Request) -> str:
-    host = request.headers.get("host") or f"{request.url.hostname}:{request.url.port}"
-    return f"{request.url.scheme}://{host}"
+def own_host(request: Request) -> str:
+    return request.headers.get("host") or f"{request.url.hostname}:{request.url.port}"
 
 
 async def form_of(request: Request) -> dict[str, str]:
@@ -111,7 +113,7 @@ async def _posted(request: Request) -> tuple[ApiToken | None, dict[str, str], Re
     """A POST's token and form, or the answer refusing it: 403 without the right Origin or CSRF token
     (checked before the form says anything), 303 to /login without a session."""
     form = await form_of(request)
-    if not session.origin_ok(own_origin(request), request.headers.get("origin"), request.headers.get("referer")):
+    if not session.origin_ok(own_host(request), request.headers.get("origin"), request.headers.get("referer")):
         return None, form, page("error.html", request, None, 403, message="refused: this form did not come from "
                                 "this server's pages (Origin)")
     token = logged_in(request)
@@ -150,7 +152,7 @@ async def login(request: Request) -> Response:
     form = await form_of(request)
     target = session.safe_next(form.get("next"))
     nonce = request.cookies.get(LOGIN_NONCE)
-    if (not session.origin_ok(own_origin(request), request.headers.get("origin"), request.headers.get("referer"))
+    if (not session.origin_ok(own_host(request), request.headers.get("origin"), request.headers.get("referer"))
             or not nonce or not secrets.compare_digest(nonce, form.get(session.CSRF_FIELD, ""))):
         return page("error.html", request, None, 403, message="refused: the login form did not come from this "
                     "server's login page (reload it and try again)")
@@ -184,15 +186,17 @@ async def logout(request: Request) -> Response:
 async def _overview_data(request: Request, token: ApiToken) -> dict[str, Any]:
     runner = request.app.state.settings.runner
     if runner is None:
-        return {"envs": [], "services": [], "cells": {}, "agent": False, "extras": None,
+        return {"envs": [], "services": [], "cells": {}, "agent": False, "extras": None, "approvals": [],
                 "note": "this server runs without an engine: no status to show"}
     envs = views.allowed_envs(token, runner.environments())
     status: dict[str, Any] = await runner.status(None, envs) if envs else {"status": [], "agent": True}
     rows: list[dict[str, Any]] = status["status"]
     services, cells = views.grid(rows, envs)
-    extras = views.overview_extras(store_of(request), rows, envs)
+    store = store_of(request)
+    extras = views.overview_extras(store, rows, envs)
+    waiting = await asyncio.to_thread(views.awaiting_approval, store, envs, token)
     return {"envs": envs, "services": services, "cells": cells, "agent": status["agent"], "extras": extras,
-            "note": None}
+            "approvals": waiting, "note": None}
 
 
 @router.get("/")
@@ -407,3 +411,43 @@ async def act_rollback(request: Request) -> Response:
 @router.post("/actions/cancel")
 async def act_cancel(request: Request) -> Response:
     return await _act(request, "cancel")
+
+
+# ---- approvals (approve scope) ---------------------------------------------------------------------------
+
+@router.post("/actions/approve")
+async def act_approve(request: Request) -> Response:
+    return await _decide(request, "approve")
+
+
+@router.post("/actions/reject")
+async def act_reject(request: Request) -> Response:
+    return await _decide(request, "reject")
+
+
+async def _decide(request: Request, decision: str) -> Response:
+    """engine.approvals.decide as the session token's name, exactly as POST /api/v1/deployments/{id}/approvals
+    does (the gate's rules are there, not here). A reject needs a reason: it cancels the deployment."""
+    token, form, refused = await _posted(request)
+    if refused is not None or token is None:
+        return refused or to_login(request)
+    dep_id = form.get("deployment", "")
+    with store_of(request).session(readonly=True) as s:
+        row = dq.get_deployment(s, dep_id)
+    if row is None or not tq.allows(token, "read", row.env):
+        return page("error.html", request, token, 404, message=f"no deployment {dep_id!r}")
+    if not tq.allows(token, "approve", row.env):
+        return page("error.html", request, token, 403, message=f"the token {token.name!r} may not approve in "
+                    f"{row.env!r} (it needs the approve scope)")
+    comment = form.get("comment", "").strip()
+    if decision == "reject" and not comment:
+        return page("error.html", request, token, 400, message="a reject needs a reason (it cancels the "
+                    "deployment, and the reason is on its record)")
+    found = getattr(request.app.state.settings, "approvals", None)
+    notifications = found.notifications if isinstance(found, ApprovalSettings) else None
+    try:
+        await asyncio.to_thread(gate.decide, store_of(request), dep_id, approver=token.name, decision=decision,
+                                comment=comment, via="dashboard", notifications=notifications)
+    except ShipyardError as exc:
+        return page("error.html", request, token, 409, message=str(exc))
+    return RedirectResponse("/" if decision == "approve" else f"/deployments/{quote(dep_id)}", status_code=303)

@@ -4,8 +4,8 @@
   cookie: HttpOnly (no script reads it), SameSite=Strict (no other site's page sends it), Path=/, Secure when
   the request came over https. The token is never put in a URL or a page.
 - CSRF: every form carries a token derived from the session's API token (HMAC-SHA256 keyed by it), checked
-  in constant time on every POST, together with the Origin (or, without one, the Referer) against the
-  server's own origin. The CSRF token is stateless: it survives a restart of the server and is the same on
+  in constant time on every POST, together with the Origin's (or, without one, the Referer's) host against
+  the Host the request was sent to. The CSRF token is stateless: it survives a restart of the server and is the same on
   every daemon of a fleet, and it reveals nothing of the API token (a one-way MAC). A logout clears the
   cookie; revoking the API token (`shipyard tokens revoke`) ends every session made with it.
 
@@ -35,16 +35,25 @@ def csrf_ok(api_token: str | None, given: str | None) -> bool:
     return hmac.compare_digest(csrf_token(api_token), given)
 
 
-def origin_ok(own_origin: str, origin: str | None, referer: str | None) -> bool:
-    """A POST must come from the server's own pages: its Origin header (sent by every current browser on a
-    POST) equal to ours; without one, the Referer's origin. Neither present: refused (a form we serve always
-    gets one of them); `Origin: null` (a sandboxed or file page) is refused."""
+def origin_ok(own_host: str, origin: str | None, referer: str | None) -> bool:
+    """A POST must come from the server's own pages: the host of its Origin header (sent by every current
+    browser on a POST) equal to the Host it was sent to; without one, the Referer's host. The host, not the
+    scheme: behind a TLS-terminating proxy the page is https while this server sees http, and a page on
+    another host is what CSRF is. Neither header: refused (a form we serve always gets one of them);
+    `Origin: null` (a sandboxed or file page) is refused."""
     if origin is not None:
-        return origin != "null" and origin.rstrip("/").lower() == own_origin.lower()
+        return origin != "null" and _host(origin) == own_host.lower()
     if referer:
-        parts = urlsplit(referer)
-        return f"{parts.scheme}://{parts.netloc}".lower() == own_origin.lower()
+        return _host(referer) == own_host.lower()
     return False
+
+
+def _host(url: str) -> str | None:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    return parts.netloc.lower() if parts.scheme in ("http", "https") and parts.netloc else None
 
 
 def cookie_attributes(*, secure: bool) -> dict[str, object]:

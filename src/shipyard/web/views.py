@@ -15,7 +15,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from shipyard.engine import approvals as gate
+from shipyard.errors import NotFoundError
 from shipyard.store import Store
+from shipyard.store import approvals as aq
 from shipyard.store import promotions as pq
 from shipyard.store import steps as sq
 from shipyard.store import tokens as tq
@@ -83,6 +86,28 @@ def overview_extras(store: Store, rows: list[dict[str, Any]], envs: list[str]) -
         return {"commits": commits_of(s, serving + leased), "frozen": frozen_view,
                 "running": {i: {"row": running.get(i), "steps": st} for i, st in running_steps(s, leased).items()},
                 "recent": recent(s, envs)}
+
+
+def awaiting_approval(store: Store, envs: list[str], token: ApiToken) -> list[dict[str, Any]]:
+    """Deployments awaiting approval in `envs`, oldest first: the row, its commit and the gate as
+    engine.approvals.status tells it (what GET /api/v1/approvals answers), and whether this token may decide.
+    The state index finds them: a handful of rows whatever the history's size."""
+    if not envs:
+        return []
+    with store.session(readonly=True) as s:
+        rows = [d for d, _ in aq.awaiting(s) if d.env in envs]
+        commits = commits_of(s, [d.id for d in rows])
+    out = []
+    for d in rows:
+        try:
+            found = gate.status(store, d.id)
+        except NotFoundError:           # pruned between the two reads
+            continue
+        if found["gate"] is None or found["state"] != "awaiting_approval":
+            continue
+        out.append({"dep": d, "gate": found["gate"], "decisions": found["decisions"],
+                    "commit": commits.get(d.id, {}), "can_decide": tq.allows(token, "approve", d.env)})
+    return out
 
 
 def grid(rows: list[dict[str, Any]], envs: list[str]) -> tuple[list[str], dict[tuple[str, str], dict[str, Any]]]:

@@ -24,7 +24,7 @@
             region.innerHTML = html;
             region.setAttribute("data-refreshed", String(Date.now()));
             if (focused) {
-              var again_ = region.querySelector('[aria-label="' + focused.replace(/"/g, '\\"') + '"]');
+              var again_ = region.querySelector('[aria-label="' + CSS.escape(focused) + '"]');
               if (again_) again_.focus();
             }
           }
@@ -39,6 +39,7 @@
       if (pending) return;
       pending = setTimeout(function () { pending = null; refresh(); }, 150);
     }
+    region.addEventListener("shipyard:refresh", refresh);
     var source = new EventSource(url, {withCredentials: true});
     source.onmessage = schedule;
     source.onopen = function () { region.setAttribute("data-live-state", "open"); };
@@ -47,6 +48,28 @@
     };
     source.addEventListener("end", function () { closed = true; source.close(); refresh(); });
   }
+  // A form marked data-inline (approve, reject) posts in place: the page stays (its live parts keep
+  // following) and the region is redrawn; a refusal's one line is shown in the region's alert. Without
+  // JavaScript the same form posts normally.
+  function inline(event) {
+    var form = event.target;
+    if (!form || !form.hasAttribute || !form.hasAttribute("data-inline") || !window.fetch) return;
+    event.preventDefault();
+    var region = form.closest("[data-live]");
+    var alert_ = region ? region.querySelector("[data-approval-error]") : null;
+    fetch(form.action, {method: "POST", credentials: "same-origin", body: new URLSearchParams(new FormData(form)),
+                        headers: {"Accept": "text/html"}})
+      .then(function (res) {
+        return res.text().then(function (text) {
+          if (res.ok) { if (region) region.dispatchEvent(new Event("shipyard:refresh")); return; }
+          var doc = new DOMParser().parseFromString(text, "text/html");
+          var line = doc.querySelector("[role=alert]");
+          if (alert_) { alert_.textContent = line ? line.textContent : "refused (" + res.status + ")"; alert_.hidden = false; }
+        });
+      })
+      .catch(function () { if (alert_) { alert_.textContent = "the server did not answer"; alert_.hidden = false; } });
+  }
+  document.addEventListener("submit", inline);
   document.addEventListener("DOMContentLoaded", function () {
     var regions = document.querySelectorAll("[data-live]");
     for (var i = 0; i < regions.length; i++) follow(regions[i]);
