@@ -46,7 +46,7 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self';
 router = APIRouter(include_in_schema=False)
 templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]),
                         trim_blocks=True, lstrip_blocks=True)
-templates.globals.update(charts=charts, short=lambda rev: (rev or "")[:8])
+templates.globals.update(charts=charts, short=lambda rev: (rev or "")[:8], check_phases=views.CHECK_PHASES)
 templates.filters["ago"] = lambda when: _ago(when)
 templates.filters["when"] = lambda when: when.strftime("%Y-%m-%d %H:%M:%S UTC") if when else "-"
 
@@ -221,7 +221,11 @@ def _deployment(request: Request, token: ApiToken, deployment_id: str) -> dict[s
         row = dq.get_deployment(s, deployment_id)
         if row is None or not tq.allows(token, "read", row.env):
             return None
-        return views.deployment_page(s, row)
+        data = views.deployment_page(s, row)
+    # The checklist comes from the API's own answer for this deployment (the checklists work adds the field
+    # there): whatever GET /api/v1/deployments/{id} says is what the page shows, and no field, no panel.
+    detail = dep_routes.get_deployment(request, deployment_id, token).model_dump()
+    return {**data, "checklist": views.checklist_of(detail)}
 
 
 @router.get("/deployments/{deployment_id}")

@@ -9,6 +9,7 @@ history (the overview costs the same over a thousand or a million deployments).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -132,6 +133,41 @@ def cell(row: dict[str, Any]) -> dict[str, Any]:
     return {**row, "split": sorted(((k, round(v, 1)) for k, v in split.items()), key=lambda kv: -kv[1]),
             "healthy": healthy,
             "revisions": revision if isinstance(revision, list) else ([revision] if revision else [])}
+
+
+CHECK_PHASES = {"pre": "Before the deploy", "post": "After the deploy"}
+CHECK_STATUSES = ("pending", "passed", "failed", "confirmed", "skipped")
+
+
+def checklist_of(detail: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The `checklist` of the API's one-deployment answer (GET /api/v1/deployments/{id}), by phase, read
+    defensively: a server without checklists has no such field (then {}), and an item missing a key or with
+    a value of the wrong type is shown with what it has rather than breaking the page."""
+    items = detail.get("checklist")
+    if not isinstance(items, list):
+        return {}
+    out: dict[str, list[dict[str, Any]]] = {}
+    for item in items:
+        if not isinstance(item, Mapping):
+            continue
+        phase = str(item.get("phase") or "pre")
+        status = str(item.get("status") or "pending")
+        text = {k: ("" if item.get(k) is None else str(item.get(k))) for k in ("name", "kind", "by", "detail",
+                                                                            "on_fail")}
+        at = item.get("at")
+        out.setdefault(phase if phase in CHECK_PHASES else "other", []).append(
+            {**text, "status": status if status in CHECK_STATUSES else "unknown", "raw_status": status,
+             "at": at if isinstance(at, datetime) else _parse_at(at)})
+    return {k: out[k] for k in (*CHECK_PHASES, "other") if k in out}
+
+
+def _parse_at(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 def deployment_page(s: Session, dep: Deployment) -> dict[str, Any]:
