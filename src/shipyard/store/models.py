@@ -89,6 +89,8 @@ class Deployment(Base):
         Index("ix_deployments_created_at", "created_at"),
         Index("ix_deployments_finished_at", "finished_at"),
         Index("ix_deployments_rollback_of", "rollback_of"),
+        # what serves each (service, env): its newest succeeded run by end time (migration 0010)
+        Index("ix_deployments_service_env_state_finished_at", "service", "env", "state", "finished_at"),
     )
 
     id: Mapped[str] = mapped_column(String(128), primary_key=True)

@@ -369,7 +369,7 @@ def live_events(request: Request, deployment: str | None = None) -> Response:
         return live.stream(request, store, lambda s: live.deployment_signature(s, deployment), ends=True)
     runner = request.app.state.settings.runner
     envs = views.allowed_envs(token, runner.environments()) if runner is not None else []
-    return live.stream(request, store, lambda s: live.overview_signature(s, envs), ends=False)
+    return live.stream(request, store, live.OverviewSignature(envs), ends=False)
 
 
 # ---- actions (deploy scope) ------------------------------------------------------------------------------
