@@ -14,8 +14,10 @@ the test's tmp dir); docs/images holds copies made from them by hand, never writ
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -108,6 +110,26 @@ def shot(page: Any, tmp_path: Path, name: str, **how: Any) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def traffic(url: str) -> Iterator[None]:
+    """About 20 requests a second to `url` while the block runs (bounded), so the bake's 5xx ratio has
+    values to chart."""
+    stop = threading.Event()
+
+    def run() -> None:
+        with httpx.Client(timeout=2) as client:
+            while not stop.wait(0.05):
+                with contextlib.suppress(httpx.HTTPError):
+                    client.get(url)
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(5)
+
+
 def fits(page: Any) -> bool:
     """Nothing wider than the viewport (a table scrolls inside its own box, never the page)."""
     return bool(page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"))
@@ -143,27 +165,31 @@ def test_overview_follows_a_deploy_live(browser: Any, served: Served, tmp_path: 
     assert "api" in page.locator("table.grid tbody").inner_text()
     cookie = next(c for c in page.context.cookies() if c["name"] == "shipyard_session")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
-    assert page.locator("#approvals").count() == 1             # the approvals' place, empty for now
+    assert "Nothing awaits approval" in page.locator("#approvals").inner_text()
     assert page.locator('form[action="/actions/deploy"]').count() > 0
     assert serious(page) == []
     page.evaluate("window.__not_reloaded = true")
 
-    res = httpx.post(f"{served.url}/api/v1/deployments", json={"service": "api", "env": "stg"}, timeout=120,
-                     headers={"Authorization": f"Bearer {served.tokens['deployer']}"})
-    assert res.status_code == 202, res.text
-    dep_id = res.json()["id"]
-    rows = f'article.in-progress[data-deployment="{dep_id}"] tr.step'
-    page.wait_for_selector(rows, timeout=DEADLINE_MS)
-    first_count = page.locator(rows).count()
-    # (polled from here: the page's CSP allows no eval, which wait_for_function would need)
-    wait_until(lambda: page.locator(rows).count() > first_count, DEADLINE_MS / 1000, "more step rows, live")
-    shot(page, tmp_path, "overview")
-    assert page.evaluate("window.__not_reloaded") is True     # the rows came by the live update
+    rows_now = httpx.get(f"{served.url}/api/v1/status", timeout=30,
+                         headers={"Authorization": f"Bearer {served.tokens['reader']}"}).json()["status"]
+    listen = next(r["listen"] for r in rows_now if (r["service"], r["env"]) == ("api", "stg"))
+    with traffic(f"http://{listen}/"):
+        res = httpx.post(f"{served.url}/api/v1/deployments", json={"service": "api", "env": "stg"}, timeout=120,
+                         headers={"Authorization": f"Bearer {served.tokens['deployer']}"})
+        assert res.status_code == 202, res.text
+        dep_id = res.json()["id"]
+        rows = f'article.in-progress[data-deployment="{dep_id}"] tr.step'
+        page.wait_for_selector(rows, timeout=DEADLINE_MS)
+        first_count = page.locator(rows).count()
+        # (polled from here: the page's CSP allows no eval, which wait_for_function would need)
+        wait_until(lambda: page.locator(rows).count() > first_count, DEADLINE_MS / 1000, "more step rows, live")
+        shot(page, tmp_path, "overview")
+        assert page.evaluate("window.__not_reloaded") is True     # the rows came by the live update
 
-    page.goto(f"/deployments/{dep_id}")
-    page.evaluate("window.__not_reloaded = true")
-    page.wait_for_selector('dd[data-state="succeeded"]', timeout=DEADLINE_MS)
-    assert page.evaluate("window.__not_reloaded") is True
+        page.goto(f"/deployments/{dep_id}")
+        page.evaluate("window.__not_reloaded = true")
+        page.wait_for_selector('dd[data-state="succeeded"]', timeout=DEADLINE_MS)
+        assert page.evaluate("window.__not_reloaded") is True
     page.wait_for_selector("figure[data-alarm=high_5xx] svg", timeout=30_000)
     svg = page.locator("figure[data-alarm=high_5xx] svg").first
     assert svg.get_attribute("role") == "img"
@@ -171,7 +197,9 @@ def test_overview_follows_a_deploy_live(browser: Any, served: Served, tmp_path: 
     assert "threshold" in svg.locator("desc").text_content() or "0.1" in svg.locator("desc").text_content()
     assert page.locator("figure[data-alarm=high_5xx] details table").count() == 1
     assert page.locator("svg.chart line.threshold").count() >= 1
+    assert page.locator("figure[data-alarm=high_5xx] svg .s-value").count() >= 1    # the values under traffic
     assert serious(page) == []
+    page.evaluate("document.getElementById('analysis-h').scrollIntoView()")
     shot(page, tmp_path, "deployment")
 
     for path, name in (("/history?service=api", "history"), ("/dora", "dora"), ("/report", "report"),
