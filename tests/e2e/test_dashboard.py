@@ -215,10 +215,15 @@ def test_overview_follows_a_deploy_live(browser: Any, served: Served, tmp_path: 
 
     phone = login(browser, served, served.tokens["deployer"], viewport={"width": 390, "height": 844},
                   is_mobile=True, has_touch=True)
+    fetched: list[str] = []
+    phone.on("request", lambda r: fetched.append(r.url))
     for path in ("/", f"/deployments/{dep_id}", "/history", "/promotions", "/dora", "/report"):
         phone.goto(path)
         assert fits(phone), f"{path} overflows horizontally at 390 px"
         assert serious(phone) == [], path
+    # every asset from the server itself (no CDN, no font service): the pages work with no way out
+    assert fetched and all(u.startswith(f"{served.url}/") for u in fetched), fetched
+    assert {u.removeprefix(served.url).split("?")[0] for u in fetched} >= {"/static/dashboard.css", "/static/live.js"}
     phone.goto("/")
     shot(phone, tmp_path, "overview-phone", full_page=True)
 
