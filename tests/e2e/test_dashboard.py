@@ -63,7 +63,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             f'prod: {{branch: main, promote_from: stg, tag: "deploy-{{ts}}", {GATE}}}', 1) + ALARMS)
         tokens = {}
         for name, scopes in (("deployer", "deploy,read"), ("reader", "read"), ("alice", "approve,read"),
-                             ("bob", "approve,read")):
+                             ("bob", "approve,read"), ("leaver", "read")):
             made = assert_ok(e2e.cli("tokens", "create", "--name", name, "--scopes", scopes, "--json"))
             tokens[name] = json.loads(made.stdout)["token"]
         assert_ok(e2e.deploy())                       # a finished deployment with an analysis to chart
@@ -260,6 +260,15 @@ def test_a_read_token_sees_no_write_buttons_and_its_posts_are_refused(browser: A
                             headers={"Origin": served.url}, max_redirects=0)
     assert res.status == 403
     assert len(served.e2e.deployments()) == before
+
+
+def test_revoking_the_token_ends_its_sessions(browser: Any, served: Served) -> None:
+    page = login(browser, served, served.tokens["leaver"])
+    assert_ok(served.e2e.cli("tokens", "revoke", "leaver"))
+    page.goto("/history")
+    assert "/login" in page.url
+    assert page.request.get(f"{served.url}/fragments/overview").status == 401
+    assert page.request.get(f"{served.url}/live/events").status == 401
 
 
 def test_posts_without_the_csrf_token_or_from_elsewhere_are_refused(browser: Any, served: Served) -> None:

@@ -5,8 +5,9 @@ does not show steps moving. This stream polls (every POLL seconds, one short rea
 lookups) a signature of what the page shows: the newest event id, and per running deployment its state and
 how many of its steps have started and ended; the queue's newest entry. When the signature moves, it sends
 `data: <signature>`; the page then fetches its server-rendered fragment. A deployment's stream ends with
-`event: end` once the deployment is finished and that was sent. A comment every KEEPALIVE seconds keeps
-proxies from closing an idle stream.
+`event: end` once the deployment is finished and that was sent; any stream ends so once its session is no
+longer valid (checked every RECHECK seconds: a revoked token's page stops following, goes to the login).
+A comment every KEEPALIVE seconds keeps proxies from closing an idle stream.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from shipyard.store.models import Deployment, Event, Lease, QueueEntry, StepReco
 
 POLL = 0.5
 KEEPALIVE = 15.0
+RECHECK = 30.0          # how often an open stream checks its session is still valid (a revoked token)
 
 
 def _steps(s: Session, ids: list[str]) -> list[tuple[str, int, int]]:
@@ -70,15 +72,20 @@ def deployment_signature(s: Session, deployment_id: str) -> tuple[str, bool]:
 
 
 async def changes(request: Request, store: Store, signature: Callable[[Session], tuple[str, bool]],
-                  *, ends: bool) -> AsyncIterator[str]:
+                  *, ends: bool, still: Callable[[], bool] = lambda: True) -> AsyncIterator[str]:
     def read() -> tuple[str, bool]:
         with store.session(readonly=True) as s:
             return signature(s)
 
     last: str | None = None
-    quiet_since = time.monotonic()
+    quiet_since = checked = time.monotonic()
     yield "retry: 2000\n\n"
     while not await request.is_disconnected():
+        if time.monotonic() - checked >= RECHECK:
+            checked = time.monotonic()
+            if not await asyncio.to_thread(still):     # revoked or logged out: the page goes to the login
+                yield "event: end\ndata: logged out\n\n"
+                return
         sig, done = await asyncio.to_thread(read)
         if sig != last:          # the first one too: what changed between the page's render and now
             yield f"data: {sig}\n\n"
@@ -93,8 +100,8 @@ async def changes(request: Request, store: Store, signature: Callable[[Session],
 
 
 def stream(request: Request, store: Store, signature: Callable[[Session], tuple[str, bool]],
-           *, ends: bool) -> Any:
+           *, ends: bool, still: Callable[[], bool] = lambda: True) -> Any:
     from fastapi.responses import StreamingResponse
 
-    return StreamingResponse(changes(request, store, signature, ends=ends), media_type="text/event-stream",
+    return StreamingResponse(changes(request, store, signature, ends=ends, still=still), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

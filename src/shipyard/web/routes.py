@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
@@ -267,11 +267,8 @@ def history(request: Request, service: str | None = None, env: str | None = None
         found = dep_routes.list_deployments(request, token, service=service, env=env,
                                             state=[DeployState(state)] if state else None, actor=None, since=None,
                                             until=None, limit=50, cursor=cursor)
-    except Exception as exc:        # a cursor this server did not give out: say so on the page
-        detail = getattr(exc, "detail", None)
-        if detail is None:
-            raise
-        return page("error.html", request, token, getattr(exc, "status_code", 400), message=str(detail))
+    except HTTPException as exc:        # a cursor this server did not give out: say so on the page
+        return page("error.html", request, token, exc.status_code, message=str(exc.detail))
     runner = request.app.state.settings.runner
     envs = views.allowed_envs(token, runner.environments()) if runner is not None else []
     services = sorted(runner.project.config.services) if runner is not None and hasattr(runner, "project") else []
@@ -366,10 +363,12 @@ def live_events(request: Request, deployment: str | None = None) -> Response:
             row = dq.get_deployment(s, deployment)
             if row is None or not tq.allows(token, "read", row.env):
                 return Response(status_code=404)
-        return live.stream(request, store, lambda s: live.deployment_signature(s, deployment), ends=True)
+        return live.stream(request, store, lambda s: live.deployment_signature(s, deployment), ends=True,
+                           still=lambda: logged_in(request) is not None)
     runner = request.app.state.settings.runner
     envs = views.allowed_envs(token, runner.environments()) if runner is not None else []
-    return live.stream(request, store, live.OverviewSignature(envs), ends=False)
+    return live.stream(request, store, live.OverviewSignature(envs), ends=False,
+                       still=lambda: logged_in(request) is not None)
 
 
 # ---- actions (deploy scope) ------------------------------------------------------------------------------
