@@ -95,3 +95,33 @@ def test_the_csrf_token_is_the_sessions_own() -> None:
     assert "shy_token_a" not in mine
     assert session.cookie_attributes(secure=False) == {"httponly": True, "samesite": "strict", "secure": False,
                                                         "path": "/"}
+
+
+def approvals_html(*, can_decide: bool, granted: bool) -> str:
+    from types import SimpleNamespace
+
+    now = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+    dep = SimpleNamespace(id="deploy-1", service="api", env="prod", state="awaiting_approval", revision="a" * 40,
+                          ref="main")
+    gate = {"requested_by": HOSTILE, "requested_at": now, "approved": ["alice"], "required": 2,
+            "granted_at": now if granted else None, "expires_at": now}
+    return templates.get_template("_overview_live.html").render(
+        approvals=[{"dep": dep, "gate": gate, "decisions": [], "commit": {"subject": HOSTILE},
+                    "can_decide": can_decide}],
+        envs=[], services=[], cells={}, extras=None, agent=True, csrf="c" * 64, token=None, can_deploy=False,
+        now=now)
+
+
+def test_approvers_get_both_buttons_and_a_reject_still_counts_during_the_wait() -> None:
+    html = approvals_html(can_decide=True, granted=False)
+    assert 'action="/actions/approve"' in html and 'action="/actions/reject"' in html
+    assert "approved 1 of 2 (alice)" in html
+    assert "<script>" not in html and html.count("&lt;script&gt;") == 2
+    waiting = approvals_html(can_decide=True, granted=True)
+    assert 'action="/actions/approve"' not in waiting and 'action="/actions/reject"' in waiting
+    assert 'name="comment"' in waiting and "required" in waiting.split('action="/actions/reject"')[1]
+
+
+def test_without_the_approve_scope_no_decision_forms() -> None:
+    html = approvals_html(can_decide=False, granted=False)
+    assert "deploy-1" in html and "<form" not in html
