@@ -72,7 +72,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         try:
             yield Served(e2e, server, url, tokens, first)
         finally:
-            stop_serve(server)
+            printed = stop_serve(server)
+            # no token (nor the session cookie, which is one) in anything the server printed
+            assert not [name for name, t in tokens.items() if t in printed], "a token in the server's output"
+            stored = b"".join(p.read_bytes() for p in (e2e.root / ".shipyard").glob("state.db*") if p.is_file())
+            assert not [name for name, t in tokens.items() if t.encode() in stored], "a token in the state database"
     finally:
         e2e.stop()
 
@@ -96,6 +100,7 @@ def login(browser: Any, served: Served, token: str, **context: Any) -> Any:
     page.fill("#token", token)
     page.click("button[type=submit]")
     page.wait_for_url(f"{served.url}/")
+    assert token not in page.url
     return page
 
 
