@@ -222,10 +222,12 @@ def _deployment(request: Request, token: ApiToken, deployment_id: str) -> dict[s
         if row is None or not tq.allows(token, "read", row.env):
             return None
         data = views.deployment_page(s, row)
+    approval = (views.approval_of(store_of(request), row, data["commit"], token)
+                if row.state == DeployState.AWAITING_APPROVAL else None)
     # The checklist comes from the API's own answer for this deployment (the checklists work adds the field
     # there): whatever GET /api/v1/deployments/{id} says is what the page shows, and no field, no panel.
     detail = dep_routes.get_deployment(request, deployment_id, token).model_dump()
-    return {**data, "checklist": views.checklist_of(detail)}
+    return {**data, "checklist": views.checklist_of(detail), "approval": approval}
 
 
 @router.get("/deployments/{deployment_id}")
@@ -238,6 +240,12 @@ def deployment(request: Request, deployment_id: str) -> Response:
         return page("error.html", request, token, 404, message=f"no deployment {deployment_id!r} (or not one "
                     "this token may read)")
     return page("deployment.html", request, token, **data)
+
+
+@router.get("/deployments/{deployment_id}/logs")
+def deployment_logs(deployment_id: str) -> Response:
+    """The notifications' "logs" link (notify/channels/slack.py): the deployment's hook and command output."""
+    return RedirectResponse(f"/deployments/{quote(deployment_id)}#output-h", status_code=303)
 
 
 @router.get("/fragments/deployments/{deployment_id}")

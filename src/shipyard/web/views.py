@@ -98,17 +98,19 @@ def awaiting_approval(store: Store, envs: list[str], token: ApiToken) -> list[di
     with store.session(readonly=True) as s:
         rows = [d for d, _ in aq.awaiting(s) if d.env in envs]
         commits = commits_of(s, [d.id for d in rows])
-    out = []
-    for d in rows:
-        try:
-            found = gate.status(store, d.id)
-        except NotFoundError:           # pruned between the two reads
-            continue
-        if found["gate"] is None or found["state"] != "awaiting_approval":
-            continue
-        out.append({"dep": d, "gate": found["gate"], "decisions": found["decisions"],
-                    "commit": commits.get(d.id, {}), "can_decide": tq.allows(token, "approve", d.env)})
-    return out
+    return [a for d in rows if (a := approval_of(store, d, commits.get(d.id, {}), token)) is not None]
+
+
+def approval_of(store: Store, d: Deployment, commit: dict[str, str], token: ApiToken) -> dict[str, Any] | None:
+    """One deployment's approval card, or None when it no longer awaits approval (decided, pruned)."""
+    try:
+        found = gate.status(store, d.id)
+    except NotFoundError:
+        return None
+    if found["gate"] is None or found["state"] != "awaiting_approval":
+        return None
+    return {"dep": d, "gate": found["gate"], "decisions": found["decisions"], "commit": commit,
+            "can_decide": tq.allows(token, "approve", d.env)}
 
 
 def grid(rows: list[dict[str, Any]], envs: list[str]) -> tuple[list[str], dict[tuple[str, str], dict[str, Any]]]:
