@@ -59,6 +59,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         reports,
         status,
     )
+    from shipyard.web import routes as dashboard
 
     app = FastAPI(title=f"shipyard API ({settings.project})", version="1", openapi_url="/api/openapi.json",
                   docs_url="/api/docs", redoc_url=None)
@@ -98,4 +99,5 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(reports.router, prefix=API_PREFIX)
     app.include_router(hooks.router, prefix=API_PREFIX)
     app.include_router(approvals.router)        # its paths are whole: the API's and the links' /approve pages
+    app.include_router(dashboard.router)          # the dashboard's pages, at / (shipyard.web)
     return app

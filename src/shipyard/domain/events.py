@@ -27,7 +27,7 @@ class EventKind:
 
 _DEPLOY = (
     EventKind("deploy.queued", "A deploy (or rollback to a revision) was requested and recorded.",
-              data=("revision", "ref", "actor")),
+              data=("revision", "ref", "actor", "subject", "author")),
     EventKind("deploy.triggered", "GitOps started this deploy: a poll or a push webhook saw the env's branch "
               "move.", notified=False, data=("source", "delivery", "repo", "branch", "sha", "pusher")),
     EventKind("deploy.waiting", "The deploy waits for the (service, env) lease held by another run.",

@@ -12,6 +12,7 @@ class Revision:
     sha: str
     ref: str = ""
     subject: str = ""
+    author: str = ""                 # the commit's author name (shown by the dashboard)
 
     @property
     def short(self) -> str:

@@ -115,7 +115,8 @@ async def deploy(e: Environment, ref: str | None = None, *, wait: bool = True, s
     journal = _journal(e, dep_id)
     record_override(journal, overridden, override, e.actor)
     journal.event("deploy.queued", f"{s.service}/{s.env} {revision.short} ({revision.ref})",
-                  revision=revision.sha, ref=revision.ref, actor=e.actor)
+                  revision=revision.sha, ref=revision.ref, actor=e.actor, subject=revision.subject,
+                  author=revision.author)
     if gated:
         approvals.open_request(e, dep_id, revision)
         return await _gated(e, journal, dep_id, revision, strat, wait)

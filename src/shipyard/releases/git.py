@@ -71,8 +71,9 @@ async def resolve_revision(source: GitSource, ref: str, *, fetch: bool = True) -
         out = await git("rev-parse", "--verify", "--quiet", f"{cand}^{{commit}}", cwd=repo, check=False)
         sha = out.decode().strip()
         if sha:
-            subject = (await git("log", "-1", "--format=%s", sha, cwd=repo)).decode().strip()
-            return Revision(sha=sha, ref=ref, subject=subject)
+            subject, _, author = (await git("log", "-1", "--format=%s%x1f%an", sha, cwd=repo)).decode().strip() \
+                .partition("\x1f")
+            return Revision(sha=sha, ref=ref, subject=subject, author=author)
     raise RevisionNotFoundError(f"revision {ref!r} not found in repo {source.name}")
 
 

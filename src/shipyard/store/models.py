@@ -89,6 +89,8 @@ class Deployment(Base):
         Index("ix_deployments_created_at", "created_at"),
         Index("ix_deployments_finished_at", "finished_at"),
         Index("ix_deployments_rollback_of", "rollback_of"),
+        # what serves each (service, env): its newest succeeded run by end time (migration 0010)
+        Index("ix_deployments_service_env_state_finished_at", "service", "env", "state", "finished_at"),
     )
 
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
@@ -505,7 +507,7 @@ class ApprovalDecision(Base):
     approver: Mapped[str] = mapped_column(String(255))
     decision: Mapped[str] = mapped_column(String(16))                   # approve | reject
     comment: Mapped[str] = mapped_column(Text)
-    via: Mapped[str] = mapped_column(String(16))                        # cli | api | link
+    via: Mapped[str] = mapped_column(String(16))                        # cli | api | link | dashboard
     nonce: Mapped[str | None] = mapped_column(String(64))
     at: Mapped[datetime]
 

@@ -65,7 +65,7 @@ class DecisionOut(BaseModel):
     approver: str
     decision: str
     comment: str
-    via: str = Field(description="cli, api or link")
+    via: str = Field(description="cli, api, link or dashboard")
     at: Any
 
 
