@@ -155,6 +155,7 @@ async def _waves(store: Store, gid: str, plan: GroupPlan, envs: dict[str, Enviro
         if failure is not None:
             break
     if failure is None:
+        _failpoint(f"group-before-wave:{len(plan.waves)}")    # after the last wave, before the group's end
         with store.session() as ses:
             gq.set_group(ses, gid, "succeeded", finished_at=_now())
         say("", f"{gid} succeeded")

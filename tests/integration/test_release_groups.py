@@ -1,0 +1,180 @@
+"""Release groups end to end: four real services (the demo app, each in its own git repo, its own router),
+released in two waves through the CLI; a failing member in the last wave rolls every member back; the CLI
+SIGKILLed at every member boundary, then `shipyard recover` finishes or rolls back the whole group.
+
+The kills come from failpoints (SHIPYARD_FAILPOINT): `group-before-wave:N` in engine.groups (N = 0 before the
+first wave, 1 between the waves, 2 after the last), and `SERVICE:after-step:N` in engine.run (mid-member).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from typing import Any
+
+import httpx
+import pytest
+from test_crash_recovery import app_processes, cli
+
+from shipyard.agent.daemon import agent_status, stop_agent
+from shipyard.cli.demo import free_port
+from shipyard.demo.group_workspace import SERVICES, GroupWorkspace, commit, create_group_workspace
+from shipyard.store import Store
+from shipyard.store import deployments as dq
+from shipyard.store import groups as gq
+
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("groups")
+    workspace = create_group_workspace(root, {s: free_port() for s in SERVICES}, instances=1)
+    yield workspace
+    stop_agent(workspace.root / ".shipyard" / "agent", stop_instances=True)
+    deadline = time.monotonic() + 10
+    while app_processes(workspace.root) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = app_processes(workspace.root)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"processes outlived the agent: {left}"
+
+
+def serving(ws: GroupWorkspace) -> dict[str, tuple[set[str], str]]:
+    """service -> (revisions with traffic in its router, the version its front address answers)."""
+    st = agent_status(ws.root / ".shipyard" / "agent")
+    assert st is not None
+    out = {}
+    for svc in SERVICES:
+        router = next(r for r in st["routers"] if (r["service"], r["env"]) == (svc, "stg"))
+        revs = {b["revision"] for b in router["backends"] if b["weight"] > 0}
+        out[svc] = (revs, httpx.get(ws.url(svc), timeout=5).json()["version"])
+    return out
+
+
+def assert_serving(ws: GroupWorkspace, version: str) -> None:
+    for svc, (revs, answered) in serving(ws).items():
+        assert len(revs) == 1 and answered == version, (svc, revs, answered, version)
+
+
+def assert_no_orphans(ws: GroupWorkspace) -> None:
+    view = agent_status(ws.root / ".shipyard" / "agent")
+    assert view is not None
+    known = {i["id"]: i for i in view["instances"]}
+    for pid, iid in app_processes(ws.root).items():
+        assert iid in known and known[iid]["state"] in ("running", "starting"), (pid, iid)
+
+
+def store(ws: GroupWorkspace) -> Store:
+    return Store.open(f"sqlite:///{ws.root / '.shipyard' / 'state.db'}")
+
+
+def release(ws: GroupWorkspace, *args: str, **env: str) -> Any:
+    return cli(ws.root, "release", "platform", "--env", "stg", "--json", *args, env=env, timeout=240)
+
+
+def test_clean_release_then_a_failing_last_wave_rolls_every_member_back(ws: GroupWorkspace) -> None:
+    first = release(ws)
+    assert first.returncode == 0, first.stderr[-2000:]
+    for svc in SERVICES:
+        commit(ws, svc, "2.0.0")
+    clean = release(ws)
+    assert clean.returncode == 0, clean.stderr[-2000:]
+    done = json.loads(clean.stdout)
+    assert done["state"] == "succeeded" and [m["state"] for m in done["members"]] == ["succeeded"] * 4
+    assert [m["wave"] for m in done["members"]] == [1, 1, 2, 2]
+    assert_serving(ws, "2.0.0")
+
+    for svc in SERVICES[:3]:
+        commit(ws, svc, "3.0.0")
+    commit(ws, "user-web", "3.0.0", health_fail=True)
+    failing = release(ws)
+    assert failing.returncode == 1, failing.stderr[-2000:]
+    assert "aborted: user-web" in failing.stderr and failing.stderr.count("\n") == 1
+    aborted = json.loads(failing.stdout)
+    assert aborted["state"] == "rolled_back", aborted
+    states = {m["service"]: m for m in aborted["members"]}
+    assert {s: m["state"] for s, m in states.items()} == dict.fromkeys(SERVICES, "rolled_back")
+    # The first wave went back through the ordinary rollback (a traffic flip: the v2 set was warm).
+    for svc in ("api", "ws"):
+        assert states[svc]["rollback_id"], states[svc]
+    assert_serving(ws, "2.0.0")
+    assert_no_orphans(ws)
+
+    with store(ws) as st, st.session() as s:
+        for svc in ("api", "ws"):
+            flip = dq.get_deployment(s, states[svc]["rollback_id"])
+            assert flip is not None and (flip.kind, flip.strategy, flip.state) == ("rollback", "traffic_flip",
+                                                                                  "succeeded")
+            forward = dq.get_deployment(s, states[svc]["deployment_id"])
+            assert forward is not None and forward.state == "rolled_back"
+        # Reverse wave order: the second wave was back before the first wave's flips started.
+        wave2_end = max(dq.get_deployment(s, states[x]["deployment_id"]).finished_at  # type: ignore[union-attr]
+                        for x in ("admin-web", "user-web"))
+        flips = [dq.get_deployment(s, states[x]["rollback_id"]) for x in ("api", "ws")]
+        assert all(f is not None and f.started_at is not None and f.started_at >= wave2_end for f in flips)
+
+    shown = cli(ws.root, "show", aborted["id"][:-4], "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["release"]["members"] == aborted["members"]
+    text = cli(ws.root, "show", aborted["id"])
+    assert text.returncode == 0 and "user-web" in text.stdout and "rolled_back" in text.stdout
+    listed = cli(ws.root, "history", "--releases", "--json")
+    assert [r["state"] for r in json.loads(listed.stdout)["releases"][:3]] == ["rolled_back", "succeeded",
+                                                                               "succeeded"]
+
+
+def test_refusals_are_one_line_and_record_nothing(ws: GroupWorkspace) -> None:
+    with store(ws) as st, st.session() as s:
+        before = len(gq.list_groups(s, limit=100))
+    for args, message in ((("release", "nope", "--env", "stg"), "unknown release group 'nope'"),
+                          (("release", "platform", "--env", "qa"), "unknown environment 'qa'"),
+                          (("release", "platform", "--env", "stg", "--rev", "db=abc"), "'db' is not a member"),
+                          (("release", "platform", "--env", "stg", "--rev", "api=no-such-ref"), "no-such-ref")):
+        done = cli(ws.root, *args)
+        assert done.returncode == 2, (args, done.stderr)
+        assert message in done.stderr and done.stderr.count("\n") == 1, (args, done.stderr)
+    with store(ws) as st, st.session() as s:
+        assert len(gq.list_groups(s, limit=100)) == before
+
+
+BOUNDARIES = ["group-before-wave:0", "ws:after-step:1", "group-before-wave:1", "user-web:after-step:2",
+              "group-before-wave:2"]
+
+
+@pytest.mark.parametrize("failpoint", BOUNDARIES)
+def test_sigkill_at_a_member_boundary_then_recover_does_the_whole_group(ws: GroupWorkspace, failpoint: str) -> None:
+    before = serving(ws)["api"][1]
+    version = f"4.{BOUNDARIES.index(failpoint)}.0"
+    for svc in SERVICES:
+        commit(ws, svc, version)
+    killed = release(ws, SHIPYARD_FAILPOINT=failpoint)
+    assert killed.returncode == -signal.SIGKILL, (failpoint, killed.returncode, killed.stderr[-1000:])
+
+    # A plain deploy of a member does not undo half the group: it names the group and asks for recover.
+    plain = cli(ws.root, "deploy", "api", "--env", "stg")
+    assert plain.returncode == 2 and "run `shipyard recover` first" in plain.stderr, plain.stderr
+
+    rec = cli(ws.root, "recover", "--json", timeout=240)
+    assert rec.returncode == 0, rec.stderr[-2000:]
+    results = json.loads(rec.stdout)["recovered"]
+    groups = [r for r in results if r["id"].startswith("release-")]
+    assert len(groups) == 1, results
+    finished = failpoint == "group-before-wave:2"     # every member had succeeded: recover finishes it
+    assert groups[0]["state"] == ("succeeded" if finished else "rolled_back"), (failpoint, results)
+    assert not [r for r in results if r not in groups], results      # no member recovered on its own
+
+    assert_serving(ws, version if finished else before)
+    assert_no_orphans(ws)
+    with store(ws) as st, st.session() as s:
+        row = gq.get_group(s, groups[0]["id"])
+        assert row is not None and row.finished_at is not None
+        members = {m.service: m.state for m in gq.members(s, row.id)}
+        wanted = {"succeeded"} if finished else {"rolled_back", "cancelled", "unchanged"}
+        assert set(members.values()) <= wanted, (failpoint, members)
+        for svc in SERVICES:
+            assert not dq.find_unfinished(s, service=svc, env="stg"), (failpoint, svc)
+        assert gq.find_unfinished(s) == []
