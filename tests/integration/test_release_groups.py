@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 from typing import Any
 
@@ -24,6 +25,9 @@ from shipyard.demo.group_workspace import SERVICES, GroupWorkspace, commit, crea
 from shipyard.store import Store
 from shipyard.store import deployments as dq
 from shipyard.store import groups as gq
+from shipyard.testing.cli import cli_argv
+from shipyard.testing.processes import stop_process
+from shipyard.testing.wait import wait_until
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -178,3 +182,51 @@ def test_sigkill_at_a_member_boundary_then_recover_does_the_whole_group(ws: Grou
         for svc in SERVICES:
             assert not dq.find_unfinished(s, service=svc, env="stg"), (failpoint, svc)
         assert gq.find_unfinished(s) == []
+
+
+def test_the_api_lists_reads_and_starts_releases_within_the_tokens_envs(ws: GroupWorkspace) -> None:
+    commit(ws, "user-web", "5.0.0")       # healthy, whatever the tests before left on stg
+    tokens = {}
+    for name, scopes, env in (("stg-deployer", "deploy", "stg"), ("prod-deployer", "deploy", "prod"),
+                              ("stg-reader", "read", "stg"), ("prod-reader", "read", "prod")):
+        made = cli(ws.root, "tokens", "create", "--name", name, "--scopes", scopes, "--env", env, "--json")
+        assert made.returncode == 0, made.stderr
+        tokens[name] = json.loads(made.stdout)["token"]
+    port = free_port()
+    proc = subprocess.Popen(cli_argv("serve", "--listen", f"127.0.0.1:{port}"), cwd=ws.root,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}/api/v1"
+
+    def call(method: str, path: str, token: str, **kw: Any) -> httpx.Response:
+        return httpx.request(method, url + path, headers={"Authorization": f"Bearer {tokens[token]}"},
+                             timeout=30, **kw)
+    try:
+        def up() -> bool:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else b""
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+        wait_until(up, 30, "shipyard serve to answer")
+        body = {"name": "platform", "env": "stg"}
+        assert call("POST", "/releases", "prod-deployer", json=body).status_code == 403
+        assert call("POST", "/releases", "stg-reader", json=body).status_code == 403
+        assert call("POST", "/releases", "stg-deployer", json={**body, "name": "nope"}).status_code == 400
+        assert call("POST", "/releases", "stg-deployer", json={**body, "extra": 1}).status_code == 422
+        started = call("POST", "/releases", "stg-deployer", json=body)
+        assert started.status_code == 202, started.text
+        gid = started.json()["id"]
+
+        def finished() -> bool:
+            return call("GET", f"/releases/{gid}", "stg-reader").json()["release"]["state"] not in (
+                "queued", "in_progress", "aborting")
+        wait_until(finished, 180, "the release started through the API to end")
+        shown = call("GET", f"/releases/{gid}", "stg-reader").json()["release"]
+        assert shown["state"] == "succeeded" and shown["actor"] == "stg-deployer", shown
+        assert call("GET", f"/releases/{gid}", "prod-reader").status_code == 403
+        assert call("GET", "/releases/release-nope", "stg-reader").status_code == 404
+        listed = call("GET", "/releases", "stg-reader").json()["releases"]
+        assert listed[0]["id"] == gid and len(listed[0]["members"]) == 4
+        assert call("GET", "/releases", "prod-reader").json()["releases"] == []    # a prod token sees no stg
+    finally:
+        stop_process(proc, timeout=30)

@@ -13,7 +13,7 @@ from shipyard.cli.deploy import freeze_override
 from shipyard.cli.project import Project, actor
 from shipyard.cli.remote import remote
 from shipyard.engine.freeze import FreezeOverride
-from shipyard.errors import ShipyardError, UsageError
+from shipyard.errors import UsageError
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Path to shipyard.yaml.")]
 
@@ -74,6 +74,19 @@ def finish(outcome: Any, as_json: bool) -> None:
     outcome.raise_for_state()     # aborted: one `error:` line on stderr and exit 1
 
 
+def _await_remote(server: Any, url: str) -> dict[str, Any]:
+    """Follow a group run the server started until it ends (it records every member as it moves)."""
+    import time
+
+    from shipyard.groups.plan import GROUP_UNFINISHED
+
+    while True:
+        shown: dict[str, Any] = server.get(url)["release"]
+        if shown["state"] not in GROUP_UNFINISHED:
+            return shown
+        time.sleep(0.5)     # a person's release takes minutes: polling twice a second is plenty
+
+
 def release_cmd(
     name: Annotated[str, typer.Argument(help="Release group (under `releases:` in shipyard.yaml).")],
     env: Annotated[str, typer.Option("--env", "-e", help="Environment to release to.")],
@@ -98,14 +111,10 @@ def release_cmd(
             body: dict[str, Any] = {"name": name, "env": env, "rev": rev or [], "no_wait": no_wait}
             if override:
                 body.update(override_freeze=True, reason=override.reason)
-            done = server.post("/api/v1/releases", body)
+            done = _await_remote(server, server.post("/api/v1/releases", body)["url"])
         finally:
             server.close()
-        finish(GroupOutcome(done["id"], done["state"], done["reason"], done["members"]), as_json)
+        finish(GroupOutcome(done["id"], done["state"], done["reason"], done["members"], done["env"]), as_json)
         return
     project = Project.load(config)
-    try:
-        outcome = release_group(project, name, env, rev, wait=not no_wait, override=override, quiet=as_json)
-    except ShipyardError:
-        raise
-    finish(outcome, as_json)
+    finish(release_group(project, name, env, rev, wait=not no_wait, override=override, quiet=as_json), as_json)

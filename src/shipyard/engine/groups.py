@@ -109,8 +109,9 @@ async def resolve_plan(plan: GroupPlan, envs: dict[str, Environment], override: 
 
 async def release(store: Store, plan: GroupPlan, env_for: EnvFor, *, actor: str, owner: str, wait: bool = True,
                   override: FreezeOverride | None = None, promotion_id: str | None = None,
-                  say: Say = _quiet) -> GroupOutcome:
-    """Release `plan` (members' refs not yet resolved); returns how the group ended."""
+                  say: Say = _quiet, on_recorded: Callable[[str], None] | None = None) -> GroupOutcome:
+    """Release `plan` (members' refs not yet resolved); returns how the group ended. `on_recorded(id)` is
+    called once the group run is recorded (the API answers then)."""
     envs = {m.service: env_for(m.service) for m in plan.members}
     plan = await resolve_plan(plan, envs, override)
     with store.session() as ses:
@@ -118,6 +119,8 @@ async def release(store: Store, plan: GroupPlan, env_for: EnvFor, *, actor: str,
                               promotion_id=promotion_id).id
     for e in envs.values():
         e.group, e.owner, e.actor = gid, owner, actor
+    if on_recorded is not None:
+        on_recorded(gid)
     say("", f"{gid}: {plan.name} to {plan.env}, {len(plan.waves)} waves: "
             + " then ".join("+".join(m.service for m in w) for w in plan.waves))
     lost = asyncio.Event()
