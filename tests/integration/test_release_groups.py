@@ -230,3 +230,49 @@ def test_the_api_lists_reads_and_starts_releases_within_the_tokens_envs(ws: Grou
         assert call("GET", "/releases", "prod-reader").json()["releases"] == []    # a prod token sees no stg
     finally:
         stop_process(proc, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def promo_ws(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("groups-promote")
+    workspace = create_group_workspace(root, {s: free_port() for s in SERVICES}, instances=1)
+    yield workspace
+    stop_agent(workspace.root / ".shipyard" / "agent", stop_instances=True)
+    deadline = time.monotonic() + 10
+    while app_processes(workspace.root) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in app_processes(workspace.root):
+        os.kill(pid, signal.SIGKILL)
+
+
+def test_promote_with_release_then_a_failed_release_leaves_the_env_frozen(promo_ws: GroupWorkspace) -> None:
+    ws = promo_ws
+    for svc in SERVICES:
+        commit(ws, svc, "6.0.0", branch="dev")
+    good = cli(ws.root, "promote", "dev", "stg", "--release", "platform", "--yes", "--json", timeout=300)
+    assert good.returncode == 0, good.stderr[-2000:]
+    done = json.loads(good.stdout)
+    assert done["release"]["state"] == "succeeded"
+    tags = {r["repo"]: r["tag"] for r in done["outcome"]["repos"]}
+    # Each member went out from its repo's new tag, and the release names the promotion it follows.
+    assert {m["service"]: m["ref"] for m in done["release"]["members"]} == tags and all(tags.values())
+    shown = json.loads(cli(ws.root, "show", done["release"]["id"], "--json").stdout)["release"]
+    assert shown["promotion_id"] == done["outcome"]["id"]
+    assert_serving(ws, "6.0.0")
+
+    for svc in SERVICES[:3]:
+        commit(ws, svc, "7.0.0", branch="dev")
+    commit(ws, "user-web", "7.0.0", health_fail=True, branch="dev")
+    bad = cli(ws.root, "promote", "dev", "stg", "--release", "platform", "--yes", "--json", timeout=300)
+    assert bad.returncode == 1, bad.stderr[-2000:]
+    assert "stg is frozen" in bad.stderr and bad.stderr.count("\n") == 1, bad.stderr
+    assert json.loads(bad.stdout)["release"]["state"] == "rolled_back"
+    assert_serving(ws, "6.0.0")
+    # Frozen at the previous tags: the branch tip (7.0.0) is not deployed, not even by a plain deploy.
+    plain = cli(ws.root, "deploy", "api", "--env", "stg")
+    assert plain.returncode == 1 and "frozen" in plain.stderr, plain.stderr
+    again = cli(ws.root, "promote", "dev", "stg", "--release", "platform", "--yes")
+    assert again.returncode != 0 and "frozen" in again.stderr, again.stderr
+    assert_serving(ws, "6.0.0")
+    unknown = cli(ws.root, "promote", "dev", "stg", "--release", "nope", "--yes")
+    assert unknown.returncode == 2 and "unknown release group 'nope'" in unknown.stderr

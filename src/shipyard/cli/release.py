@@ -61,6 +61,29 @@ def release_group(project: Project, name: str, env: str, revs: list[str] | None,
     return run(go())
 
 
+def promoted_revs(project: Project, outcome: Any, name: str) -> list[str]:
+    """`SERVICE=REF` for every member whose repo the promotion pushed: its new tag (else its new sha); the
+    members whose repo did not move go to their env branch tip, which is what they serve already."""
+    group = project.config.release_group(name)
+    moved = {r.repo: r.tag or r.new for r in outcome.repos if r.result == "pushed" and (r.tag or r.new)}
+    return [f"{svc}={moved[repo]}" for svc in group.services
+            if (repo := project.config.services[svc].repo) in moved]
+
+
+def release_promoted(project: Project, outcome: Any, name: str, env: str, *, quiet: bool) -> Any:
+    """`promote SOURCE TARGET --release NAME`: the group released from the promotion's new tags. A release
+    that does not succeed freezes TARGET: its branches now hold commits none of its services serve, and an
+    auto-deploy or the next plain deploy would bring them back (docs/releases.md)."""
+    from shipyard.fleet.freeze import freeze
+
+    done = release_group(project, name, env, promoted_revs(project, outcome, name), promotion_id=outcome.id,
+                         quiet=quiet)
+    if done.state != "succeeded":
+        freeze(project.store, env, reason=f"release {done.group_id} of {outcome.id} {done.state}: the services "
+                                          "serve the previous tags", actor=actor(), promotion_id=outcome.id)
+    return done
+
+
 def finish(outcome: Any, as_json: bool) -> None:
     from shipyard.cli.group_view import members_table
 
