@@ -168,20 +168,56 @@ async def _waves(store: Store, gid: str, plan: GroupPlan, envs: dict[str, Enviro
 
 async def _wave(store: Store, gid: str, wave: list[Member], envs: dict[str, Environment],
                 override: FreezeOverride | None, say: Say) -> str | None:
-    """Deploy the wave's members in parallel; the first failure cancels the others. Returns why it failed."""
-    tasks = {asyncio.create_task(_member(store, gid, m, envs[m.service], override, say)): m for m in wave}
+    """Deploy the wave's members in parallel. The first `deploy.failed` of a member stops the others at
+    once (while that member still rolls itself back): they are cancelled and rolled back beside it, so the
+    whole wave is back as soon as its slowest rollback is. Returns why the wave failed, or None."""
+    failed = asyncio.Event()
+    who: list[str] = []
+    tasks: dict[Any, Member] = {}
+    for m in wave:
+        _watch(envs[m.service], m.service, failed, who)
+        tasks[asyncio.create_task(_member(store, gid, m, envs[m.service], override, say))] = m
+    signal_task = asyncio.ensure_future(failed.wait())
+    pending: set[asyncio.Task[Any]] = set(tasks)
     failure: str | None = None
-    pending = set(tasks)
-    while pending and failure is None:
-        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            why = task.result()
-            if why is not None and failure is None:
-                failure = f"{tasks[task].service}: {why}"
-    for task in pending:          # siblings still deploying: stopped here, rolled back by the abort
+    try:
+        while pending and failure is None and not failed.is_set():
+            done, pending = await asyncio.wait(pending | {signal_task}, return_when=asyncio.FIRST_COMPLETED)
+            pending.discard(signal_task)
+            for task in done - {signal_task}:
+                why = task.result()
+                if why is not None and failure is None:
+                    failure = f"{tasks[task].service}: {why}"
+    finally:
+        signal_task.cancel()
+    if failure is None and not failed.is_set():
+        return None
+    failing = [t for t in pending if tasks[t].service in who]
+    siblings = [t for t in pending if t not in failing]
+    for task in siblings:       # still deploying: stopped here, rolled back beside the failing member
         task.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
-    return failure
+    await asyncio.gather(*siblings, return_exceptions=True)
+    first = who[0] if who else (failure or "a member").split(":")[0]
+    reason = f"aborted: {first} failed"
+    ends = await asyncio.gather(*failing, *(_finish(store, gid, envs[tasks[t].service], reason, say)
+                                            for t in siblings))
+    for task, why in zip(failing, ends, strict=False):
+        if why is not None and failure is None:
+            failure = f"{tasks[task].service}: {why}"
+    return failure or f"{first}: failed"
+
+
+def _watch(e: Environment, service: str, failed: asyncio.Event, who: list[str]) -> None:
+    """Learn of a member's failure from its `deploy.failed` event, before its own rollback has finished."""
+    inner = e.listener
+
+    def listener(kind: str, data: dict[str, Any]) -> None:
+        if kind == "deploy.failed" and not failed.is_set():
+            who.append(service)
+            failed.set()
+        if inner is not None:
+            inner(kind, data)
+    e.listener = listener
 
 
 async def _member(store: Store, gid: str, m: Member, e: Environment, override: FreezeOverride | None,
