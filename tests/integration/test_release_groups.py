@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,6 +26,7 @@ from shipyard.demo.group_workspace import SERVICES, GroupWorkspace, commit, crea
 from shipyard.store import Store
 from shipyard.store import deployments as dq
 from shipyard.store import groups as gq
+from shipyard.store.models import QueueEntry
 from shipyard.testing.cli import cli_argv
 from shipyard.testing.processes import stop_process
 from shipyard.testing.wait import wait_until
@@ -276,3 +278,69 @@ def test_promote_with_release_then_a_failed_release_leaves_the_env_frozen(promo_
     assert_serving(ws, "6.0.0")
     unknown = cli(ws.root, "promote", "dev", "stg", "--release", "nope", "--yes")
     assert unknown.returncode == 2 and "unknown release group 'nope'" in unknown.stderr
+
+
+@pytest.fixture(scope="module")
+def gated_ws(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("groups-lease")
+    gate = root / "GATE"
+    # user-web's hook waits (bounded) for the test to open the gate: the group holds every lease meanwhile.
+    hook = f"for i in $(seq 1200); do [ -e {gate} ] && exit 0; sleep 0.1; done; exit 1"
+    workspace = create_group_workspace(root, {s: free_port() for s in SERVICES}, instances=1,
+                                       hooks={"user-web": {"after_install": hook}})
+    yield workspace, gate
+    gate.touch()
+    stop_agent(workspace.root / ".shipyard" / "agent", stop_instances=True)
+    deadline = time.monotonic() + 10
+    while app_processes(workspace.root) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in app_processes(workspace.root):
+        os.kill(pid, signal.SIGKILL)
+
+
+def test_a_plain_deploy_of_a_member_queues_behind_the_group(gated_ws: tuple[GroupWorkspace, Path]) -> None:
+    ws, gate = gated_ws
+    gate.touch()
+    assert release(ws).returncode == 0
+    gate.unlink()
+    for svc in SERVICES:
+        commit(ws, svc, "2.0.0")
+    group = subprocess.Popen(cli_argv("release", "platform", "--env", "stg", "--json"), cwd=ws.root,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    queued: subprocess.Popen[str] | None = None
+    try:
+        def in_last_wave() -> bool:
+            assert group.poll() is None, group.communicate()
+            with store(ws) as st, st.session() as s:
+                runs = gq.list_groups(s, limit=1)
+                return bool(runs) and runs[0].state == "in_progress" and any(
+                    m.service == "user-web" and m.deployment_id for m in gq.members(s, runs[0].id))
+        wait_until(in_last_wave, 120, "the group to reach user-web's gated hook")
+        with store(ws) as st, st.session() as s:
+            gid = gq.list_groups(s, limit=1)[0].id
+        # api's own deploy finished long ago, but the group still holds its lease: --no-wait names the group.
+        busy = cli(ws.root, "deploy", "api", "--env", "stg", "--no-wait")
+        assert busy.returncode == 1 and gid in busy.stderr, busy.stderr
+        queued = subprocess.Popen(cli_argv("deploy", "api", "--env", "stg", "--json"), cwd=ws.root,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+        def waiting() -> bool:
+            assert queued is not None and queued.poll() is None, queued.communicate() if queued else None
+            with store(ws) as st, st.session() as s:
+                return any(q.service == "api" for q in s.query(QueueEntry).all())
+        wait_until(waiting, 60, "the plain deploy of api to queue behind the group")
+        gate.touch()
+        out, err = group.communicate(timeout=240)
+        assert group.returncode == 0 and json.loads(out)["state"] == "succeeded", err[-2000:]
+        out, err = queued.communicate(timeout=240)
+        assert queued.returncode == 0, err[-2000:]
+        with store(ws) as st, st.session() as s:
+            ended = gq.get_group(s, gid)
+            plain = dq.get_deployment(s, json.loads(out)["id"])
+            assert ended is not None and plain is not None and ended.finished_at is not None
+            assert plain.started_at is not None and plain.started_at >= ended.finished_at
+    finally:
+        gate.touch()
+        for proc in (group, queued):
+            if proc is not None and proc.poll() is None:
+                stop_process(proc, timeout=30)
