@@ -117,3 +117,23 @@ async def test_a_member_run_outside_its_groups_lease_is_refused(envs) -> None:
     with pytest.raises(LeaseHeldError, match="does not hold its lease"):
         await deployer.deploy(e, "v1")
     assert e.router.current == [] and await e.target.instances() == []
+
+
+async def test_recover_judges_another_hosts_group_by_its_leases(envs) -> None:
+    store = envs["a"].store
+    plan = plan_release("platform", "stg", WAVES, {}, dict.fromkeys(envs, "stg"))
+    other = "otherhost:123:1"            # cannot be inspected from here: only its leases' expiry counts
+    with store.session() as s:
+        gid = gq.create_group(s, name="platform", env="stg", plan=plan, actor="t", owner=other).id
+        gq.set_group(s, gid, "in_progress")
+        for svc in plan.services():
+            assert lq.try_acquire(s, svc, "stg", gid, other, 60) is not None
+    found = await groups.recover_groups(store, lambda svc, env: envs[svc], owner=current_owner(), actor="t")
+    assert found == []                                  # its leases are fresh: it lives
+    with store.session() as s:
+        for svc in plan.services():
+            assert lq.try_acquire(s, svc, "stg", gid, other, -1) is not None      # now expired
+    [done] = await groups.recover_groups(store, lambda svc, env: envs[svc], owner=current_owner(), actor="t")
+    assert done.state == "rolled_back" and {m["state"] for m in done.members} == {"cancelled"}
+    with store.session() as s:
+        assert lq.list_leases(s) == []

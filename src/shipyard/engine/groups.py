@@ -369,9 +369,9 @@ async def recover_group(store: Store, gid: str, env_for: EnvFor, *, owner: str, 
         if row is None or row.state not in ("queued", "in_progress", "aborting"):
             return None
         dead_owner, state = row.owner, row.state
-    if dead_owner == owner or (dead_owner and not owner_is_dead(dead_owner)):
-        return None
     plan = stored_plan(store, gid)
+    if dead_owner == owner or (dead_owner and not owner_is_dead(dead_owner) and _leases_live(store, gid, plan)):
+        return None
     if state == "queued":                # died waiting for leases: nothing of it ran
         with store.session() as ses:
             for svc in plan.services():
@@ -401,6 +401,16 @@ async def recover_group(store: Store, gid: str, env_for: EnvFor, *, owner: str, 
             return await abort(store, gid, plan, envs, failure, None, say)
     except LeaseHeldError:
         return None
+
+
+def _leases_live(store: Store, gid: str, plan: GroupPlan) -> bool:
+    """Whether the group still heart-beats one of its leases: an owner on another host cannot be inspected,
+    so there, as for a deploy, only the expiry of its leases says it died. A group that held none yet (it
+    waits for the first) counts as live."""
+    with store.session(readonly=True) as ses:
+        held = [lease for svc in plan.services() if (lease := lq.get_lease(ses, svc, plan.env)) is not None
+                and lease.deployment_id == gid]
+    return not held or any(not lq.lease_is_stale(lease) for lease in held)
 
 
 async def recover_groups(store: Store, env_for: Callable[[str, str], Environment], *, owner: str, actor: str,
