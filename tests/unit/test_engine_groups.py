@@ -4,6 +4,7 @@ and the group's hold on every member's lease."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from engine_env import git
 from test_engine import mark_bad
 
 from shipyard.engine import deployer, groups
-from shipyard.errors import LeaseHeldError
+from shipyard.errors import LeaseHeldError, ShipyardError
 from shipyard.groups.plan import plan_release
 from shipyard.store import deployments as dq
 from shipyard.store import groups as gq
@@ -137,3 +138,32 @@ async def test_recover_judges_another_hosts_group_by_its_leases(envs) -> None:
     assert done.state == "rolled_back" and {m["state"] for m in done.members} == {"cancelled"}
     with store.session() as s:
         assert lq.list_leases(s) == []
+
+
+async def test_a_group_that_loses_a_lease_stops_touching_anything(envs, repo: Path, monkeypatch) -> None:
+    from shipyard.engine import lease
+
+    monkeypatch.setattr(lease, "LEASE_TTL", 0.3)         # heart-beat every 0.1 s
+    await release(envs, "v1")
+    target = envs["c"].target
+    orig = target.start
+
+    async def slow_start(spec, count):      # c is still deploying when its lease is taken
+        await asyncio.sleep(1.0)
+        return await orig(spec, count)
+    target.start = slow_start  # type: ignore[method-assign]
+    store = envs["a"].store
+
+    def say(service: str, message: str) -> None:
+        if message.startswith("wave 2"):
+            with store.session() as s:      # another process took c's lease over (it thought us dead)
+                row = lq.get_lease(s, "c", "stg")
+                assert row is not None
+                row.deployment_id, row.owner = "deploy-other", "otherhost:1:1"
+
+    with pytest.raises(ShipyardError, match="lost a member's lease to another process; stopped here"):
+        await release(envs, "v2", say=say)
+    with store.session() as s:
+        [run, _] = gq.list_groups(s)
+        assert run.state == "in_progress"           # left for whoever holds the lease now
+        assert lq.get_lease(s, "c", "stg").deployment_id == "deploy-other"  # type: ignore[union-attr]

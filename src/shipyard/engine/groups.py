@@ -151,10 +151,9 @@ async def _waves(store: Store, gid: str, plan: GroupPlan, envs: dict[str, Enviro
     for n, wave in enumerate(plan.waves):
         _failpoint(f"group-before-wave:{n}")
         if lost.is_set():
-            failure = "lost a member's lease to another process"
-            break
+            raise ShipyardError(f"{gid}: lost a member's lease to another process; stopped here")
         say("", f"wave {n + 1}: {', '.join(m.service for m in wave)}")
-        failure = await _wave(store, gid, wave, envs, override, say)
+        failure = await _wave(store, gid, wave, envs, override, say, lost)
         if failure is not None:
             break
     if failure is None:
@@ -167,7 +166,7 @@ async def _waves(store: Store, gid: str, plan: GroupPlan, envs: dict[str, Enviro
 
 
 async def _wave(store: Store, gid: str, wave: list[Member], envs: dict[str, Environment],
-                override: FreezeOverride | None, say: Say) -> str | None:
+                override: FreezeOverride | None, say: Say, lost: asyncio.Event | None = None) -> str | None:
     """Deploy the wave's members in parallel. The first `deploy.failed` of a member stops the others at
     once (while that member still rolls itself back): they are cancelled and rolled back beside it, so the
     whole wave is back as soon as its slowest rollback is. Returns why the wave failed, or None."""
@@ -178,18 +177,28 @@ async def _wave(store: Store, gid: str, wave: list[Member], envs: dict[str, Envi
         _watch(envs[m.service], m.service, failed, who)
         tasks[asyncio.create_task(_member(store, gid, m, envs[m.service], override, say))] = m
     signal_task = asyncio.ensure_future(failed.wait())
+    lost_task = asyncio.ensure_future((lost or asyncio.Event()).wait())
     pending: set[asyncio.Task[Any]] = set(tasks)
     failure: str | None = None
     try:
         while pending and failure is None and not failed.is_set():
-            done, pending = await asyncio.wait(pending | {signal_task}, return_when=asyncio.FIRST_COMPLETED)
-            pending.discard(signal_task)
+            done, pending = await asyncio.wait(pending | {signal_task, lost_task},
+                                               return_when=asyncio.FIRST_COMPLETED)
+            pending -= {signal_task, lost_task}
+            if lost_task in done:
+                # Another process took a member's lease over (it judged this one dead): touch nothing more;
+                # the group stays in progress for the one that took it (as engine.deployer._drive does).
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+                raise ShipyardError(f"{gid}: lost a member's lease to another process; stopped here")
             for task in done - {signal_task}:
                 why = task.result()
                 if why is not None and failure is None:
                     failure = f"{tasks[task].service}: {why}"
     finally:
         signal_task.cancel()
+        lost_task.cancel()
     if failure is None and not failed.is_set():
         return None
     failing = [t for t in pending if tasks[t].service in who]
