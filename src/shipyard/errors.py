@@ -9,6 +9,7 @@ where they happen, so the CLI can print one line and choose an exit code without
     │   ├── UnknownServiceError        exit 2
     │   ├── UnknownEnvironmentError    exit 2
     │   ├── UnknownHostError           exit 2: a host name not under `hosts:`
+    │   ├── UnknownReleaseGroupError   exit 2: a release group not under `releases:`
     │   ├── RevisionNotFoundError      exit 2
     │   ├── MissingSecretsError        exit 2: required names resolve to nothing (all of them listed at once)
     │   ├── PluginError                exit 2: an installed target/router plugin is broken or declared twice
@@ -33,6 +34,7 @@ where they happen, so the CLI can print one line and choose an exit code without
     ├── StageFailed                    a pipeline stage failed, timed out or (scan) found what blocks
     ├── HealthCheckError               instances did not become healthy
     ├── DeploymentFailed               a deployment ended failed or rolled back (carries its id and reason)
+    │   └── ReleaseGroupFailed         a release group aborted: its members were rolled back (or failed)
     ├── NotCancellable                 a cancel asked of a deployment that is running or finished (HTTP 409)
     ├── DeploymentCancelled            a queued run whose record was cancelled while it waited: it ends untouched
     ├── ApprovalRefused                an approve/reject that cannot count: not an approver, the requester,
@@ -105,6 +107,10 @@ class MissingSecretsError(UsageError):
 
 
 class UnknownHostError(UsageError):
+    pass
+
+
+class UnknownReleaseGroupError(UsageError):
     pass
 
 
@@ -213,6 +219,10 @@ class DeploymentFailed(ShipyardError):
     def __init__(self, deployment_id: str, state: str, reason: str) -> None:
         self.deployment_id, self.state, self.reason = deployment_id, state, reason
         super().__init__(f"{deployment_id} {state}: {reason}")
+
+
+class ReleaseGroupFailed(DeploymentFailed):
+    """A release group ended aborted (its members put back) or failed (some could not be put back)."""
 
 
 class InvalidTransition(ShipyardError):

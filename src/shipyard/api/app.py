@@ -56,6 +56,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         hooks,
         metrics,
         promotions,
+        releases,
         reports,
         status,
     )
@@ -94,6 +95,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(actions.router, prefix=API_PREFIX)
     app.include_router(status.router, prefix=API_PREFIX)
     app.include_router(promotions.router, prefix=API_PREFIX)
+    app.include_router(releases.router, prefix=API_PREFIX)
     app.include_router(events.router, prefix=API_PREFIX)
     app.include_router(daemons.router, prefix=API_PREFIX)
     app.include_router(reports.router, prefix=API_PREFIX)

@@ -154,6 +154,35 @@ class ProjectRunner:
         async with self.project.agent(start=False) as agent:
             return await recover_runs(self.project, agent, service=service, env=env, actor_name=actor)
 
+    async def release(self, name: str, env: str, *, revs: list[str], actor: str, override: str | None = None,
+                      no_wait: bool = False) -> str:
+        from shipyard.cli.release import group_plan
+        from shipyard.engine import groups
+        from shipyard.store.owner import current_owner
+
+        project = self.project
+        plan = group_plan(project, name, env, revs)         # unknown names, bad --rev: UsageError (400)
+        for m in plan.members:
+            project.secrets.resolve(m.service, env)
+        await self._ensure_agent()
+        recorded: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        freeze = FreezeOverride(override) if override else None
+
+        async def run() -> Any:
+            async with project.agent(start=False) as agent:
+                return await groups.release(project.store, plan, lambda svc: project.environment(svc, env, agent),
+                                            actor=actor, owner=current_owner(), wait=not no_wait,
+                                            override=freeze, on_recorded=recorded.set_result)
+
+        task = asyncio.create_task(run())
+        self.tasks.add(task)
+        task.add_done_callback(self._done)
+        await asyncio.wait({recorded, task}, return_when=asyncio.FIRST_COMPLETED)
+        if recorded.done():
+            return recorded.result()
+        task.result()          # refused before anything was recorded (frozen, a bad revision): its error
+        raise ShipyardError(f"release {name} in {env} ended before it was recorded")
+
     async def resume(self, deployment_id: str) -> None:
         """Take over a gated deployment whose waiting process died and run it when its gate opens (the
         daemon's approvals work); the run is one of this server's tasks, awaited on shutdown."""

@@ -171,10 +171,11 @@ async def recover_runs(project: Project, agent: Any, *, service: str | None = No
                        listener: Callable[[str], Any] | None = None,
                        actor_name: str | None = None) -> list[dict[str, Any]]:
     """Finish or roll back every unfinished run (of `service`/`env` if given) whose owner died: what
-    `shipyard recover` and POST /api/v1/recover do. `listener(deployment id)` gives each run's listener."""
+    `shipyard recover` and POST /api/v1/recover do. `listener(deployment id)` gives each run's listener.
+    Release groups go first, each as a whole (engine.groups): their members are never recovered alone."""
+    results = await _recover_groups(project, agent, actor_name) if service is None and env is None else []
     with project.store.session() as s:
         pending = [(d.id, d.service, d.env) for d in dq.find_unfinished(s, service=service, env=env)]
-    results: list[dict[str, Any]] = []
     for dep_id, svc, name in pending:
         outcome = await deployer.recover_one(_env(project, agent, svc, name, dep_id, listener, actor_name), dep_id)
         results.append({"id": dep_id, "service": svc, "env": name,
@@ -182,6 +183,16 @@ async def recover_runs(project: Project, agent: Any, *, service: str | None = No
                         "reason": outcome.reason if outcome else "its owner is alive"})
     return results + await _resume_approved(project, agent, service=service, env=env, listener=listener,
                                             actor_name=actor_name)
+
+
+async def _recover_groups(project: Project, agent: Any, actor_name: str | None) -> list[dict[str, Any]]:
+    from shipyard.engine import groups
+    from shipyard.store.owner import current_owner
+
+    done = await groups.recover_groups(project.store, lambda svc, env: project.environment(svc, env, agent),
+                                       owner=current_owner(), actor=actor_name or actor())
+    return [{"id": g.group_id, "service": "+".join(m["service"] for m in g.members), "env": g.env,
+             "state": g.state, "reason": g.reason} for g in done]
 
 
 def _env(project: Project, agent: Any, service: str, env: str, dep_id: str, listener: Callable[[str], Any] | None,

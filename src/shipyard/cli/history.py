@@ -10,6 +10,7 @@ import typer
 
 from shipyard.cli import render
 from shipyard.cli.analysis_view import show_analysis
+from shipyard.cli.group_view import groups_table, render_group, render_groups, show_group
 from shipyard.cli.project import Project
 from shipyard.cli.promotion_view import promotion_dict, promotion_from_api, promotions_table, render_promotions
 from shipyard.cli.remote import remote
@@ -39,13 +40,18 @@ def history_cmd(
     limit: Annotated[int, typer.Option("--limit", "-n", help="How many, newest first.")] = 20,
     promotions: Annotated[bool, typer.Option("--promotions",
                                              help="List promotions, hotfix syncs and tag rollbacks instead.")] = False,
+    releases: Annotated[bool, typer.Option("--releases", help="List release group runs instead (with each "
+                                                              "member's state).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     config: ConfigOpt = None,
 ) -> None:
-    """List deployments (or, with --promotions, promotions), newest first."""
+    """List deployments (or, with --promotions, promotions; with --releases, release groups), newest first."""
     server = remote()
     if server is not None:
         try:
+            if releases:
+                render_groups(server.get("/api/v1/releases", env=env, limit=min(limit, 500))["releases"], as_json)
+                return
             if promotions:
                 listed = server.get("/api/v1/promotions", env=env, limit=min(limit, 500))
                 render_promotions([promotion_from_api(server.get(f"/api/v1/promotions/{quote(p['id'], safe='')}"))
@@ -57,6 +63,9 @@ def history_cmd(
         deployments_table(page["items"], as_json)
         return
     project = Project.load(config)
+    if releases:
+        groups_table(project, limit, as_json, env=env)
+        return
     if promotions:
         promotions_table(project, limit, as_json, env=env)
         return
@@ -85,8 +94,8 @@ def resolve_id(project: Project, prefix: str) -> tuple[str, str]:
     if match.found:
         return match.found
     if not match.candidates:
-        raise UsageError(f"no deployment or promotion {prefix!r} (see `shipyard history` and "
-                         "`shipyard history --promotions`)")
+        raise UsageError(f"no deployment, promotion or release {prefix!r} (see `shipyard history`, "
+                         "`shipyard history --promotions` and `shipyard history --releases`)")
     more = f" and {match.more} more" if match.more else ""
     raise UsageError(f"{prefix!r} is ambiguous: it starts {', '.join(i for _, i in match.candidates)}{more}; "
                      "give more of the id")
@@ -94,14 +103,21 @@ def resolve_id(project: Project, prefix: str) -> tuple[str, str]:
 
 def show_cmd(
     record_id: Annotated[str, typer.Argument(
-        metavar="ID", help="A deployment or promotion id, or enough of its start to be unique "
-                           "(deploy-20261122-031502-a1b2c3d4, promote-20261122-0315).")],
+        metavar="ID", help="A deployment, promotion or release group id, or enough of its start to be unique "
+                           "(deploy-20261122-031502-a1b2c3d4, promote-20261122-0315, release-20261122).")],
     output: Annotated[bool, typer.Option("--output", help="Print full hook and build output.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Steps, events and hook output of one deployment, or the repos of one promotion."""
+    """Steps, events and hook output of one deployment, the repos of one promotion, or the members of one
+    release group run."""
     server = remote()
+    if server is not None and record_id.strip().startswith("release-"):
+        try:
+            render_group(server.get(f"/api/v1/releases/{quote(record_id.strip(), safe='')}")["release"], as_json)
+        finally:
+            server.close()
+        return
     if server is not None:
         shown = server.get(f"/api/v1/deployments/{quote(record_id.strip(), safe='')}")
         steps, events = shown.pop("steps"), shown.pop("events")
@@ -111,6 +127,8 @@ def show_cmd(
     kind, found = resolve_id(project, record_id)
     if kind == lookup.PROMOTION:
         show_promotion(project, found, as_json)
+    elif kind == lookup.RELEASE:
+        show_group(project, found, as_json)
     else:
         show_deployment(project, found, output, as_json)
 

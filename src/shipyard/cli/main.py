@@ -30,6 +30,7 @@ Command = Any       # click's Command: typer's vendored copy (typer >= 0.2x) or 
 COMMANDS: dict[str, str] = {
     "init": "config_cmd:init_cmd",
     "deploy": "deploy:deploy_cmd",
+    "release": "release:release_cmd",
     "rollback": "promote:rollback_cmd",      # a service, or every repo back to a tag with --to
     "recover": "deploy:recover_cmd",
     "cancel": "deploy:cancel_cmd",

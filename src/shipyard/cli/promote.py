@@ -179,8 +179,9 @@ def nothing_to_push(prepared: Prepared, push_empty: bool = False) -> bool:
 
 def drive(project: Project, title: str, prepare: Callable[[FleetContext], Coroutine[Any, Any, Prepared]], *, jobs: int,
           dry_run: bool, yes: bool, keep_partial: bool, no_deploy: bool, as_json: bool,
-          push_empty: bool = False) -> None:
-    """prepare → show → confirm → execute → report → deploy, with one exit code at the end."""
+          push_empty: bool = False, release: str | None = None) -> None:
+    """prepare → show → confirm → execute → report → deploy (or, with `release`, release that group from
+    the new tags), with one exit code at the end."""
     progress = render.RepoProgress(title, [], quiet=as_json)
     ctx = FleetContext(project.config, project.root, project.store, actor(), jobs, progress)
     with per_repo_details(as_json):
@@ -212,10 +213,34 @@ def drive(project: Project, title: str, prepare: Callable[[FleetContext], Corout
         with render.RepoProgress(title, prepared.to_push(), quiet=as_json) as push_progress:
             ctx.listener = push_progress
             outcome = run(execute(ctx, prepared, keep_partial=keep_partial))
+        if release is not None and outcome.state == "completed":
+            released_after(project, plan_dict(prepared), outcome, release, as_json)
+            return
         deployed = run(deploy_promoted(project, outcome, no_deploy=no_deploy, listener=None if as_json else (
             lambda svc, env: render.DeployProgress(f"deploy {svc} → {env}", live=False)))) \
             if outcome.state == "completed" else []
         report(plan_dict(prepared), outcome, deployed, as_json)
+
+
+def released_after(project: Project, plan: dict[str, Any], outcome: Outcome, name: str, as_json: bool) -> None:
+    """The group released from the promotion's tags instead of the auto-deploys (cli.release); a failed
+    release leaves the target env frozen (exit 1)."""
+    from shipyard.cli.group_view import members_table
+    from shipyard.cli.release import release_promoted
+
+    done = release_promoted(project, outcome, name, str(plan["target_env"]), quiet=as_json)
+    if as_json:
+        render.print_json({"plan": plan, "outcome": outcome.as_dict(), "release": {
+            "id": done.group_id, "state": done.state, "reason": done.reason, "members": done.members}})
+    else:
+        show_outcome(outcome)
+        members_table(done.members)
+    if done.state != "succeeded":
+        raise ShipyardError(f"{outcome.id} completed, but release {done.group_id} {done.state} "
+                            f"({done.reason}); {done.env} is frozen: `shipyard unfreeze --env {done.env}` "
+                            "once the fix is in")
+    if not as_json:
+        render.info(f"✓ {outcome.id} completed and {done.group_id} released")
 
 
 def report(plan: dict[str, Any], outcome: Outcome, deployed: list[dict[str, Any]], as_json: bool) -> None:
@@ -316,10 +341,17 @@ def promote_cmd(
                           "pushed stay pushed.")] = None,
     reason: Annotated[str, typer.Option("--reason", help="With --abandon: why (recorded).")] = "",
     only: OnlyOpt = None, group: GroupOpt = None, jobs: JobsOpt = DEFAULT_JOBS, no_deploy: NoDeployOpt = False,
+    release: Annotated[str | None, typer.Option(
+        "--release", help="Then release this group (`releases:`) into TARGET from the new tags, instead of "
+                          "auto-deploys; a failed release leaves TARGET frozen.")] = None,
     as_json: JsonOpt = False, config: ConfigOpt = None,
 ) -> None:
     """Merge SOURCE into TARGET (--no-ff) in every repo that has something new, tag, push: all or nothing."""
     server = remote()
+    if server is not None and release is not None:
+        raise UsageError("--release does not go through --server yet: run it where the repos are")
+    if release is not None and (abandon or resume or no_deploy or dry_run):
+        raise UsageError("--release goes with a plain promotion (not --resume, --abandon, --no-deploy or --dry-run)")
     if server is not None:
         if abandon or resume or reason or keep_partial:
             raise UsageError("--resume, --abandon and --keep-partial do not go through --server: run them where "
@@ -345,9 +377,12 @@ def promote_cmd(
         return
     if not source or not target:
         raise UsageError("promote needs SOURCE and TARGET environments, e.g. shipyard promote dev stg")
+    if release is not None:
+        project.config.release_group(release)       # an unknown group refuses before anything is pushed
     drive(project, f"promote {source} → {target}",
           lambda ctx: prepare_promotion(ctx, source, target, message=message, only=only or [], group=group),
-          jobs=jobs, dry_run=dry_run, yes=yes, keep_partial=keep_partial, no_deploy=no_deploy, as_json=as_json)
+          jobs=jobs, dry_run=dry_run, yes=yes, keep_partial=keep_partial, no_deploy=no_deploy, as_json=as_json,
+          release=release)
 
 
 def abandon_cmd(project: Project, plan_id: str, reason: str, as_json: bool) -> None:

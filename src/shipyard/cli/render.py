@@ -64,7 +64,8 @@ STATE_STYLE = {"succeeded": "green", "failed": "red", "ok": "green", "pushed": "
                "compensation_failed": "red", "not_pushed": "yellow", "conflict": "red",
                "rolled_back": "yellow", "rolling_back": "yellow",
                "in_progress": "cyan", "queued": "blue", "cancelled": "dim", "running": "cyan",
-               "pending": "dim", "skipped": "dim", "healthy": "green", "unhealthy": "red"}
+               "pending": "dim", "skipped": "dim", "healthy": "green", "unhealthy": "red",
+               "aborting": "yellow", "unchanged": "dim", "rollback_failed": "red"}
 
 
 def error(message: str) -> None:

@@ -18,11 +18,17 @@ from shipyard.config.approvals import ApprovalLinks, Approvals, Person
 from shipyard.config.base import Name, StrictModel
 from shipyard.config.deploy import Deploy
 from shipyard.config.durations import Duration
+from shipyard.config.groups import ReleaseGroup
 from shipyard.config.hosts import Host, Ssh
 from shipyard.config.merge import apply_defaults
 from shipyard.config.refs import reference_problems
 from shipyard.config.service import ResolvedService, Service, ServiceDefaults
-from shipyard.errors import UnknownEnvironmentError, UnknownHostError, UnknownServiceError
+from shipyard.errors import (
+    UnknownEnvironmentError,
+    UnknownHostError,
+    UnknownReleaseGroupError,
+    UnknownServiceError,
+)
 
 TAG_FIELDS = ("ts", "env", "sha")
 _TAG_FIELD = re.compile(r"\{([^{}]*)\}")
@@ -138,6 +144,9 @@ class Config(StrictModel):
     secrets: Secrets = Field(default_factory=Secrets, description="Secrets provider.")
     agent: HostAgent = Field(default_factory=HostAgent, description="The host's keeper, routers and agent.")
     hosts: dict[Name, Host] = Field(default_factory=dict, description="Machines reached over SSH, by name.")
+    releases: dict[Name, ReleaseGroup] = Field(default_factory=dict,
+                                               description="Release groups by name: services released together "
+                                                           "in waves with one abort (`shipyard release NAME`).")
     ssh: Ssh = Field(default_factory=Ssh, description="How shipyard connects to `hosts`.")
     serve: Serve = Field(default_factory=Serve, description="The API daemon (`shipyard serve`).")
     approvers: dict[Person, list[Person]] = Field(default_factory=dict,
@@ -230,6 +239,14 @@ class Config(StrictModel):
         except KeyError:
             known = ", ".join(self.hosts) or "none; add them under `hosts:`"
             raise UnknownHostError(f"unknown host {name!r} (known: {known})") from None
+
+    def release_group(self, name: str) -> ReleaseGroup:
+        """The release group named `name`, or UnknownReleaseGroupError listing the known ones."""
+        try:
+            return self.releases[name]
+        except KeyError:
+            known = ", ".join(sorted(self.releases)) or "none; define them under `releases:`"
+            raise UnknownReleaseGroupError(f"unknown release group {name!r} (known: {known})") from None
 
     def repo_path(self, repo: str) -> Path:
         """Absolute working-copy path of a repo (default .shipyard/repos/<name>)."""

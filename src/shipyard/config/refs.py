@@ -173,9 +173,23 @@ def _routes(data: dict[str, Any], envs: dict[str, Any]) -> list[Problem]:
     return problems
 
 
+def _release_groups(data: dict[str, Any]) -> list[Problem]:
+    """Every member of a release group must be a defined service."""
+    services = _mapping(data.get("services"))
+    problems: list[Problem] = []
+    for name, group in _mapping(data.get("releases")).items():
+        members = _mapping(group).get("services")
+        for index, member in enumerate(members if isinstance(members, list) else []):
+            if isinstance(member, str) and member not in services:
+                problems.append((("releases", name, "services", index),
+                                 f"{member!r}: " + _known("service", services, "services")))
+    return problems
+
+
 def reference_problems(data: Any) -> list[Problem]:
     """Every cross-section problem in (defaults-merged) config data, as (path, message) pairs."""
     if not isinstance(data, dict):
         return []
     envs = _mapping(data.get("environments"))
-    return _environments(envs) + _services(data, envs) + _routes(data, envs) + approval_problems(data)
+    return (_environments(envs) + _services(data, envs) + _routes(data, envs) + approval_problems(data)
+            + _release_groups(data))

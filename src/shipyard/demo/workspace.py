@@ -125,7 +125,7 @@ def _copy_app(src: Path, dest: Path) -> None:
     shutil.copytree(src, dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "dist"))
 
 
-def _init_repo(ws_root: Path, repo: str, app_dir: str) -> tuple[Path, Path, Path]:
+def init_repo(ws_root: Path, repo: str, app_dir: str) -> tuple[Path, Path, Path]:
     origin = ws_root / "origins" / f"{repo}.git"
     clone = ws_root / "repos" / repo
     dev = ws_root / "dev" / repo
@@ -199,7 +199,7 @@ def create_workspace(root: Path, *, api_port: int, web_port: int) -> Workspace:
     origins: dict[str, Path] = {}
     devs: dict[str, Path] = {}
     for repo, app_dir in SERVICES.values():
-        origins[repo], repos[repo], devs[repo] = _init_repo(root, repo, app_dir)
+        origins[repo], repos[repo], devs[repo] = init_repo(root, repo, app_dir)
     config_path = root / "shipyard.yaml"
     config_path.write_text(render_config(root, repos, origins, api_port=api_port, web_port=web_port), encoding="utf-8")
     (root / ".shipyard").mkdir(exist_ok=True)

@@ -21,7 +21,7 @@ from shipyard.engine.admission import admit_freeze, as_shipyard_error, record_ov
 from shipyard.engine.environment import RUNNING_STATES, Environment, EnvSource, Outcome
 from shipyard.engine.freeze import FreezeOverride
 from shipyard.engine.journal import Journal
-from shipyard.engine.lease import acquire, hold_lease
+from shipyard.engine.lease import acquire, held_by_group, hold_lease
 from shipyard.engine.rollback import roll_back
 from shipyard.engine.run import Run, StepFailed, revision_label
 from shipyard.engine.runstate import RunContext, weights
@@ -29,6 +29,7 @@ from shipyard.engine.settings import ServiceSettings, strategy_named
 from shipyard.errors import LeaseHeldError, ShipyardError, TargetError, UsageError
 from shipyard.releases.git import resolve_revision
 from shipyard.store import deployments as dq
+from shipyard.store import groups as gq
 from shipyard.store import leases as lq
 from shipyard.store import steps as sq
 from shipyard.store.owner import owner_is_dead
@@ -77,6 +78,11 @@ async def recover_stale(e: Environment) -> list[Outcome]:
     with e.store.session() as ses:
         unfinished = [d.id for d in dq.find_unfinished(ses, service=s.service, env=s.env)
                       if d.state != DeployState.QUEUED and d.owner != e.owner]
+        group = gq.unfinished_group_of(ses, s.service, s.env)
+    if group is not None and group.id != e.group and group.owner and owner_is_dead(group.owner):
+        # Undoing this member alone would leave the group half released: the group is recovered whole.
+        raise UsageError(f"{s.service}/{s.env} is a member of release group {group.id}, whose process died; "
+                         "run `shipyard recover` first")
     results = []
     for dep_id in unfinished:
         outcome = await recover_one(e, dep_id)
@@ -112,6 +118,7 @@ async def deploy(e: Environment, ref: str | None = None, *, wait: bool = True, s
                                    ref=revision.ref, strategy=strat.name, actor=e.actor, kind=kind,
                                    owner=e.owner, rollback_of=rollback_of)
         dep_id = row.id
+        _link(e, ses, dep_id, kind)
     journal = _journal(e, dep_id)
     record_override(journal, overridden, override, e.actor)
     journal.event("deploy.queued", f"{s.service}/{s.env} {revision.short} ({revision.ref})",
@@ -152,7 +159,6 @@ async def resume_approved(e: Environment, dep_id: str) -> Outcome | None:
 async def _take_turn(e: Environment, journal: Journal, dep_id: str, revision: Revision, strat: Strategy,
                      wait: bool, kind: str = "deploy") -> Outcome:
     """Queue for the (service, env) lease, then run (a release target's `rollback` kind restores)."""
-    s = e.settings
     lost = asyncio.Event()
 
     def waiting(pos: int, holder: str) -> None:
@@ -160,12 +166,27 @@ async def _take_turn(e: Environment, journal: Journal, dep_id: str, revision: Re
                       holder=holder)
 
     # Refused before it started (lease held with --no-wait, the router's address taken): closed as cancelled.
-    async with _admission(e, dep_id), hold_lease(e.store, s.service, s.env, dep_id, e.owner, wait=wait,
-                                                 lost=lost, on_wait=waiting):
+    async with _admission(e, dep_id), _lease(e, dep_id, wait=wait, lost=lost, on_wait=waiting):
         if release.is_release(e):
             return await _run_release(e, journal, dep_id, revision, lost, restore=kind == "rollback")
         return await _run_new(e, journal, dep_id, revision, strat, lost)
     raise AssertionError("unreachable")     # pragma: no cover (mypy: the admission block re-raises)
+
+
+def _link(e: Environment, ses: Any, dep_id: str, kind: str) -> None:
+    """A run inside a release group is linked to its member in the transaction that creates its row, so
+    `shipyard recover` never finds a group's deployment it does not know about."""
+    if e.group is not None:
+        gq.link_deployment(ses, e.group, e.settings.service, dep_id, kind)
+
+
+def _lease(e: Environment, dep_id: str, *, wait: bool, lost: asyncio.Event,
+           on_wait: Any = None) -> Any:
+    """The (service, env) lease for this run: its own, or (inside a release group) the group's."""
+    s = e.settings
+    if e.group is not None:
+        return held_by_group(e.store, s.service, s.env, e.group, e.owner)
+    return hold_lease(e.store, s.service, s.env, dep_id, e.owner, wait=wait, lost=lost, on_wait=on_wait)
 
 
 async def _run_new(e: Environment, journal: Journal, dep_id: str, revision: Revision, strat: Any,
@@ -358,12 +379,13 @@ async def rollback(e: Environment, *, wait: bool = True, override: FreezeOverrid
                                    strategy="traffic_flip", actor=e.actor, kind="rollback", owner=e.owner,
                                    rollback_of=last_id)
         dep_id = row.id
+        _link(e, ses, dep_id, "rollback")
     journal = _journal(e, dep_id)
     record_override(journal, overridden, override, e.actor)
     journal.event("rollback.requested", f"flip {s.service}/{s.env} back to the warm instances of "
                   f"{revision_label(e.store, s.service, s.env, target_rev)}", revision=target_rev, rollback_of=last_id)
     lost = asyncio.Event()
-    async with _admission(e, dep_id), hold_lease(e.store, s.service, s.env, dep_id, e.owner, wait=wait, lost=lost):
+    async with _admission(e, dep_id), _lease(e, dep_id, wait=wait, lost=lost):
         front = await _front(e, journal)
         olds, old_rev = await serving(e)
         warm = [i for i in await e.target.instances()
@@ -416,8 +438,11 @@ def _mark_rolled_back(e: Environment, last_id: str, outcome: Outcome) -> None:
 
 # ---- recovery ----------------------------------------------------------------------------------------
 
-async def recover_one(e: Environment, dep_id: str) -> Outcome | None:
-    """Finish or roll back a run whose owner died; None if its owner is alive (not ours to touch)."""
+async def recover_one(e: Environment, dep_id: str, *, why: str | None = None) -> Outcome | None:
+    """Finish or roll back a run whose owner died; None if its owner is alive (not ours to touch).
+
+    Inside a release group (`e.group`) the group holds the lease and `why` says why the group stopped the
+    run (an abort); a member of another unfinished group is left to that group's recovery."""
     async with _admission(e, kind="recover", deployment=dep_id):
         await resolve_env(e)
     s = e.settings
@@ -431,21 +456,26 @@ async def recover_one(e: Environment, dep_id: str) -> Outcome | None:
         done = sum(1 for r in steps if r.state == StepState.SUCCEEDED)
         last_desc = steps[-1].description if steps else "before its first step"
         owner = row.owner
+        member_of = gq.unfinished_group_of(ses, s.service, s.env)
+    if member_of is not None and member_of.id != e.group and dep_id in _member_runs(e, member_of.id):
+        return None                # the group's recovery finishes or rolls back all its members together
     journal = _journal(e, dep_id)
     if state is DeployState.QUEUED:
-        if owner and not owner_is_dead(owner):
+        if owner and not owner_is_dead(owner) and e.group is None:
             return None            # still waiting in line: not ours to touch
-        journal.event("recover.cancelled", f"owner {owner} died while queued", previous_owner=owner, actor=e.actor)
-        journal.transition(DeployState.CANCELLED, f"owner {owner} died while queued", finished_at=_now())
+        said = why or f"owner {owner} died while queued"
+        journal.event("recover.cancelled", said, previous_owner=owner, actor=e.actor)
+        journal.transition(DeployState.CANCELLED, said, finished_at=_now())
         return Outcome(dep_id, DeployState.CANCELLED, "owner died while queued", revision)
     try:
-        await acquire(e.store, s.service, s.env, dep_id, e.owner, wait=False)
+        if e.group is None:
+            await acquire(e.store, s.service, s.env, dep_id, e.owner, wait=False)
     except LeaseHeldError:
         return None
 
     try:
         journal.update(owner=e.owner)
-        journal.event("recover.started", f"taking over from dead owner {owner}", previous_owner=owner,
+        journal.event("recover.started", why or f"taking over from dead owner {owner}", previous_owner=owner,
                       actor=e.actor)
         run = Run(deployment_id=dep_id, revision=revision, settings=s, target=e.target, router=e.router,
                   releases=e.releases, journal=journal, context=ctx, actor=e.actor, metrics=e.metrics)
@@ -456,15 +486,22 @@ async def recover_one(e: Environment, dep_id: str) -> Outcome | None:
                     sq.finish_step(ses, r.id, StepState.FAILED, error=f"owner {owner} died during this step")
         if state is DeployState.IN_PROGRESS and done == len(plan.steps) and plan.steps:
             return await _succeed(e, run)
-        reason = f"owner {owner} died ({last_desc}); rolled back by recover"
+        reason = (f"{why} ({last_desc})" if why else f"owner {owner} died ({last_desc}); rolled back by recover")
         if state is DeployState.ROLLING_BACK:
             journal.event("rollback.resumed", reason)
             return Outcome(dep_id, await roll_back(run, reason, resume=True), reason, revision)
         final = await roll_back(run, reason) if (ctx.new or done) else _fail_quiet(journal, reason)
         return Outcome(dep_id, final, reason, revision)
     finally:
-        with e.store.session() as ses:
-            lq.release(ses, s.service, s.env, dep_id)
+        if e.group is None:
+            with e.store.session() as ses:
+                lq.release(ses, s.service, s.env, dep_id)
+
+
+def _member_runs(e: Environment, group_id: str) -> set[str]:
+    """Every deployment id (forward runs and the abort's rollbacks) of one release group run."""
+    with e.store.session(readonly=True) as ses:
+        return {i for m in gq.members(ses, group_id) for i in (m.deployment_id, m.rollback_id) if i}
 
 
 def _fail_quiet(journal: Journal, reason: str) -> DeployState:

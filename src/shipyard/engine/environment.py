@@ -41,6 +41,9 @@ class Environment:
     notifications: Any = None                  # config.notifications: routes events into the outbox
     metrics: Any = None                        # MetricProvider for alarms/judge; None = the router's counters
     env_resolved: bool = False
+    # The release group (engine.groups) this request runs inside: the group holds the (service, env) lease
+    # for its whole duration, so the run neither takes nor gives it back, and its rows are linked to the group.
+    group: str | None = None
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,18 @@ async def hold_lease(store: Store, service: str, env: str, deployment_id: str, o
             lq.release(s, service, env, deployment_id)
 
 
+@asynccontextmanager
+async def held_by_group(store: Store, service: str, env: str, group_id: str, owner: str) -> AsyncIterator[None]:
+    """A run inside a release group: the group already holds (and heart-beats) the lease under its own id;
+    this only checks that it still does, and neither renews nor releases it (engine.groups does)."""
+    with store.session() as s:
+        lease = lq.get_lease(s, service, env)
+    if lease is None or lease.deployment_id != group_id or lease.owner != owner:
+        raise LeaseHeldError(f"{service}/{env}: release group {group_id} does not hold its lease "
+                             f"(held by {describe_holder(store, service, env)})")
+    yield
+
+
 async def acquire(store: Store, service: str, env: str, deployment_id: str, owner: str, *, wait: bool,
                   on_wait: Callable[[int, str], None] | None = None) -> None:
     with store.session() as s:

@@ -203,7 +203,7 @@ class Run:
                 raise StepFailed(f"step {idx + 1} ({self.describe(step)}): {exc}") from raised
             output = detail.pop("output", None) if detail else None
             self.journal.step_finished("deploy", idx, StepState.SUCCEEDED, output=output, detail=detail)
-            _failpoint(f"after-step:{idx}")
+            _failpoint(f"after-step:{idx}", self.s.service)
 
     def _timeout(self, step: Step) -> float:
         if isinstance(step, RunHook):
@@ -476,6 +476,7 @@ def one_line(exc: Exception) -> Exception:
     return OSFailure.of(exc) if isinstance(exc, OSError) else exc
 
 
-def _failpoint(name: str) -> None:
-    if os.environ.get(FAILPOINT_ENV) == name:
+def _failpoint(name: str, service: str) -> None:
+    # "SERVICE:after-step:N" aims at one service: a release group runs several deployments in one process.
+    if os.environ.get(FAILPOINT_ENV) in (name, f"{service}:{name}"):
         os.kill(os.getpid(), signal.SIGKILL)

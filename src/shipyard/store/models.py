@@ -513,3 +513,53 @@ class ApprovalDecision(Base):
 
     def __repr__(self) -> str:
         return f"<ApprovalDecision {self.deployment_id} {self.approver} {self.decision}>"
+
+
+class ReleaseGroupRun(Base):
+    """One release of a group (`releases:` in shipyard.yaml): several services' deployments in waves with one
+    abort. Written before the first lease is taken, so a crash at any point leaves a record that `shipyard
+    recover` finishes or rolls back as a whole (engine.groups)."""
+
+    __tablename__ = "release_groups"
+    __table_args__ = (Index("ix_release_groups_env_created_at", "env", "created_at"),
+                      Index("ix_release_groups_state", "state"))
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    env: Mapped[str] = mapped_column(String(128))
+    state: Mapped[str] = mapped_column(String(32))       # groups.plan.GROUP_STATES
+    reason: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(255))
+    owner: Mapped[str | None] = mapped_column(String(255))
+    promotion_id: Mapped[str | None] = mapped_column(String(128))   # `promote --release`: the promotion it follows
+    created_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+
+    def __repr__(self) -> str:
+        return f"<ReleaseGroupRun {self.id} {self.name}/{self.env} {self.state}>"
+
+
+class ReleaseGroupMember(Base):
+    """One service's part in a release group run: its wave, the revision it goes to, and the deployment
+    (and, after an abort, the rollback) that did it. The deployments are ordinary rows of `deployments`."""
+
+    __tablename__ = "release_group_members"
+    __table_args__ = (Index("ix_release_group_members_deployment_id", "deployment_id"),)
+
+    group_id: Mapped[str] = mapped_column(
+        String(128), ForeignKey("release_groups.id", ondelete="CASCADE"), primary_key=True)
+    service: Mapped[str] = mapped_column(String(128), primary_key=True)
+    wave: Mapped[int] = mapped_column(Integer)
+    position: Mapped[int] = mapped_column(Integer)
+    ref: Mapped[str] = mapped_column(String(255))
+    revision: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(32))       # groups.plan.MEMBER_STATES
+    reason: Mapped[str | None] = mapped_column(Text)
+    deployment_id: Mapped[str | None] = mapped_column(String(128))
+    rollback_id: Mapped[str | None] = mapped_column(String(128))
+    updated_at: Mapped[datetime]
+
+    def __repr__(self) -> str:
+        return f"<ReleaseGroupMember {self.group_id} {self.service} {self.state}>"

@@ -78,6 +78,11 @@ class Runner(Protocol):
         """`shipyard recover`: finish or roll back the runs a dead process left; one line per run."""
         ...
 
+    async def release(self, name: str, env: str, *, revs: list[str], actor: str, override: str | None = None,
+                      no_wait: bool = False) -> str:
+        """Start a release of group `name` in `env` (`shipyard release`); the group run's id once recorded."""
+        ...
+
 
 class _Admission(BaseModel):
     """What deploy and rollback share: queue or not, and going through a freeze (admin; with a reason)."""
