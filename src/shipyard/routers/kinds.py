@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from shipyard.config.deploy import BuiltinRouter as BuiltinConfig
 from shipyard.config.deploy import HaproxyRouter as HaproxyConfig
 from shipyard.config.deploy import NginxRouter as NginxConfig
+from shipyard.config.ecs import AlbRouter as AlbConfig
 from shipyard.plugins import BuildContext, Kind
 
 if TYPE_CHECKING:
@@ -51,3 +52,12 @@ def _nginx(config: NginxConfig, ctx: BuildContext) -> Router:
 BUILTIN: Kind[Router] = Kind("builtin", BuiltinConfig, _builtin, "the agent's own reverse proxy")
 HAPROXY: Kind[Router] = Kind("haproxy", HaproxyConfig, _haproxy, "a HAProxy driven through its runtime API")
 NGINX: Kind[Router] = Kind("nginx", NginxConfig, _nginx, "an nginx whose upstream is rendered and reloaded")
+
+
+def _alb(config: AlbConfig, ctx: BuildContext) -> Router:
+    from shipyard.routers.alb import AlbRouter
+
+    return AlbRouter(config)
+
+
+ALB: Kind[Router] = Kind("alb", AlbConfig, _alb, "an ALB listener's weighted forward over target groups")

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from shipyard.config.deploy import LocalTarget as LocalConfig
 from shipyard.config.deploy import SshTarget as SshConfig
+from shipyard.config.ecs import EcsTarget as EcsConfig
 from shipyard.plugins import BuildContext, Kind
 
 if TYPE_CHECKING:
@@ -41,3 +42,15 @@ def _ssh(config: SshConfig, ctx: BuildContext) -> Target:
 
 
 SSH: Kind[Target] = Kind("ssh", SshConfig, _ssh, "processes on hosts reached over SSH, through each host's agent")
+
+
+def _ecs(config: EcsConfig, ctx: BuildContext) -> Target:
+    """Service revisions on ECS; the container gets the service's configured variables (by name: their
+    values are resolved per deployment and reach the target in the launch spec)."""
+    from shipyard.targets.ecs import EcsTarget
+
+    return EcsTarget(config, ctx.service, ctx.env, env_names=sorted(ctx.settings.environ))
+
+
+ECS: Kind[Target] = Kind("ecs", EcsConfig, _ecs, "service revisions on Amazon ECS (rolling, or blue/green "
+                                                 "over two target groups)")
