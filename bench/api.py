@@ -7,7 +7,12 @@ as a user runs it and one keep-alive client measures, sequentially:
   fourth request the next page through its cursor (deep pages included);
 - one_deployment_p99_ms: GET /api/v1/deployments/{id} of random ids (with their steps and events);
 - stats_30d_ms, dora_90d_ms, report_md_ms: best of 3 of /api/v1/stats?period=30d, /dora?period=90d and
-  /reports?period=30d&format=md. The history ends at a fixed date, so the periods are asked with since/until.
+  /reports?period=30d&format=md. The history ends at a fixed date, so the periods are asked with since/until,
+  on whole days and (`*_rolling_ms`) shifted by 13 hours, as a `--period 30d` from now is: its partial first
+  and last days are read from raw rows.
+Those three are measured twice, side by side: first with the daily aggregates not yet folded (`raw_*`, every
+run of the window read; a serve without its `aggregates` work), then after `fold_closed` (what that work does
+at start; `fold_seconds`) with the closed days read from `daily_aggregates`; `*_speedup` is the ratio.
 Then prune_90d_seconds: `shipyard.store.retention.prune` (what the daemon's `retention` work and `shipyard
 prune` run) of everything created more than 90 days before the history's end, with the server stopped.
 
@@ -17,14 +22,17 @@ prune` run) of everything created more than 90 days before the history's end, wi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
+import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -39,6 +47,7 @@ from report import END, ENVS, SERVICES, fill, generate  # noqa: E402
 
 from shipyard.store import Store  # noqa: E402
 from shipyard.store import tokens as tq  # noqa: E402
+from shipyard.store.folding import fold_closed  # noqa: E402
 from shipyard.store.retention import prune  # noqa: E402
 from shipyard.testing.cli import cli_argv  # noqa: E402
 from shipyard.testing.processes import stop_process  # noqa: E402
@@ -51,19 +60,39 @@ def p99(samples: list[float]) -> float:
     return round(ordered[max(0, int(len(ordered) * 0.99) - 1)], 2)
 
 
-def window(days: int) -> dict[str, str]:
-    return {"since": (END - timedelta(days=days)).isoformat(), "until": END.isoformat()}
+def window(days: int, *, shift: timedelta = timedelta(0)) -> dict[str, str]:
+    return {"since": (END - timedelta(days=days) - shift).isoformat(), "until": (END - shift).isoformat()}
+
+
+ROLLING = timedelta(hours=13)       # a window that starts and ends mid-day, as `--period 30d` from now does
+
+
+def _timed(client: httpx.Client, path: str, **params: Any) -> tuple[float, httpx.Response]:
+    t0 = time.perf_counter()
+    res = client.get(path, params=params)
+    took = (time.perf_counter() - t0) * 1000
+    assert res.status_code == 200, (path, params, res.status_code, res.text[:300])
+    return took, res
+
+
+def reports(url: str, token: str, prefix: str = "") -> dict[str, Any]:
+    """Best of 3 of stats (30 days), DORA (90 days) and the Markdown report, on whole days and rolling."""
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=120) as client:
+        def best(path: str, **params: Any) -> float:
+            return round(min(_timed(client, path, **params)[0] for _ in range(3)), 1)
+
+        return {f"{prefix}stats_30d_ms": best("/api/v1/stats", **window(30)),
+                f"{prefix}dora_90d_ms": best("/api/v1/dora", **window(90)),
+                f"{prefix}report_md_ms": best("/api/v1/reports", format="md", **window(30)),
+                f"{prefix}stats_30d_rolling_ms": best("/api/v1/stats", **window(30, shift=ROLLING)),
+                f"{prefix}dora_90d_rolling_ms": best("/api/v1/dora", **window(90, shift=ROLLING))}
 
 
 def measure(url: str, token: str, ids: list[str], requests: int) -> dict[str, Any]:
     rng = random.Random(11)
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as client:
         def timed(path: str, **params: Any) -> tuple[float, httpx.Response]:
-            t0 = time.perf_counter()
-            res = client.get(path, params=params)
-            took = (time.perf_counter() - t0) * 1000
-            assert res.status_code == 200, (path, params, res.status_code, res.text[:300])
-            return took, res
+            return _timed(client, path, **params)
 
         history, cursor = [], None
         for n in range(requests):
@@ -76,14 +105,35 @@ def measure(url: str, token: str, ids: list[str], requests: int) -> dict[str, An
             history.append(took)
             cursor = res.json()["next_cursor"]
         one = [timed(f"/api/v1/deployments/{rng.choice(ids)}")[0] for _ in range(requests)]
+    return {"history_p99_ms": p99(history), "history_median_ms": round(statistics.median(history), 2),
+            "one_deployment_p99_ms": p99(one), "one_deployment_median_ms": round(statistics.median(one), 2),
+            **reports(url, token)}
 
-        def best(path: str, **params: Any) -> float:
-            return round(min(timed(path, **params)[0] for _ in range(3)), 1)
 
-        return {"history_p99_ms": p99(history), "history_median_ms": round(statistics.median(history), 2),
-                "one_deployment_p99_ms": p99(one), "one_deployment_median_ms": round(statistics.median(one), 2),
-                "stats_30d_ms": best("/api/v1/stats", **window(30)), "dora_90d_ms": best("/api/v1/dora", **window(90)),
-                "report_md_ms": best("/api/v1/reports", format="md", **window(30))}
+@contextlib.contextmanager
+def serving(root: Path, *, aggregates: bool) -> Iterator[str]:
+    """`shipyard serve` on the project in `root` (with or without its `aggregates` work) until the block ends."""
+    config = root / "shipyard.yaml"
+    text = config.read_text(encoding="utf-8")
+    serve = f"serve: {{outbox: false, aggregates: {str(aggregates).lower()}}}"
+    config.write_text(re.sub(r"serve: \{.*\}", serve, text), encoding="utf-8")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPYARD_")}
+    proc = subprocess.Popen(cli_argv("serve", "--listen", f"127.0.0.1:{port}"), cwd=root, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else b""
+        try:
+            return httpx.get(f"{base}/healthz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+    try:
+        wait_until(up, 120, "shipyard serve")
+        yield base
+    finally:
+        stop_process(proc, timeout=30)
 
 
 def run_on(url: str, deps: list[dict[str, Any]], steps: list[dict[str, Any]], requests: int) -> dict[str, Any]:
@@ -101,23 +151,17 @@ def run_on(url: str, deps: list[dict[str, Any]], steps: list[dict[str, Any]], re
                     conn.exec_driver_sql("ANALYZE")
             with store.session() as s:
                 _, token = tq.create_token(s, name="bench", scopes=["read"], envs=None, actor="bench")
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPYARD_")}
-        proc = subprocess.Popen(cli_argv("serve", "--listen", f"127.0.0.1:{port}"), cwd=root, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        base = f"http://127.0.0.1:{port}"
-
-        def up() -> bool:
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else b""
-            try:
-                return httpx.get(f"{base}/healthz", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-        try:
-            wait_until(up, 120, "shipyard serve")
+        with serving(root, aggregates=False) as base:     # every figure from the raw rows, for the ratio
+            raw = reports(base, token, "raw_")
+        with Store.open(url) as store:                    # what the daemon's `aggregates` work does at start
+            t0 = time.perf_counter()
+            folded = fold_closed(store, now=END)
+            raw["fold_seconds"], raw["folded_days"] = round(time.perf_counter() - t0, 1), folded.folded
+        with serving(root, aggregates=True) as base:
             figures = measure(base, token, [d["id"] for d in deps], requests)
-        finally:
-            stop_process(proc, timeout=30)
+        figures.update(raw)
+        figures["stats_30d_speedup"] = round(raw["raw_stats_30d_ms"] / max(figures["stats_30d_ms"], 0.1), 1)
+        figures["dora_90d_speedup"] = round(raw["raw_dora_90d_ms"] / max(figures["dora_90d_ms"], 0.1), 1)
         with Store.open(url) as store:
             t0 = time.perf_counter()
             pruned = prune(store, 90 * 86400.0, now=END)

@@ -14,6 +14,7 @@ where they happen, so the CLI can print one line and choose an exit code without
     │   ├── PluginError                exit 2: an installed target/router plugin is broken or declared twice
     │   ├── PreflightError             exit 2: a target's cloud resources are missing or closed (every gap
     │   │                              listed at once), found before anything changed
+    │   ├── BranchNotAllowed           exit 2: the revision is on none of the env's `approvals.branches`
     │   └── NotFoundError              exit 2: no record with that id (a deployment, a promotion)
     ├── StoreError                     the state database failed, is at an unknown schema, empty or corrupt
     ├── OSFailure                      an operating-system call failed (file, directory, process): OSError
@@ -25,14 +26,18 @@ where they happen, so the CLI can print one line and choose an exit code without
     ├── RouterError                    an external router (HAProxy) is unreachable, refused a command, or
     │                                  does not serve what was set
     ├── TargetError                    a target cannot place or reach instances (no free port on a host,
-    │                                  more hosts unreachable than minimum_healthy_hosts allows)
+    │                                  more hosts unreachable than minimum_healthy_hosts allows), or a
+    │                                  release target cannot activate (no such bucket, a deploy command failed)
     ├── ReleaseError                   export or build of a revision failed
     ├── SecretsError                   a secret provider failed (wrong master key, AWS unreachable or refused)
     ├── HookError                      a lifecycle hook failed or timed out
+    ├── StageFailed                    a pipeline stage failed, timed out or (scan) found what blocks
     ├── HealthCheckError               instances did not become healthy
     ├── DeploymentFailed               a deployment ended failed or rolled back (carries its id and reason)
     ├── NotCancellable                 a cancel asked of a deployment that is running or finished (HTTP 409)
     ├── DeploymentCancelled            a queued run whose record was cancelled while it waited: it ends untouched
+    ├── ApprovalRefused                an approve/reject that cannot count: not an approver, the requester,
+    │                                  twice, a used/forged/expired link, nothing awaiting approval (HTTP 409)
     ├── MonitoringError                a metric provider could not be reached or answered nonsense
     ├── AnalysisFailed                 an alarm fired or the canary judge failed during an analyze step
     ├── NotifyError                    a notification channel refused or could not be reached (never fails a deploy)
@@ -175,6 +180,16 @@ class HookError(ShipyardError):
     pass
 
 
+class StageFailed(ShipyardError):
+    """A pipeline stage (a command stage or the scan gate) refused the release; `output` and `detail` are
+    stored with the step."""
+
+    def __init__(self, message: str, *, output: str | None = None, detail: dict[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.output = output
+        self.detail = detail
+
+
 class HealthCheckError(ShipyardError):
     pass
 
@@ -189,6 +204,14 @@ class NotCancellable(ShipyardError):
 
 class DeploymentCancelled(ShipyardError):
     """The run's queued record was cancelled while it waited for the lease; nothing was touched."""
+
+
+class BranchNotAllowed(UsageError):
+    """The revision asked for is on none of the branches the environment's approval gate allows."""
+
+
+class ApprovalRefused(ShipyardError):
+    """An approval or reject that was not recorded, and why (one line); the API answers 409."""
 
 
 class DeploymentFailed(ShipyardError):

@@ -1,6 +1,7 @@
 """Fixtures of the contract suite: `router_case` and `target_case` are parametrized over every kind in the
-plugin registry (shipyard.plugins), each built by its harness (harnesses.py); `backends` are three real HTTP
-backends on loopback. A registered kind without a harness fails here rather than being skipped."""
+plugin registry (shipyard.plugins), each built by its harness (harnesses.py), and `release_case` over the
+release targets (release_harnesses.py); `backends` are three real HTTP backends on loopback. A registered
+kind without a harness fails here rather than being skipped."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 from shipyard import plugins
 
 from .harnesses import APP, ROUTERS, TARGETS, Backend, RouterCase, TargetCase, close_contract_hosts, start_backend
+from .release_harnesses import RELEASES, ReleaseCase
 
 MARKS: dict[str, Any] = {"haproxy": pytest.mark.haproxy,      # kind -> the marker of the server it needs
                          "ssh": pytest.mark.nethosts, "nginx": pytest.mark.nginx}
@@ -27,8 +29,11 @@ def _contract_hosts() -> Iterator[None]:
     close_contract_hosts()
 
 
-def _params(group: plugins.Group) -> list[Any]:
-    return [pytest.param(name, id=name, marks=MARKS.get(name, ())) for name in sorted(plugins.kinds(group))]
+def _params(group: plugins.Group, releases: bool = False) -> list[Any]:
+    """The kinds of `group`; for targets, those with instances or (`releases`) the release targets."""
+    kinds = sorted(plugins.kinds(group).items())
+    return [pytest.param(name, id=name, marks=MARKS.get(name, ())) for name, kind in kinds
+            if group != "targets" or kind.activates_releases == releases]
 
 
 @pytest.fixture
@@ -54,6 +59,16 @@ async def target_case(request: pytest.FixtureRequest, base: Path) -> AsyncIterat
     harness = TARGETS.get(request.param)
     if harness is None:
         pytest.fail(f"target kind {request.param!r} has no contract harness (add one to tests/contract/harnesses.py)")
+    async with harness(base) as case:
+        yield case
+
+
+@pytest.fixture(params=_params("targets", releases=True))
+async def release_case(request: pytest.FixtureRequest, base: Path) -> AsyncIterator[ReleaseCase]:
+    harness = RELEASES.get(request.param)
+    if harness is None:
+        pytest.fail(f"release target kind {request.param!r} has no contract harness (add one to "
+                    "tests/contract/release_harnesses.py)")
     async with harness(base) as case:
         yield case
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from shipyard import plugins
 
 from .harnesses import ROUTERS, TARGETS
+from .release_harnesses import RELEASES
 
 
 def test_every_registered_router_kind_runs_the_contract() -> None:
@@ -13,4 +14,8 @@ def test_every_registered_router_kind_runs_the_contract() -> None:
 
 
 def test_every_registered_target_kind_runs_the_contract() -> None:
-    assert set(plugins.kinds("targets")) == set(TARGETS), "tests/contract/harnesses.py: TARGETS"
+    kinds = plugins.kinds("targets")
+    assert {n for n, k in kinds.items() if not k.activates_releases} == set(TARGETS), \
+        "tests/contract/harnesses.py: TARGETS"
+    assert {n for n, k in kinds.items() if k.activates_releases} == set(RELEASES), \
+        "tests/contract/release_harnesses.py: RELEASES"

@@ -1,6 +1,8 @@
 """A CI runner's view: with only a token it deploys and rolls back through `shipyard serve` (the same engine
 the CLI runs), follows the deployment's event stream to its end, and is refused outside its scope or env;
-it sees status, cancels a queued deploy (waiting in the server or in a CLI) and recovers a dead run."""
+it sees status, cancels a queued deploy (waiting in the server or in a CLI), is refused at once with
+--no-wait, recovers a dead run; it rolls every repo back to a tag, and an admin token goes through the
+freeze that leaves (with a reason and --set values) and lifts it."""
 
 from __future__ import annotations
 
@@ -130,7 +132,8 @@ def test_the_cli_through_the_server(served: tuple[E2E, str, dict[str, str]], tmp
                              (("show", "nope"), 2, "no deployment"),
                              (("status", "--env", "prod"), 1, "bound to stg"),
                              (("promote", "dev", "stg"), 2, "--yes"),
-                             (("deploy", "api", "--env", "stg", "--no-wait"), 2, "--no-wait")):
+                             (("deploy", "api", "--env", "stg", "--set", "A-B=1"), 2, "invalid environment variable"),
+                             (("deploy", "api", "--env", "stg", "--reason", "x"), 2, "--override-freeze")):
         res = cli(*args)
         assert res.returncode == code and text in res.stderr and len(res.error_lines) == 1, str(res)
     no_token = run_cli(runner, "--server", url, "history", env={k: v for k, v in env.items()
@@ -191,6 +194,16 @@ def test_cancel_a_queued_deploy_and_recover_through_the_api(new_workspace) -> No
             assert accepted.status_code == 202, accepted.text
             in_server = accepted.json()["id"]
             wait_until(lambda: queue() == [in_server], 60, "the API's deploy to queue")
+            # --no-wait while the lease is held: refused at once (409; through --server, exit 1, one line),
+            # its record closed as cancelled, nothing queued.
+            busy = post("/api/v1/deployments", {"service": "api", "env": "stg", "no_wait": True})
+            assert busy.status_code == 409 and "being deployed by" in busy.json()["error"], busy.text
+            no_wait = run_cli(e2e.root, "--server", url, "deploy", "api", "--env", "stg", "--no-wait",
+                              env={**{k: v for k, v in e2e.env.items() if k != "SHIPYARD_SERVER"},
+                                   "SHIPYARD_TOKEN": tokens["ci-stg"]}, timeout=60)
+            assert no_wait.returncode == 1 and "drop --no-wait" in no_wait.stderr, str(no_wait)
+            assert len(no_wait.error_lines) == 1 and queue() == [in_server]
+            assert e2e.deployments()[0]["state"] == "cancelled"
             cli_waiter = e2e.background("deploy", "api", "--env", "stg")
             cli_waiter.wait_for_line(r"deploy\.waiting", 60)
             wait_until(lambda: len(queue()) == 2, 60, "the CLI's deploy to queue")
@@ -246,3 +259,74 @@ def test_cancel_a_queued_deploy_and_recover_through_the_api(new_workspace) -> No
         assert recovered.status_code == 200, recovered.text
         assert [(r["id"], r["state"]) for r in recovered.json()["recovered"]] == [("deploy-dead", "cancelled")]
         assert post("/api/v1/recover", {"env": "stg"}).json() == {"recovered": []}
+
+
+def test_tag_rollback_freeze_override_and_unfreeze_through_the_server(new_workspace, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A CI runner with a stg token promotes twice and rolls stg back to the first tag (every repo's branch;
+    stg frozen), all through `--server`. A plain deploy is then refused; going through the freeze needs an
+    admin token and a reason (recorded with the token's name), and carries a --set value to the instances;
+    the admin token lifts the freeze and deploys run again."""
+    e2e: E2E = new_workspace()
+    # No auto_deploy: the daemon's GitOps watcher stays out of it (each step below is the runner's own).
+    e2e.edit_config(lambda t: t.replace("dev:  {branch: dev, auto_deploy: true}", "dev:  {branch: dev}")
+                    .replace('tag: "stg-deploy-{ts}", auto_deploy: true', 'tag: "stg-deploy-{ts}"'))
+    lead = json.loads(assert_ok(e2e.cli("tokens", "create", "--name", "lead-stg", "--scopes", "admin", "--env", "stg",
+                                        "--json")).stdout)["token"]
+    runner = tmp_path / "runner"
+    runner.mkdir()
+    with serving(e2e) as (url, tokens):
+        env = {k: v for k, v in e2e.env.items() if k != "SHIPYARD_SERVER"}
+
+        def cli(*args: str, token: str = tokens["ci-stg"]) -> Result:
+            res = run_cli(runner, "--server", url, *args, env={**env, "SHIPYARD_TOKEN": token}, timeout=240)
+            assert "Traceback" not in res.stderr, str(res)
+            return res
+
+        tags = []
+        for version in ("1.1.0", "1.2.0"):
+            commit_version(e2e.ws, "api", version, branch="dev")
+            done = json.loads(assert_ok(cli("promote", "dev", "stg", "--yes", "--json")).stdout)
+            tags.append(next(r["tag"] for r in done["outcome"]["repos"] if r["repo"] == "api"))
+        plan = json.loads(assert_ok(cli("rollback", "--env", "stg", "--to", tags[0], "--dry-run", "--json")).stdout)
+        assert plan["plan"]["kind"] == "rollback" and {r["repo"] for r in plan["plan"]["repos"]} == {"api", "web"}
+        back = cli("rollback", "--env", "stg", "--to", tags[0], "--yes")
+        assert back.returncode == 0 and "completed" in back.stdout, str(back)
+        rb = json.loads(assert_ok(cli("history", "--promotions", "--json")).stdout)["promotions"][0]
+        assert (rb["kind"], rb["actor"], rb["rollback_to"]) == ("rollback", "ci-stg", tags[0]), rb
+
+        # Frozen: a deploy and a promotion are refused, one line each; the stg token cannot lift it.
+        refused = cli("deploy", "api", "--env", "stg")
+        assert refused.returncode == 1 and f"stg is frozen by {rb['id']}" in refused.stderr, str(refused)
+        assert len(refused.error_lines) == 1
+        override = ("deploy", "api", "--env", "stg", "--override-freeze", "--reason", "check the revert")
+        for args, code, text in ((override, 1, "'admin' scope to override a freeze of stg"),
+                                 (("unfreeze", "--env", "stg"), 1, "'admin' scope to unfreeze stg"),
+                                 (("promote", "dev", "stg", "--yes"), 1, f"stg is frozen by {rb['id']}"),
+                                 (("rollback", "--env", "stg", "--to", tags[0], "--keep-partial", "--yes"), 2,
+                                  "--keep-partial"),
+                                 (("deploy", "api", "--env", "stg", "--override-freeze"), 2, "--reason")):
+            res = cli(*args)
+            assert res.returncode == code and text in res.stderr and len(res.error_lines) == 1, (args, str(res))
+
+        # The admin token goes through the freeze: recorded, and the --set value reaches the instances.
+        through = cli("deploy", "api", "--env", "stg", "--override-freeze", "--reason", "check the revert",
+                      "--set", "ERROR_RATE=0.001", "--json", token=lead)
+        assert through.returncode == 0, str(through)
+        dep_id = json.loads(through.stdout)["id"]
+        assert get_version(e2e.api_port)["version"] == "1.1.0"             # the first tag's tree, reverted to
+        assert httpx.get(f"http://127.0.0.1:{e2e.api_port}/admin/error-rate", timeout=10).json() == \
+            {"error_rate": 0.001}
+        shown = httpx.get(f"{url}/api/v1/deployments/{dep_id}", headers={"Authorization": f"Bearer {lead}"},
+                          timeout=10).json()
+        assert shown["actor"] == "lead-stg"
+        overridden = next(e for e in shown["events"] if e["kind"] == "deploy.freeze_overridden")
+        assert (overridden["data"]["actor"], overridden["data"]["reason"]) == ("lead-stg", "check the revert")
+        assert overridden["data"]["frozen_by"] == rb["id"]
+
+        lifted = cli("unfreeze", "--env", "stg", "--json", token=lead)
+        assert json.loads(assert_ok(lifted).stdout) == {"env": "stg", "lifted": [rb["id"]]}
+        assert "stg was not frozen" in assert_ok(cli("unfreeze", "--env", "stg", token=lead)).stdout
+        again = cli("deploy", "api", "--env", "stg", "--json")                 # no --set: the configured rate
+        assert again.returncode == 0, str(again)
+        assert httpx.get(f"http://127.0.0.1:{e2e.api_port}/admin/error-rate", timeout=10).json() == \
+            {"error_rate": 0.0}

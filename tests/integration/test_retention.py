@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from reports_history import T0, UNTIL, at, write_history
 from shipyard.reports import Period, compute_dora, compute_stats
@@ -20,8 +20,9 @@ from shipyard.reports.histogram import RESOLUTION
 from shipyard.store import Store
 from shipyard.store import deployments as dq
 from shipyard.store import events as eq
+from shipyard.store import git_triggers as gq
 from shipyard.store import outbox as oq
-from shipyard.store.models import DailyAggregate, Deployment, Event, OutboxEntry, StepRecord
+from shipyard.store.models import DailyAggregate, Deployment, Event, GitDelivery, GitTrigger, OutboxEntry, StepRecord
 from shipyard.store.retention import prune
 
 NOW = T0 + timedelta(days=94)
@@ -114,7 +115,8 @@ def test_prune_deletes_what_is_past_the_cutoff_and_keeps_the_figures(history: St
     assert ids(history) >= {"o1", "d1"} and counts(history)["daily_aggregates"] == 0    # a dry run writes nothing
     result = prune(history, RETENTION, now=NOW, batch=2)
     assert result.cutoff == CUTOFF and result.days_folded == 5
-    assert result.deleted == dry.deleted == {"deployments": 5, "steps": 8, "events": 3, "outbox": 1}
+    assert result.deleted == dry.deleted == {"deployments": 5, "steps": 8, "events": 3, "outbox": 1,
+                                                "git_triggers": 0, "git_deliveries": 0}
     assert ids(history) == {"old", "d5", "d6", "d7", "w1", "w2", "w3", "q1"}
     with history.session(readonly=True) as s:
         events = [(e.deployment_id, e.at) for e in s.scalars(select(Event).order_by(Event.id))]
@@ -130,7 +132,8 @@ def test_prune_twice_is_prune_once(history: Store) -> None:
     prune(history, RETENTION, now=NOW)
     once, rows = figures(history), aggregates(history)
     again = prune(history, RETENTION, now=NOW)
-    assert again.deleted == {"deployments": 0, "steps": 0, "events": 0, "outbox": 0} and again.days_folded == 0
+    assert again.deleted == {"deployments": 0, "steps": 0, "events": 0, "outbox": 0, "git_triggers": 0,
+                             "git_deliveries": 0} and again.days_folded == 0
     assert aggregates(history) == rows and counts(history)["deployments"] == 8
     assert figures(history) == once
 
@@ -160,3 +163,36 @@ def test_a_later_prune_moves_the_horizon_on(history: Store) -> None:
     prune(history, RETENTION, now=NOW + timedelta(days=4))          # cutoff T0+8d: w2 and d7 go too
     assert ids(history) == {"old", "d5", "d6", "w1", "w3", "q1"}
     same(before, figures(history))
+
+
+def test_prune_deletes_gitops_records_past_the_cutoff_in_batches(history: Store) -> None:
+    """GitOps' triggers and webhook delivery ids older than the cutoff go, `batch` at a time (interrupted
+    midway, the next prune finishes); newer ones stay, so a recent replay is still refused."""
+    with history.session() as s:
+        for n, day in enumerate((-3, -2, 0, 1, 3, 5, 6)):
+            assert gq.claim(s, service="api", env="dev", sha=f"{n:040x}", source="github", repo="api", branch="dev",
+                            delivery=f"d{n}")
+            assert gq.first_delivery(s, "github", f"d{n}")
+            s.execute(update(GitTrigger).where(GitTrigger.sha == f"{n:040x}").values(created_at=at(day)))
+            s.execute(update(GitDelivery).where(GitDelivery.delivery == f"d{n}").values(received_at=at(day)))
+    assert prune(history, RETENTION, now=NOW, dry_run=True).deleted["git_deliveries"] == 5
+
+    seen: list[str] = []
+
+    def stop_at_second_batch(what: str) -> None:
+        seen.append(what)
+        if seen.count("git_deliveries") == 2:
+            raise Interrupted(what)
+
+    with pytest.raises(Interrupted):
+        prune(history, RETENTION, now=NOW, batch=2, checkpoint=stop_at_second_batch)
+    with history.session(readonly=True) as s:
+        assert s.scalar(select(func.count()).select_from(GitTrigger)) == 2          # every trigger batch ran
+        assert s.scalar(select(func.count()).select_from(GitDelivery)) == 5         # one delivery batch of 2
+    result = prune(history, RETENTION, now=NOW, batch=2)
+    assert (result.deleted["git_triggers"], result.deleted["git_deliveries"]) == (0, 3)
+    with history.session() as s:
+        assert sorted(s.scalars(select(GitTrigger.delivery))) == ["d5", "d6"]
+        assert sorted(s.scalars(select(GitDelivery.delivery))) == ["d5", "d6"]
+        assert not gq.first_delivery(s, "github", "d6")           # a kept one is still a replay
+        assert gq.first_delivery(s, "github", "d0")               # a pruned one is past any redelivery

@@ -64,7 +64,8 @@ def test_prune_dry_run_then_prune(url: str, tmp_path: Path) -> None:
     ws = _workspace(tmp_path, url)
     dry = run_cli(ws, "prune", "--older-than", "1d", "--dry-run", "--json", env=_env(), timeout=60)
     assert dry.returncode == 0, str(dry)
-    assert dry.json()["would_delete"] == {"deployments": 7, "steps": 10, "events": 0, "outbox": 0}
+    assert dry.json()["would_delete"] == {"deployments": 7, "steps": 10, "events": 0, "outbox": 0,
+                                           "git_triggers": 0, "git_deliveries": 0}
     assert len(_ids(url)) == 12
     done = run_cli(ws, "prune", "--older-than", "1d", env=_env(), timeout=60)
     assert done.returncode == 0, str(done)

@@ -27,6 +27,7 @@ WRITE_COMMANDS: dict[str, str] = {
     "hosts trust": "records a host key in known_hosts",
     "serve": "runs the API until stopped",
     "grafana dashboard": "prints or writes a dashboard, which is JSON already",
+    "aws policy": "prints an IAM policy document, which is JSON already",
 }
 
 

@@ -56,7 +56,7 @@ def on_path(tmp_path: Path) -> Iterator[Callable[..., Path]]:
 def test_the_built_ins_are_shipyards_own_entry_points() -> None:
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]
     assert {g: declared[plugins.GROUPS[g]] for g in plugins.GROUPS} == plugins.BUILTIN
-    assert set(plugins.kinds("targets")) == {"local", "ssh"}
+    assert set(plugins.kinds("targets")) == {"local", "ssh", "static", "command"}
     assert set(plugins.kinds("routers")) == {"builtin", "haproxy", "nginx"}
     assert {r.distribution.split()[0] for g in plugins.GROUPS for r in plugins.registered(g).values()} == {"shipyard"}
 

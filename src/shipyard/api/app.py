@@ -31,6 +31,7 @@ class ApiSettings:
     daemon: Any = None          # shipyard.daemon.Daemon: what this process runs in the background
     commits: Any = None         # (service, env) -> reports.CommitReader, for DORA's lead time (None: left out)
     gitops: Any = None          # shipyard.daemon.gitops_watch.GitOps: the push webhooks (None: answered 404)
+    approvals: Any = None       # routes.approvals.ApprovalSettings: routed decisions, the links' secret
 
 
 def _problem(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -47,6 +48,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     from shipyard.api.metrics import registry_for
     from shipyard.api.routes import (
         actions,
+        approvals,
         daemons,
         deployments,
         events,
@@ -95,4 +97,5 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(daemons.router, prefix=API_PREFIX)
     app.include_router(reports.router, prefix=API_PREFIX)
     app.include_router(hooks.router, prefix=API_PREFIX)
+    app.include_router(approvals.router)        # its paths are whole: the API's and the links' /approve pages
     return app

@@ -1,7 +1,11 @@
 """/metrics for Prometheus: what the state database says, computed at scrape time with a few GROUP BY
 queries (nothing is counted in this process, so every daemon answers the same and a restart loses nothing).
 
-- shipyard_deployments_total{service,env,kind,state}: deployments recorded (finished and not);
+- shipyard_deployments_total{service,env,kind,state}: deployments recorded (finished and not). A counter
+  must never go down, and `shipyard prune` deletes old runs: the finished runs of the days before the
+  history horizon are counted from their daily aggregates (as they were when folded), the rest from the
+  raw rows, so a prune moves runs from one side to the other without changing a figure (a run still
+  unfinished when its day was folded counts while it is unfinished; its end is not counted again);
 - shipyard_deployment_duration_seconds_sum / _count{service,env,state}: of finished deployments;
 - shipyard_deployments_in_progress{service,env}, shipyard_queue_length{service,env};
 - shipyard_last_success_timestamp_seconds{service,env}: when its last successful deploy finished;
@@ -15,12 +19,13 @@ from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
-from sqlalchemy import func, literal_column, select
+from sqlalchemy import func, literal_column, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from shipyard.domain.deployment import TERMINAL, DeployState
+from shipyard.reports.aggregates import pruned
 from shipyard.store import Store
-from shipyard.store.models import Deployment, OutboxEntry, QueueEntry
+from shipyard.store.models import DailyAggregate, Deployment, OutboxEntry, QueueEntry
 
 
 def _seconds(dialect: str, start: Any, end: Any) -> ColumnElement[Any]:
@@ -61,9 +66,8 @@ class StoreCollector(Collector):
         outbox_failed = GaugeMetricFamily("shipyard_outbox_failed", "Notifications given up on.")
         terminal = [s.value for s in TERMINAL]
         with self.store.session(readonly=True) as s:
-            by_state = (d.service, d.env, d.kind, d.state)
-            for service, env, kind, state, n in s.execute(select(*by_state, func.count()).group_by(*by_state)):
-                total.add_metric([service, env, kind, state], n)
+            for labels, n in sorted(_deployment_counts(s, terminal).items()):
+                total.add_metric(list(labels), n)
             for service, env, state, sumsec, n in s.execute(
                     select(d.service, d.env, d.state, func.sum(seconds), func.count())
                     .where(d.state.in_(terminal), d.started_at.is_not(None), d.finished_at.is_not(None))
@@ -87,6 +91,32 @@ class StoreCollector(Collector):
         outbox_pending.add_metric([], counts.get("pending", 0))
         outbox_failed.add_metric([], counts.get("failed", 0))
         yield from (total, dur_sum, dur_count, running, queued, last_ok, outbox_pending, outbox_failed)
+
+
+def _deployment_counts(s: Any, terminal: list[str]) -> dict[tuple[str, str, str, str], int]:
+    """(service, env, kind, state) -> runs: the raw rows, but for the finished runs created before the
+    horizon, which are read from the aggregates of their days (whether `prune` deleted them yet or kept
+    them). Unfinished runs are always raw rows: an aggregate does not record their state."""
+    d, a = Deployment, DailyAggregate
+    by_state = (d.service, d.env, d.kind, d.state)
+    raw = select(*by_state, func.count()).group_by(*by_state)
+    cut = pruned(s)         # where raw rows end; days folded ahead but not pruned are still counted raw
+    if cut is not None:
+        raw = raw.where(or_(d.created_at >= cut, d.state.not_in(terminal)))
+    counts = {(service, env, kind, state): int(n) for service, env, kind, state, n in s.execute(raw)}
+    if cut is not None:
+        folded = select(a.service, a.env, a.kind, func.sum(a.succeeded), func.sum(a.failed), func.sum(a.rolled_back),
+                        func.sum(a.cancelled)).where(a.day < cut).group_by(a.service, a.env, a.kind)
+        for service, env, kind, *per_state in s.execute(folded):
+            for state, n in zip(_FOLDED_STATES, per_state, strict=True):
+                if n:
+                    key = (service, env, kind, state)
+                    counts[key] = counts.get(key, 0) + int(n)
+    return counts
+
+
+_FOLDED_STATES = (DeployState.SUCCEEDED.value, DeployState.FAILED.value, DeployState.ROLLED_BACK.value,
+                  DeployState.CANCELLED.value)
 
 
 def registry_for(store: Store) -> CollectorRegistry:

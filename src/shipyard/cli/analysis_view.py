@@ -25,7 +25,8 @@ def show_analysis(steps: list[dict[str, Any]]) -> None:
         where = f"{st['phase']} #{st['idx'] + 1}"
         for name, a in (detail.get("alarms") or {}).items():
             last = a.get("last") or {}
-            rule = (f"{a['metric']} {a['statistic']} {a['comparison']} {a['threshold']:g} "
+            rule = (f"CloudWatch alarm {a['cloudwatch']}" if "cloudwatch" in a else
+                    f"{a['metric']} {a['statistic']} {a['comparison']} {a['threshold']:g} "
                     f"({a['m_of_n'][0]} of {a['m_of_n'][1]}, period {a['period']:g}s, {a['treat_missing_data']})")
             alarm_rows.append((where, name, rule, render.styled(a["state"]), _fmt(last.get("values")),
                                last.get("reason") or a.get("error") or ""))

@@ -11,7 +11,7 @@ import typer
 
 from shipyard.cli import render
 from shipyard.cli.aio import run
-from shipyard.cli.notify import drain_quietly
+from shipyard.cli.notify import delivering, drain_quietly
 from shipyard.cli.project import Project, actor
 from shipyard.cli.remote import Remote, remote
 from shipyard.config.base import check_env_var
@@ -88,8 +88,10 @@ def _run(project: Project, service: str, env: str, title: str, as_json: bool,
         _ = project.store           # opened (created and migrated, on a new host) while the agent comes up
     progress = render.DeployProgress(title, quiet=as_json)
 
+    gated = project.settings(service, env).approvals is not None
+
     async def go() -> Outcome:
-        async with project.agent() as agent:
+        async with project.agent() as agent, delivering(project, gated):
             outcome = await action(project.environment(service, env, agent, listener=progress))
         await drain_quietly(project)    # bounded; undelivered rows stay queued for `notify worker`
         return outcome
@@ -97,6 +99,10 @@ def _run(project: Project, service: str, env: str, title: str, as_json: bool,
     with progress:
         outcome = run(go())
     _finish(outcome, as_json)
+
+
+def _override_body(override: FreezeOverride | None) -> dict[str, Any]:
+    return {"override_freeze": True, "reason": override.reason} if override else {}
 
 
 def _remote_run(server: Remote, title: str, as_json: bool, path: str, body: dict[str, Any]) -> None:
@@ -129,15 +135,13 @@ def deploy_cmd(
     reason: ReasonOpt = None,
 ) -> None:
     """Deploy a revision of SERVICE to ENV with zero downtime."""
+    override = freeze_override(override_freeze, reason)
     server = remote()
     if server is not None:
-        if sets or override_freeze or no_wait:
-            raise UsageError("--set, --override-freeze and --no-wait do not go through --server: run them where "
-                             "the state database is")
         _remote_run(server, f"deploy {service} → {env}", as_json, "/api/v1/deployments",
-                    {"service": service, "env": env, "rev": rev, "strategy": strategy})
+                    {"service": service, "env": env, "rev": rev, "strategy": strategy, "set": parse_sets(sets),
+                     "no_wait": no_wait, **_override_body(override)})
         return
-    override = freeze_override(override_freeze, reason)
     project = Project.load(config)
     project.overrides.update(parse_sets(sets))
     _run(project, service, env, f"deploy {service} → {env}", as_json,
@@ -156,10 +160,8 @@ def rollback_cmd(
     """Go back to the previous successful revision (a traffic flip while it is still warm)."""
     server = remote()
     if server is not None:
-        if no_wait:
-            raise UsageError("--no-wait does not go through --server")
         _remote_run(server, f"rollback {service} in {env}", as_json, "/api/v1/rollbacks",
-                    {"service": service, "env": env})
+                    {"service": service, "env": env, "no_wait": no_wait, **_override_body(override)})
         return
     _run(Project.load(config), service, env, f"rollback {service} in {env}", as_json,
          lambda e: deployer.rollback(e, wait=not no_wait, override=override))
@@ -174,13 +176,43 @@ async def recover_runs(project: Project, agent: Any, *, service: str | None = No
         pending = [(d.id, d.service, d.env) for d in dq.find_unfinished(s, service=service, env=env)]
     results: list[dict[str, Any]] = []
     for dep_id, svc, name in pending:
-        e = project.environment(svc, name, agent, listener=listener(dep_id) if listener else None)
-        if actor_name is not None:
-            e.actor = actor_name
-        outcome = await deployer.recover_one(e, dep_id)
+        outcome = await deployer.recover_one(_env(project, agent, svc, name, dep_id, listener, actor_name), dep_id)
         results.append({"id": dep_id, "service": svc, "env": name,
                         "state": str(outcome.state) if outcome else "skipped",
                         "reason": outcome.reason if outcome else "its owner is alive"})
+    return results + await _resume_approved(project, agent, service=service, env=env, listener=listener,
+                                            actor_name=actor_name)
+
+
+def _env(project: Project, agent: Any, service: str, env: str, dep_id: str, listener: Callable[[str], Any] | None,
+         actor_name: str | None) -> deployer.Environment:
+    e = project.environment(service, env, agent, listener=listener(dep_id) if listener else None)
+    if actor_name is not None:
+        e.actor = actor_name
+    return e
+
+
+async def _resume_approved(project: Project, agent: Any, *, service: str | None, env: str | None,
+                           listener: Callable[[str], Any] | None, actor_name: str | None) -> list[dict[str, Any]]:
+    """Gated deployments whose waiting process died: run those whose gate is open; keep the others (their
+    approvals are in the store; the daemon, or a later recover, runs them once approved)."""
+    from shipyard.engine import approvals
+    from shipyard.store.owner import current_owner
+
+    results: list[dict[str, Any]] = []
+    for dep_id in approvals.orphaned(project.store, current_owner(), service=service, env=env):
+        with project.store.session(readonly=True) as s:
+            row = dq.get_deployment(s, dep_id)
+            if row is None:
+                continue
+            svc, name = row.service, row.env
+        outcome = None
+        if approvals.is_ready(project.store, dep_id):
+            outcome = await deployer.resume_approved(_env(project, agent, svc, name, dep_id, listener, actor_name),
+                                                     dep_id)
+        results.append({"id": dep_id, "service": svc, "env": name,
+                        "state": str(outcome.state) if outcome else "awaiting_approval",
+                        "reason": outcome.reason if outcome else "kept: it runs once approved (and waited)"})
     return results
 
 

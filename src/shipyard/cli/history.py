@@ -13,6 +13,7 @@ from shipyard.cli.analysis_view import show_analysis
 from shipyard.cli.project import Project
 from shipyard.cli.promotion_view import promotion_dict, promotion_from_api, promotions_table, render_promotions
 from shipyard.cli.remote import remote
+from shipyard.cli.scan_view import show_findings
 from shipyard.errors import UsageError
 from shipyard.store import deployments as dq
 from shipyard.store import events as eq
@@ -146,10 +147,11 @@ def render_deployment(dep: dict[str, Any], steps: list[dict[str, Any]], events: 
                  [(st["phase"], st["idx"] + 1, st["description"], render.styled(st["state"]),
                    render.duration(st["started_at"], st["ended_at"]), st["error"] or "") for st in steps])
     show_analysis(steps)
+    show_findings(steps)
     render.table("events", ["at", "event", "message"],
                  [(ev["at"].strftime("%H:%M:%S.%f")[:-3], ev["kind"], ev["message"] or "") for ev in events])
     for st in steps:
-        if st["output"] and (output or st["kind"] in ("hook", "migrate") or st["state"] == "failed"):
+        if st["output"] and (output or st["kind"] in ("hook", "migrate", "stage", "scan") or st["state"] == "failed"):
             lines = st["output"].splitlines()
             render.console.print(f"[bold]── output of {st['description']} ──[/]")
             if not output and len(lines) > OUTPUT_TAIL:

@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "rollback": "promote:rollback_cmd",      # a service, or every repo back to a tag with --to
     "recover": "deploy:recover_cmd",
     "cancel": "deploy:cancel_cmd",
+    "approve": "approve:approve_cmd",
     "status": "status:status_cmd",
     "history": "history:history_cmd",
     "show": "history:show_cmd",
@@ -54,6 +55,8 @@ COMMANDS: dict[str, str] = {
     "hosts": "hosts:app",
     "tokens": "tokens:app",
     "grafana": "grafana:app",
+    "aws": "aws:app",
+    "ci": "ci:app",
 }
 
 
@@ -115,8 +118,9 @@ def _root(version: Annotated[bool, typer.Option(
         "--version", callback=_version, is_eager=True, help="Print shipyard's version and exit.")] = False,
           server: Annotated[str | None, typer.Option(
               "--server", envvar="SHIPYARD_SERVER", show_envvar=True,
-              help="A `shipyard serve` URL: deploy, rollback, cancel, recover, promote, status, history and "
-                   "show go through its API (the token in SHIPYARD_TOKEN).")] = None) -> None:
+              help="A `shipyard serve` URL: deploy, rollback, cancel, approve, recover, promote, hotfix sync, "
+                   "unfreeze, status, history and show go through its API (the token in SHIPYARD_TOKEN).")]
+          = None) -> None:
     """Promote, deploy with zero downtime, watch, roll back, record."""
     if server:
         os.environ["SHIPYARD_SERVER"] = server      # read by shipyard.cli.remote in the command's module

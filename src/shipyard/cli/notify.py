@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -39,7 +39,42 @@ def channel_resolver(project: Project) -> Callable[[str], str]:
 
 
 def make_worker(project: Project) -> Worker:
-    return Worker(project.store, project.config.notifications, channel_resolver(project))
+    return Worker(project.store, project.config.notifications, channel_resolver(project),
+                  decorate=link_decorator(project))
+
+
+def link_decorator(project: Project) -> Any:
+    """The signed approval links' hook (None without `approval_links` or a URL to point them at); a
+    secret that resolves to nothing is MissingSecretsError, naming it."""
+    links = project.config.approval_links
+    base = (links.url or project.config.notifications.dashboard_url) if links is not None else None
+    if links is None or not base:
+        return None
+    from shipyard.notify.approval_links import decorator
+
+    return decorator(project.secrets.fill(links.secret, "approval_links.secret"), base, links.expires)
+
+
+@contextlib.asynccontextmanager
+async def delivering(project: Project, when: bool) -> AsyncIterator[None]:
+    """Deliver the outbox while the block runs (when `when`): a deploy into a gated env may wait hours
+    for people, and they must hear of it (approval.requested) then, not when it ends. Never an error: a
+    worker that cannot be made (a link secret missing) leaves the rows to `notify worker` or the daemon."""
+    if not when or not project.config.notifications.routes:
+        yield
+        return
+    stop = asyncio.Event()
+    try:
+        task: asyncio.Task[None] | None = asyncio.create_task(make_worker(project).run_forever(stop))
+    except Exception:
+        task = None
+    try:
+        yield
+    finally:
+        stop.set()
+        if task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, DRAIN_AFTER_DEPLOY)
 
 
 async def drain_quietly(project: Project, timeout: float = DRAIN_AFTER_DEPLOY) -> None:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from shipyard.engine.journal import Listener
     from shipyard.engine.settings import ServiceSettings
     from shipyard.hosts.agent import RemoteAgents
+    from shipyard.monitoring.base import MetricProvider
     from shipyard.plugins import BuildContext
     from shipyard.routers.base import Router
     from shipyard.secrets.context import SecretsContext
@@ -140,7 +141,13 @@ class Project:
                            releases=ReleaseStore(self.state_dir / "releases", ssh_pool=lambda: self.fleet(agent)[0]),
                            actor=actor(),
                            listener=listener, secrets=self.secrets.environ_for, redactor=self.redactor,
-                           notifications=self.config.notifications)
+                           notifications=self.config.notifications, metrics=self.metrics(s))
+
+    def metrics(self, s: ServiceSettings) -> MetricProvider | None:
+        """The configured metric source of a service (deploy.metrics), None for the router's own counters."""
+        from shipyard.monitoring.providers import from_source
+
+        return from_source(s.metrics, s.service, s.env) if s.metrics is not None else None
 
     def ssh_key(self) -> str | None:
         """The SSH client key's text (`ssh.key` with its secrets filled, or `ssh.key_file`), masked in all

@@ -240,16 +240,23 @@ def report(plan: dict[str, Any], outcome: Outcome, deployed: list[dict[str, Any]
 
 def remote_promote(server: Remote, source: str, target: str, *, message: str, dry_run: bool, yes: bool,
                    only: list[str], group: str | None, no_deploy: bool, as_json: bool) -> None:
-    """`promote` through --server: POST /api/v1/promotions, reported as locally. The server cannot ask,
-    so --yes (for `confirm: twice` it sends the target's name, as typing it would) or --dry-run --json."""
+    """`promote` through --server: POST /api/v1/promotions, reported as locally."""
+    remote_fleet(server, "/api/v1/promotions", {"source": source, "target": target, "message": message,
+                                                 "only": only, "group": group, "no_deploy": no_deploy},
+                 confirm=target, what="promote", dry_run=dry_run, yes=yes, as_json=as_json)
+
+
+def remote_fleet(server: Remote, path: str, body: dict[str, Any], *, confirm: str | None, what: str, dry_run: bool,
+                 yes: bool, as_json: bool) -> None:
+    """A fleet command through --server (promote, hotfix sync, rollback --to), reported as locally. The
+    server cannot ask, so --yes (for `confirm: twice` it sends the target's name, as typing it would) or
+    --dry-run --json."""
     if not (yes or dry_run):
-        raise UsageError("promote through --server cannot ask for confirmation: pass --yes (or --dry-run --json)")
+        raise UsageError(f"{what} through --server cannot ask for confirmation: pass --yes (or --dry-run --json)")
     if dry_run and not as_json:
-        raise UsageError("promote --dry-run through --server shows the plan as JSON: add --json")
+        raise UsageError(f"{what} --dry-run through --server shows the plan as JSON: add --json")
     try:
-        done = server.post("/api/v1/promotions", {
-            "source": source, "target": target, "message": message, "only": only, "group": group,
-            "dry_run": dry_run, "no_deploy": no_deploy, "confirm": target})
+        done = server.post(path, {**body, "dry_run": dry_run, "confirm": confirm})
     finally:
         server.close()
     if dry_run:           # a plan with problems is a 409 (one line) from the server
@@ -260,6 +267,21 @@ def remote_promote(server: Remote, source: str, target: str, *, message: str, dr
         RepoReport(r["repo"], r["result"], r["detail"], r["branch"], r["old_sha"], r["new_sha"], r["tag"],
                    r["notes"]) for r in o["repos"]], o["changed"])
     report(done["plan"], outcome, done["deployments"], as_json)
+
+
+def _hotfix_target(server: Remote, dry_run: bool, yes: bool) -> str | None:
+    """The env a hotfix sync merges into first (what `confirm: twice` wants typed), from the server's plan:
+    this client has no config to read the chain from. None for a dry run or without --yes (refused)."""
+    if dry_run or not yes:
+        return None
+    return str(server.post("/api/v1/hotfix-syncs", {"dry_run": True})["plan"]["target_env"])
+
+
+def _local_only(**given: Any) -> None:
+    """Options that stay where the repos are: one line naming them when given with --server."""
+    named = [f"--{name.replace('_', '-')}" for name, value in given.items() if value]
+    if named:
+        raise UsageError(f"{', '.join(named)} do(es) not go through --server: run it where the repos are")
 
 
 def failure_line(outcome: Outcome) -> str:
@@ -344,6 +366,15 @@ def hotfix_sync_cmd(message: MessageOpt = "", dry_run: DryRunOpt = False, yes: Y
                     jobs: JobsOpt = DEFAULT_JOBS, no_deploy: NoDeployOpt = False, as_json: JsonOpt = False,
                     config: ConfigOpt = None) -> None:
     """Back-merge a hotfix in every repo: prod's branch into stg's, then stg's into dev's."""
+    server = remote()
+    if server is not None:
+        _local_only(keep_partial=keep_partial)
+        # `confirm: twice` on a merged-into env wants its name; the first of the chain is what the CLI types.
+        remote_fleet(server, "/api/v1/hotfix-syncs", {"message": message, "only": only or [], "group": group,
+                                                      "no_deploy": no_deploy},
+                     confirm=_hotfix_target(server, dry_run, yes), what="hotfix sync", dry_run=dry_run, yes=yes,
+                     as_json=as_json)
+        return
     project = Project.load(config)
     drive(project, "hotfix sync", lambda ctx: prepare_hotfix(ctx, message=message, only=only or [], group=group),
           jobs=jobs, dry_run=dry_run, yes=yes, keep_partial=keep_partial, no_deploy=no_deploy, as_json=as_json)
@@ -383,6 +414,13 @@ def rollback_cmd(
     if override_freeze or reason is not None:
         raise UsageError("--override-freeze and --reason apply to a service rollback (a tag rollback is the "
                          "fix a freeze protects)")
+    server = remote()
+    if server is not None:
+        _local_only(keep_partial=keep_partial)
+        remote_fleet(server, "/api/v1/tag-rollbacks", {"env": env, "to": to, "force": force, "message": message,
+                                                       "only": only or [], "group": group, "no_deploy": no_deploy},
+                     confirm=env, what="rollback --to", dry_run=dry_run, yes=yes, as_json=as_json)
+        return
     project = Project.load(config)
     drive(project, f"rollback {env} to {to}",
           lambda ctx: prepare_rollback(ctx, env, to, force=force, message=message, only=only or [], group=group),
@@ -393,8 +431,15 @@ def rollback_cmd(
 def unfreeze_cmd(env: Annotated[str, typer.Option("--env", "-e", help="Environment to unfreeze.")],
                  as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     """Allow deploys and promotions into ENV again after a rollback froze it."""
-    project = Project.load(config)
-    lifted = unfreeze(project.config, project.store, env, actor=actor())
+    server = remote()
+    if server is not None:
+        try:
+            lifted = server.post("/api/v1/unfreeze", {"env": env})["lifted"]
+        finally:
+            server.close()
+    else:
+        project = Project.load(config)
+        lifted = unfreeze(project.config, project.store, env, actor=actor())
     if as_json:
         render.print_json({"env": env, "lifted": lifted})
     elif lifted:

@@ -44,4 +44,5 @@ def prune_cmd(
     verb = "would delete" if dry_run else "deleted"
     render.info(f"cutoff {result.cutoff:%Y-%m-%d} (UTC): {result.days_folded} days folded, {verb} "
                 f"{d['deployments']} runs, {d['steps']} steps, {d['events']} events, {d['outbox']} delivered "
-                f"notifications; {result.kept} older runs kept (unfinished, or a current/previous release)")
+                f"notifications, {d['git_triggers']} GitOps triggers and {d['git_deliveries']} webhook delivery "
+                f"ids; {result.kept} older runs kept (unfinished, or a current/previous release)")

@@ -1,6 +1,7 @@
-"""`--server URL` (or SHIPYARD_SERVER, with SHIPYARD_TOKEN): deploy, rollback, history and show go through a
-`shipyard serve` API instead of the local state database, so a CI runner needs only a token. The display
-is the same: the live deploy view is fed from the deployment's event stream.
+"""`--server URL` (or SHIPYARD_SERVER, with SHIPYARD_TOKEN): deploy, rollback, promote, hotfix sync, unfreeze,
+cancel, recover, status, history and show go through a `shipyard serve` API instead of the local state
+database, so a CI runner needs only a token. The display is the same: the live deploy view is fed from the
+deployment's event stream.
 """
 
 from __future__ import annotations

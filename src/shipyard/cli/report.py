@@ -16,6 +16,9 @@ ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Path to 
 FORMATS = ("json", "md")
 
 
+FOLD_BUDGET = 2.0       # seconds of folding closed days before a report: the rest is read raw, and folded later
+
+
 def commit_reader(project: Project, services: list[str], env: str | None) -> Any:
     """Reads commits from each service's repo as deploys resolved them (mirror or clone, never the network);
     None when no service has a repo on this machine."""
@@ -69,6 +72,9 @@ def report_cmd(
     from shipyard.reports import render_markdown, report
 
     reader = commit_reader(project, [service] if service else sorted(cfg.services), env)
+    from shipyard.store.folding import fold_closed
+
+    fold_closed(project.store, budget=FOLD_BUDGET)   # what the daemon does; reads stay right without it
     data = aio.run(report(project.store, window, service, env, commits=reader))
     if as_json or fmt == "json":
         render.print_json(data)

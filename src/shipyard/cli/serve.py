@@ -69,13 +69,22 @@ def _gitops(project: Project, runner: Any) -> Any:
                   secrets=secrets, say=render.info)
 
 
+def _approvals(project: Project) -> Any:
+    """What the approval routes need: the routes of decisions' events, and the links' secret (resolved)."""
+    from shipyard.api.routes.approvals import ApprovalSettings
+
+    links = project.config.approval_links
+    secret = project.secrets.fill(links.secret, "approval_links.secret") if links is not None else None
+    return ApprovalSettings(notifications=project.config.notifications, link_secret=secret)
+
+
 def serve_cmd(
     listen: Annotated[str | None, typer.Option("--listen", help="HOST:PORT the API listens on (default: "
                                                "serve.listen, 127.0.0.1:8700).")] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Serve the HTTP API and run the background work this daemon holds (the notification outbox, the alarm
-    monitor, the GitOps watcher)."""
+    monitor, the GitOps watcher, approvals)."""
     import uvicorn
 
     from shipyard.api import ApiSettings, create_app
@@ -92,16 +101,24 @@ def serve_cmd(
     gitops = _gitops(project, runner)
     if gitops is not None:
         works.append(Work("gitops", gitops.run))
-    if project.config.retention is not None:
-        from shipyard.daemon.retention import retention_work
+    from shipyard.daemon.retention import aggregates_work, retention_work
 
+    if project.config.serve.aggregates:
+        works.append(Work("aggregates", aggregates_work(project.store, say=render.info)))
+    if project.config.retention is not None:
         works.append(Work("retention", retention_work(project.store, project.config.retention, say=render.info)))
+    if any(e.approvals is not None for e in project.config.environments.values()):
+        from shipyard.daemon.approvals import approvals_work
+
+        works.append(Work("approvals", approvals_work(project.store, runner.resume, say=render.info,
+                                                      notifications=project.config.notifications)))
     daemon = Daemon(project.store, works, ttl=project.config.serve.lease_ttl, say=render.info)
     from shipyard.cli.report import commit_reader
 
     services = sorted(project.config.services)
     app = create_app(ApiSettings(store=project.store, project=project.config.project, runner=runner,
-                                 daemon=daemon, gitops=gitops, commits=lambda service, env: commit_reader(
+                                 daemon=daemon, gitops=gitops, approvals=_approvals(project),
+                                 commits=lambda service, env: commit_reader(
                                      project, [service] if service else services, env)))
     # The socket is bound here, not by uvicorn, so that "address in use" is our one line, not its log.
     try:

@@ -110,6 +110,10 @@ async def _one(project: Project, agent: Any, service: str, env: str) -> dict[str
             "queue": [{"deployment": q.deployment_id, "owner": q.owner, "position": q.position,
                        "age_seconds": round(q.age.total_seconds(), 1)} for q in queue],
             "instances": [], "revision": None, "agent": agent is not None}
+    if getattr(type(s.target), "ACTIVATES_RELEASES", False):
+        # A static or command target has no instances: what is live is its last successful activation.
+        row.update(revision=good.revision if good else None, agent=True)
+        return row
     if agent is None:
         return row
     await _fill_instances(project, s, agent, row, await agent.list_instances(service=service, env=env))

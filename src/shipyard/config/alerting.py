@@ -47,6 +47,9 @@ class Alarm(StrictModel):
     threshold: float = Field(description="Value the statistic is compared against.")
     treat_missing_data: Literal["missing", "notBreaching", "breaching", "ignore"] = Field(
         default="missing", description="How periods without data count: missing, notBreaching, breaching, ignore.")
+    dimensions: dict[str, str] = Field(default_factory=dict, description="Labels the query is restricted to "
+                                       "(CloudWatch: its dimensions, e.g. {LoadBalancer: app/gli/123}); "
+                                       "shipyard adds the revision under watch for the sources that know it.")
 
     @field_validator("statistic")
     @classmethod
@@ -67,6 +70,48 @@ class Alarm(StrictModel):
     def m_of_n(self) -> tuple[int, int]:
         """(datapoints_to_alarm, evaluation_periods) with the default M = N applied."""
         return (self.datapoints_to_alarm or self.evaluation_periods, self.evaluation_periods)
+
+
+class CloudWatchAlarmRef(StrictModel):
+    """An alarm CloudWatch itself evaluates, used as a rollback trigger as CodeDeploy does: its state is read
+    (DescribeAlarms), not recomputed."""
+
+    cloudwatch: str = Field(min_length=1, max_length=255, description="The CloudWatch alarm's name.")
+    region: str | None = Field(default=None, description="AWS region (default: the AWS SDK's).")
+    endpoint_url: str | None = Field(default=None, description="AWS endpoint URL (moto, LocalStack, VPC "
+                                                                "endpoints); default: the AWS SDK's.")
+    poll: Duration = Field(default=10.0, ge=1, le=300, description="How often its state is read.")
+    ignore_poll_failure: bool = Field(default=False, description="Carry on when the state cannot be read (as "
+                                      "CodeDeploy's option); default: a deploy whose alarm cannot be read "
+                                      "during its analysis fails and rolls back.")
+
+
+# --- metric sources ------------------------------------------------------------------------------------
+class PrometheusSource(StrictModel):
+    """Alarm and judge metrics from Prometheus (PromQL over its HTTP API)."""
+
+    type: Literal["prometheus"] = Field(description="Source kind: prometheus or cloudwatch.")
+    url: str = Field(min_length=1, description="Prometheus' base URL, e.g. http://prometheus:9090.")
+    queries: dict[str, str] = Field(default_factory=dict, description="Metric name -> PromQL template "
+                                    "({revision}, {instance}, {service_env}, {range}, {step} are filled); "
+                                    "the router's series (request_rate, http_5xx_ratio, latency_p95...) are "
+                                    "built in.")
+    timeout: Duration = Field(default=10.0, gt=0, le=120, description="Per-query timeout.")
+
+
+class CloudWatchSource(StrictModel):
+    """Alarm and judge metrics from CloudWatch (GetMetricData); a metric is `Namespace/MetricName`."""
+
+    type: Literal["cloudwatch"] = Field(description="Source kind: prometheus or cloudwatch.")
+    region: str | None = Field(default=None, description="AWS region (default: the AWS SDK's).")
+    endpoint_url: str | None = Field(default=None, description="AWS endpoint URL (moto, LocalStack, VPC "
+                                                                "endpoints); default: the AWS SDK's.")
+    revision_dimension: str | None = Field(default=None, description="The dimension that carries the "
+                                           "revision (an app publishing metrics per revision); without it the "
+                                           "canary judge cannot use this source.")
+
+
+MetricSource = Annotated[PrometheusSource | CloudWatchSource, Field(discriminator="type")]
 
 
 # --- notifications -------------------------------------------------------------------------------------

@@ -11,8 +11,9 @@ import ipaddress
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic import BeforeValidator, Discriminator, Field, Tag, field_validator, model_validator
 
+from shipyard.config.alerting import CloudWatchAlarmRef
 from shipyard.config.base import FieldProblem, Name, StrictModel, check_address
 from shipyard.config.durations import Duration
 from shipyard.config.kinds import RegisteredKinds
@@ -414,11 +415,21 @@ class CanaryAnalysis(StrictModel):
                                                                     "collecting before failing.")
 
 
+def _alarm_kind(value: Any) -> str:
+    return "name" if isinstance(value, str) else "cloudwatch"
+
+
+# One error per bad entry: a string is a name, anything else a CloudWatch alarm (not "either of two").
+AlarmEntry = Annotated[Annotated[Name, Tag("name")] | Annotated[CloudWatchAlarmRef, Tag("cloudwatch")],
+                       Discriminator(_alarm_kind)]
+
+
 class Deploy(StrictModel):
     """Everything about rolling a revision out for one service (per-env overrides apply on top)."""
 
     target: Annotated[Target, BeforeValidator(_default_type("local"))] = Field(
-        default_factory=LocalTarget, description="Where instances run: `type: local`, `ssh` on `hosts:`, "
+        default_factory=LocalTarget, description="Where instances run: `type: local`, `ssh` on `hosts:`; where a "
+                                                   "release goes as a whole: `static` (S3 + CloudFront), `command`; "
                                                    "or a kind a plugin registers.")
     router: Annotated[Router, BeforeValidator(_default_type("builtin"))] = Field(
         default_factory=BuiltinRouter,
@@ -436,8 +447,12 @@ class Deploy(StrictModel):
         default=None, ge=0, description="Drain budget for websockets and long requests (default: drain_timeout): "
                                          "websockets get this long, then a close frame (1001); an HTTP request "
                                          "still running after drain_timeout may go on until this.")
-    alarms: list[Name] = Field(default_factory=list,
-                               description="Names of alarms (top-level `alarms`) that roll a deploy back.")
+    alarms: list[AlarmEntry] = Field(
+        default_factory=list, description="What rolls a deploy back: names of alarms (top-level `alarms`), "
+                                          "or `{cloudwatch: NAME}` for an alarm CloudWatch evaluates.")
+    metrics: Name | None = Field(default=None, description="The metric source (top-level `metrics`) the "
+                                                           "alarms and the canary judge read; default: the "
+                                                           "router's own counters.")
     analysis: CanaryAnalysis | None = Field(default=None, description="Canary judge run at each canary "
                                                                       "analyze step (canary vs baseline).")
     auto_rollback_window: Duration = Field(default=1800.0, ge=0,

@@ -13,7 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
-from shipyard.config.alerting import Alarm, Notifications, Secrets
+from shipyard.config.alerting import Alarm, MetricSource, Notifications, Secrets
+from shipyard.config.approvals import ApprovalLinks, Approvals, Person
 from shipyard.config.base import Name, StrictModel
 from shipyard.config.deploy import Deploy
 from shipyard.config.durations import Duration
@@ -42,14 +43,6 @@ class Repo(StrictModel):
         if self.url is None and self.path is None:
             raise ValueError("a repo needs a `url`, a `path` or both")
         return self
-
-
-class Approvals(StrictModel):
-    """Sign-offs a deploy to this environment waits for."""
-
-    required: int = Field(default=1, ge=1, description="How many distinct approvers must approve.")
-    approvers: list[str] = Field(default_factory=list, description="Who may approve (empty: anyone).")
-    wait: Duration = Field(default=0.0, ge=0, description="Minimum time between the request and the deploy.")
 
 
 class Environment(StrictModel):
@@ -117,6 +110,8 @@ class Serve(StrictModel):
     alarms: bool = Field(default=True, description="Watch every service's `deploy.alarms` where it serves, as "
                                                    "`shipyard watch` does: roll back within "
                                                    "`auto_rollback_window`, notify after.")
+    aggregates: bool = Field(default=True, description="Fold every closed day into daily aggregates, so "
+                                                       "stats and DORA over long periods read a few rows.")
     gitops_interval: Duration = Field(default=60.0, ge=1, le=86400,
                                       description="How often the GitOps watcher asks each auto_deploy branch "
                                                   "for its tip (git ls-remote).")
@@ -136,6 +131,8 @@ class Config(StrictModel):
     services: dict[Name, Service] = Field(default_factory=dict, description="Services by name.")
     defaults: ServiceDefaults | None = Field(default=None, description="Values every service inherits.")
     alarms: dict[Name, Alarm] = Field(default_factory=dict, description="Alarms by name.")
+    metrics: dict[Name, MetricSource] = Field(default_factory=dict, description="Metric sources by name "
+                                              "(Prometheus, CloudWatch), chosen per service by `deploy.metrics`.")
     notifications: Notifications = Field(default_factory=Notifications,
                                          description="Notification channels and routes.")
     secrets: Secrets = Field(default_factory=Secrets, description="Secrets provider.")
@@ -143,6 +140,11 @@ class Config(StrictModel):
     hosts: dict[Name, Host] = Field(default_factory=dict, description="Machines reached over SSH, by name.")
     ssh: Ssh = Field(default_factory=Ssh, description="How shipyard connects to `hosts`.")
     serve: Serve = Field(default_factory=Serve, description="The API daemon (`shipyard serve`).")
+    approvers: dict[Person, list[Person]] = Field(default_factory=dict,
+                                                description="Approver groups by name, each a list of people "
+                                                            "(named by environments' `approvals.approvers`).")
+    approval_links: ApprovalLinks | None = Field(default=None, description="Signed approve/reject links in "
+                                                                           "approval messages (none: no links).")
     retention: Duration | None = Field(default=None, ge=86400,
                                        description="Prune runs, steps, events and delivered notifications older "
                                                    "than this (whole days, at least 1d), keeping daily aggregates "

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from shipyard.config.approvals import approval_problems
+
 Path = tuple[str | int, ...]
 Problem = tuple[Path, str]
 
@@ -66,7 +68,7 @@ def _listen_path(service: dict[str, Any], name: str, env: str) -> Path:
 
 
 def _services(data: dict[str, Any], envs: dict[str, Any]) -> list[Problem]:
-    repos, alarms = _mapping(data.get("repos")), _mapping(data.get("alarms"))
+    repos, alarms, sources = _mapping(data.get("repos")), _mapping(data.get("alarms")), _mapping(data.get("metrics"))
     problems: list[Problem] = []
     used: dict[tuple[str, str], str] = {}          # (env, address) -> service
     for name, service in _mapping(data.get("services")).items():
@@ -91,6 +93,10 @@ def _services(data: dict[str, Any], envs: dict[str, Any]) -> list[Problem]:
             if isinstance(alarm, str) and alarm not in alarms:
                 problems.append(((*base, "deploy", "alarms", index),
                                  f"{alarm!r}: " + _known("alarm", alarms, "alarms")))
+        source = deploy.get("metrics")
+        if isinstance(source, str) and source not in sources:
+            problems.append(((*base, "deploy", "metrics"), f"{source!r}: " + _known("metric source", sources,
+                                                                                   "metrics")))
         problems += _build_host(data, base, service)
         target = _mapping(deploy.get("target")).get("type", "local")
         problems += _target_hosts(data, base, _mapping(deploy.get("target")), _mapping(deploy.get("strategy")))
@@ -172,4 +178,4 @@ def reference_problems(data: Any) -> list[Problem]:
     if not isinstance(data, dict):
         return []
     envs = _mapping(data.get("environments"))
-    return _environments(envs) + _services(data, envs) + _routes(data, envs)
+    return _environments(envs) + _services(data, envs) + _routes(data, envs) + approval_problems(data)

@@ -16,6 +16,7 @@ from shipyard.config.base import Address, EnvValue, EnvVarName, FieldProblem, Na
 from shipyard.config.checks import HealthCheck, HttpCheck, TcpCheck, default_check_type
 from shipyard.config.deploy import Deploy
 from shipyard.config.durations import Duration
+from shipyard.config.pipeline import BUILT_IN_STAGES, Scan, StageField
 from shipyard.domain.launch import fill, split_run
 
 HOOK_NAMES = ("application_stop", "before_install", "after_install", "application_start", "validate_service",
@@ -95,6 +96,13 @@ class Service(StrictModel):
     health: HealthField = Field(default=None, description="Health check (`type`: http, tcp or exec; http if omitted). "
                                                   "Default: tcp for process, http GET / for static.")
     hooks: Hooks = Field(default_factory=Hooks, description="Lifecycle hooks.")
+    pipeline: list[Name] | None = Field(
+        default=None, description="Stages run in order before any instance starts; `build`, `migrate` and `scan` "
+                                  "are built in, other names are defined under `stages`. Default: build, then "
+                                  "migrate if set. docs/pipeline.md.")
+    stages: dict[Name, StageField] = Field(default_factory=dict,
+                                           description="Command stages: name -> command or {run, timeout}.")
+    scan: Scan = Field(default_factory=Scan, description="The `scan` stage: scanner, fail_on, ignore.")
     deploy: Deploy = Field(default_factory=Deploy, description="Target, router, strategy and deploy timers.")
     environments: dict[Name, EnvOverride] = Field(
         default_factory=dict, description="Per-environment overrides: instances, env, listen.")
@@ -120,14 +128,54 @@ class Service(StrictModel):
 
     @model_validator(mode="after")
     def _kind_fits(self) -> Service:
+        releases = getattr(type(self.deploy.target), "ACTIVATES_RELEASES", False)
+        if releases and "strategy" in self.deploy.model_fields_set and self.deploy.strategy.type != "all_at_once":
+            raise FieldProblem(f"a {self.deploy.target.type} target has no instances to move traffic between: it "
+                               "deploys all at once (strategy all_at_once, or leave strategy out)",
+                               "deploy", "strategy")
         if self.kind == "process":
-            if not self.run:
-                raise FieldProblem("required for kind: process (the command that starts an instance)", "run")
+            if not self.run and not releases:
+                raise FieldProblem("required for kind: process (the command that starts an instance; not "
+                                   "for a static or command target)", "run")
             if self.publish_dir is not None:
                 raise FieldProblem("publish_dir only applies to kind: static", "publish_dir")
         elif not self.publish_dir:
             raise FieldProblem("required for kind: static (the directory to serve)", "publish_dir")
+        return self._pipeline_fits()
+
+    def _pipeline_fits(self) -> Service:
+        for name in self.stages:
+            if name in BUILT_IN_STAGES:
+                raise FieldProblem(f"{name!r} is a built-in stage; give the command stage another name", "stages",
+                                   name)
+        if self.pipeline is None:
+            if self.stages:
+                raise FieldProblem(f"defined but not run: add {', '.join(self.stages)} to `pipeline`", "stages")
+            return self
+        names = self.pipeline
+        for idx, name in enumerate(names):
+            if names.index(name) != idx:
+                raise FieldProblem(f"stage {name!r} is listed twice", "pipeline", idx)
+            if name not in BUILT_IN_STAGES and name not in self.stages:
+                raise FieldProblem(f"unknown stage {name!r}: built in are {', '.join(BUILT_IN_STAGES)}; define "
+                                   "others under `stages`", "pipeline", idx)
+            if name == "migrate" and not self.migrate:
+                raise FieldProblem("stage `migrate` needs the service's `migrate` command", "pipeline", idx)
+        if "build" not in names:
+            raise FieldProblem("must include `build` (the release instances run is made there)", "pipeline")
+        if self.migrate and "migrate" not in names:
+            raise FieldProblem("`migrate` is set: say where it runs by listing `migrate`", "pipeline")
+        unused = [name for name in self.stages if name not in names]
+        if unused:
+            raise FieldProblem(f"defined but not run: add {', '.join(unused)} to `pipeline`", "stages")
         return self
+
+    @property
+    def effective_pipeline(self) -> tuple[str, ...]:
+        """The stages in order: the configured pipeline, or the build then migrate (if set)."""
+        if self.pipeline is not None:
+            return tuple(self.pipeline)
+        return ("build", "migrate") if self.migrate else ("build",)
 
     @property
     def effective_run(self) -> str:

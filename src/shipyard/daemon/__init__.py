@@ -7,8 +7,9 @@ clean stop releases its leases so another daemon takes over at once. A SIGKILLed
 over when its lease expires (or at once, on the same host, once its process is seen dead).
 
 The work (built in cli/serve.py): the notification outbox worker (`outbox`), the alarm monitor
-(`alarms`, cli/watch.py's `alarm_work`), the GitOps watcher (`gitops`, gitops.py, gitops_watch.py) and the
-retention pruner (`retention`, retention.py; with `retention:` in shipyard.yaml).
+(`alarms`, cli/watch.py's `alarm_work`), the GitOps watcher (`gitops`, gitops.py, gitops_watch.py), the
+folding of closed days (`aggregates`, retention.py) and the retention pruner (`retention`, retention.py; with
+`retention:` in shipyard.yaml).
 """
 
 from shipyard.daemon.runner import Daemon, Work

@@ -56,6 +56,24 @@ _DEPLOY = (
     EventKind("recover.cancelled", "`shipyard recover` closed a deploy whose owner died while it waited in "
               "the queue.", "warning", data=("previous_owner", "actor")),
 )
+_APPROVAL = (
+    EventKind("approval.requested", "A deploy into a gated env waits for approval (holding no lease); messages "
+              "carry signed approve/reject links with `approval_links`.", "warning",
+              data=("required", "approvers", "wait", "expires_at", "requested_by", "self_approval", "revision",
+                    "ref")),
+    EventKind("approval.approved", "Someone approved a deployment awaiting approval (their count so far).",
+              data=("actor", "decision", "comment", "via", "count", "required")),
+    EventKind("approval.granted", "The last approval needed came: the wait timer runs, then the deploy.",
+              data=("approvers", "wait", "ready_at")),
+    EventKind("approval.rejected", "Someone rejected a deployment awaiting approval: it is cancelled.", "warning",
+              data=("reason", "actor", "decision", "comment", "via")),
+    EventKind("approval.expired", "Not approved within the gate's timeout: the deployment is cancelled.", "warning",
+              data=("reason",)),
+    EventKind("approval.superseded", "A newer request for the same service and env cancelled this one.",
+              "warning", data=("reason", "by")),
+    EventKind("approval.resumed", "The wait of a deployment whose waiting process died was taken over (the "
+              "daemon's approvals work, `shipyard recover`).", "warning", data=("previous_owner", "actor")),
+)
 _ROLLBACK = (
     EventKind("rollback.requested", "`shipyard rollback`: traffic flips back to the warm previous set.",
               "critical", data=("revision", "rollback_of")),
@@ -67,6 +85,10 @@ _ROLLBACK = (
 )
 _STEPS = (
     EventKind("hook.finished", "A lifecycle hook ended.", data=("hook", "returncode", "seconds")),
+    EventKind("stage.finished", "A command stage of the pipeline passed (a failing one fails the deploy).",
+              data=("stage", "seconds")),
+    EventKind("scan.finished", "The vulnerability scan passed its policy (a blocking one fails the deploy).",
+              data=("tool", "summary", "seconds")),
     EventKind("instance.started", "An instance of the new revision was started.",
               data=("instance", "address", "revision")),
     EventKind("traffic.changed", "The router's weights were set.", data=("backends",)),
@@ -76,6 +98,14 @@ _STEPS = (
               data=("address", "state", "detail")),
     EventKind("health.probe_failed", "An instance's first failed health probe.", "warning",
               data=("address", "detail")),
+    EventKind("release.progress", "A release target's activation moved on: objects uploaded or copied, the "
+              "origin switched, the invalidation made, a line of a command's output (its own keys besides these).",
+              data=("revision",)),
+    EventKind("release.activated", "A release target made a release live (or live again); `record` is what it "
+              "did (prefix, uploads, command).", data=("revision", "record")),
+    EventKind("release.pruned", "Releases of a release target beyond `keep` were deleted.", data=("pruned", "kept")),
+    EventKind("release.prune_failed", "Deleting old releases failed after a successful deploy (it stays "
+              "succeeded).", "warning", data=("reason",)),
 )
 _ALARM_DATA = ("alarm", "state", "previous", "metric", "statistic", "comparison", "threshold", "values",
                "evaluated", "breaching", "reason", "labels")
@@ -115,7 +145,8 @@ _AUDIT = tuple(EventKind(f"secrets.{what}", summary, notified=False, data=_AUDIT
     ("revealed", "`shipyard env show --reveal` printed values."),
 ))
 
-KINDS: dict[str, EventKind] = {k.name: k for k in (*_DEPLOY, *_ROLLBACK, *_STEPS, *_ANALYSIS, *_FLEET, *_AUDIT)}
+KINDS: dict[str, EventKind] = {k.name: k for k in (*_DEPLOY, *_APPROVAL, *_ROLLBACK, *_STEPS, *_ANALYSIS, *_FLEET,
+                                                   *_AUDIT)}
 
 
 def kind(name: str) -> EventKind | None:

@@ -56,6 +56,35 @@ class Migrate(Step):
 
 
 @dataclass(frozen=True)
+class Stage(Step):
+    """A command stage of the pipeline (`stages.<name>`): before any instance starts, exit 0 or fail.
+    `in_release`: it comes after the build, so it runs in the built release, else in a fresh checkout."""
+
+    name: str
+    in_release: bool = False
+    kind: str = field(init=False, default="stage")
+
+    def describe(self, new: str = "new", old: str = "old") -> str:
+        return f"stage {self.name}"
+
+
+@dataclass(frozen=True)
+class Scan(Step):
+    """The vulnerability scan gate: run the scanner, judge its findings against the policy (`in_release`:
+    on the built release, else on a fresh checkout)."""
+
+    in_release: bool = False
+    kind: str = field(init=False, default="scan")
+
+    def describe(self, new: str = "new", old: str = "old") -> str:
+        return "vulnerability scan"
+
+
+PIPELINE_KINDS = frozenset({"prepare", "migrate", "stage", "scan"})
+"""Step kinds that are pipeline stages (their durations add up to a deployment's pipeline time)."""
+
+
+@dataclass(frozen=True)
 class StartNew(Step):
     """Start new-revision instances until `total` of them run."""
 
@@ -153,6 +182,18 @@ class Analyze(Step):
         return f"analyze {self.seconds:g}s"
 
 
+@dataclass(frozen=True)
+class Activate(Step):
+    """Make the release live as a whole on a release target (a static site, a command): no instances, no
+    traffic split. `restore` makes a release that was live before live again (a manual rollback)."""
+
+    restore: bool = False
+    kind: str = field(init=False, default="activate")
+
+    def describe(self, new: str = "new", old: str = "old") -> str:
+        return f"make {new} live again" if self.restore else f"activate {new} (all at once)"
+
+
 def _count(n: int) -> str:
     return f"{n} instance" if n == 1 else f"{n} instances"
 
@@ -168,7 +209,8 @@ class Plan:
 
 STEP_TYPES: dict[str, type[Step]] = {
     cls.__dataclass_fields__["kind"].default: cls  # type: ignore[misc]
-    for cls in (RunHook, Prepare, Migrate, StartNew, WaitHealthy, Route, Drain, RetireOld, StopOld, Pause, Analyze)
+    for cls in (RunHook, Prepare, Migrate, Stage, Scan, StartNew, WaitHealthy, Route, Drain, RetireOld, StopOld, Pause,
+                Analyze, Activate)
 }
 
 

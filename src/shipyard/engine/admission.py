@@ -54,7 +54,7 @@ def record_refused(store: Store, service: str, env: str, exc: BaseException, *, 
 def refuse(e: Environment, exc: BaseException, *, deployment_id: str | None = None, **data: Any) -> None:
     """Record `exc` as the refusal of this request; a queued row of it is closed as cancelled.
 
-    A row already past queued (its run started) is not a refusal: its run records its own end."""
+    A row already past queued or awaiting approval (its run started) is not a refusal: its run records its own end."""
     s = e.settings
     if deployment_id is None:
         record_refused(e.store, s.service, s.env, exc, actor=e.actor, notifications=e.notifications,
@@ -62,7 +62,8 @@ def refuse(e: Environment, exc: BaseException, *, deployment_id: str | None = No
         return
     with e.store.session() as ses:
         row = dq.get_deployment(ses, deployment_id)
-        queued = row is not None and DeployState(row.state) is DeployState.QUEUED
+        # awaiting_approval: refused after its gate opened (the lease held with --no-wait, the address taken)
+        queued = row is not None and DeployState(row.state) in (DeployState.QUEUED, DeployState.AWAITING_APPROVAL)
     if not queued:
         return
     journal = Journal(e.store, deployment_id, s.service, s.env, e.listener, redactor=e.redactor,

@@ -126,7 +126,7 @@ class Analysis:
                 next_tick = now + interval
                 if self.watch is not None:
                     await self.watch.tick()
-                    firing = self.watch.firing()
+                    firing = self.watch.firing() + self.watch.unreadable()
                     if firing:
                         raise AnalysisFailed("; ".join(self.watch.reason(n) for n in firing),
                                              {"alarms": self.watch.to_dict()})

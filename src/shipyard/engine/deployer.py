@@ -14,8 +14,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shipyard.domain.deployment import DeployState, StepState
-from shipyard.domain.plan import Drain, Plan, RetireOld, Route, Step, step_from_dict
+from shipyard.domain.plan import PIPELINE_KINDS, Drain, Plan, RetireOld, Route, Step, step_from_dict
 from shipyard.domain.types import Instance, Revision
+from shipyard.engine import approvals, release
 from shipyard.engine.admission import admit_freeze, as_shipyard_error, record_override, refuse, resolve_env
 from shipyard.engine.environment import RUNNING_STATES, Environment, EnvSource, Outcome
 from shipyard.engine.freeze import FreezeOverride
@@ -31,7 +32,7 @@ from shipyard.store import deployments as dq
 from shipyard.store import leases as lq
 from shipyard.store import steps as sq
 from shipyard.store.owner import owner_is_dead
-from shipyard.strategies import HostRolling, PlanInput, Strategy, compose
+from shipyard.strategies import AllAtOnce, HostRolling, PlanInput, Strategy, compose
 from shipyard.targets.base import PlacingTarget
 
 
@@ -95,7 +96,17 @@ async def deploy(e: Environment, ref: str | None = None, *, wait: bool = True, s
         await recover_stale(e)
         revision: Revision = await resolve_revision(s.source, ref or s.branch)
         strat = strategy_named(strategy, s) if strategy else s.strategy
+        if release.is_release(e):
+            if strategy and strategy != release.NAME:
+                raise UsageError(f"{s.service}/{s.env}: a {s.target.type} target deploys all at once "
+                                 f"(--strategy {strategy} needs instances)")
+            strat = AllAtOnce()
+            await release.preflight(e)
         overridden = admit_freeze(e, override, kind)
+        # Rollbacks are not gated: they go back to what was approved and served before.
+        gated = s.approvals is not None and kind == "deploy"
+        if gated:
+            await approvals.check_branch(e, revision)
     with e.store.session() as ses:
         row = dq.create_deployment(ses, service=s.service, env=s.env, revision=revision.sha,
                                    ref=revision.ref, strategy=strat.name, actor=e.actor, kind=kind,
@@ -105,6 +116,42 @@ async def deploy(e: Environment, ref: str | None = None, *, wait: bool = True, s
     record_override(journal, overridden, override, e.actor)
     journal.event("deploy.queued", f"{s.service}/{s.env} {revision.short} ({revision.ref})",
                   revision=revision.sha, ref=revision.ref, actor=e.actor)
+    if gated:
+        approvals.open_request(e, dep_id, revision)
+        return await _gated(e, journal, dep_id, revision, strat, wait)
+    return await _take_turn(e, journal, dep_id, revision, strat, wait, kind)
+
+
+async def _gated(e: Environment, journal: Journal, dep_id: str, revision: Revision, strat: Strategy,
+                 wait: bool) -> Outcome:
+    """Wait for the approval gate holding no lease (engine.approvals), then take the turn as any run."""
+    async with approvals.holding(e.store, dep_id, e.owner) as taken:
+        ended = await approvals.await_turn(e, journal, dep_id, taken)
+        if ended is not None:
+            return ended
+        return await _take_turn(e, journal, dep_id, revision, strat, wait)
+
+
+async def resume_approved(e: Environment, dep_id: str) -> Outcome | None:
+    """Take over the wait of a gated deployment whose holder died and run it once its gate opens (the
+    daemon's approvals work, `shipyard recover`); None when it is not ours to take (its holder lives)."""
+    if not approvals.take_over(e, dep_id):
+        return None
+    s = e.settings
+    with e.store.session(readonly=True) as ses:
+        row = dq.get_deployment(ses, dep_id)
+        assert row is not None
+        revision, name = Revision(sha=row.revision, ref=row.ref, subject=""), row.strategy
+    async with _admission(e, dep_id, kind="deploy", deployment=dep_id):
+        await resolve_env(e)
+        strat = s.strategy if s.strategy.name == name else strategy_named(name, s)
+    return await _gated(e, _journal(e, dep_id), dep_id, revision, strat, True)
+
+
+async def _take_turn(e: Environment, journal: Journal, dep_id: str, revision: Revision, strat: Strategy,
+                     wait: bool, kind: str = "deploy") -> Outcome:
+    """Queue for the (service, env) lease, then run (a release target's `rollback` kind restores)."""
+    s = e.settings
     lost = asyncio.Event()
 
     def waiting(pos: int, holder: str) -> None:
@@ -114,6 +161,8 @@ async def deploy(e: Environment, ref: str | None = None, *, wait: bool = True, s
     # Refused before it started (lease held with --no-wait, the router's address taken): closed as cancelled.
     async with _admission(e, dep_id), hold_lease(e.store, s.service, s.env, dep_id, e.owner, wait=wait,
                                                  lost=lost, on_wait=waiting):
+        if release.is_release(e):
+            return await _run_release(e, journal, dep_id, revision, lost, restore=kind == "rollback")
         return await _run_new(e, journal, dep_id, revision, strat, lost)
     raise AssertionError("unreachable")     # pragma: no cover (mypy: the admission block re-raises)
 
@@ -126,7 +175,8 @@ async def _run_new(e: Environment, journal: Journal, dep_id: str, revision: Revi
     olds, old_rev = await serving(e)
     ctx = RunContext(old=[i.id for i in olds], old_revision=old_rev, routed=sorted(i.address for i in olds))
     plan = compose(strat, PlanInput(current=len(olds), desired=desired, bake=s.bake,
-                                    hooks=frozenset(s.hooks), migrate=s.migrate is not None))
+                                    hooks=frozenset(s.hooks), migrate=s.migrate is not None,
+                                    pipeline=s.pipeline))
     journal.transition(DeployState.IN_PROGRESS, None, started_at=_now(), owner=e.owner,
                        previous_revision=old_rev, plan=plan.to_list(), context=ctx.to_dict())
     run = Run(deployment_id=dep_id, revision=revision.sha, settings=s, target=e.target, router=e.router,
@@ -134,6 +184,24 @@ async def _run_new(e: Environment, journal: Journal, dep_id: str, revision: Revi
     run.front = front
     journal.event("deploy.started", f"{strat.name}: {len(plan.steps)} steps", strategy=strat.name,
                   revision=revision.sha, previous_revision=old_rev, steps=[run.describe(st) for st in plan.steps])
+    return await _drive(e, run, plan, 0, lost)
+
+
+async def _run_release(e: Environment, journal: Journal, dep_id: str, revision: Revision, lost: asyncio.Event,
+                       *, restore: bool) -> Outcome:
+    """A release target: all at once, the live record kept as `previous` for the rollback (engine.release)."""
+    s = e.settings
+    previous = release.live(e)
+    plan = release.rollback_plan(e) if restore else release.deploy_plan(e)
+    ctx = RunContext(old_revision=previous["revision"] if previous else None, previous=previous,
+                     restore=release.record_of(e, revision.sha) if restore else None)
+    journal.transition(DeployState.IN_PROGRESS, None, started_at=_now(), owner=e.owner,
+                       previous_revision=ctx.old_revision, plan=plan.to_list(), context=ctx.to_dict())
+    run = Run(deployment_id=dep_id, revision=revision.sha, settings=s, target=e.target, router=e.router,
+              releases=e.releases, journal=journal, context=ctx, actor=e.actor, metrics=e.metrics)
+    journal.event("deploy.started", f"{plan.strategy}: {len(plan.steps)} steps", strategy=plan.strategy,
+                  revision=revision.sha, previous_revision=ctx.old_revision,
+                  steps=[run.describe(st) for st in plan.steps])
     return await _drive(e, run, plan, 0, lost)
 
 
@@ -221,12 +289,14 @@ async def _fail(e: Environment, run: Run, plan: Plan, reason: str) -> Outcome:
 def _changed_anything(e: Environment, dep_id: str) -> bool:
     with e.store.session() as ses:
         rows = sq.list_steps(ses, dep_id, phase="deploy")
-    return any(r.kind not in ("prepare", "hook", "migrate") for r in rows)
+    return any(r.kind not in PIPELINE_KINDS | {"hook"} for r in rows)
 
 
 async def _succeed(e: Environment, run: Run) -> Outcome:
     """Mark success, then stop what is neither the new set nor the warm previous set."""
     s = e.settings
+    if release.is_release(e):
+        return await _succeed_release(e, run)
     keep = set(run.ctx.new) | set(run.ctx.old)
     stale = [i for i in await e.target.instances() if i.id not in keep]
     if stale:
@@ -238,6 +308,26 @@ async def _succeed(e: Environment, run: Run) -> Outcome:
                       revision=run.revision)
     in_use = {i.revision for i in await e.target.instances()}
     e.releases.prune(s.service, s.keep_releases, in_use | {run.revision})
+    return Outcome(run.id, DeployState.SUCCEEDED, None, run.revision, run.front)
+
+
+async def _succeed_release(e: Environment, run: Run) -> Outcome:
+    """Success on a release target; then its releases beyond `keep` go, never the live or previous one."""
+    s = e.settings
+    assert isinstance(e.target, release.ReleaseTarget)
+    if "cleanup" in s.hooks:
+        await run.safe_hook("cleanup", "finish", 0)
+    run.journal.transition(DeployState.SUCCEEDED, None, finished_at=_now())
+    run.journal.event("deploy.succeeded", f"{s.service}/{s.env} now serves {run.revision[:8]}",
+                      revision=run.revision)
+    in_use = release.in_use([run.revision, run.ctx.old_revision])
+    try:
+        pruned = await e.target.prune(int(getattr(s.target, "keep", s.keep_releases)), in_use)
+        if pruned.get("pruned"):
+            run.journal.event("release.pruned", f"pruned {len(pruned['pruned'])} old releases", **pruned)
+    except (ShipyardError, OSError) as exc:     # the deploy succeeded: a failed cleanup is said, not fatal
+        run.journal.event("release.prune_failed", f"pruning old releases failed: {exc}", reason=str(exc))
+    e.releases.prune(s.service, s.keep_releases, in_use)
     return Outcome(run.id, DeployState.SUCCEEDED, None, run.revision, run.front)
 
 
@@ -253,11 +343,12 @@ async def rollback(e: Environment, *, wait: bool = True, override: FreezeOverrid
         await recover_stale(e)
         target_rev, last_id = rollback_target(e)
         overridden = admit_freeze(e, override, "rollback")
-        warm = [i for i in await e.target.instances()
-                if i.revision == target_rev and i.state in RUNNING_STATES]
+        warm = [] if release.is_release(e) else [i for i in await e.target.instances()
+                                                  if i.revision == target_rev and i.state in RUNNING_STATES]
     s = e.settings
     if not warm:
-        # The previous set has expired: redeploy that revision with the configured strategy.
+        # The previous set has expired (or a release target, which has none: it makes the previous release
+        # live again, engine.release): redeploy that revision.
         outcome = await deploy(e, target_rev, wait=wait, kind="rollback", rollback_of=last_id, override=override)
         _mark_rolled_back(e, last_id, outcome)
         return outcome
@@ -381,4 +472,4 @@ def _fail_quiet(journal: Journal, reason: str) -> DeployState:
 
 
 __all__ = ["EnvSource", "Environment", "FreezeOverride", "Outcome", "deploy", "recover_one", "recover_stale",
-           "resolve_env", "rollback", "serving", "weights"]
+           "resolve_env", "resume_approved", "rollback", "serving", "weights"]

@@ -16,7 +16,7 @@ from shipyard.domain.types import Instance
 from shipyard.engine.run import Described, Run, one_line
 from shipyard.engine.runstate import weights
 from shipyard.errors import ShipyardError
-from shipyard.targets.base import PlacingTarget, ShippingTarget
+from shipyard.targets.base import PlacingTarget, ReleaseTarget, ShippingTarget
 
 RUNNING = ("running", "starting", "backoff")
 
@@ -26,6 +26,8 @@ async def roll_back(run: Run, reason: str, *, resume: bool = False) -> DeploySta
     if not resume:
         run.journal.transition(DeployState.ROLLING_BACK, reason)
     run.journal.event("rollback.started", reason, reason=reason)
+    if isinstance(run.target, ReleaseTarget):
+        return await _roll_back_release(run, reason)
     if isinstance(run.target, PlacingTarget):
         # A rollback goes on without hosts it cannot reach: what it can put back, it puts back.
         run.target.watch(lambda hosts, reachable: True, lambda host, why, carry_on: run.journal.event(
@@ -55,6 +57,30 @@ async def roll_back(run: Run, reason: str, *, resume: bool = False) -> DeploySta
     message = f"{why}; {back} serves again" if olds else why
     run.journal.event("rollback.completed", message, state=str(final),
                       serving=run.ctx.old_revision if olds else None)
+    return final
+
+
+async def _roll_back_release(run: Run, reason: str) -> DeployState:
+    """A release target: make the release that was live before live again (its record, no rebuild unless
+    the target runs something in its directory). Idempotent like the rest: re-activating is a no-op change."""
+    assert isinstance(run.target, ReleaseTarget)
+    if "on_failure" in run.s.hooks:
+        await run.safe_hook("on_failure", "rollback", 0)
+    _, back = run.names()
+    previous = run.ctx.previous
+    if previous is not None:
+        revision = str(previous["revision"])
+        if "rollback_needs_release" in run.target.capabilities:
+            await _step(run, 1, f"prepare the release of {back}", run.prepare(revision))
+        await _step(run, 2, f"make {back} live again", run.activate(revision=revision, record=previous))
+    if "cleanup" in run.s.hooks:
+        await run.safe_hook("cleanup", "rollback", 3)
+    final = DeployState.ROLLED_BACK if previous is not None else DeployState.FAILED
+    why = reason if previous is not None else f"{reason} (no previous release to roll back to)"
+    run.journal.transition(final, why, finished_at=datetime.now(UTC))
+    message = f"{why}; {back} is live again" if previous is not None else why
+    run.journal.event("rollback.completed", message, state=str(final),
+                      serving=previous.get("revision") if previous is not None else None)
     return final
 
 

@@ -5,8 +5,9 @@ source of truth), plus a small persisted context: which instances were serving b
 this run started or adopted (`new`). That makes every step idempotent, so a run resumed or rolled back by
 `shipyard recover` after its owner died acts on what really exists, not on what a dead process believed.
 
-Layering inside the engine: deployer -> rollback -> run -> (analysis, startup, journal, settings); none
-of these imports one above it.
+Layering inside the engine: deployer -> (release, rollback) -> run -> (activation, analysis, startup,
+journal, settings); none of these imports one above it. A release target (targets.base.ReleaseTarget)
+stands where a Target does: every instance call is behind an isinstance check (`_all`, `activate`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 from shipyard.domain.deployment import StepState
 from shipyard.domain.plan import (
+    Activate,
     Analyze,
     Drain,
     Migrate,
@@ -32,17 +34,21 @@ from shipyard.domain.plan import (
     RetireOld,
     Route,
     RunHook,
+    Scan,
+    Stage,
     StartNew,
     Step,
     StopOld,
     WaitHealthy,
 )
 from shipyard.domain.types import Instance
+from shipyard.engine.activation import StatusMonitor, wait_status
 from shipyard.engine.analysis import Analysis
 from shipyard.engine.commands import CommandResult, run_command
 from shipyard.engine.journal import Journal
 from shipyard.engine.runstate import RunContext, weights
 from shipyard.engine.settings import HookSpec, ServiceSettings
+from shipyard.engine.stages import checkout, drop_checkout, run_scan, run_stage
 from shipyard.engine.startup import StartWatch
 from shipyard.errors import HookError, OSFailure, ReleaseError, ShipyardError
 from shipyard.health.checker import HealthMonitor
@@ -54,7 +60,7 @@ from shipyard.secrets.redact import REDACT_ENV
 from shipyard.secrets.scrub import scrubbed
 from shipyard.store import Store
 from shipyard.store import deployments as dq
-from shipyard.targets.base import LaunchSpec, PlacingTarget, ShippingTarget, Target
+from shipyard.targets.base import LaunchSpec, PlacingTarget, ReleaseSpec, ReleaseTarget, ShippingTarget, Target
 
 FAILPOINT_ENV = "SHIPYARD_FAILPOINT"   # fault injection for crash tests: "after-step:N" kills this process
 
@@ -86,6 +92,8 @@ class Run:
     # ---- instances -------------------------------------------------------------------------------
 
     async def _all(self) -> list[Instance]:
+        if isinstance(self.target, ReleaseTarget):
+            return []           # a release target has no instances (it stands where a Target does)
         return await self.target.instances()
 
     async def new_instances(self) -> list[Instance]:
@@ -117,6 +125,8 @@ class Run:
 
     def describe(self, step: Step) -> str:
         new, old = self.names()
+        if isinstance(step, WaitHealthy) and isinstance(self.target, ReleaseTarget):
+            return f"check that {new} is healthy (the target's status)"     # no instances to wait for
         return step.describe(new=new, old=old)
 
     def save_context(self) -> None:
@@ -163,6 +173,12 @@ class Run:
 
     async def execute(self, plan: Plan, start_at: int = 0) -> None:
         """Run steps from `start_at`; raises StepFailed (after recording it) on the first failure."""
+        try:
+            await self._execute(plan, start_at)
+        finally:
+            drop_checkout(self.releases.root, self.s.service, self.s.env, self.id)
+
+    async def _execute(self, plan: Plan, start_at: int) -> None:
         for idx in range(start_at, len(plan.steps)):
             if self.stopped:        # cancelled: never start another step, even if a cancel was swallowed
                 raise asyncio.CancelledError
@@ -193,12 +209,21 @@ class Run:
             return self.s.hooks[step.hook].timeout + 5
         if isinstance(step, Migrate) and self.s.migrate:
             return self.s.migrate.timeout + 5
+        if isinstance(step, Stage):         # + making the checkout it runs in
+            return self.s.stages[step.name].timeout + 60
+        if isinstance(step, Scan):
+            return float(getattr(self.s.scan, "timeout", 600.0)) + 60
         if isinstance(step, Prepare):
             return self.s.build_timeout + 60 + (TRANSFER_ALLOWANCE if self.s.build_host else 0)
         if isinstance(step, (Pause, Analyze)):
             return step.seconds + self.s.step_timeout
         if isinstance(step, WaitHealthy):
             return max(self.s.step_timeout, self.s.health_wait + 5)
+        if isinstance(step, Activate):
+            # The target bounds its own long parts (a deploy command, the invalidation): never cut them short.
+            target = self.s.target
+            return self.s.step_timeout + float(getattr(target, "timeout", 0)) + \
+                float(getattr(target, "invalidation_timeout", 0))
         return self.s.step_timeout
 
     async def _do(self, step: Step) -> dict[str, Any]:
@@ -217,8 +242,14 @@ class Run:
         if isinstance(step, Migrate):
             assert self.s.migrate is not None
             return await self._hook("migrate", self.s.migrate)
+        if isinstance(step, Activate):
+            return await self.activate(step.restore)
+        if isinstance(step, (Stage, Scan)):
+            return await self._stage(step)
         if isinstance(step, StartNew):
             return await self._start_new(step.total)
+        if isinstance(step, WaitHealthy) and isinstance(self.target, ReleaseTarget):
+            return await wait_status(self.target, self.s.health, self.journal, self.s.health_wait)
         if isinstance(step, WaitHealthy):
             return await self.startup.wait(await self.new_instances())
         if isinstance(step, Route):
@@ -253,6 +284,21 @@ class Run:
             err.output = result.output  # type: ignore[attr-defined]
             raise err
         return {"output": result.output, "returncode": 0, "seconds": round(result.seconds, 3)}
+
+    async def _stage(self, step: Stage | Scan) -> dict[str, Any]:
+        """A pipeline stage, in the built release or (before the build) a fresh checkout of the revision."""
+        cwd = self.release_dir if step.in_release else await checkout(
+            self.releases.root, self.s.source, self.revision, self.s.service, self.s.env, self.id)
+        env = {**self.environ(), "SHIPYARD_STAGE_DIR": str(cwd)}
+        if isinstance(step, Scan):
+            detail = await run_scan(self.s.scan, cwd=cwd, env=env, revision=self.revision)
+            self.journal.event("scan.finished", f"{detail['tool']}: {detail['summary']}", tool=detail["tool"],
+                               summary=detail["summary"], seconds=detail["seconds"])
+            return detail
+        detail = await run_stage(step.name, self.s.stages[step.name], cwd=cwd, env=env)
+        self.journal.event("stage.finished", f"{step.name}: exit 0 in {detail['seconds']:g}s", stage=step.name,
+                           seconds=detail["seconds"])
+        return detail
 
     async def ship(self, release: Path) -> dict[str, Any]:
         """Ship a built release to the target, keeping the releases its instances run."""
@@ -324,12 +370,42 @@ class Run:
             await self.target.stop(retire, self.s.stop_timeout)
         return {"retired": [i.id for i in retire], "warm_for": self.s.keep_previous}
 
+    # ---- release targets (engine.activation; plans from strategies.release) ----------------------------
+    def release_spec(self, revision: str) -> ReleaseSpec:
+        """`revision`'s release as a release target activates it, its progress recorded as events."""
+        release = self.release_of(revision)
+
+        def progress(message: str, data: dict[str, Any]) -> None:
+            self.journal.event("release.progress", message, revision=revision, **data)
+        return ReleaseSpec(self.s.service, self.s.env, revision, self.id, release,
+                           {**self.environ(), "SHIPYARD_REVISION": revision, "SHIPYARD_RELEASE_DIR": str(release)},
+                           progress)
+
+    async def activate(self, restore: bool = False, *, revision: str | None = None,
+                       record: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Make a release live: this run's (activate), or the one of `record` / ctx.restore (rollback)."""
+        assert isinstance(self.target, ReleaseTarget)
+        revision = revision or self.revision
+        spec = self.release_spec(revision)
+        back = record or (self.ctx.restore if restore else None)
+        made = await (self.target.rollback(back, spec) if back is not None else self.target.activate(spec))
+        output = made.pop("output", None)       # kept in the step's (masked) output, not in the context
+        self.ctx.activated = made
+        self.save_context()
+        self.journal.event("release.activated", f"{self.label(revision)} is live", revision=revision,
+                           record=made)
+        return {**made, "output": output} if output is not None else made
+
     async def _analyze(self, seconds: float) -> dict[str, Any]:
         """Bake: health of the routed new instances, plus the service's alarms and the canary judge."""
-        news = [i for i in await self.new_instances() if i.address in self.ctx.routed]
         if self.analysis is None:
             provider = self.metrics or RouterProvider(self.router.stats)
             self.analysis = Analysis.build(self.s, self.revision, self.journal, provider, self._routed_baseline)
+        if isinstance(self.target, ReleaseTarget):
+            async with StatusMonitor(self.target, self.s.health, self.journal) as status:
+                detail = await self.analysis.bake(seconds, status.unhealthy)
+            return {"analyzed_seconds": seconds, **detail}
+        news = [i for i in await self.new_instances() if i.address in self.ctx.routed]
         async with HealthMonitor(self.s.health, [i.address for i in news]) as monitor:
             detail = await self.analysis.bake(seconds, monitor.unhealthy)
         return {"analyzed_seconds": seconds, "instances": [i.address for i in news], **detail}

@@ -22,6 +22,11 @@ class RunContext:
     new: list[str] = field(default_factory=list)        # instance ids this run started or adopted
     routed: list[str] = field(default_factory=list)     # addresses the last Route gave traffic
     to_drain: list[str] = field(default_factory=list)   # addresses taken out, not yet drained
+    # A release target's records (targets.base.ReleaseTarget): what was live before, what this run made
+    # live, and for a manual rollback the record to make live again.
+    previous: dict[str, Any] | None = None
+    activated: dict[str, Any] | None = None
+    restore: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -31,7 +36,8 @@ class RunContext:
         data = data or {}
         return cls(old=list(data.get("old", [])), old_revision=data.get("old_revision"),
                    new=list(data.get("new", [])), routed=list(data.get("routed", [])),
-                   to_drain=list(data.get("to_drain", [])))
+                   to_drain=list(data.get("to_drain", [])), previous=data.get("previous"),
+                   activated=data.get("activated"), restore=data.get("restore"))
 
 
 def weights(news: list[Instance], olds: list[Instance], new_percent: int | None) -> list[WeightedBackend]:

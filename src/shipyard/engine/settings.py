@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shipyard.config.approvals import policy_for
 from shipyard.config.service import STATIC_RUN
+from shipyard.domain.approvals import Policy
 from shipyard.domain.launch import fill_argv, split_run
 from shipyard.errors import UnknownEnvironmentError, UnknownServiceError, UsageError
 from shipyard.releases.git import GitSource
@@ -52,7 +54,8 @@ class ServiceSettings:
     health: Any                      # the config's health check model, consumed by shipyard.health
     health_wait: float
     hooks: dict[str, HookSpec]
-    alarms: dict[str, Any] = field(default_factory=dict)   # name -> config Alarm, from deploy.alarms
+    alarms: dict[str, Any] = field(default_factory=dict)   # name -> config Alarm or CloudWatchAlarmRef
+    metrics: Any = None              # the config's metric source (config.alerting.MetricSource); None = router
     analysis: Any = None             # the canary judge's config (config.deploy.Analysis), None = no judge
     router_options: dict[str, Any] = field(default_factory=dict)   # proxy.RouterOptions keys for the router
     frozen: bool = False             # environments.<env>.frozen: deploys refused without an override
@@ -60,6 +63,10 @@ class ServiceSettings:
     router: Any = None               # the config's router model (config.deploy.Router); None = built-in
     target: Any = None               # the config's target model (config.deploy.Target); None = local
     build_host: BuildHost | None = None   # where `build` runs; None = here, on the controller
+    approvals: Policy | None = None  # environments.<env>.approvals, groups expanded; None = no gate
+    pipeline: tuple[str, ...] = ()   # stage names in order (config.Service.effective_pipeline)
+    stages: dict[str, HookSpec] = field(default_factory=dict)   # command stages: name -> (run, timeout)
+    scan: Any = None                 # the config's scan gate (config.pipeline.Scan), None = defaults
 
     def launch_argv(self, release_dir: Path) -> list[str]:
         """`run` split like a shell would (no shell runs it), with `{env}` and `{publish_dir}` (absolute, in
@@ -107,8 +114,13 @@ def service_settings(cfg: Any, project_root: Path, service: str, env: str) -> Se
     if getattr(getattr(svc, "service", None), "run", "") is None and getattr(svc, "kind", "") == "static":
         # The default file server runs on the interpreter that runs shipyard: `python` may not be on PATH.
         run = shlex.join([sys.executable, *split_run(STATIC_RUN)[1:]])
-    if not run:
+    if not run and not getattr(type(dep.target), "ACTIVATES_RELEASES", False):
         raise UsageError(f"service {service}: no `run` command configured")
+    metrics: Any = getattr(cfg, "metrics", {}).get(getattr(dep, "metrics", None) or "")
+    if (getattr(dep, "analysis", None) is not None and getattr(metrics, "type", "") == "cloudwatch"
+            and not getattr(metrics, "revision_dimension", None)):
+        raise UsageError(f"service {service}: the canary judge compares revisions, and metric source "
+                         f"{dep.metrics!r} cannot tell them apart: set its revision_dimension")
     return ServiceSettings(
         service=service, env=env, branch=envcfg.branch, source=source, build=svc.build,
         build_timeout=float(getattr(svc, "build_timeout", 1800.0)), run=run, migrate=migrate,
@@ -121,10 +133,38 @@ def service_settings(cfg: Any, project_root: Path, service: str, env: str) -> Se
         keep_previous=float(dep.keep_previous), step_timeout=float(dep.step_timeout),
         keep_releases=int(dep.keep_releases), health=svc.health,
         health_wait=float(getattr(svc.health, "deadline", 120.0)), hooks=hooks,
-        alarms={n: cfg.alarms[n] for n in getattr(dep, "alarms", []) if n in getattr(cfg, "alarms", {})},
+        alarms=_alarms(cfg, dep, metrics), metrics=metrics,
         analysis=getattr(dep, "analysis", None), frozen=bool(getattr(envcfg, "frozen", False)),
         publish_dir=getattr(svc, "publish_dir", None), router_options=_router_options(dep.router),
-        router=dep.router, target=dep.target, build_host=_build_host(cfg, svc))
+        router=dep.router, target=dep.target, build_host=_build_host(cfg, svc),
+        approvals=policy_for(getattr(envcfg, "approvals", None), dict(getattr(cfg, "approvers", None) or {})),
+        **_pipeline(svc))
+
+
+def _pipeline(svc: Any) -> dict[str, Any]:
+    """`pipeline`, `stages` and `scan` of the service (a ResolvedService carries the model as `.service`)."""
+    model = getattr(svc, "service", svc)
+    pipeline = getattr(model, "effective_pipeline", None)
+    if pipeline is None:
+        return {}
+    return {"pipeline": tuple(pipeline), "scan": model.scan,
+            "stages": {name: HookSpec(st.run, float(st.timeout)) for name, st in model.stages.items()}}
+
+
+def _alarms(cfg: Any, dep: Any, source: Any) -> dict[str, Any]:
+    """deploy.alarms by name: a named alarm's config, or a CloudWatch alarm (read, not evaluated) under
+    "cloudwatch:<its name>", in the region and endpoint of the service's CloudWatch source unless it says."""
+    out: dict[str, Any] = {}
+    for entry in getattr(dep, "alarms", []):
+        if isinstance(entry, str):
+            if entry in getattr(cfg, "alarms", {}):
+                out[entry] = cfg.alarms[entry]
+            continue
+        if getattr(source, "type", "") == "cloudwatch":
+            entry = entry.model_copy(update={"region": entry.region or source.region,
+                                             "endpoint_url": entry.endpoint_url or source.endpoint_url})
+        out[f"cloudwatch:{entry.cloudwatch}"] = entry
+    return out
 
 
 def _build_host(cfg: Any, svc: Any) -> BuildHost | None:

@@ -32,6 +32,9 @@ class Message:
     data: dict[str, Any] = field(default_factory=dict)
     idempotency_key: str = ""
     dashboard_url: str | None = None
+    # [label, url] pairs: the signed approve/reject links of an approval.requested message, minted at
+    # delivery (notify/approval_links.py), never stored in the outbox
+    links: list[Any] = field(default_factory=list)
 
     @property
     def title(self) -> str:

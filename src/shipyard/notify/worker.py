@@ -47,8 +47,10 @@ def backoff(attempts: int, *, base: float = 1.0, cap: float = 60.0, rng: random.
 
 class Worker:
     def __init__(self, store: Store, notifications: Notifications, resolve: Resolve | None = None, *,
-                 base_delay: float = 1.0, max_delay: float = 10.0, batch: int = 200) -> None:
+                 base_delay: float = 1.0, max_delay: float = 10.0, batch: int = 200,
+                 decorate: Callable[[Message], Message] | None = None) -> None:
         self.store, self.notifications, self.resolve = store, notifications, resolve
+        self.decorate = decorate        # what is added at sending time (signed approval links)
         self.base_delay, self.max_delay, self.batch = base_delay, max_delay, batch
         self._channels: dict[str, Channel] = {}
         self._last_sent: dict[str, float] = {}
@@ -83,7 +85,8 @@ class Worker:
             await self._pace(sender)
             try:
                 try:
-                    await sender.send(Message.from_dict(payload))
+                    message = Message.from_dict(payload)
+                    await sender.send(self.decorate(message) if self.decorate else message)
                 finally:
                     self._last_sent[sender.destination] = time.monotonic()
             except NotifyError as exc:

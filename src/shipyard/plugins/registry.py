@@ -22,7 +22,8 @@ GROUPS: dict[Group, str] = {"targets": "shipyard.targets", "routers": "shipyard.
 
 BUILTIN: dict[Group, dict[str, str]] = {
     "targets": {"local": "shipyard.targets.kinds:LOCAL", "ssh": "shipyard.targets.kinds:SSH",
-                "ecs": "shipyard.targets.kinds:ECS"},
+                "ecs": "shipyard.targets.kinds:ECS",
+                "static": "shipyard.targets.kinds:STATIC", "command": "shipyard.targets.kinds:COMMAND"},
     "routers": {"builtin": "shipyard.routers.kinds:BUILTIN", "haproxy": "shipyard.routers.kinds:HAPROXY",
                 "nginx": "shipyard.routers.kinds:NGINX", "alb": "shipyard.routers.kinds:ALB"},
 }
@@ -43,6 +44,14 @@ class Kind(Generic[T]):
     config: type[BaseModel]
     build: Callable[[Any, Any], T]  # (config model, shipyard.plugins.BuildContext) -> Target | Router
     summary: str = ""               # one line for docs and `config schema` readers
+    iam: Callable[[Any, Any], list[Any]] | None = None   # (config, aws.policy.Scope) -> the IAM statements
+                                                          # it needs (`shipyard aws policy`); None: no AWS
+
+    @property
+    def activates_releases(self) -> bool:
+        """A release target (targets.base.ReleaseTarget: no instances): its config model says so with a
+        class attribute `ACTIVATES_RELEASES = True`."""
+        return bool(getattr(self.config, "ACTIVATES_RELEASES", False))
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,9 @@ Percentiles are nearest-rank (see `shipyard.reports.sqlexpr`); bands come from `
 from __future__ import annotations
 
 import asyncio
+import bisect
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, func, or_, select
@@ -44,6 +46,7 @@ from shipyard.reports.sqlexpr import dialect_of, in_period, ratio, reading, roun
 from shipyard.store.models import DailyAggregate
 from shipyard.store.models import Deployment as D
 
+RESTORE_WINDOW = timedelta(days=1)
 SUCCEEDED = DeployState.SUCCEEDED.value
 FAILED_STATES = (DeployState.FAILED.value, DeployState.ROLLED_BACK.value)
 FINISHED_STATES = (SUCCEEDED, *FAILED_STATES)
@@ -133,6 +136,52 @@ def _restores(session: Session, period: Period, service: str | None, env: str | 
     return {"restored": restored, "median": median, "overall": overall}
 
 
+def restore_seconds(session: Session, failures: list[tuple[str, str, datetime, str]]) -> list[float | None]:
+    """For each failure (service, env, end, id): seconds from its end to the end of the next run of the same
+    service/env that reached it (deploy or rollback), in DORA's order (end time, then id); None if none yet.
+
+    Failures are taken in spans (ends less than RESTORE_WINDOW apart); the good runs of each span and the
+    window after it are read once and searched here. A failure not restored within its span's window asks
+    the database alone (rare: a service that stayed broken for a day)."""
+    if not failures:
+        return []
+    spans: list[list[datetime]] = []
+    for t in sorted({f[2] for f in failures}):
+        if spans and t <= spans[-1][1]:
+            spans[-1][1] = t + RESTORE_WINDOW
+        else:
+            spans.append([t, t + RESTORE_WINDOW])
+    goods: dict[tuple[int, str, str], list[tuple[datetime, str]]] = {}
+    for n, (lo, hi) in enumerate(spans):
+        stmt = select(D.service, D.env, D.finished_at, D.id).where(D.finished_at >= lo, D.finished_at < hi,
+                                                                   case((reached(), 1), else_=0) == 1)
+        for service, env, end, run_id in session.execute(stmt):
+            if end is not None:
+                goods.setdefault((n, service, env), []).append((end, run_id))
+    for runs in goods.values():
+        runs.sort()
+    starts = [lo for lo, _ in spans]
+    out: list[float | None] = []
+    for service, env, end, run_id in failures:
+        n = bisect.bisect_right(starts, end) - 1
+        runs = goods.get((n, service, env), [])
+        i = bisect.bisect_right(runs, (end, run_id))
+        found = runs[i][0] if i < len(runs) else session.scalars(
+            select(D.finished_at).where(D.finished_at >= spans[n][1], D.service == service, D.env == env,
+                                        case((reached(), 1), else_=0) == 1)
+            .order_by(D.finished_at, D.id).limit(1)).first()
+        out.append((found - end).total_seconds() if found is not None else None)
+    return out
+
+
+def _raw_failures(session: Session, raw: Period, service: str | None,
+                  env: str | None) -> list[tuple[str, str, datetime, str]]:
+    """The raw part's failed deploys that ended, as `restore_seconds` takes them."""
+    stmt = select(D.service, D.env, D.finished_at, D.id).where(
+        in_period(raw, service, env), D.kind == "deploy", change_failed(), D.finished_at.is_not(None))
+    return [(svc, env_name, end, run_id) for svc, env_name, end, run_id in session.execute(stmt) if end is not None]
+
+
 def _mixed_restores(session: Session, raw: Period | None, service: str | None, env: str | None,
                     aggs: list[DailyAggregate]) -> dict[str, Any]:
     """`_restores` for a period partly pruned: the raw part's exact restore times with the aggregates'
@@ -140,7 +189,12 @@ def _mixed_restores(session: Session, raw: Period | None, service: str | None, e
     exact: dict[tuple[str, str], list[float]] = {}
     counts: dict[tuple[str, str], list[int]] = {}
     if raw is not None:
-        for svc, env_name, v in session.execute(_restore_values(session, raw, service, env)):
+        if raw.gap is not None:     # a head and a tail around aggregated days: look up each failure's restore
+            failures = _raw_failures(session, raw, service, env)
+            values: Any = [(f[0], f[1], v) for f, v in zip(failures, restore_seconds(session, failures), strict=True)]
+        else:                       # one raw range after the horizon: one window pass
+            values = session.execute(_restore_values(session, raw, service, env))
+        for svc, env_name, v in values:
             into = counts.setdefault((svc, env_name), [0, 0])
             if v is None:
                 into[1] += 1
@@ -216,7 +270,7 @@ def compute_dora(session: Session, period: Period, service: str | None = None, e
                  lead: tuple[dict[tuple[str, str], dict[str, Any]], dict[str, Any]] | None = None) -> dict[str, Any]:
     """The DORA object from an open session; `lead` is what `leadtime.lead_times` made (None: not computed)."""
     part = split(period.since, period.until, horizon(session))
-    aggs = [a for a in rows_of(session, part, service, env) if a.kind == "deploy"]
+    aggs = rows_of(session, part, service, env, need=("restore_hist",), kind="deploy")
     counts = _counts(session, part.raw, service, env) if part.raw is not None else []
     if aggs:
         counts = add_groups(counts, _aggregate_counts(aggs))

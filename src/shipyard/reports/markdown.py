@@ -45,6 +45,17 @@ def _counts_line(c: dict[str, Any]) -> str:
     return f"{c['total']} ({c['successful']} successful, {c['failed']} failed)"
 
 
+def pipeline_section(pl: dict[str, Any] | None) -> list[str]:
+    """Pipeline time (stages before traffic) per deployment against the KPI; nothing when none was timed."""
+    if not pl or not pl["deployments"]:
+        return []
+    return ["## Pipeline", "", *_table(["", "this period"], [
+        ["deployments timed", pl["deployments"]],
+        ["p50 / p95 pipeline time", f"{human(pl['p50_seconds'])} / {human(pl['p95_seconds'])}"],
+        ["longest", human(pl["max_seconds"])],
+        [f"over the {human(pl['kpi_seconds'])} KPI", pl["over_kpi"]]]), ""]
+
+
 def stats_section(st: dict[str, Any], prev: dict[str, Any] | None) -> list[str]:
     rows = [["deployments", st["total"]], ["successful", st["successful"]],
             ["failed (failed or rolled back)", st["failed"]], ["cancelled", st["cancelled"]],
@@ -181,6 +192,7 @@ def render_markdown(rep: dict[str, Any]) -> str:
     prev = (rep.get("previous") or {}).get("stats")
     lines += stats_section(rep["stats"], prev if prev and prev["total"] else None)
     lines += dora_section(rep["dora"])
+    lines += pipeline_section(rep.get("pipeline"))
     advice = recommendations(rep)
     if advice:
         lines += ["## Recommendations", "", *(f"- {a}" for a in advice), ""]

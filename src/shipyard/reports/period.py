@@ -26,6 +26,7 @@ class Period:
     since: datetime
     until: datetime
     label: str = ""
+    gap: tuple[datetime, datetime] | None = None   # [lo, hi) left out: days read from daily aggregates
 
     def __post_init__(self) -> None:
         for name in ("since", "until"):

@@ -1,7 +1,8 @@
 """A whole report: the period, its stats and DORA figures, and the same for the period before it.
 
 `report()` returns the JSON object `shipyard report --format json` prints (and /api/v1/reports serves):
-{"period": ..., "stats": ..., "dora": ..., "previous": {"period": ..., "stats": ..., "dora": ...}}.
+{"period": ..., "stats": ..., "dora": ..., "pipeline": ..., "previous": {"period": ..., "stats": ..., "dora": ...}}
+(`pipeline`: stage times per deployment against the 30-minute KPI, shipyard.reports.pipeline).
 `report_markdown()` renders it (`shipyard.reports.markdown`).
 """
 
@@ -13,6 +14,7 @@ from shipyard.reports.commits import CommitReader
 from shipyard.reports.dora import dora
 from shipyard.reports.markdown import render_markdown
 from shipyard.reports.period import Period
+from shipyard.reports.pipeline import pipeline
 from shipyard.reports.stats import stats
 
 
@@ -21,7 +23,8 @@ async def report(source: Any, period: Period, service: str | None = None, env: s
     """Stats and DORA for `period` (and, unless `previous=False`, for the period before it)."""
     out: dict[str, Any] = {"period": period.to_dict(), "filters": {"service": service, "env": env},
                            "stats": await stats(source, period, service, env),
-                           "dora": await dora(source, period, service, env, commits=commits)}
+                           "dora": await dora(source, period, service, env, commits=commits),
+                           "pipeline": await pipeline(source, period, service, env)}
     if previous:
         before = period.previous()
         out["previous"] = {"period": before.to_dict(), "stats": await stats(source, before, service, env),

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, extract, func, select
+from sqlalchemy import ColumnElement, Select, and_, case, extract, false, func, or_, select
 from sqlalchemy.orm import Session
 
 from shipyard.reports.period import Period
@@ -35,8 +35,15 @@ def seconds_between(start: Any, end: Any, dialect: str) -> ColumnElement[Any]:
 
 def in_period(period: Period, service: str | None, env: str | None, *, table: Any = Deployment,
               since: datetime | None = None, until: datetime | None = None) -> ColumnElement[bool]:
-    """created_at within the period (or since/until if given), and the service/env filters."""
-    conds = [table.created_at >= (since or period.since), table.created_at < (until or period.until)]
+    """created_at within the period (or since/until if given), and the service/env filters. A period with a
+    gap (its whole days read from aggregates) is two ranges, each of which the created_at index answers."""
+    lo, hi = since or period.since, until or period.until
+    gap = period.gap if since is None and until is None else None
+    if gap is not None and gap[0] < gap[1]:
+        ranges = [and_(table.created_at >= a, table.created_at < b) for a, b in ((lo, gap[0]), (gap[1], hi)) if a < b]
+        conds: list[Any] = [or_(*ranges) if len(ranges) > 1 else ranges[0]] if ranges else [false()]
+    else:
+        conds = [table.created_at >= lo, table.created_at < hi]
     if service is not None:
         conds.append(table.service == service)
     if env is not None:

@@ -27,7 +27,7 @@ from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 
 from shipyard.domain import DeployState
-from shipyard.reports.aggregates import Split, add_groups, by_pair, horizon, rows_of, split
+from shipyard.reports.aggregates import Horizon, Split, add_groups, by_pair, horizon, rows_of, split
 from shipyard.reports.histogram import merge, merged_percentile
 from shipyard.reports.period import Period
 from shipyard.reports.sqlexpr import (
@@ -77,11 +77,11 @@ def group_rows(session: Session, period: Period, service: str | None, env: str |
 
 
 def _recent(session: Session, period: Period, service: str | None, env: str | None,
-            cut: Any = None) -> dict[str, Any]:
+            h: Horizon | None = None) -> dict[str, Any]:
     week, month = period.until - timedelta(days=7), period.until - timedelta(days=30)
-    if cut is not None and month < cut:
-        return {"last_7_days": _window(session, split(week, period.until, cut), service, env),
-                "last_30_days": _window(session, split(month, period.until, cut), service, env)}
+    if h is not None and month < h.cut:
+        return {"last_7_days": _window(session, split(week, period.until, h), service, env),
+                "last_30_days": _window(session, split(month, period.until, h), service, env)}
     recent = D.created_at >= week
     stmt = select(
         func.count(), _count(D.state == DeployState.SUCCEEDED.value), _count(D.state.in_(FAILED_STATES)),
@@ -102,7 +102,7 @@ def _window(session: Session, part: Split, service: str | None, env: str | None)
         stmt = select(func.count(), _count(D.state == DeployState.SUCCEEDED.value), _count(D.state.in_(FAILED_STATES)),
                       _count(D.state == DeployState.CANCELLED.value)).where(in_period(part.raw, service, env))
         total, ok, failed, cancelled = (int(v or 0) for v in session.execute(stmt).one())
-    for a in rows_of(session, part, service, env):
+    for a in rows_of(session, part, service, env, need=()):
         total, ok, cancelled = total + a.total, ok + a.succeeded, cancelled + a.cancelled
         failed += a.failed + a.rolled_back
     return _counts_dict(total, ok, failed, cancelled)
@@ -178,9 +178,9 @@ def _add_steps(rows: list[dict[str, Any]], aggs: list[DailyAggregate]) -> list[d
 def compute_stats(session: Session, period: Period, service: str | None = None,
                   env: str | None = None) -> dict[str, Any]:
     """The stats object (see the module docstring) from an open session."""
-    cut = horizon(session)
-    part = split(period.since, period.until, cut)
-    aggs = rows_of(session, part, service, env)
+    h = horizon(session)
+    part = split(period.since, period.until, h)
+    aggs = rows_of(session, part, service, env, need=("dur_hist", "steps"))
     raw = group_rows(session, part.raw, service, env) if part.raw else []
     groups = add_groups(raw, _aggregate_groups(aggs)) if aggs else raw
     total = sum(int(g["total"]) for g in groups)
@@ -201,7 +201,7 @@ def compute_stats(session: Session, period: Period, service: str | None = None,
         "average_duration_seconds": rounded(dur_sum / dur_n) if dur_n else None,
         "p50_duration_seconds": rounded(pcts.get(50)),
         "p90_duration_seconds": rounded(pcts.get(90)),
-        **_recent(session, period, service, env, cut),
+        **_recent(session, period, service, env, h),
         "by_service_env": [
             {"service": g["service"], "env": g["env"],
              **_counts_dict(int(g["total"]), int(g["ok"]), int(g["failed"]), int(g["cancelled"])),

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from shipyard.domain import DeployState, check_transition, new_deployment_id
 from shipyard.errors import StoreError
+from shipyard.store.fold_marks import mark_changed
 from shipyard.store.models import Deployment
 from shipyard.store.sql import clean_text, insert_ignore, utcnow
 
@@ -147,6 +148,9 @@ def update_deployment(
     if not isinstance(context, _Unset):
         row.context = dict(context) if context is not None else None
     row.updated_at = now
+    if state is not None or not isinstance(finished_at, _Unset):
+        mark_changed(session, created_at=row.created_at, service=row.service, env=row.env, now=now,
+                     reached=row.state == DeployState.SUCCEEDED.value and state is not None)
     session.flush()
     return row
 

@@ -429,16 +429,82 @@ class DailyAggregate(Base):
 
 
 class HistoryHorizon(Base):
-    """One row (id 1): runs created before `pruned_before` (midnight UTC) are read from `daily_aggregates`.
+    """One row (id 1): where reports stop reading daily aggregates and start reading raw runs.
 
-    Moved forward only after those days are folded, and before their rows are deleted: a prune stopped at any
-    point leaves every day either read from complete aggregates or from complete raw rows."""
+    `pruned_before`: runs created before it are gone (retention); moved forward only after those days are
+    folded and before their rows are deleted, so a prune stopped at any point leaves every day either read
+    from complete aggregates or from complete raw rows. `folded_before`: every closed day before it has
+    complete aggregates (`shipyard.store.folding`), raw rows still there; a day changed since its fold is
+    marked in `fold_dirty` and read raw until it is folded again. None: not yet."""
 
     __tablename__ = "history_horizon"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    pruned_before: Mapped[datetime]
+    pruned_before: Mapped[datetime | None]
+    folded_before: Mapped[datetime | None]
     updated_at: Mapped[datetime]
 
     def __repr__(self) -> str:
-        return f"<HistoryHorizon {self.pruned_before}>"
+        return f"<HistoryHorizon pruned {self.pruned_before} folded {self.folded_before}>"
+
+
+class FoldDirty(Base):
+    """A folded day whose runs changed after its fold (a run of it finished late, was rolled back, or a
+    failure of it was restored): reports read it raw until the next fold replaces its aggregates. The id
+    orders marks, so a fold removes only the marks it has seen."""
+
+    __tablename__ = "fold_dirty"
+    __table_args__ = (Index("ix_fold_dirty_day", "day"), {"sqlite_autoincrement": True})
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    day: Mapped[datetime]
+    marked_at: Mapped[datetime]
+
+    def __repr__(self) -> str:
+        return f"<FoldDirty {self.day:%Y-%m-%d}>"
+
+
+class ApprovalRequest(Base):
+    """The approval gate of one deployment: the policy as it was when asked (so a later config edit or
+    another daemon judges it alike), when it opened, and which process waits to run it (`holder`, which
+    heart-beats; a dead or silent holder's run is taken over, so a crash loses no approval)."""
+
+    __tablename__ = "approval_requests"
+    __table_args__ = (Index("ix_approval_requests_service_env", "service", "env"),)
+
+    deployment_id: Mapped[str] = mapped_column(
+        String(128), ForeignKey("deployments.id", ondelete="CASCADE"), primary_key=True)
+    service: Mapped[str] = mapped_column(String(128))
+    env: Mapped[str] = mapped_column(String(128))
+    requested_by: Mapped[str] = mapped_column(String(255))
+    policy: Mapped[dict[str, Any]]                                      # domain.approvals.Policy.to_dict()
+    requested_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    granted_at: Mapped[datetime | None]                                 # the required-th approval: the wait starts
+    holder: Mapped[str | None] = mapped_column(String(255))
+    holder_beat_at: Mapped[datetime | None]
+
+    def __repr__(self) -> str:
+        return f"<ApprovalRequest {self.deployment_id} by {self.requested_by} holder={self.holder}>"
+
+
+class ApprovalDecision(Base):
+    """One person's approve or reject of a deployment: who, what, when, why, and through what (cli, api,
+    link). A signed link's nonce is kept here: unique, so a link is used once."""
+
+    __tablename__ = "approvals"
+    __table_args__ = (Index("ix_approvals_deployment_id", "deployment_id"), UniqueConstraint("nonce"),
+                      {"sqlite_autoincrement": True})
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    deployment_id: Mapped[str] = mapped_column(
+        String(128), ForeignKey("deployments.id", ondelete="CASCADE"))
+    approver: Mapped[str] = mapped_column(String(255))
+    decision: Mapped[str] = mapped_column(String(16))                   # approve | reject
+    comment: Mapped[str] = mapped_column(Text)
+    via: Mapped[str] = mapped_column(String(16))                        # cli | api | link
+    nonce: Mapped[str | None] = mapped_column(String(64))
+    at: Mapped[datetime]
+
+    def __repr__(self) -> str:
+        return f"<ApprovalDecision {self.deployment_id} {self.approver} {self.decision}>"

@@ -5,6 +5,11 @@ before_install → (export + build) → after_install → migrate → start new 
 validate_service (once the new set is healthy) → before_traffic → traffic moves → after_traffic →
 application_stop (just before old instances leave service) → bake. on_failure and cleanup are not plan
 steps: the engine runs them when a deployment fails and when it ends, whatever the outcome.
+
+The pipeline (`pipeline: [test, build, scan, migrate]`) orders what comes before the first instance starts:
+build is the Prepare step (with before_install and after_install around it), migrate the Migrate step, scan
+the Scan step, any other name a command Stage. Nothing a stage does touches instances or traffic, so a
+stage that fails leaves the service exactly as it was.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from shipyard.domain.plan import (
     RetireOld,
     Route,
     RunHook,
+    Scan,
+    Stage,
     StartNew,
     Step,
     StopOld,
@@ -36,6 +43,7 @@ class PlanInput:
     bake: float = 0.0                 # seconds of analysis after all traffic moved
     hooks: frozenset[str] = field(default_factory=frozenset)  # names of configured hooks
     migrate: bool = False             # a migrate command is configured
+    pipeline: tuple[str, ...] = ()    # stage names in order; () = build, then migrate if configured
 
 
 class Strategy(Protocol):
@@ -54,20 +62,37 @@ def first_deploy_steps(inp: PlanInput) -> list[Step]:
     return [StartNew(inp.desired), WaitHealthy(), Route(new=inp.desired, old=0)]
 
 
+def release_steps(inp: PlanInput) -> list[Step]:
+    """What every plan starts with: the pipeline's stages in order (default: build, then migrate), the build
+    being before_install, the export and build, after_install; a stage after the build runs in the release."""
+    steps: list[Step] = []
+    built = False
+    for stage in inp.pipeline or (("build", "migrate") if inp.migrate else ("build",)):
+        if stage == "build":
+            if "before_install" in inp.hooks:
+                steps.append(RunHook("before_install"))
+            steps.append(Prepare())
+            if "after_install" in inp.hooks:
+                steps.append(RunHook("after_install"))
+            built = True
+        elif stage == "migrate":
+            steps.append(Migrate())
+        elif stage == "scan":
+            steps.append(Scan(in_release=built))
+        else:
+            steps.append(Stage(stage, in_release=built))
+    return steps
+
+
 def compose(strategy: Strategy, inp: PlanInput) -> Plan:
     """Build the full plan: release preparation, hooks and migrate around the strategy's traffic steps."""
     core = first_deploy_steps(inp) if inp.current == 0 else strategy.traffic_steps(inp)
-    steps: list[Step] = []
+    steps = release_steps(inp)
 
     def hook(name: str) -> None:
         if name in inp.hooks:
             steps.append(RunHook(name))
 
-    hook("before_install")
-    steps.append(Prepare())
-    hook("after_install")
-    if inp.migrate:
-        steps.append(Migrate())
     started = validated = traffic = stopped = False
     for step in core:
         if isinstance(step, (RetireOld, StopOld)) and not stopped:

@@ -85,3 +85,55 @@ class PlacingTarget(Protocol):
     def skip(self, names: Iterable[str]) -> None:
         """Leave these hosts out of this run (unreachable, and minimum_healthy_hosts allows it)."""
         ...
+
+
+# --- release targets ------------------------------------------------------------------------------------
+Progress = Callable[[str, dict[str, Any]], None]
+"""(message, data): one progress line of an activation (uploads, command output), recorded as an event."""
+
+
+@dataclass(frozen=True)
+class ReleaseSpec:
+    """One release as a release target activates it: the built directory and what its commands may see."""
+
+    service: str
+    env: str
+    revision: str
+    deployment: str
+    release: Path                   # the built release directory (publish_dir, if any, inside it)
+    environ: dict[str, str]         # resolved variables, secrets included: for a command's env, never argv
+    progress: Progress
+
+
+@runtime_checkable
+class ReleaseTarget(Protocol):
+    """A target with no instances (a static site, a `cdk deploy`): a release is activated as a whole, and
+    a rollback activates the previous release again. The engine runs these all at once (engine.release):
+    there is no traffic split to move, so hooks, health (`status`), bake, alarms, history and notifications
+    wrap one Activate step. A record is a JSON-able dict with at least "revision"; the engine stores it in
+    the deployment's context and hands it back to `rollback`."""
+
+    capabilities: frozenset[str]   # "rollback_needs_release": the previous release dir must exist to roll back
+
+    async def preflight(self) -> list[str]:
+        """Every problem that would stop an activation (missing bucket, no such distribution), all at once;
+        [] when none. Nothing is changed."""
+        ...
+
+    async def activate(self, spec: ReleaseSpec) -> dict[str, Any]:
+        """Make `spec.release` the live one (idempotent: activating the live release again changes nothing
+        it need not). Returns its record."""
+        ...
+
+    async def rollback(self, to: dict[str, Any], spec: ReleaseSpec) -> dict[str, Any]:
+        """Make the release of record `to` live again, without rebuilding or re-uploading what it can
+        reuse; `spec` is that release's (its directory may be gone unless the capability asks for it)."""
+        ...
+
+    async def status(self) -> str | None:
+        """The health check of what is live: None when healthy, else why not (one line)."""
+        ...
+
+    async def prune(self, keep: int, in_use: set[str]) -> dict[str, Any]:
+        """Delete activated releases beyond the newest `keep`, never a revision in `in_use`."""
+        ...

@@ -10,10 +10,12 @@ from typing import TYPE_CHECKING, Any
 from shipyard.config.deploy import LocalTarget as LocalConfig
 from shipyard.config.deploy import SshTarget as SshConfig
 from shipyard.config.ecs import EcsTarget as EcsConfig
+from shipyard.config.release_targets import CommandTarget as CommandConfig
+from shipyard.config.release_targets import StaticTarget as StaticConfig
 from shipyard.plugins import BuildContext, Kind
 
 if TYPE_CHECKING:
-    from shipyard.targets.base import Target
+    from shipyard.targets.base import ReleaseTarget, Target
 
 
 def _local(config: LocalConfig, ctx: BuildContext) -> Target:
@@ -54,3 +56,38 @@ def _ecs(config: EcsConfig, ctx: BuildContext) -> Target:
 
 ECS: Kind[Target] = Kind("ecs", EcsConfig, _ecs, "service revisions on Amazon ECS (rolling, or blue/green "
                                                  "over two target groups)")
+
+
+def _static(config: StaticConfig, ctx: BuildContext) -> ReleaseTarget:
+    from shipyard.targets.static import StaticTarget
+
+    return StaticTarget(config, ctx.service, ctx.env, ctx.settings.publish_dir)
+
+
+def _static_iam(config: StaticConfig, scope: Any) -> list[Any]:
+    """What targets.static calls: HeadBucket/ListObjectsV2 (s3:ListBucket), Head/Get/Put/Copy/DeleteObject
+    under the release prefixes, and the distribution's config and invalidations (CloudFront is global)."""
+    from shipyard.aws.policy import Statement
+
+    base = config.prefix.split("{sha}")[0]
+    distribution = f"arn:aws:cloudfront::{scope.account}:distribution/{config.distribution_id}"
+    return [Statement("StaticSiteBucketList", ("s3:ListBucket",), (f"arn:aws:s3:::{config.bucket}",)),
+            Statement("StaticSiteReleases", ("s3:GetObject", "s3:PutObject", "s3:DeleteObject"),
+                      (f"arn:aws:s3:::{config.bucket}/{base}*",)),
+            Statement("StaticSiteDistribution", ("cloudfront:GetDistributionConfig", "cloudfront:UpdateDistribution",
+                                                 "cloudfront:CreateInvalidation", "cloudfront:GetInvalidation"),
+                      (distribution,))]
+
+
+STATIC: Kind[ReleaseTarget] = Kind("static", StaticConfig, _static,
+                                   "a built site on S3 behind CloudFront, one key prefix per release", _static_iam)
+
+
+def _command(config: CommandConfig, ctx: BuildContext) -> ReleaseTarget:
+    from shipyard.targets.command import CommandTarget
+
+    return CommandTarget(config, ctx.service, ctx.env, ctx.root)
+
+
+COMMAND: Kind[ReleaseTarget] = Kind("command", CommandConfig, _command,
+                                    "deploy/rollback/status commands (CDK, Terraform, Serverless...)")

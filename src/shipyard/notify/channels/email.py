@@ -65,11 +65,15 @@ def render(message: Message, config: EmailChannel) -> EmailMessage:
     text = "\n".join([message.text, "", *(f"{k}: {v}" for k, v in rows)])
     if message.dashboard_url and message.deployment_id:
         text += f"\n\n{message.dashboard_url.rstrip('/')}/deployments/{message.deployment_id}"
+    if message.links:
+        text += "\n\n" + "\n".join(f"{label}: {url}" for label, url in message.links)
     mail.set_content(text)
+    links = "".join(f"<p><a href='{html.escape(str(url), quote=True)}'>{html.escape(str(label))}</a></p>"
+                    for label, url in message.links)
     cells = "".join(f"<tr><th align='left'>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
                     for k, v in rows)
     mail.add_alternative(f"<html><body><h2>{html.escape(message.title)}</h2><p>{html.escape(message.text)}</p>"
-                         f"<table>{cells}</table></body></html>", subtype="html")
+                         f"<table>{cells}</table>{links}</body></html>", subtype="html")
     return mail
 
 

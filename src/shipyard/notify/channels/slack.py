@@ -7,9 +7,9 @@ discovered as a 400 that the worker must not retry.
 Everything that comes from outside shipyard's own code (event text, hook output, reasons, names,
 revisions, actors) is escaped as Slack asks (`&` `<` `>` to `&amp;` `&lt;` `&gt;`) in the `text` field
 and in every mrkdwn block, so no content can ping `<!channel>`/`<!here>`/`<@U…>` or plant a
-`<https://…|link>`; the only links are the ones built here (revision, deployment, logs), from URLs that
-are escaped too and can never close the link early. Plain-text objects (the header, button labels) are
-not parsed by Slack, so they stay as they are.
+`<https://…|link>`; the only links are the ones built here (revision, deployment, logs, signed
+approval links), from URLs that are escaped too and can never close the link early. Plain-text objects
+(the header, button labels) are not parsed by Slack, so they stay as they are.
 """
 
 from __future__ import annotations
@@ -79,6 +79,10 @@ def render(message: Message, channel: str | None = None) -> dict[str, Any]:
         blocks.append({"type": "actions", "elements": [
             {"type": "button", "text": {"type": "plain_text", "text": "Deployment"}, "url": deploy_url},
             {"type": "button", "text": {"type": "plain_text", "text": "Logs"}, "url": logs_url}]})
+    if message.links:
+        blocks.append({"type": "actions", "elements": [
+            {"type": "button", "text": {"type": "plain_text", "text": clip(str(label), 75)}, "url": str(url)}
+            for label, url in message.links[:25]]})
     context = escape(f"{message.severity} · {message.at or ''} · key {message.idempotency_key[:12]}")
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": clip_escaped(context, SECTION_TEXT)}]})
     body: dict[str, Any] = {

@@ -1,4 +1,5 @@
-"""Retention: daily aggregates of pruned runs, and the horizon before which reports read them.
+"""Daily aggregates of closed days (folded ahead, and kept for pruned ones), the horizon before which reports
+read them, and the marks of folded days changed since.
 
 Revision ID: 0008
 Revises: 0006
@@ -40,15 +41,27 @@ def upgrade() -> None:
     op.create_table(
         "history_horizon",
         sa.Column("id", sa.Integer(), autoincrement=False, nullable=False),
-        sa.Column("pruned_before", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("pruned_before", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("folded_before", sa.DateTime(timezone=True), nullable=True),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_history_horizon"),
     )
+    op.create_table(
+        "fold_dirty",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("day", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("marked_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_fold_dirty"),
+        sqlite_autoincrement=True,
+    )
+    op.create_index("ix_fold_dirty_day", "fold_dirty", ["day"])
     # deleting pruned events sets outbox.event_id to NULL: without an index every deleted event scans the outbox
     op.create_index("ix_outbox_event_id", "outbox", ["event_id"])
 
 
 def downgrade() -> None:
     op.drop_index("ix_outbox_event_id", table_name="outbox")
+    op.drop_index("ix_fold_dirty_day", table_name="fold_dirty")
+    op.drop_table("fold_dirty")
     op.drop_table("history_horizon")
     op.drop_table("daily_aggregates")
