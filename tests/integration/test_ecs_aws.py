@@ -254,3 +254,25 @@ async def test_alb_refusal_is_one_line_naming_the_call_and_the_listener(world: W
         await r.backends()
     assert str(raised.value).startswith(f"aws elbv2 DescribeListeners {gone}: ListenerNotFound")
     assert "\n" not in str(raised.value)
+
+
+def test_the_iam_policy_names_the_services_cluster_roles_and_listener(world: World) -> None:
+    from shipyard.aws.policy import Scope, Statement, merge
+    from shipyard.routers.kinds import ALB
+    from shipyard.targets.kinds import ECS
+
+    assert ECS.iam is not None and ALB.iam is not None
+    scope = Scope("123456789012")
+    cfg = world.target(mode="blue_green", target_groups=[world.blue, world.green])
+    statements: list[Statement] = ECS.iam(cfg, scope) + ALB.iam(world.router(), scope)
+    by_sid = {st.sid: st for st in merge(statements)}
+    base = f"arn:aws:ecs:{cfg.region}:123456789012"
+    assert set(by_sid["EcsServices"].resources) == {f"{base}:service/{cfg.cluster}/{cfg.service}-blue",
+                                                    f"{base}:service/{cfg.cluster}/{cfg.service}-green"}
+    assert "ecs:UpdateService" in by_sid["EcsServices"].actions
+    assert by_sid["EcsPassRoles"].resources == (world.execution_role, world.task_role)
+    assert by_sid["AlbWeights"] == Statement("AlbWeights", ("elasticloadbalancing:ModifyListener",),
+                                             (world.listener,))
+    doc = {"Version": "2012-10-17", "Statement": [st.to_dict() for st in by_sid.values()]}
+    made = world.client("iam").create_policy(PolicyName=f"shipyard-ecs-{world.suffix}", PolicyDocument=json.dumps(doc))
+    assert made["Policy"]["Arn"].endswith(f"shipyard-ecs-{world.suffix}")      # IAM parses it as AWS would

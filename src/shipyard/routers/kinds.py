@@ -4,7 +4,7 @@ like any plugin's; the implementations are imported only when a router is built.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from shipyard.config.deploy import BuiltinRouter as BuiltinConfig
 from shipyard.config.deploy import HaproxyRouter as HaproxyConfig
@@ -60,4 +60,17 @@ def _alb(config: AlbConfig, ctx: BuildContext) -> Router:
     return AlbRouter(config)
 
 
-ALB: Kind[Router] = Kind("alb", AlbConfig, _alb, "an ALB listener's weighted forward over target groups")
+def _alb_iam(config: AlbConfig, scope: Any) -> list[Any]:
+    """What routers.alb calls: Describe* (no resource-level permission in IAM) and the one change, on the
+    listener or the rule it names."""
+    from shipyard.aws.policy import Statement
+
+    changed = ("elasticloadbalancing:ModifyRule", config.rule_arn) if config.rule_arn else \
+        ("elasticloadbalancing:ModifyListener", config.listener_arn)
+    return [Statement("AlbRead", ("elasticloadbalancing:DescribeListeners", "elasticloadbalancing:DescribeRules",
+                                  "elasticloadbalancing:DescribeLoadBalancers",
+                                  "elasticloadbalancing:DescribeTargetGroupAttributes")),
+            Statement("AlbWeights", (changed[0],), (changed[1],))]
+
+
+ALB: Kind[Router] = Kind("alb", AlbConfig, _alb, "an ALB listener's weighted forward over target groups", _alb_iam)
