@@ -5,7 +5,9 @@ one moto server (module scope) never see each other's resources.
 
 moto keeps ECS's *state* (task definitions, services, listener actions) and reports a service's *status*
 (running counts, rolloutState) from MOTO_ECS_SERVICE_RUNNING, read when a service is created:
-`running(monkeypatch, n)` drives that, it cannot be verified (shipyard.targets.ecs_status).
+`running(monkeypatch, n)` drives that, it cannot be verified (shipyard.targets.ecs_status). Likewise the
+targets of blue and green: moto's ECS registers no task in a target group, so the world registers two IP
+targets in each (what ECS does for two tasks), and moto reports every registered target `healthy`.
 """
 
 from __future__ import annotations
@@ -77,6 +79,35 @@ class World:
         return AlbConfig.model_validate({"type": "alb", "listener_arn": self.listener, "region": REGION,
                                          "endpoint_url": self.endpoint, **overrides})
 
+    def register(self, target_group: str, tasks: int) -> None:
+        """Put `tasks` IP targets in a target group: what ECS does for the tasks it starts, which moto's ECS
+        does not (moto then reports each registered target `healthy`: driven, not verified)."""
+        self.client("elbv2").register_targets(TargetGroupArn=target_group, Targets=[
+            {"Id": f"10.0.0.{10 + i}", "Port": PORT} for i in range(tasks)])
+
+    def deregister(self, target_group: str) -> None:
+        elb = self.client("elbv2")
+        targets = [d["Target"] for d in elb.describe_target_health(TargetGroupArn=target_group)
+                   ["TargetHealthDescriptions"]]
+        if targets:
+            elb.deregister_targets(TargetGroupArn=target_group, Targets=targets)
+
+    def target_group(self, name: str) -> str:
+        """Another ip target group in the world's VPC (its deregistration delay 1 s, like blue and green)."""
+        elb = self.client("elbv2")
+        arn = str(elb.create_target_group(Name=f"{name}-{self.suffix}", Protocol="HTTP", Port=PORT, VpcId=self.vpc,
+                                          TargetType="ip")["TargetGroups"][0]["TargetGroupArn"])
+        elb.modify_target_group_attributes(TargetGroupArn=arn, Attributes=[
+            {"Key": "deregistration_delay.timeout_seconds", "Value": "1"}])
+        return arn
+
+    def weights(self) -> dict[str, int]:
+        """Target group ARN -> weight of the listener's default forward, as ELBv2 reports it."""
+        from shipyard.routers.alb import weights_of
+
+        out = self.client("elbv2").describe_listeners(ListenerArns=[self.listener])
+        return weights_of(out["Listeners"][0]["DefaultActions"])
+
     def service(self, name: str) -> dict[str, Any] | None:
         out = self.client("ecs").describe_services(cluster=self.cluster, services=[name], include=["TAGS"])
         found = [s for s in out["services"] if s["status"] == "ACTIVE"]
@@ -113,6 +144,8 @@ def build(endpoint: str) -> World:
     for tg in (w.blue, w.green):        # a short deregistration delay: drains in tests take a moment
         elb.modify_target_group_attributes(TargetGroupArn=tg, Attributes=[
             {"Key": "deregistration_delay.timeout_seconds", "Value": "1"}])
+    for tg in (w.blue, w.green):        # what ECS would register for the two tasks of each color
+        w.register(tg, 2)
     w.listener = elb.create_listener(LoadBalancerArn=lb_arn, Protocol="HTTP", Port=80, DefaultActions=[
         {"Type": "forward", "TargetGroupArn": w.blue}])["Listeners"][0]["ListenerArn"]
     w.execution_role = iam.create_role(RoleName=f"api-exec-{w.suffix}",

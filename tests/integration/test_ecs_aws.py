@@ -276,3 +276,16 @@ def test_the_iam_policy_names_the_services_cluster_roles_and_listener(world: Wor
     doc = {"Version": "2012-10-17", "Statement": [st.to_dict() for st in by_sid.values()]}
     made = world.client("iam").create_policy(PolicyName=f"shipyard-ecs-{world.suffix}", PolicyDocument=json.dumps(doc))
     assert made["Policy"]["Arn"].endswith(f"shipyard-ecs-{world.suffix}")      # IAM parses it as AWS would
+
+
+async def test_health_is_ecs_running_count_and_target_health_never_a_probe_of_the_arn(world: World) -> None:
+    t = target(world)
+    [inst] = await t.start(spec(SHA_A), 1)
+    assert await t.instance_health(inst.address) is None           # 2/2 running, 2 targets healthy
+    world.deregister(world.blue)                                   # the ALB lost the tasks
+    assert await t.instance_health(inst.address) == f"target group api-blue-{world.suffix}: 0 of 2 targets healthy"
+    world.register(world.blue, 2)
+    assert await t.instance_health(inst.address) is None
+    await t.stop([inst], 5.0)
+    assert await t.instance_health(inst.address) == f"ECS service {world.cluster}/{world.target().service} runs nothing"
+    assert "is no service of" in (await t.instance_health(world.green) or "")     # not this target's group

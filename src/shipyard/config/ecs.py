@@ -179,6 +179,9 @@ class AlbRouter(StrictModel):
                                                                "endpoint, LocalStack, moto).")
     max_drain: Duration = Field(default=300.0, ge=0, description="Upper bound of a drain, whatever the target "
                                                                  "group's deregistration delay says.")
+    timeout: Duration = Field(default=10.0, gt=0, le=120, description="Bound on one ELBv2 call, retries "
+                                                                      "included: an endpoint that never answers "
+                                                                      "is an error, not a hang.")
 
     @field_validator("listener_arn", "rule_arn")
     @classmethod

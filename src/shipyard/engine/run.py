@@ -49,7 +49,7 @@ from shipyard.engine.journal import Journal
 from shipyard.engine.runstate import RunContext, weights
 from shipyard.engine.settings import HookSpec, ServiceSettings
 from shipyard.engine.stages import checkout, drop_checkout, run_scan, run_stage
-from shipyard.engine.startup import StartWatch
+from shipyard.engine.startup import StartWatch, reported
 from shipyard.errors import HookError, OSFailure, ReleaseError, ShipyardError
 from shipyard.health.checker import HealthMonitor
 from shipyard.monitoring.providers.router import RouterProvider
@@ -406,7 +406,7 @@ class Run:
                 detail = await self.analysis.bake(seconds, status.unhealthy)
             return {"analyzed_seconds": seconds, **detail}
         news = [i for i in await self.new_instances() if i.address in self.ctx.routed]
-        async with HealthMonitor(self.s.health, [i.address for i in news]) as monitor:
+        async with HealthMonitor(self.s.health, [i.address for i in news], prober=reported(self.target)) as monitor:
             detail = await self.analysis.bake(seconds, monitor.unhealthy)
         return {"analyzed_seconds": seconds, "instances": [i.address for i in news], **detail}
 

@@ -57,6 +57,10 @@ def weights_of(actions: list[dict[str, Any]]) -> dict[str, int]:
 
 
 class AlbRouter:
+    # drain() cannot count what is left: ALB does not say, per target group, how many requests are in
+    # flight; it waits the group's deregistration delay and answers 0 (routers.base.counts_in_flight).
+    counts_in_flight = False
+
     def __init__(self, config: AlbConfig) -> None:
         self.c = config
         self._settings = AwsSettings(config.region, config.endpoint_url)
@@ -65,14 +69,18 @@ class AlbRouter:
 
     def _client(self) -> Any:
         if self._elb is None:
-            self._elb = client("elbv2", self._settings, error=RouterError)
+            self._elb = client("elbv2", self._settings, error=RouterError, read_timeout=float(self.c.timeout))
         return self._elb
 
     async def _aws(self, op: str, method: str, resource: str, **kwargs: Any) -> dict[str, Any]:
         def call() -> dict[str, Any]:
             with calling("elbv2", op, resource, error=RouterError):
                 return dict(getattr(self._client(), method)(**kwargs))
-        return await asyncio.to_thread(call)
+        try:
+            async with asyncio.timeout(float(self.c.timeout)):
+                return await asyncio.to_thread(call)
+        except TimeoutError:
+            raise RouterError(f"aws elbv2 {op} {resource}: no answer within {float(self.c.timeout):g}s") from None
 
     async def _actions(self) -> list[dict[str, Any]]:
         if self.c.rule_arn:

@@ -50,6 +50,17 @@ class Target(Protocol):
 
 
 @runtime_checkable
+class ReportingTarget(Protocol):
+    """A target whose platform says whether an instance is healthy (ECS: the service's running tasks and
+    its target group's target health). Its addresses are no host:port (a target group ARN), so the engine
+    asks it on the health check's schedule instead of probing them; `health:`'s type and path do not apply."""
+
+    async def instance_health(self, address: str) -> str | None:
+        """None when the instance at `address` is healthy, else why not (one line)."""
+        ...
+
+
+@runtime_checkable
 class ShippingTarget(Protocol):
     """A target whose instances run elsewhere: the release built here is shipped to it before any starts."""
 

@@ -63,6 +63,11 @@ class EcsTarget:
         self.env_names = list(env_names or [])    # the service's configured variables (values from the spec)
         self.on_progress = on_progress or (lambda line: log.info("%s", line))
         self.capabilities = frozenset({"keep_warm"}) if config.mode == "blue_green" else frozenset()
+        # What ECS is not: one start is one service revision (desired_count tasks), and at most two exist
+        # at once (blue and green; rolling has one). The container runs the image: LaunchSpec.argv is unused.
+        self.per_start = 1
+        self.capacity = len(self.slots())
+        self.runs_argv = False
         self._aws_settings = AwsSettings(config.region, config.endpoint_url)
         self._clients: dict[str, Any] = {}
         self._revisions: dict[str, str] = {}     # task definition ARN -> shipyard revision (immutable)
@@ -356,6 +361,32 @@ class EcsTarget:
         for name in stopping:
             await self._wait(name, lambda r: r.desired == 0 and r.service_running == 0, None,
                              max(timeout, self.c.poll_interval) + self.c.steady_timeout)
+
+    async def instance_health(self, address: str) -> str | None:
+        """The health of the service revision at `address` (its target group), as ECS and ELBv2 report it:
+        the service runs its desired count (ECS's reported status) and at least that many targets of the
+        group are `healthy` (the ALB's own health checks of the tasks, which ECS registers). shipyard never
+        probes a target group ARN; on moto both halves are driven (tests/aws_world.py), never verified."""
+        name = next((n for n in self.slots() if self._address(n) == address), None)
+        if name is None:
+            return f"{address} is no service of ECS {self.c.cluster}/{self.c.service}"
+        svc = (await self._services()).get(name)
+        if svc is None or int(svc.get("desiredCount", 0)) == 0:
+            return f"ECS service {self.c.cluster}/{name} runs nothing"
+        r = rollout(svc)
+        if r.state == "FAILED" or r.running < r.desired:
+            return f"ECS service {self.c.cluster}/{name}: {r.progress()}"
+        tg = self.slots()[name][1]
+        if tg is None:
+            return None                          # no load balancer: ECS's running count is all there is
+        out = await self._aws("elbv2", "DescribeTargetHealth", tg, TargetGroupArn=tg)
+        states = [str((d.get("TargetHealth") or {}).get("State", "")) for d in out.get("TargetHealthDescriptions", [])]
+        healthy = states.count("healthy")
+        if healthy < r.desired:
+            others = ", ".join(f"{states.count(st)} {st}" for st in sorted(set(states) - {"healthy"}))
+            return (f"target group {tg.split(':targetgroup/', 1)[-1].split('/', 1)[0]}: {healthy} of {r.desired} "
+                    "targets healthy" + (f" ({others})" if others else ""))
+        return None
 
     async def keep_warm(self, instances: list[Instance], until: float | None) -> None:
         """Mark their services warm until `until` (a tag on the service, so any shipyard process honours
