@@ -60,7 +60,15 @@ from shipyard.secrets.redact import REDACT_ENV
 from shipyard.secrets.scrub import scrubbed
 from shipyard.store import Store
 from shipyard.store import deployments as dq
-from shipyard.targets.base import LaunchSpec, PlacingTarget, ReleaseSpec, ReleaseTarget, ShippingTarget, Target
+from shipyard.targets.base import (
+    LaunchSpec,
+    PlacingTarget,
+    ProgressTarget,
+    ReleaseSpec,
+    ReleaseTarget,
+    ShippingTarget,
+    Target,
+)
 
 FAILPOINT_ENV = "SHIPYARD_FAILPOINT"   # fault injection for crash tests: "after-step:N" kills this process
 
@@ -87,6 +95,8 @@ class Run:
         self.stopped = False
         self.front: str | None = None   # the router's front address, as ensure() reported it
         self.startup = StartWatch(journal, target, settings.health, settings.health_wait)
+        if isinstance(target, ProgressTarget):
+            target.on_progress = lambda line: journal.event("instance.progress", line)
         self._labels: dict[str, str] = {}
 
     # ---- instances -------------------------------------------------------------------------------

@@ -61,6 +61,14 @@ class ReportingTarget(Protocol):
 
 
 @runtime_checkable
+class ProgressTarget(Protocol):
+    """A target that tells how a long start or stop moves on (ECS rolling out for minutes); the engine points
+    `on_progress` at the deployment's events (`instance.progress`)."""
+
+    on_progress: Callable[[str], None]
+
+
+@runtime_checkable
 class ShippingTarget(Protocol):
     """A target whose instances run elsewhere: the release built here is shipped to it before any starts."""
 
