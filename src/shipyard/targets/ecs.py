@@ -32,7 +32,7 @@ from shipyard.domain.types import Instance
 from shipyard.errors import PreflightError, ShipyardError, TargetError
 from shipyard.secrets.redact import REDACT_ENV
 from shipyard.targets.base import LaunchSpec
-from shipyard.targets.ecs_status import Rollout, old_deployments, rollout, short
+from shipyard.targets.ecs_status import Rollout, old_deployments, rollout, short, unhealthy
 from shipyard.targets.ecs_taskdef import (
     DIGEST_TAG,
     REVISION_TAG,
@@ -371,22 +371,13 @@ class EcsTarget:
         if name is None:
             return f"{address} is no service of ECS {self.c.cluster}/{self.c.service}"
         svc = (await self._services()).get(name)
-        if svc is None or int(svc.get("desiredCount", 0)) == 0:
-            return f"ECS service {self.c.cluster}/{name} runs nothing"
-        r = rollout(svc)
-        if r.state == "FAILED" or r.running < r.desired:
-            return f"ECS service {self.c.cluster}/{name}: {r.progress()}"
         tg = self.slots()[name][1]
-        if tg is None:
-            return None                          # no load balancer: ECS's running count is all there is
-        out = await self._aws("elbv2", "DescribeTargetHealth", tg, TargetGroupArn=tg)
-        states = [str((d.get("TargetHealth") or {}).get("State", "")) for d in out.get("TargetHealthDescriptions", [])]
-        healthy = states.count("healthy")
-        if healthy < r.desired:
-            others = ", ".join(f"{states.count(st)} {st}" for st in sorted(set(states) - {"healthy"}))
-            return (f"target group {tg.split(':targetgroup/', 1)[-1].split('/', 1)[0]}: {healthy} of {r.desired} "
-                    "targets healthy" + (f" ({others})" if others else ""))
-        return None
+        health = None
+        if tg is not None and svc is not None:
+            health = (await self._aws("elbv2", "DescribeTargetHealth", tg, TargetGroupArn=tg)
+                      ).get("TargetHealthDescriptions", [])
+        group = (tg or "").split(":targetgroup/", 1)[-1].split("/", 1)[0]
+        return unhealthy(svc, f"{self.c.cluster}/{name}", health, group)
 
     async def keep_warm(self, instances: list[Instance], until: float | None) -> None:
         """Mark their services warm until `until` (a tag on the service, so any shipyard process honours

@@ -13,9 +13,12 @@ Read from ECS's reported status (moto makes it up; tests only *drive* it, they c
   runningCount / pendingCount / desiredCount of a service, its deployments and their rolloutState
   (IN_PROGRESS, COMPLETED, FAILED by the circuit breaker), service events. moto reports running tasks
   from its MOTO_ECS_SERVICE_RUNNING setting, sets rolloutState once when a service is created and does not
-  add a deployment on update_service; `rollout()` reads both shapes the same way (below).
+  add a deployment on update_service; `rollout()` reads both shapes the same way (below). And the target
+  health of a service's target group (DescribeTargetHealth), which `unhealthy()` turns into an instance's
+  health: ECS registers each task in the group and the ALB health-checks it; moto's ECS registers nothing
+  and moto calls every registered target healthy, so tests register the targets themselves.
 
-Everything here is pure: dictionaries from describe_services in, a verdict out.
+Everything here is pure: dictionaries from describe_services / describe_target_health in, a verdict out.
 """
 
 from __future__ import annotations
@@ -87,3 +90,24 @@ def rollout(service: dict[str, Any]) -> Rollout:
 def old_deployments(service: dict[str, Any]) -> list[str]:
     """Task definitions of the service's older deployments that still run tasks (a rollout mid-way)."""
     return list(rollout(service).others)
+
+
+def unhealthy(service: dict[str, Any] | None, where: str, target_health: list[dict[str, Any]] | None,
+              group: str = "") -> str | None:
+    """Why a service revision is not healthy, or None (pure). Healthy is what ECS and ELBv2 report: the
+    service runs its desired count (no failed rollout) and, behind a target group (`target_health` is its
+    DescribeTargetHealth descriptions, `group` its name; None without one), at least that many targets
+    are `healthy`."""
+    if service is None or int(service.get("desiredCount", 0)) == 0:
+        return f"ECS service {where} runs nothing"
+    r = rollout(service)
+    if r.state == "FAILED" or r.running < r.desired:
+        return f"ECS service {where}: {r.progress()}"
+    if target_health is None:
+        return None                          # no load balancer: ECS's running count is all there is
+    states = [str((d.get("TargetHealth") or {}).get("State", "")) for d in target_health]
+    healthy = states.count("healthy")
+    if healthy >= r.desired:
+        return None
+    others = ", ".join(f"{states.count(st)} {st}" for st in sorted(set(states) - {"healthy"}))
+    return f"target group {group}: {healthy} of {r.desired} targets healthy" + (f" ({others})" if others else "")
