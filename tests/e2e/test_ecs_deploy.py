@@ -98,14 +98,19 @@ services:
     def cli(self, *args: str) -> CliResult:
         return run_cli(self.root, *args, env=cli_env(**AWS_ENV), timeout=150)
 
-    def last(self) -> dict[str, Any]:
+    def last_or_none(self) -> dict[str, Any] | None:
         db = sqlite3.connect(self.root / ".shipyard" / "state.db")
         try:
             row = db.execute("SELECT id, state, revision, reason FROM deployments ORDER BY created_at DESC, "
                              "id DESC LIMIT 1").fetchone()
         finally:
             db.close()
-        return dict(zip(("id", "state", "revision", "reason"), row, strict=True))
+        return None if row is None else dict(zip(("id", "state", "revision", "reason"), row, strict=True))
+
+    def last(self) -> dict[str, Any]:
+        found = self.last_or_none()
+        assert found is not None, "no deployment recorded"
+        return found
 
 
 def ok(res: CliResult) -> CliResult:
@@ -225,3 +230,18 @@ def test_a_cloudwatch_alarm_in_alarm_during_the_bake_rolls_back_to_the_warm_colo
 
 def svc(world: World) -> str:
     return f"api-{world.suffix}"
+
+
+def test_a_security_group_closed_to_the_port_refuses_the_deploy_before_anything_changes(
+        project: Project, world: World) -> None:
+    text = (project.root / "shipyard.yaml").read_text().replace(f"security_groups: [{world.sg}]",
+                                                                f"security_groups: [{world.closed_sg}]")
+    (project.root / "shipyard.yaml").write_text(text)
+    project.commit("1.0.0")
+    res = project.cli("deploy", "api", "--env", "prod")
+    assert res.returncode == 2, str(res)
+    assert f"no security group of {world.closed_sg} allows tcp port 8080 in" in res.stderr, str(res)
+    assert world.service(f"api-{world.suffix}-blue") is None                       # nothing created
+    assert world.revisions(f"gli-api-{world.suffix}") == []                        # nothing registered
+    assert world.weights() == {world.blue: 1}                  # the listener as the infrastructure made it
+    assert not (project.root / ".shipyard" / "state.db").exists() or project.last_or_none() is None

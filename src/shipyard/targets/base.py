@@ -61,6 +61,16 @@ class ReportingTarget(Protocol):
 
 
 @runtime_checkable
+class CheckedTarget(Protocol):
+    """A target that can tell, before anything changes, that what it needs exists (ECS: cluster, subnets,
+    security group ingress, target groups, roles). The engine asks before a deploy is queued."""
+
+    async def preflight(self) -> None:
+        """Raise PreflightError (a UsageError, exit 2) naming every gap at once; return when none."""
+        ...
+
+
+@runtime_checkable
 class ProgressTarget(Protocol):
     """A target that tells how a long start or stop moves on (ECS rolling out for minutes); the engine points
     `on_progress` at the deployment's events (`instance.progress`)."""
