@@ -245,3 +245,13 @@ def test_a_security_group_closed_to_the_port_refuses_the_deploy_before_anything_
     assert world.revisions(f"gli-api-{world.suffix}") == []                        # nothing registered
     assert world.weights() == {world.blue: 1}                  # the listener as the infrastructure made it
     assert not (project.root / ".shipyard" / "state.db").exists() or project.last_or_none() is None
+
+
+def test_a_canary_moves_the_listener_weights_between_the_colors_in_steps(project: Project, world: World) -> None:
+    project.write(strategy="{type: canary, steps: [{weight: 25, pause: 0s}], drain_timeout: 1s}")
+    project.commit("1.0.0")
+    ok(project.cli("deploy", "api", "--env", "prod"))
+    project.commit("2.0.0")
+    res = ok(project.cli("deploy", "api", "--env", "prod"))
+    assert f"{world.green}=25, {world.blue}=75" in res.stdout, res.stdout      # the canary step, as sent
+    assert {a: w for a, w in world.weights().items() if w} == {world.green: 100}  # and the end, read back
