@@ -58,7 +58,6 @@ environments:
 services:
   api:
     repo: api
-    run: gunicorn config.wsgi --bind 0.0.0.0:8080
     health: {{interval: 0.1s, timeout: 2s, healthy_threshold: 1, unhealthy_threshold: 1, start_period: 0s,
              deadline: 20s}}
     deploy:

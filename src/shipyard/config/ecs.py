@@ -7,7 +7,7 @@ through GLI's setup in docs/aws.md.
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -78,6 +78,8 @@ class EcsTarget(StrictModel):
     """Instances are ECS service revisions: in `rolling` one service updated by ECS; in `blue_green` two
     services (`<service>-blue`, `<service>-green`), one per target group, weighted by the ALB router."""
 
+    RUNS_IMAGE: ClassVar[bool] = True     # the container runs the image's command: the service needs no `run`
+
     type: Literal["ecs"] = Field(description="Target kind; `ecs` runs the service's image on Amazon ECS.")
     cluster: str = Field(min_length=1, description="ECS cluster name (or ARN); preflight checks that it exists.")
     service: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_-]+$",
@@ -127,8 +129,9 @@ class EcsTarget(StrictModel):
             if not _ENV_NAME.fullmatch(name):
                 raise ValueError(f"{name!r} is not a variable name")
             if not _SECRET_ARN.fullmatch(ref):
-                raise ValueError(f"secret {name}: {ref!r} is not the ARN of a Secrets Manager secret or an SSM "
-                                 "parameter (a reference, never the value)")
+                # the value is not echoed: what was put where a reference goes may be the secret itself
+                raise ValueError(f"secret {name}: not the ARN of a Secrets Manager secret or an SSM parameter "
+                                 "(a reference, never the value)")
         return value
 
     @field_validator("target_groups")
@@ -165,6 +168,14 @@ class EcsTarget(StrictModel):
     def instances(self) -> int:
         """What the engine counts: one service revision (ECS runs desired_count tasks of it)."""
         return 1
+
+    def strategy_problem(self, strategy: str) -> str | None:
+        """Why `strategy` cannot drive this target, or None (config/service.py asks)."""
+        if self.mode == "rolling" and strategy in ("blue_green", "canary"):
+            return (f"strategy {strategy} moves traffic between two services: set the ecs target's mode: "
+                    "blue_green with two target_groups (mode rolling is ECS's own rolling update of one service: "
+                    "strategy rolling or all_at_once)")
+        return None
 
 
 class AlbRouter(StrictModel):
