@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -254,3 +255,31 @@ def test_a_canary_moves_the_listener_weights_between_the_colors_in_steps(project
     res = ok(project.cli("deploy", "api", "--env", "prod"))
     assert f"{world.green}=25, {world.blue}=75" in res.stdout, res.stdout      # the canary step, as sent
     assert {a: w for a, w in world.weights().items() if w} == {world.green: 100}  # and the end, read back
+
+
+def test_after_keep_previous_a_rollback_starts_the_previous_task_definition_again(project: Project,
+                                                                                  world: World) -> None:
+    project.write(extra="")
+    text = (project.root / "shipyard.yaml").read_text().replace("keep_previous: 10m", "keep_previous: 1s")
+    (project.root / "shipyard.yaml").write_text(text)
+    family = f"gli-api-{world.suffix}"
+    v1 = project.commit("1.0.0")
+    ok(project.cli("deploy", "api", "--env", "prod"))
+    project.commit("2.0.0")
+    ok(project.cli("deploy", "api", "--env", "prod"))
+    blue = world.service(f"{svc(world)}-blue")
+    assert blue is not None
+    until = float(next(t["value"] for t in blue.get("tags", []) if t["key"] == "shipyard:warm-until"))
+    assert until - time.time() < 5                                             # keep_previous: 1s
+    while time.time() <= until:            # the warm color's time passes (a wall-clock condition, bounded above)
+        time.sleep(0.05)
+    # Nothing warm is left (listing blue after its time scales it to 0): the rollback is a blue/green deploy
+    # of v1 again, blue started on the earlier task definition found by its digest, then the flip.
+    rolled = ok(project.cli("rollback", "api", "--env", "prod")).stdout
+    assert "deploy.started blue_green" in rolled and f"reusing task definition {family}:1" in rolled, rolled
+    last = project.last()
+    assert (last["revision"], last["state"]) == (v1, "succeeded"), last
+    blue = world.service(f"{svc(world)}-blue")
+    assert blue is not None and blue["desiredCount"] == 2 and td_of(world, f"{svc(world)}-blue") == f"{family}:1"
+    assert len(world.revisions(family)) == 2                                   # reused by its digest
+    assert {a: w for a, w in world.weights().items() if w} == {world.blue: 100}
