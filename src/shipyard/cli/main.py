@@ -56,6 +56,7 @@ COMMANDS: dict[str, str] = {
     "tokens": "tokens:app",
     "grafana": "grafana:app",
     "aws": "aws:app",
+    "ecr": "ecr:app",
     "ci": "ci:app",
 }
 

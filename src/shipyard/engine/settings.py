@@ -67,6 +67,7 @@ class ServiceSettings:
     pipeline: tuple[str, ...] = ()   # stage names in order (config.Service.effective_pipeline)
     stages: dict[str, HookSpec] = field(default_factory=dict)   # command stages: name -> (run, timeout)
     scan: Any = None                 # the config's scan gate (config.pipeline.Scan), None = defaults
+    image: Any = None                # the build's ECR image and its tags (config.pipeline.BuildImage), or None
 
     def launch_argv(self, release_dir: Path) -> list[str]:
         """`run` split like a shell would (no shell runs it), with `{env}` and `{publish_dir}` (absolute, in
@@ -143,12 +144,12 @@ def service_settings(cfg: Any, project_root: Path, service: str, env: str) -> Se
 
 
 def _pipeline(svc: Any) -> dict[str, Any]:
-    """`pipeline`, `stages` and `scan` of the service (a ResolvedService carries the model as `.service`)."""
+    """`pipeline`, `stages`, `scan` and `image` of the service (a ResolvedService carries the model as `.service`)."""
     model = getattr(svc, "service", svc)
     pipeline = getattr(model, "effective_pipeline", None)
     if pipeline is None:
         return {}
-    return {"pipeline": tuple(pipeline), "scan": model.scan,
+    return {"pipeline": tuple(pipeline), "scan": model.scan, "image": getattr(model, "image", None),
             "stages": {name: HookSpec(st.run, float(st.timeout)) for name, st in model.stages.items()}}
 
 
