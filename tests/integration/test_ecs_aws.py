@@ -289,3 +289,17 @@ async def test_health_is_ecs_running_count_and_target_health_never_a_probe_of_th
     await t.stop([inst], 5.0)
     assert await t.instance_health(inst.address) == f"ECS service {world.cluster}/{world.target().service} runs nothing"
     assert "is no service of" in (await t.instance_health(world.green) or "")     # not this target's group
+
+
+def test_an_ecr_policy_on_the_target_adds_the_housekeeping_statements(world: World) -> None:
+    from types import SimpleNamespace
+
+    from shipyard.aws.policy import Scope, ecr_statements
+
+    cfg = world.target(ecr={"keep": 10})
+    got = {st.sid: st for st in ecr_statements(SimpleNamespace(image=None, target=cfg, service="api", env="prod"),
+                                               Scope("123456789012"))}
+    assert got["EcrPrune"].resources == ("arn:aws:ecr:ap-northeast-2:123456789012:repository/api",)
+    assert got["EcrPruneClusters"].resources == (f"arn:aws:ecs:ap-northeast-2:123456789012:cluster/{world.cluster}",)
+    assert ecr_statements(SimpleNamespace(image=None, target=world.target(), service="api", env="prod"),
+                          Scope()) == []                                  # no policy, no housekeeping grant

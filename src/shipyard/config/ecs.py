@@ -13,6 +13,7 @@ from pydantic import Field, field_validator, model_validator
 
 from shipyard.config.base import StrictModel
 from shipyard.config.durations import Duration
+from shipyard.config.ecr import EcrPolicy
 
 _ARN = re.compile(r"arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:\d{12}:\S+")
 _SECRET_ARN = re.compile(r"arn:aws[a-z-]*:(secretsmanager|ssm):[a-z0-9-]+:\d{12}:(secret:|parameter/)\S+")
@@ -121,6 +122,10 @@ class EcsTarget(StrictModel):
                                                                       "reach steady state.")
     poll_interval: Duration = Field(default=5.0, gt=0, le=60, description="Time between looks at the "
                                                                          "service while waiting.")
+    ecr: EcrPolicy | None = Field(default=None, description="ECR housekeeping of this service's images "
+                                                            "(keep, repositories; docs/aws.md#ecr): `shipyard ecr "
+                                                            "prune` does it, `shipyard aws policy` grants it; "
+                                                            "unset: none.")
 
     @field_validator("secrets")
     @classmethod
