@@ -13,6 +13,8 @@ where they happen, so the CLI can print one line and choose an exit code without
     │   ├── RevisionNotFoundError      exit 2
     │   ├── MissingSecretsError        exit 2: required names resolve to nothing (all of them listed at once)
     │   ├── PluginError                exit 2: an installed target/router plugin is broken or declared twice
+    │   ├── PreflightError             exit 2: a target's cloud resources are missing or closed (every gap
+    │   │                              listed at once), found before anything changed
     │   ├── BranchNotAllowed           exit 2: the revision is on none of the env's `approvals.branches`
     │   └── NotFoundError              exit 2: no record with that id (a deployment, a promotion)
     ├── StoreError                     the state database failed, is at an unknown schema, empty or corrupt
@@ -117,6 +119,10 @@ class UnknownReleaseGroupError(UsageError):
 class PluginError(UsageError):
     """A plugin's entry point cannot be loaded, is not what it claims, or two distributions declare one
     kind: the message names the distribution (the fix is on the installation, not in shipyard.yaml)."""
+
+
+class PreflightError(UsageError):
+    """What a target needs before it may change anything is missing (cluster, subnets, ports, roles)."""
 
 
 class StoreError(ShipyardError):

@@ -46,6 +46,13 @@ class RouterCase:
     hung: Callable[[Path], contextlib.AbstractAsyncContextManager[Router]]   # one whose peer never answers
     can_verify: bool = True                     # False: verify() answers None (cannot tell)
     bound: float = 10.0                         # a failure must surface within this many seconds
+    address: Callable[[Backend], str] | None = None   # what this router routes to for a backend (ALB: its
+                                                      # target group); None: the backend's host:port
+    traffic: str | None = None                  # None: requests through the front reach the backends; else
+                                                # why they cannot here (the contract checks the control plane)
+
+    def at(self, backend: Backend) -> str:
+        return self.address(backend) if self.address is not None else backend.address
 
 
 @dataclass
@@ -331,3 +338,10 @@ async def start_backend(name: str) -> Backend:
     backend = Backend(name, runner, int(sock.getsockname()[1]))
     holder.append(backend)
     return backend
+
+
+# The AWS kinds on moto (aws_harnesses.py builds on the cases above, hence last).
+from .aws_harnesses import alb_router, ecs_target  # noqa: E402
+
+ROUTERS["alb"] = alb_router
+TARGETS["ecs"] = ecs_target

@@ -112,8 +112,8 @@ def test_unknown_top_level_key() -> None:
     ("    health: {type: grpc}\n", "services.api.health.type", "http, tcp, exec"),
     ("    deploy: {strategy: {type: recreate}}\n", "services.api.deploy.strategy.type",
      "all_at_once, rolling, blue_green, canary"),
-    ("    deploy: {target: {type: ecs}}\n", "services.api.deploy.target.type", "command, local, ssh, static"),
-    ("    deploy: {router: {type: alb}}\n", "services.api.deploy.router.type", "builtin, haproxy"),
+    ("    deploy: {target: {type: k8s}}\n", "services.api.deploy.target.type", "command, ecs, local, ssh, static"),
+    ("    deploy: {router: {type: traefik}}\n", "services.api.deploy.router.type", "alb, builtin, haproxy"),
 ])
 def test_unknown_discriminator_lists_allowed_types(snippet: str, key: str, allowed: str) -> None:
     err = only(HEAD + snippet)

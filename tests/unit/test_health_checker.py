@@ -144,3 +144,30 @@ async def test_malformed_address_is_a_failed_probe() -> None:
 
     result = await probe(check(), "no-port")
     assert not result.ok and "expected host:port" in result.detail
+
+
+async def test_reported_health_is_the_targets_word_on_the_checks_schedule() -> None:
+    from shipyard.errors import TargetError
+    from shipyard.health.checker import ReportedHealth
+
+    verdicts = {"arn:tg/blue": [None], "arn:tg/green": ["target group green: 0 of 2 targets healthy"]}
+    asked: list[str] = []
+
+    async def report(address: str) -> str | None:
+        asked.append(address)
+        if address == "arn:tg/gone":
+            raise TargetError("aws elbv2 DescribeTargetHealth arn:tg/gone: TargetGroupNotFound: none")
+        return verdicts[address][0]
+
+    runner = ReportedHealth(report)
+    ok = await runner.probe(check(), "arn:tg/blue")
+    bad = await runner.probe(check(), "arn:tg/green")
+    gone = await runner.probe(check(), "arn:tg/gone")
+    assert ok.ok and ok.detail == "healthy (as the target reports)"
+    assert not bad.ok and bad.detail == "target group green: 0 of 2 targets healthy"
+    assert not gone.ok and "TargetGroupNotFound" in gone.detail            # an error is a failed probe, one line
+    states = await wait_healthy(check(), ["arn:tg/blue"], deadline=5.0, prober=runner)
+    assert states == {"arn:tg/blue": HealthState.HEALTHY}
+    with pytest.raises(InstancesUnhealthy, match="0 of 2 targets healthy"):
+        await wait_healthy(check(start_period=0.0), ["arn:tg/green"], deadline=5.0, prober=runner)
+    assert set(asked) == {"arn:tg/blue", "arn:tg/green", "arn:tg/gone"}   # never a connection to an address

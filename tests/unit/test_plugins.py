@@ -56,8 +56,8 @@ def on_path(tmp_path: Path) -> Iterator[Callable[..., Path]]:
 def test_the_built_ins_are_shipyards_own_entry_points() -> None:
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]
     assert {g: declared[plugins.GROUPS[g]] for g in plugins.GROUPS} == plugins.BUILTIN
-    assert set(plugins.kinds("targets")) == {"local", "ssh", "static", "command"}
-    assert set(plugins.kinds("routers")) == {"builtin", "haproxy", "nginx"}
+    assert set(plugins.kinds("targets")) == {"local", "ssh", "ecs", "static", "command"}
+    assert set(plugins.kinds("routers")) == {"builtin", "haproxy", "nginx", "alb"}
     assert {r.distribution.split()[0] for g in plugins.GROUPS for r in plugins.registered(g).values()} == {"shipyard"}
 
 
@@ -74,15 +74,15 @@ def test_a_third_party_router_kind_is_found_validated_and_in_the_schema(on_path:
         "shipyard.yaml:8: services.api.deploy.router.lgo: unknown key (did you mean 'log'?); "
         "allowed: type, log, listen"]
     router = config_schema()["$defs"]["Deploy"]["properties"]["router"]
-    assert set(router["discriminator"]["mapping"]) == {"builtin", "haproxy", "nginx", "recording"}
-    assert len(router["oneOf"]) == 4
+    assert set(router["discriminator"]["mapping"]) == {"alb", "builtin", "haproxy", "nginx", "recording"}
+    assert len(router["oneOf"]) == 5
 
 
 def test_an_unknown_type_lists_the_registered_ones(on_path: Callable[..., Path]) -> None:
     on_path()
     _, problems = check_text(HEAD + "    deploy: {router: {type: nginz}}\n")
     assert [str(p) for p in problems] == ["shipyard.yaml:8: services.api.deploy.router.type: unknown type 'nginz'; "
-                                          "expected one of: builtin, haproxy, nginx, recording"]
+                                          "expected one of: alb, builtin, haproxy, nginx, recording"]
 
 
 def test_a_kind_declared_by_two_distributions_is_one_error(on_path: Callable[..., Path]) -> None:

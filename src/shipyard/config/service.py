@@ -136,10 +136,14 @@ class Service(StrictModel):
             raise FieldProblem(f"a {self.deploy.target.type} target has no instances to move traffic between: it "
                                "deploys all at once (strategy all_at_once, or leave strategy out)",
                                "deploy", "strategy")
+        fits = getattr(self.deploy.target, "strategy_problem", None)
+        problem = fits(self.deploy.strategy.type) if callable(fits) else None
+        if problem:
+            raise FieldProblem(problem, "deploy", "strategy")
         if self.kind == "process":
-            if not self.run and not releases:
+            if not self.run and not releases and not getattr(type(self.deploy.target), "RUNS_IMAGE", False):
                 raise FieldProblem("required for kind: process (the command that starts an instance; not "
-                                   "for a static or command target)", "run")
+                                   "for a static, command or ecs target)", "run")
             if self.publish_dir is not None:
                 raise FieldProblem("publish_dir only applies to kind: static", "publish_dir")
         elif not self.publish_dir:

@@ -98,6 +98,11 @@ _STEPS = (
               data=("address", "state", "detail")),
     EventKind("health.probe_failed", "An instance's first failed health probe.", "warning",
               data=("address", "detail")),
+    EventKind("image.tagged", "The build's image got its other tags registry-side (semver, latest), from the sha "
+              "tag the build pushed.", data=("repository", "digest", "tags", "notes")),
+    EventKind("instance.progress", "A target moved on while it started or stopped instances where shipyard does "
+              "not run them (ECS: a task definition registered or reused, a service created, running counts while "
+              "ECS rolls out)."),
     EventKind("release.progress", "A release target's activation moved on: objects uploaded or copied, the "
               "origin switched, the invalidation made, a line of a command's output (its own keys besides these).",
               data=("revision",)),

@@ -34,7 +34,7 @@ from shipyard.store import leases as lq
 from shipyard.store import steps as sq
 from shipyard.store.owner import owner_is_dead
 from shipyard.strategies import AllAtOnce, HostRolling, PlanInput, Strategy, compose
-from shipyard.targets.base import PlacingTarget
+from shipyard.targets.base import CheckedTarget, PlacingTarget
 
 
 def _now() -> datetime:
@@ -108,6 +108,8 @@ async def deploy(e: Environment, ref: str | None = None, *, wait: bool = True, s
                                  f"(--strategy {strategy} needs instances)")
             strat = AllAtOnce()
             await release.preflight(e)
+        elif isinstance(e.target, CheckedTarget) and kind == "deploy":
+            await e.target.preflight()         # every gap at once, before the run exists (exit 2)
         overridden = admit_freeze(e, override, kind)
         # Rollbacks are not gated: they go back to what was approved and served before.
         gated = s.approvals is not None and kind == "deploy"

@@ -50,7 +50,7 @@ from shipyard.engine.journal import Journal
 from shipyard.engine.runstate import RunContext, weights
 from shipyard.engine.settings import HookSpec, ServiceSettings
 from shipyard.engine.stages import checkout, drop_checkout, run_scan, run_stage
-from shipyard.engine.startup import StartWatch
+from shipyard.engine.startup import StartWatch, reported
 from shipyard.errors import HookError, OSFailure, ReleaseError, ShipyardError
 from shipyard.health.checker import HealthMonitor
 from shipyard.monitoring.providers.router import RouterProvider
@@ -61,7 +61,15 @@ from shipyard.secrets.redact import REDACT_ENV
 from shipyard.secrets.scrub import scrubbed
 from shipyard.store import Store
 from shipyard.store import deployments as dq
-from shipyard.targets.base import LaunchSpec, PlacingTarget, ReleaseSpec, ReleaseTarget, ShippingTarget, Target
+from shipyard.targets.base import (
+    LaunchSpec,
+    PlacingTarget,
+    ProgressTarget,
+    ReleaseSpec,
+    ReleaseTarget,
+    ShippingTarget,
+    Target,
+)
 
 FAILPOINT_ENV = "SHIPYARD_FAILPOINT"   # fault injection for crash tests: "after-step:N" kills this process
 
@@ -88,6 +96,8 @@ class Run:
         self.stopped = False
         self.front: str | None = None   # the router's front address, as ensure() reported it
         self.startup = StartWatch(journal, target, settings.health, settings.health_wait)
+        if isinstance(target, ProgressTarget):
+            target.on_progress = lambda line: journal.event("instance.progress", line)
         self._labels: dict[str, str] = {}
 
     # ---- instances -------------------------------------------------------------------------------
@@ -418,7 +428,7 @@ class Run:
                 detail = await self.analysis.bake(seconds, status.unhealthy)
             return {"analyzed_seconds": seconds, **detail}
         news = [i for i in await self.new_instances() if i.address in self.ctx.routed]
-        async with HealthMonitor(self.s.health, [i.address for i in news]) as monitor:
+        async with HealthMonitor(self.s.health, [i.address for i in news], prober=reported(self.target)) as monitor:
             detail = await self.analysis.bake(seconds, monitor.unhealthy)
         return {"analyzed_seconds": seconds, "instances": [i.address for i in news], **detail}
 

@@ -115,7 +115,8 @@ def service_settings(cfg: Any, project_root: Path, service: str, env: str) -> Se
     if getattr(getattr(svc, "service", None), "run", "") is None and getattr(svc, "kind", "") == "static":
         # The default file server runs on the interpreter that runs shipyard: `python` may not be on PATH.
         run = shlex.join([sys.executable, *split_run(STATIC_RUN)[1:]])
-    if not run and not getattr(type(dep.target), "ACTIVATES_RELEASES", False):
+    if not run and not getattr(type(dep.target), "ACTIVATES_RELEASES", False) \
+            and not getattr(type(dep.target), "RUNS_IMAGE", False):      # ECS runs the image's command
         raise UsageError(f"service {service}: no `run` command configured")
     metrics: Any = getattr(cfg, "metrics", {}).get(getattr(dep, "metrics", None) or "")
     if (getattr(dep, "analysis", None) is not None and getattr(metrics, "type", "") == "cloudwatch"

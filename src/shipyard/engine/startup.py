@@ -18,10 +18,10 @@ from typing import Any
 from shipyard.domain.types import Instance
 from shipyard.engine.journal import Journal
 from shipyard.errors import HealthCheckError
-from shipyard.health.checker import wait_healthy
+from shipyard.health.checker import ReportedHealth, wait_healthy
 from shipyard.health.probes import ProbeResult
 from shipyard.health.tracker import HealthState
-from shipyard.targets.base import Target
+from shipyard.targets.base import ReportingTarget, Target
 
 EXIT_POLL = 0.2          # seconds between looks at the target while waiting (the agent's first backoff is 0.5 s)
 EXITED_STATES = ("backoff", "exited", "failed")
@@ -44,6 +44,11 @@ def exit_report(inst: Instance) -> str:
     return f"instance {inst.id} {how} right after it started{again}{log}"
 
 
+def reported(target: object) -> ReportedHealth | None:
+    """The target's own health report when it gives one (ECS), else None: the check probes the address."""
+    return ReportedHealth(target.instance_health) if isinstance(target, ReportingTarget) else None
+
+
 class StartWatch:
     """One per run: remembers what it reported, so later waits of the same run do not repeat it."""
 
@@ -59,7 +64,7 @@ class StartWatch:
             return {"healthy": []}
         probing = asyncio.create_task(wait_healthy(self.check, [i.address for i in instances],
                                                    deadline=self.deadline, on_change=self._changed,
-                                                   on_probe=self._probed))
+                                                   on_probe=self._probed, prober=reported(self.target)))
         watching = asyncio.create_task(self._watch_exits({i.id for i in instances}))
         try:
             done, _ = await asyncio.wait({probing, watching}, return_when=asyncio.FIRST_COMPLETED)

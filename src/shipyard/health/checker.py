@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import Protocol
 
 from shipyard.config.checks import HealthCheck
-from shipyard.errors import HealthCheckError
+from shipyard.errors import HealthCheckError, ShipyardError
 from shipyard.health.probes import Prober, ProbeResult
 from shipyard.health.tracker import HealthState, HealthTracker
 
@@ -31,6 +31,26 @@ the start period forgives (a booting instance refusing connections is not troubl
 
 class ProbeRunner(Protocol):
     async def probe(self, check: HealthCheck, address: str) -> ProbeResult: ...
+
+
+class ReportedHealth:
+    """A ProbeRunner over what a target reports (targets.base.ReportingTarget.instance_health): the
+    schedule, thresholds and start period stay the check's, the verdict is the platform's."""
+
+    def __init__(self, report: Callable[[str], Awaitable[str | None]]) -> None:
+        self.report = report
+
+    async def probe(self, check: HealthCheck, address: str) -> ProbeResult:
+        started = time.monotonic()
+        try:
+            # several AWS calls: more than an HTTP probe's second, never unbounded
+            async with asyncio.timeout(max(float(check.timeout), 30.0)):
+                why = await self.report(address)
+        except TimeoutError:
+            why = f"the target did not report within {max(float(check.timeout), 30.0):g}s"
+        except ShipyardError as exc:
+            why = str(exc)
+        return ProbeResult(why is None, why or "healthy (as the target reports)", time.monotonic() - started)
 
 
 class InstancesUnhealthy(HealthCheckError):

@@ -22,9 +22,10 @@ GROUPS: dict[Group, str] = {"targets": "shipyard.targets", "routers": "shipyard.
 
 BUILTIN: dict[Group, dict[str, str]] = {
     "targets": {"local": "shipyard.targets.kinds:LOCAL", "ssh": "shipyard.targets.kinds:SSH",
+                "ecs": "shipyard.targets.kinds:ECS",
                 "static": "shipyard.targets.kinds:STATIC", "command": "shipyard.targets.kinds:COMMAND"},
     "routers": {"builtin": "shipyard.routers.kinds:BUILTIN", "haproxy": "shipyard.routers.kinds:HAPROXY",
-                "nginx": "shipyard.routers.kinds:NGINX"},
+                "nginx": "shipyard.routers.kinds:NGINX", "alb": "shipyard.routers.kinds:ALB"},
 }
 """shipyard's own entry points, as pyproject.toml declares them (a unit test keeps the two equal). Used
 only when the installed shipyard's metadata predates them (an editable install not reinstalled since),

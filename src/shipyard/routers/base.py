@@ -38,3 +38,9 @@ class Router(Protocol):
 
     async def stats(self) -> dict[str, Any]:
         ...
+
+
+def counts_in_flight(router: object) -> bool:
+    """Whether the router's drain() counts the connections left. A router that cannot (ALB: it only waits
+    its target group's deregistration delay and answers 0) says so with `counts_in_flight = False`."""
+    return bool(getattr(router, "counts_in_flight", True))

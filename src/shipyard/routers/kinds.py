@@ -4,11 +4,12 @@ like any plugin's; the implementations are imported only when a router is built.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from shipyard.config.deploy import BuiltinRouter as BuiltinConfig
 from shipyard.config.deploy import HaproxyRouter as HaproxyConfig
 from shipyard.config.deploy import NginxRouter as NginxConfig
+from shipyard.config.ecs import AlbRouter as AlbConfig
 from shipyard.plugins import BuildContext, Kind
 
 if TYPE_CHECKING:
@@ -51,3 +52,25 @@ def _nginx(config: NginxConfig, ctx: BuildContext) -> Router:
 BUILTIN: Kind[Router] = Kind("builtin", BuiltinConfig, _builtin, "the agent's own reverse proxy")
 HAPROXY: Kind[Router] = Kind("haproxy", HaproxyConfig, _haproxy, "a HAProxy driven through its runtime API")
 NGINX: Kind[Router] = Kind("nginx", NginxConfig, _nginx, "an nginx whose upstream is rendered and reloaded")
+
+
+def _alb(config: AlbConfig, ctx: BuildContext) -> Router:
+    from shipyard.routers.alb import AlbRouter
+
+    return AlbRouter(config)
+
+
+def _alb_iam(config: AlbConfig, scope: Any) -> list[Any]:
+    """What routers.alb calls: Describe* (no resource-level permission in IAM) and the one change, on the
+    listener or the rule it names."""
+    from shipyard.aws.policy import Statement
+
+    changed = ("elasticloadbalancing:ModifyRule", config.rule_arn) if config.rule_arn else \
+        ("elasticloadbalancing:ModifyListener", config.listener_arn)
+    return [Statement("AlbRead", ("elasticloadbalancing:DescribeListeners", "elasticloadbalancing:DescribeRules",
+                                  "elasticloadbalancing:DescribeLoadBalancers",
+                                  "elasticloadbalancing:DescribeTargetGroupAttributes")),
+            Statement("AlbWeights", (changed[0],), (changed[1],))]
+
+
+ALB: Kind[Router] = Kind("alb", AlbConfig, _alb, "an ALB listener's weighted forward over target groups", _alb_iam)

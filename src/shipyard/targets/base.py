@@ -50,6 +50,35 @@ class Target(Protocol):
 
 
 @runtime_checkable
+class ReportingTarget(Protocol):
+    """A target whose platform says whether an instance is healthy (ECS: the service's running tasks and
+    its target group's target health). Its addresses are no host:port (a target group ARN), so the engine
+    asks it on the health check's schedule instead of probing them; `health:`'s type and path do not apply."""
+
+    async def instance_health(self, address: str) -> str | None:
+        """None when the instance at `address` is healthy, else why not (one line)."""
+        ...
+
+
+@runtime_checkable
+class CheckedTarget(Protocol):
+    """A target that can tell, before anything changes, that what it needs exists (ECS: cluster, subnets,
+    security group ingress, target groups, roles). The engine asks before a deploy is queued."""
+
+    async def preflight(self) -> None:
+        """Raise PreflightError (a UsageError, exit 2) naming every gap at once; return when none."""
+        ...
+
+
+@runtime_checkable
+class ProgressTarget(Protocol):
+    """A target that tells how a long start or stop moves on (ECS rolling out for minutes); the engine points
+    `on_progress` at the deployment's events (`instance.progress`)."""
+
+    on_progress: Callable[[str], None]
+
+
+@runtime_checkable
 class ShippingTarget(Protocol):
     """A target whose instances run elsewhere: the release built here is shipped to it before any starts."""
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from shipyard.config.deploy import LocalTarget as LocalConfig
 from shipyard.config.deploy import SshTarget as SshConfig
+from shipyard.config.ecs import EcsTarget as EcsConfig
 from shipyard.config.release_targets import CommandTarget as CommandConfig
 from shipyard.config.release_targets import StaticTarget as StaticConfig
 from shipyard.plugins import BuildContext, Kind
@@ -43,6 +44,44 @@ def _ssh(config: SshConfig, ctx: BuildContext) -> Target:
 
 
 SSH: Kind[Target] = Kind("ssh", SshConfig, _ssh, "processes on hosts reached over SSH, through each host's agent")
+
+
+def _ecs(config: EcsConfig, ctx: BuildContext) -> Target:
+    """Service revisions on ECS; the container gets the service's configured variables (by name: their
+    values are resolved per deployment and reach the target in the launch spec)."""
+    from shipyard.targets.ecs import EcsTarget
+
+    return EcsTarget(config, ctx.service, ctx.env, env_names=sorted(ctx.settings.environ))
+
+
+def _ecs_iam(config: EcsConfig, scope: Any) -> list[Any]:
+    """What targets.ecs calls. Describe/List calls and RegisterTaskDefinition have no resource-level
+    permission in IAM ("*"); the services, the cluster and the roles passed to ECS are named. Pulling the
+    image and reading the `secrets` references is the execution role's business, not shipyard's."""
+    from shipyard.aws.policy import Statement
+
+    region, td = config.region, config.task_definition
+    services = [scope.arn("ecs", f"service/{config.cluster.rsplit('/', 1)[-1]}/{name}", region)
+                for name in ([config.service] if config.mode == "rolling"
+                             else [f"{config.service}-blue", f"{config.service}-green"])]
+    roles = tuple(arn for arn in (td.execution_role_arn, td.task_role_arn) if arn)
+    return [Statement("EcsCluster", ("ecs:DescribeClusters",),
+                      (scope.arn("ecs", f"cluster/{config.cluster.rsplit('/', 1)[-1]}", region),)),
+            Statement("EcsServices", ("ecs:DescribeServices", "ecs:CreateService", "ecs:UpdateService",
+                                      "ecs:TagResource", "ecs:UntagResource"), tuple(services)),
+            Statement("EcsTaskDefinitions", ("ecs:RegisterTaskDefinition", "ecs:ListTaskDefinitions",
+                                             "ecs:DescribeTaskDefinition")),
+            Statement("EcsTaskDefinitionTags", ("ecs:TagResource",),
+                      (scope.arn("ecs", f"task-definition/{td.family}:*", region),)),
+            Statement("EcsPreflight", ("ec2:DescribeSubnets", "ec2:DescribeSecurityGroups",
+                                       "elasticloadbalancing:DescribeTargetGroups",
+                                       "elasticloadbalancing:DescribeTargetHealth")),
+            Statement("EcsRolesRead", ("iam:GetRole",), roles),
+            Statement("EcsPassRoles", ("iam:PassRole",), roles)]
+
+
+ECS: Kind[Target] = Kind("ecs", EcsConfig, _ecs, "service revisions on Amazon ECS (rolling, or blue/green "
+                                                 "over two target groups)", _ecs_iam)
 
 
 def _static(config: StaticConfig, ctx: BuildContext) -> ReleaseTarget:
