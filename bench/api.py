@@ -16,7 +16,7 @@ at start; `fold_seconds`) with the closed days read from `daily_aggregates`; `*_
 Then prune_90d_seconds: `shipyard.store.retention.prune` (what the daemon's `retention` work and `shipyard
 prune` run) of everything created more than 90 days before the history's end, with the server stopped.
 
-    python bench/api.py [--deployments 100000] [--requests 300] [--no-postgres] [--json]
+    python bench/api.py [--deployments 100000] [--requests 300] [--no-postgres | --no-sqlite] [--json]
 """
 
 from __future__ import annotations
@@ -175,12 +175,14 @@ def main() -> None:
     ap.add_argument("--deployments", type=int, default=100_000)
     ap.add_argument("--requests", type=int, default=300)
     ap.add_argument("--no-postgres", action="store_true", help="SQLite only")
+    ap.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     deps, steps = generate(args.deployments)
     out: dict[str, Any] = {"deployments": len(deps), "steps": len(steps)}
-    with tempfile.TemporaryDirectory(prefix="shipyard-bench-api-db-") as tmp:
-        out["sqlite"] = run_on(f"sqlite:///{Path(tmp) / 'state.db'}", deps, steps, args.requests)
+    if not args.no_sqlite:
+        with tempfile.TemporaryDirectory(prefix="shipyard-bench-api-db-") as tmp:
+            out["sqlite"] = run_on(f"sqlite:///{Path(tmp) / 'state.db'}", deps, steps, args.requests)
     if not args.no_postgres:
         import pg  # the test suite's throwaway PostgreSQL cluster (or SHIPYARD_TEST_PG_URL)
 
