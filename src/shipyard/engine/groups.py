@@ -185,14 +185,16 @@ async def _wave(store: Store, gid: str, wave: list[Member], envs: dict[str, Envi
             done, pending = await asyncio.wait(pending | {signal_task, lost_task},
                                                return_when=asyncio.FIRST_COMPLETED)
             pending -= {signal_task, lost_task}
-            if lost_task in done:
-                # Another process took a member's lease over (it judged this one dead): touch nothing more;
-                # the group stays in progress for the one that took it (as engine.deployer._drive does).
+            members_done = done - {signal_task, lost_task}
+            if lost_task in done or any(isinstance(t.exception(), LeaseHeldError) for t in members_done):
+                # Another process took a member's lease over (it judged this one dead), seen by the heartbeat
+                # or by the member's own lease check first: touch nothing more; the group stays in progress
+                # for the one that took it (as engine.deployer._drive does).
                 for task in pending:
                     task.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
                 raise ShipyardError(f"{gid}: lost a member's lease to another process; stopped here")
-            for task in done - {signal_task}:
+            for task in members_done:
                 why = task.result()
                 if why is not None and failure is None:
                     failure = f"{tasks[task].service}: {why}"
@@ -235,6 +237,8 @@ async def _member(store: Store, gid: str, m: Member, e: Environment, override: F
     say(m.service, f"deploying {m.revision[:8]} ({m.ref})")
     try:
         out = await deployer.deploy(e, m.revision, override=override)
+    except LeaseHeldError:
+        raise       # the group no longer holds this member's lease: not the member's failure (see _wave)
     except (ShipyardError, OSError) as exc:
         with store.session() as ses:
             gq.set_member(ses, gid, m.service, "failed", str(exc))
