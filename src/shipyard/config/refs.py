@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from shipyard.config.approvals import approval_problems
+from shipyard.config.checklists import checklist_problems
 
 Path = tuple[str | int, ...]
 Problem = tuple[Path, str]
@@ -178,4 +179,5 @@ def reference_problems(data: Any) -> list[Problem]:
     if not isinstance(data, dict):
         return []
     envs = _mapping(data.get("environments"))
-    return _environments(envs) + _services(data, envs) + _routes(data, envs) + approval_problems(data)
+    return (_environments(envs) + _services(data, envs) + _routes(data, envs) + approval_problems(data)
+            + checklist_problems(data))
