@@ -74,13 +74,13 @@ _APPROVAL = (
     EventKind("approval.resumed", "The wait of a deployment whose waiting process died was taken over (the "
               "daemon's approvals work, `shipyard recover`).", "warning", data=("previous_owner", "actor")),
 )
-_ITEM_DATA = ("phase", "item", "kind", "on_fail", "seconds", "detail")
+_ITEM_DATA = ("phase", "item", "item_kind", "on_fail", "seconds", "detail")
 _CHECKLIST = (
     EventKind("checklist.requested", "A deploy waits for its manual pre-deploy checklist items to be confirmed "
               "(holding no lease): `shipyard checklist confirm ID NAME`.", "warning",
               data=("items", "expires_at", "requested_by", "revision")),
     EventKind("checklist.item.confirmed", "Someone confirmed a manual checklist item (who, through what, and "
-              "the pre items still left).", data=("phase", "item", "kind", "by", "via", "comment", "left")),
+              "the pre items still left).", data=("phase", "item", "item_kind", "by", "via", "comment", "left")),
     EventKind("checklist.item.passed", "An automated checklist item (command, http, metric) passed.",
               data=_ITEM_DATA),
     EventKind("checklist.item.failed", "An automated checklist item failed: a pre item stops the deploy before "

@@ -149,7 +149,7 @@ async def run_items(store: Store, journal: Journal, phase: str, *, cwd: Path, re
         if not recorded:
             return
         line = (detail or "").strip().splitlines()[-1:] or [""]
-        data = {"phase": phase, "item": item.name, "kind": item.kind, "on_fail": item.on_fail,
+        data = {"phase": phase, "item": item.name, "item_kind": item.kind, "on_fail": item.on_fail,
                 "seconds": round(seconds, 3), "detail": clip(detail, 500)}
         if ok:
             journal.event("checklist.item.passed", f"{phase} {item.name} passed: {line[0][:200]}", **data)
@@ -231,7 +231,7 @@ def confirm(store: Store, dep_id: str, name: str, *, by: str, via: str = "cli", 
         record_event(ses, notifications, "checklist.item.confirmed", service=row.service, env=row.env,
                      message=f"{item.phase} {name} confirmed by {by}: {statement}"
                              + (f" ({comment})" if comment else ""),
-                     deployment_id=dep_id, data={"phase": item.phase, "item": name, "kind": MANUAL, "by": by,
+                     deployment_id=dep_id, data={"phase": item.phase, "item": name, "item_kind": MANUAL, "by": by,
                                                  "via": via, "comment": comment, "left": left})
     return {"id": dep_id, "item": name, "phase": item.phase, "by": by, "at": now, "left": left,
             "state": str(state)}
