@@ -149,10 +149,10 @@ def service_settings(cfg: Any, project_root: Path, service: str, env: str) -> Se
         publish_dir=getattr(svc, "publish_dir", None), router_options=_router_options(dep.router),
         router=dep.router, target=dep.target, build_host=_build_host(cfg, svc),
         approvals=policy_for(getattr(envcfg, "approvals", None), dict(getattr(cfg, "approvers", None) or {})),
-        **_checklist(cfg, envcfg, project_root), **_pipeline(svc))
+        **checklist_fields(cfg, envcfg, project_root), **_pipeline(svc))
 
 
-def _checklist(cfg: Any, envcfg: Any, project_root: Path) -> dict[str, Any]:
+def checklist_fields(cfg: Any, envcfg: Any, project_root: Path) -> dict[str, Any]:
     """The env's checklist items as deployments snapshot them (engine.checklists); commands run in the
     project's directory (where shipyard.yaml is), so `./bin/check` means the project's script."""
     lists = getattr(envcfg, "checklists", None)
