@@ -42,7 +42,7 @@ class Confirmed(BaseModel):
 
 @router.post("/api/v1/deployments/{deployment_id}/checklist/{item}", response_model=Confirmed,
              summary="Confirm a manual checklist item of a deployment",
-             responses={s: {"model": Problem} for s in (401, 403, 404, 409)})
+             responses={s: {"model": Problem} for s in (400, 401, 403, 404, 409)})
 async def confirm_item(request: Request, deployment_id: str, item: str, token: Approver,
                        body: ConfirmIn | None = None) -> Confirmed:
     """As the token's name. 409 when it cannot count: no such manual item, confirmed already, or the
