@@ -192,6 +192,12 @@ def test_a_failing_pre_check_stops_the_deploy_before_any_instance_starts(new_wor
     items = by_name(shown(e2e, out["id"])["checklist"])
     assert items["staging-tests"]["status"] == "failed" and "3 failed" in items["staging-tests"]["detail"]
     assert items["db-backup"]["status"] == "skipped", items
+    alone = json.loads(assert_ok(e2e.cli("checklist", "show", out["id"], "--json")).stdout)["checklist"]
+    assert alone == shown(e2e, out["id"])["checklist"]
+    table = assert_ok(e2e.cli("checklist", "show", out["id"])).stdout
+    assert "staging-tests" in table and "3 failed" in table and "skipped" in table, table
+    gone = assert_one_error(e2e.cli("checklist", "show", "deploy-nope"), 2)
+    assert "no deployment 'deploy-nope'" in gone, gone
 
 
 def test_post_items_roll_back_or_notify_and_watch_an_alarm(new_workspace, http_check: StatusServer) -> None:  # type: ignore[no-untyped-def]
