@@ -15,7 +15,7 @@ import typer
 
 from shipyard.cli import render
 from shipyard.cli.aio import run
-from shipyard.cli.notify import drain_quietly
+from shipyard.cli.checklist_view import show_items
 from shipyard.cli.project import Project, actor
 from shipyard.cli.remote import remote
 from shipyard.errors import NotFoundError
@@ -35,6 +35,7 @@ def confirm_cmd(
     config: ConfigOpt = None,
 ) -> None:
     """Confirm a manual checklist item of a deployment, as yourself."""
+    from shipyard.cli.notify import drain_quietly
     from shipyard.engine.checklists import confirm
 
     server = remote()
@@ -85,12 +86,3 @@ def show_cmd(
         return
     show_items(items)
 
-
-def show_items(items: list[dict[str, Any]]) -> None:
-    """The checklist table of `shipyard show` and `shipyard checklist show`."""
-    if not items:
-        return
-    render.table("checklist", ["phase", "item", "kind", "status", "by", "at", "on fail", "detail"],
-                 [(i["phase"], i["name"], i["kind"], render.styled(i["status"]), i["by"] or "",
-                   (i["at"] or "")[11:19], i["on_fail"] or "", (i["detail"] or "").strip().splitlines()[-1:][0]
-                   if (i["detail"] or "").strip() else "") for i in items])

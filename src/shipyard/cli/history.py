@@ -10,7 +10,7 @@ import typer
 
 from shipyard.cli import render
 from shipyard.cli.analysis_view import show_analysis
-from shipyard.cli.checklist import show_items
+from shipyard.cli.checklist_view import show_items
 from shipyard.cli.project import Project
 from shipyard.cli.promotion_view import promotion_dict, promotion_from_api, promotions_table, render_promotions
 from shipyard.cli.remote import remote
