@@ -25,7 +25,8 @@ where they happen, so the CLI can print one line and choose an exit code without
     │                                  does not serve what was set
     ├── TargetError                    a target cannot place or reach instances (no free port on a host,
     │                                  more hosts unreachable than minimum_healthy_hosts allows), or a
-    │                                  release target cannot activate (no such bucket, a deploy command failed)
+    │                                  release target cannot activate (no such bucket, a deploy command failed),
+    │                                  or ECR housekeeping could not read what ECS runs or list the images
     ├── ReleaseError                   export or build of a revision failed
     ├── SecretsError                   a secret provider failed (wrong master key, AWS unreachable or refused)
     ├── HookError                      a lifecycle hook failed or timed out

@@ -18,6 +18,7 @@ from test_retention import PERIODS, same
 from reports_history import T0, UNTIL, at, write_history
 from shipyard.reports import Period, compute_dora, compute_stats
 from shipyard.reports.aggregates import horizon
+from shipyard.reports.pipeline import pipeline_stats
 from shipyard.store import Store
 from shipyard.store import deployments as dq
 from shipyard.store.folding import fold_closed, fold_locked
@@ -30,7 +31,8 @@ PARTIAL = [Period(at(0, 13), at(7, 5)), Period(at(-1, 11), at(4, 23)), Period(at
 
 
 def _figures(session: Any, periods: list[Period]) -> list[dict[str, Any]]:
-    return [{"stats": compute_stats(session, p, service), "dora": compute_dora(session, p, service)}
+    return [{"stats": compute_stats(session, p, service), "dora": compute_dora(session, p, service),
+             "pipeline": pipeline_stats(session, p, service)}
             for p in periods for service in (None, "api", "web")]
 
 
@@ -155,3 +157,29 @@ def test_prune_skips_days_folded_ahead_and_refolds_changed_ones(history: Store) 
     same(truth, figures(history, PERIODS))
     fold_closed(history, now=T0 + timedelta(days=94))
     assert marks(history) == []
+
+
+def test_days_folded_before_pipeline_aggregates_are_read_raw_until_refolded(history: Store) -> None:
+    """Revision 0010 added each day's pipeline figures: days folded before it are marked changed, so the
+    pipeline report stays what the raw rows say, and the next fold fills them in."""
+    from alembic import command
+
+    from shipyard.store.migrate import alembic_config
+
+    truth = raw_figures(history)
+    fold_closed(history, now=NOW)
+    with history.session(readonly=True) as s:
+        folded_days = sorted(set(s.scalars(select(DailyAggregate.day))))
+    with history.engine.begin() as conn:
+        cfg = alembic_config()
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0009")
+    url = history.engine.url.render_as_string(hide_password=False)
+    with Store.open(url) as again:                           # opening upgrades to head: 0010 marks the days
+        assert marks(again) == folded_days and folded_days
+        same(truth, figures(again))
+        assert fold_closed(again, now=NOW).refolded == len(folded_days)
+        assert marks(again) == []
+        same(truth, figures(again))
+        with again.session(readonly=True) as s:
+            assert all(a.pipeline is not None for a in s.scalars(select(DailyAggregate)))

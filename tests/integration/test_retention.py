@@ -17,6 +17,7 @@ from sqlalchemy import func, select, update
 from reports_history import T0, UNTIL, at, write_history
 from shipyard.reports import Period, compute_dora, compute_stats
 from shipyard.reports.histogram import RESOLUTION
+from shipyard.reports.pipeline import pipeline_stats
 from shipyard.store import Store
 from shipyard.store import deployments as dq
 from shipyard.store import events as eq
@@ -30,7 +31,7 @@ RETENTION = 90 * 86400.0
 CUTOFF = T0 + timedelta(days=4)
 PERIODS = [Period(T0 - timedelta(days=1), UNTIL), Period(T0, UNTIL), Period(T0 - timedelta(days=2), CUTOFF),
            Period(T0 + timedelta(days=2), T0 + timedelta(days=6)), Period(T0 - timedelta(days=30), UNTIL)]
-APPROX = ("p50_duration_seconds", "p90_duration_seconds", "median_seconds")
+APPROX = ("p50_duration_seconds", "p90_duration_seconds", "median_seconds", "p50_seconds", "p95_seconds")
 
 
 class Interrupted(Exception):
@@ -69,7 +70,8 @@ def figures(store: Store) -> list[dict[str, Any]]:
     with store.session(readonly=True) as s:
         for period in PERIODS:
             for service in (None, "api", "web"):
-                out.append({"stats": compute_stats(s, period, service), "dora": compute_dora(s, period, service)})
+                out.append({"stats": compute_stats(s, period, service), "dora": compute_dora(s, period, service),
+                            "pipeline": pipeline_stats(s, period, service)})
     return out
 
 

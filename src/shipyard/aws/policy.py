@@ -2,8 +2,9 @@
 
 Pure: config in, policy document out, no AWS call. Each part that reaches AWS contributes statements
 (what it calls, on which resources): the secrets providers (read: the deploy needs values, never writes),
-a CloudWatch metric source, CloudWatch alarms read as rollback triggers, and every target or router kind
-whose `Kind.iam` says what it calls. Resources are ARNs as narrow as the config allows; the account is
+a CloudWatch metric source, CloudWatch alarms read as rollback triggers, the build stage's ECR image tags,
+ECR housekeeping of a target with an `ecr` policy, and every target or router kind whose `Kind.iam` says
+what it calls. Resources are ARNs as narrow as the config allows; the account is
 `--account` (default `*`), the region the config's, else `*`.
 """
 
@@ -96,6 +97,64 @@ def _kinds(settings: Any, scope: Scope) -> list[Statement]:
     return out
 
 
+def _repo_arn(scope: Scope, repository: str, region: str | None, registry_id: str | None = None) -> str:
+    return f"arn:aws:ecr:{region or scope.region}:{registry_id or scope.account}:repository/{repository}"
+
+
+def ecr_tagging_statements(image: Any, scope: Scope) -> list[Statement]:
+    """The build stage's image (config.pipeline.BuildImage): shipyard reads the pushed manifest and puts it
+    under the other tags. The build's own `docker push` runs with the same credentials, so its actions are
+    here too (GetAuthorizationToken has no resource-level permission)."""
+    repo = _repo_arn(scope, image.repository, image.region, image.registry_id)
+    return [Statement("EcrBuildPush", ("ecr:BatchCheckLayerAvailability", "ecr:InitiateLayerUpload",
+                                       "ecr:UploadLayerPart", "ecr:CompleteLayerUpload", "ecr:PutImage"), (repo,)),
+            Statement("EcrLogin", ("ecr:GetAuthorizationToken",)),
+            Statement("EcrImageTags", ("ecr:BatchGetImage", "ecr:PutImage"), (repo,))]
+
+
+def ecr_prune_statements(repositories: Iterable[str], clusters: Iterable[str], scope: Scope,
+                         region: str | None = None, registry_id: str | None = None) -> list[Statement]:
+    """ECR housekeeping (shipyard.ecr.prune): list and delete images of `repositories`, and read what the
+    services of `clusters` run (no clusters: every cluster, which ListClusters needs). The ECS target calls
+    this with its `ecr` policy's repositories (default: its image's) and its cluster."""
+    names = [c.rsplit("/", 1)[-1] for c in clusters]
+    repos = tuple(_repo_arn(scope, r, region, registry_id) for r in dict.fromkeys(repositories))
+    out = [Statement("EcrPrune", ("ecr:DescribeImages", "ecr:BatchDeleteImage"), repos),
+           # DescribeTaskDefinition has no resource-level permission: AWS only accepts "*" for it.
+           Statement("EcrPruneTaskDefinitions", ("ecs:DescribeTaskDefinition",))]
+    if names:
+        out += [Statement("EcrPruneClusters", ("ecs:DescribeClusters", "ecs:ListServices"),
+                          tuple(scope.arn("ecs", f"cluster/{n}", region) for n in names)),
+                Statement("EcrPruneServices", ("ecs:DescribeServices",),
+                          tuple(scope.arn("ecs", f"service/{n}/*", region) for n in names))]
+    else:
+        out.append(Statement("EcrPruneAllClusters", ("ecs:ListClusters", "ecs:DescribeClusters",
+                                                     "ecs:ListServices", "ecs:DescribeServices")))
+    return out
+
+
+def ecr_statements(settings: Any, scope: Scope) -> list[Statement]:
+    """The build's image tags, and the housekeeping of a target that carries an `ecr` policy (the ECS
+    target's `target.ecr`: config.ecr.EcrPolicy) next to its `cluster` and `image`."""
+    from shipyard.ecr.refs import repository_of
+
+    out: list[Statement] = []
+    image = getattr(settings, "image", None)
+    if image is not None:
+        out += ecr_tagging_statements(image, scope)
+    target = settings.target
+    housekeeping = getattr(target, "ecr", None)
+    if housekeeping is not None:
+        repos = list(housekeeping.repositories or [])
+        if not repos:
+            fields = {"service": str(getattr(settings, "service", "")), "env": str(getattr(settings, "env", ""))}
+            own = repository_of(str(getattr(target, "image", "")), fields)
+            repos = [own] if own else []
+        cluster = getattr(target, "cluster", None)
+        out += ecr_prune_statements(repos, [cluster] if cluster else [], scope, getattr(target, "region", None))
+    return out
+
+
 def merge(statements: Iterable[Statement]) -> list[Statement]:
     """Statements with the same Sid and actions become one, their resources joined (one per env...)."""
     merged: dict[tuple[str, tuple[str, ...]], list[str]] = {}
@@ -108,9 +167,10 @@ def policy(cfg: Any, settings: list[Any], scope: Scope) -> dict[str, Any]:
     """The policy document for one service's settings in each of its environments (engine ServiceSettings)."""
     statements = _secrets(cfg, [s.env for s in settings], scope)
     for s in settings:
-        statements += _monitoring(s, scope) + _kinds(s, scope)
+        statements += _monitoring(s, scope) + _kinds(s, scope) + ecr_statements(s, scope)
     merged = merge(statements)
     return {"Version": "2012-10-17", "Statement": [st.to_dict() for st in merged]}
 
 
-__all__ = ["Contribution", "Scope", "Statement", "merge", "policy"]
+__all__ = ["Contribution", "Scope", "Statement", "ecr_prune_statements", "ecr_statements", "ecr_tagging_statements",
+           "merge", "policy"]

@@ -57,6 +57,7 @@ COMMANDS: dict[str, str] = {
     "checklist": "checklist:app",
     "grafana": "grafana:app",
     "aws": "aws:app",
+    "ecr": "ecr:app",
     "ci": "ci:app",
 }
 

@@ -2,8 +2,9 @@
 
 `pipeline: [test, build, scan, migrate]` names the stages in order. Three names are built in (`build` is the
 service's build, `migrate` its migrate command, `scan` the vulnerability scan configured under `scan:`); any
-other name is a command stage defined under `stages:`. Checks that need the service (a stage named in the
-pipeline but not defined) live in config.service, next to the fields they relate.
+other name is a command stage defined under `stages:`. `image:` names the image `build` pushes to ECR and
+the tags it ends with. Checks that need the service (a stage named in the pipeline but not defined) live in
+config.service, next to the fields they relate.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, field_validator
 
 from shipyard.config.base import StrictModel
 from shipyard.config.durations import Duration
+from shipyard.config.ecr import REPOSITORY_NAME
 
 BUILT_IN_STAGES = ("build", "migrate", "scan")
 """Stage names with a meaning of their own; a command stage may not take one of them."""
@@ -75,3 +77,37 @@ class Scan(StrictModel):
                                                               "--disable-pip, npm's --omit=dev).")
     timeout: Duration = Field(default=600.0, gt=0, description="Kill the scanner and fail the deploy after this "
                                                                  "long.")
+
+
+ImageTag = Literal["sha", "semver", "latest"]
+IMAGE_TAGS: tuple[ImageTag, ...] = ("sha", "semver", "latest")
+"""What the build stage's image is tagged with: the full git sha (pushed by `build`), the revision's
+semantic version tag (vX.Y.Z or X.Y.Z on that commit, without the v) and `latest`."""
+
+
+class BuildImage(StrictModel):
+    """The image the `build` stage pushes to ECR as `<repository>:<full sha>`; shipyard then adds the other
+    tags registry-side (the same manifest put again under each tag: no docker needed)."""
+
+    repository: str = Field(pattern=REPOSITORY_NAME, max_length=256,
+                            description="ECR repository the build pushes to (the name, e.g. gli/api, not the URI).")
+    tags: list[ImageTag] = Field(default_factory=lambda: list(IMAGE_TAGS),
+                                 description="Tags the image ends with: sha (the full git sha, which `build` must "
+                                             "push), semver (the commit's vX.Y.Z git tag, skipped with a note when "
+                                             "it has none), latest (moved to this image).")
+    registry_id: str | None = Field(default=None, pattern=r"^\d{12}$",
+                                    description="AWS account id of the registry; default: the caller's own.")
+    region: str | None = Field(default=None, description="AWS region of the registry; default: boto3's "
+                                                         "(AWS_REGION, profile).")
+    endpoint_url: str | None = Field(default=None, description="Another ECR endpoint (a VPC endpoint, "
+                                                               "LocalStack, moto).")
+
+    @field_validator("tags")
+    @classmethod
+    def _sha_first(cls, value: list[str]) -> list[str]:
+        if "sha" not in value:
+            raise ValueError("must include sha: the build pushes <repository>:<sha> and the other tags are "
+                             "copied from it")
+        if len(set(value)) != len(value):
+            raise ValueError("a tag is listed twice")
+        return value

@@ -16,7 +16,7 @@ from shipyard.config.base import Address, EnvValue, EnvVarName, FieldProblem, Na
 from shipyard.config.checks import HealthCheck, HttpCheck, TcpCheck, default_check_type
 from shipyard.config.deploy import Deploy
 from shipyard.config.durations import Duration
-from shipyard.config.pipeline import BUILT_IN_STAGES, Scan, StageField
+from shipyard.config.pipeline import BUILT_IN_STAGES, BuildImage, Scan, StageField
 from shipyard.domain.launch import fill, split_run
 
 HOOK_NAMES = ("application_stop", "before_install", "after_install", "application_start", "validate_service",
@@ -103,6 +103,9 @@ class Service(StrictModel):
     stages: dict[Name, StageField] = Field(default_factory=dict,
                                            description="Command stages: name -> command or {run, timeout}.")
     scan: Scan = Field(default_factory=Scan, description="The `scan` stage: scanner, fail_on, ignore.")
+    image: BuildImage | None = Field(
+        default=None, description="The image the `build` stage pushes to ECR as <repository>:<sha>, and the "
+                                  "tags shipyard adds to it (semver, latest). docs/pipeline.md.")
     deploy: Deploy = Field(default_factory=Deploy, description="Target, router, strategy and deploy timers.")
     environments: dict[Name, EnvOverride] = Field(
         default_factory=dict, description="Per-environment overrides: instances, env, listen.")
@@ -141,6 +144,8 @@ class Service(StrictModel):
                 raise FieldProblem("publish_dir only applies to kind: static", "publish_dir")
         elif not self.publish_dir:
             raise FieldProblem("required for kind: static (the directory to serve)", "publish_dir")
+        if self.image is not None and not self.build:
+            raise FieldProblem("needs `build`: the build stage is what pushes <repository>:<sha>", "image")
         return self._pipeline_fits()
 
     def _pipeline_fits(self) -> Service:

@@ -43,6 +43,7 @@ from shipyard.domain.plan import (
     WaitHealthy,
 )
 from shipyard.domain.types import Instance
+from shipyard.ecr.tags import tag_build_image
 from shipyard.engine import checklists
 from shipyard.engine.activation import StatusMonitor, wait_status
 from shipyard.engine.analysis import Analysis
@@ -238,6 +239,8 @@ class Run:
                                    f"{self.revision[:8]} after the build (does `build` write it?)")
             detail: dict[str, Any] = {"output": result.output if result else "release already built",
                                       "built": bool(result)}
+            if self.s.image is not None:
+                detail["image"] = await self._tag_image()
             if isinstance(self.target, ShippingTarget):
                 detail["shipped"] = await self.ship(self.release_dir)
             return detail
@@ -307,6 +310,15 @@ class Run:
         self.journal.event("stage.finished", f"{step.name}: exit 0 in {detail['seconds']:g}s", stage=step.name,
                            seconds=detail["seconds"])
         return detail
+
+    async def _tag_image(self) -> dict[str, Any]:
+        """After the build pushed <repository>:<sha>, the image's other tags (registry-side, idempotent)."""
+        record = await tag_build_image(self.s.image, self.s.source, self.revision)
+        applied = ", ".join(f"{t['tag'][:12]} {t['action']}" for t in record["tags"][1:]) or "no other tags"
+        self.journal.event("image.tagged", f"{record['repository']}@{record['digest'][:19]}: {applied}",
+                           repository=record["repository"], digest=record["digest"],
+                           tags=[t["tag"] for t in record["tags"]], notes=record["notes"])
+        return record
 
     async def ship(self, release: Path) -> dict[str, Any]:
         """Ship a built release to the target, keeping the releases its instances run."""

@@ -69,6 +69,7 @@ class ServiceSettings:
     pipeline: tuple[str, ...] = ()   # stage names in order (config.Service.effective_pipeline)
     stages: dict[str, HookSpec] = field(default_factory=dict)   # command stages: name -> (run, timeout)
     scan: Any = None                 # the config's scan gate (config.pipeline.Scan), None = defaults
+    image: Any = None                # the build's ECR image and its tags (config.pipeline.BuildImage), or None
     checklist: tuple[Item, ...] = ()  # environments.<env>.checklists, pre then post, named alarms written out
     checklist_timeout: float = 86400.0   # manual pre items not all confirmed by then: cancelled
     checklist_dir: Path | None = None    # where checklist commands run (the project's directory)
@@ -166,12 +167,12 @@ def checklist_fields(cfg: Any, envcfg: Any, project_root: Path) -> dict[str, Any
 
 
 def _pipeline(svc: Any) -> dict[str, Any]:
-    """`pipeline`, `stages` and `scan` of the service (a ResolvedService carries the model as `.service`)."""
+    """`pipeline`, `stages`, `scan` and `image` of the service (a ResolvedService carries the model as `.service`)."""
     model = getattr(svc, "service", svc)
     pipeline = getattr(model, "effective_pipeline", None)
     if pipeline is None:
         return {}
-    return {"pipeline": tuple(pipeline), "scan": model.scan,
+    return {"pipeline": tuple(pipeline), "scan": model.scan, "image": getattr(model, "image", None),
             "stages": {name: HookSpec(st.run, float(st.timeout)) for name, st in model.stages.items()}}
 
 

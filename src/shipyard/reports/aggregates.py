@@ -92,7 +92,7 @@ def split(since: datetime, until: datetime, h: Horizon | None) -> Split:
     return Split(Period(since, until, gap=(lo, hi)), lo, hi)
 
 
-JSON_COLUMNS = ("dur_hist", "restore_hist", "steps")
+JSON_COLUMNS = ("dur_hist", "restore_hist", "steps", "pipeline")
 
 
 def day_rows(session: Session, lo: datetime, hi: datetime, service: str | None, env: str | None,

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from shipyard.domain import DeployState
 from shipyard.reports.dora import change_failed, reached, restore_seconds
 from shipyard.reports.histogram import histogram
+from shipyard.reports.pipeline import fold_figures, pipeline_times
 from shipyard.reports.sqlexpr import dialect_of, seconds_between
 from shipyard.reports.stats import FINISHED_STATES, UNFINISHED_STATES
 from shipyard.store import Store
@@ -83,7 +84,8 @@ class FoldResult:
 def _empty(day: datetime, service: str, env: str, kind: str, now: datetime) -> DailyAggregate:
     return DailyAggregate(day=day, service=service, env=env, kind=kind, total=0, succeeded=0, failed=0,
                           rolled_back=0, cancelled=0, reached=0, change_failed=0, restored=0, unrestored=0,
-                          dur_sum=0.0, dur_n=0, dur_hist={}, restore_hist={}, steps={}, folded_at=now)
+                          dur_sum=0.0, dur_n=0, dur_hist={}, restore_hist={}, steps={}, pipeline=fold_figures([]),
+                          folded_at=now)
 
 
 def fold_day(session: Session, day: datetime, now: datetime | None = None) -> int:
@@ -127,6 +129,11 @@ def fold_day(session: Session, day: datetime, now: datetime | None = None) -> in
             a.restored += 1
             restores.setdefault((service, env, "deploy"), []).append(seconds)
     _fold_steps(session, in_day, rows)
+    times: dict[tuple[str, str, str], list[tuple[str, float]]] = {}
+    for run_id, service, env, kind, seconds in pipeline_times(session, in_day):
+        times.setdefault((service, env, kind), []).append((run_id, seconds))
+    for key, ts in times.items():
+        rows[key].pipeline = fold_figures(ts)
     for key, a in rows.items():
         a.dur_hist = histogram(durs.get(key, []))
         a.restore_hist = histogram(restores.get(key, []))

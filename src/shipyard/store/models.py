@@ -422,6 +422,9 @@ class DailyAggregate(Base):
     dur_hist: Mapped[dict[str, Any]]
     restore_hist: Mapped[dict[str, Any]]
     steps: Mapped[dict[str, Any]]                                      # step kind -> [failures, timed, seconds]
+    # pipeline time per deployment (`reports.pipeline`): {"n", "hist", "max", "over_kpi", "slowest": [[id, s]]};
+    # None on days folded before revision 0010 and pruned since (nothing left to fold them from)
+    pipeline: Mapped[dict[str, Any] | None]
     folded_at: Mapped[datetime]
 
     def __repr__(self) -> str:

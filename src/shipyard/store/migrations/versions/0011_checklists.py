@@ -1,7 +1,7 @@
 """Checklists: each deployment's checklist items (snapshot of the item, who confirmed it, each result).
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-03
 
 Written by hand to match `shipyard.store.models.ChecklistResult`. Rows cascade with their deployment
@@ -13,8 +13,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010"
-down_revision = "0009"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
