@@ -121,9 +121,10 @@ _STEPS = (
               data=("revision",)),
     EventKind("release.activated", "A release target made a release live (or live again); `record` is what it "
               "did (prefix, uploads, command).", data=("revision", "record")),
-    EventKind("release.pruned", "Releases of a release target beyond `keep` were deleted.", data=("pruned", "kept")),
-    EventKind("release.prune_failed", "Deleting old releases failed after a successful deploy (it stays "
-              "succeeded).", "warning", data=("reason",)),
+    EventKind("release.pruned", "Releases of a release target beyond `keep` were deleted, or an ECS service's "
+              "old images in ECR (`target.ecr`).", data=("pruned", "kept", "failures")),
+    EventKind("release.prune_failed", "Deleting old releases (or old ECR images) failed after a successful "
+              "deploy (it stays succeeded).", "warning", data=("reason",)),
 )
 _ALARM_DATA = ("alarm", "state", "previous", "metric", "statistic", "comparison", "threshold", "values",
                "evaluated", "breaching", "reason", "labels")

@@ -36,7 +36,7 @@ from shipyard.store import leases as lq
 from shipyard.store import steps as sq
 from shipyard.store.owner import owner_is_dead
 from shipyard.strategies import AllAtOnce, HostRolling, PlanInput, Strategy, compose
-from shipyard.targets.base import CheckedTarget, PlacingTarget
+from shipyard.targets.base import CheckedTarget, PlacingTarget, PruningTarget
 
 
 def _now() -> datetime:
@@ -360,7 +360,22 @@ async def _succeed(e: Environment, run: Run) -> Outcome:
                       revision=run.revision)
     in_use = {i.revision for i in await e.target.instances()}
     e.releases.prune(s.service, s.keep_releases, in_use | {run.revision})
+    if isinstance(e.target, PruningTarget):
+        await _prune_artifacts(run, e.target)
     return Outcome(run.id, DeployState.SUCCEEDED, None, run.revision, run.front)
+
+
+async def _prune_artifacts(run: Run, target: PruningTarget) -> None:
+    try:
+        pruned = await target.prune_artifacts()
+    except (ShipyardError, OSError) as exc:     # the deploy succeeded: a failed cleanup is said, not fatal
+        run.journal.event("release.prune_failed", f"pruning old images failed: {exc}", reason=str(exc))
+        return
+    if pruned.get("pruned"):
+        run.journal.event("release.pruned", f"pruned {len(pruned['pruned'])} old images", **pruned)
+    if pruned.get("failures"):
+        run.journal.event("release.prune_failed", f"{len(pruned['failures'])} old images were not pruned: "
+                          f"{pruned['failures'][0]}", reason="; ".join(pruned["failures"]))
 
 
 async def _succeed_release(e: Environment, run: Run) -> Outcome:
