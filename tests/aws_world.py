@@ -12,6 +12,8 @@ targets in each (what ECS does for two tasks), and moto reports every registered
 
 from __future__ import annotations
 
+import json
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -154,3 +156,23 @@ def build(endpoint: str) -> World:
     w.secret_arn = w.client("secretsmanager").create_secret(
         Name=f"gli/prod/db-{w.suffix}", SecretString="postgres://api:s3cr3t-pw@db/gli")["ARN"]
     return w
+
+
+MEDIA = "application/vnd.docker.distribution.manifest.v2+json"
+
+
+def manifest(n: int) -> str:
+    """A manifest of its own: moto's digest is the sha256 of the layer digests, so each n gets one."""
+    return json.dumps({"schemaVersion": 2, "mediaType": MEDIA,
+                       "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 7,
+                                  "digest": f"sha256:{n + 1:064x}"},
+                       "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                                   "size": 100 + n, "digest": f"sha256:{n + 7000:064x}"}]})
+
+
+def next_second() -> None:
+    """ECR keeps push times in whole seconds: a push after this one sorts after every earlier push."""
+    from shipyard.testing.wait import wait_until
+
+    now = int(time.time())
+    wait_until(lambda: int(time.time()) > now, 3, "the clock to pass a second")

@@ -41,6 +41,10 @@ where they happen, so the CLI can print one line and choose an exit code without
     ├── DeploymentCancelled            a queued run whose record was cancelled while it waited: it ends untouched
     ├── ApprovalRefused                an approve/reject that cannot count: not an approver, the requester,
     │                                  twice, a used/forged/expired link, nothing awaiting approval (HTTP 409)
+    ├── ChecklistRefused               a checklist confirm that cannot count: no such item, not a manual one,
+    │                                  confirmed already, the deployment past waiting for it (HTTP 409)
+    ├── ChecklistFailed                an automated checklist item failed (a pre item stops the deploy before
+    │                                  its first step, a post item with on_fail: rollback rolls it back)
     ├── MonitoringError                a metric provider could not be reached or answered nonsense
     ├── AnalysisFailed                 an alarm fired or the canary judge failed during an analyze step
     ├── NotifyError                    a notification channel refused or could not be reached (never fails a deploy)
@@ -219,6 +223,14 @@ class BranchNotAllowed(UsageError):
 
 class ApprovalRefused(ShipyardError):
     """An approval or reject that was not recorded, and why (one line); the API answers 409."""
+
+
+class ChecklistRefused(ShipyardError):
+    """A checklist confirmation that was not recorded, and why (one line); the API answers 409."""
+
+
+class ChecklistFailed(ShipyardError):
+    """Automated checklist items failed; the message names each with its one-line reason."""
 
 
 class DeploymentFailed(ShipyardError):

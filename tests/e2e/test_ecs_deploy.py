@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from aws_world import REGION, World, build, credentials, running
+from aws_world import MEDIA, REGION, World, build, credentials, manifest, next_second, running
 from shipyard.testing.cli import CliResult, run_cli
 
 from .conftest import cli_env
@@ -282,4 +282,45 @@ def test_after_keep_previous_a_rollback_starts_the_previous_task_definition_agai
     blue = world.service(f"{svc(world)}-blue")
     assert blue is not None and blue["desiredCount"] == 2 and td_of(world, f"{svc(world)}-blue") == f"{family}:1"
     assert len(world.revisions(family)) == 2                                   # reused by its digest
+    assert {a: w for a, w in world.weights().items() if w} == {world.blue: 100}
+
+
+def test_ecr_housekeeping_after_a_deploy_keeps_the_newest_the_live_and_the_warm_image(
+        project: Project, world: World) -> None:
+    """`target.ecr: {keep: 1}`: after each successful deploy the repository keeps its newest image and every
+    image a live or warm service uses, and nothing else; what went is in the deployment's events."""
+    repo = f"gli-api-{world.suffix}"
+    text = (project.root / "shipyard.yaml").read_text()
+    (project.root / "shipyard.yaml").write_text(
+        text.replace("gli-api:{sha}", repo + ":{sha}").replace("        mode: blue_green",
+                                                               "        ecr: {keep: 1}\n        mode: blue_green"))
+    ecr = world.client("ecr")
+    ecr.create_repository(repositoryName=repo)
+
+    def push(n: int, tag: str) -> str:
+        next_second()
+        out = ecr.put_image(repositoryName=repo, imageManifest=manifest(n), imageManifestMediaType=MEDIA,
+                            imageTag=tag)
+        return str(out["image"]["imageId"]["imageDigest"])
+
+    def tags() -> set[str]:
+        return {t for d in ecr.describe_images(repositoryName=repo)["imageDetails"] for t in d.get("imageTags", [])}
+
+    old = push(1, "old-build")
+    v1 = project.commit("1.0.0")
+    push(2, v1)
+    ok(project.cli("deploy", "api", "--env", "prod"))
+    assert tags() == {v1}                                    # newest and live: the old build went
+    db = sqlite3.connect(project.root / ".shipyard" / "state.db")
+    try:
+        [(data,)] = db.execute("SELECT data FROM events WHERE kind = 'release.pruned'").fetchall()
+    finally:
+        db.close()
+    assert json.loads(data)["pruned"] == [f"{repo}@{old}"]
+
+    v2 = project.commit("2.0.0")
+    push(3, v2)
+    ok(project.cli("deploy", "api", "--env", "prod"))
+    assert tags() == {v1, v2}         # v2 newest and live; v1 beyond keep, but blue runs it, warm for rollback
+    ok(project.cli("rollback", "api", "--env", "prod"))
     assert {a: w for a, w in world.weights().items() if w} == {world.blue: 100}

@@ -477,6 +477,50 @@ def test_approvals_need_the_approve_scope_on_the_env(api: Api) -> None:
                     s.delete(e)
 
 
+def test_checklist_confirms_need_the_approve_scope_on_the_env(api: Api) -> None:
+    from shipyard.domain.approvals import Policy
+    from shipyard.domain.checklists import Item
+    from shipyard.store import approvals as aq
+    from shipyard.store import checklists as cq
+
+    with Store.open(f"sqlite:///{api.root / '.shipyard' / 'state.db'}") as store, store.session() as s:
+        create_deployment(s, service="api", env="prod", revision="f" * 40, strategy="rolling", actor="ci",
+                          state="awaiting_approval", deployment_id="listed")
+        aq.create_request(s, "listed", service="api", env="prod", requested_by="ci", holder="elsewhere:1:1",
+                          policy=Policy(required=0, approvers=None, wait=0, timeout=3600, self_approval=False))
+        cq.create_items(s, "listed", [Item("pre", "db-backup", "manual", {"confirm": "DB backup taken"}, "block"),
+                                      Item("pre", "tests", "command", {"command": ["true"], "timeout": 5}, "block"),
+                                      Item("post", "logs", "manual", {"confirm": "Logs read"}, None)])
+    path = "/api/v1/deployments/listed/checklist/db-backup"
+    try:
+        for who, token, status in (("no token", None, 401), ("reader lacks approve", api.tokens["reader"], 403),
+                                   ("deployer lacks approve", api.tokens["deployer"], 403),
+                                   ("stg-bound approver on prod", api.tokens["stg-approver"], 403),
+                                   ("an approver", api.tokens["approver"], 200), ("twice", api.tokens["admin"], 409)):
+            res = post(api, path, token, {"comment": "snap-1"})
+            assert res.status_code == status, (who, res.text)
+            if status >= 400:
+                assert set(res.json()) == {"error"} and "\n" not in res.json()["error"], res.text
+        auto = post(api, "/api/v1/deployments/listed/checklist/tests", api.tokens["admin"], None)
+        assert auto.status_code == 409 and "shipyard runs it" in auto.json()["error"], auto.text
+        early = post(api, "/api/v1/deployments/listed/checklist/logs", api.tokens["admin"], None)
+        assert early.status_code == 409 and "once it succeeded" in early.json()["error"], early.text
+        assert post(api, "/api/v1/deployments/listed/checklist/nope", api.tokens["admin"], None).status_code == 409
+        assert post(api, "/api/v1/deployments/nope/checklist/db-backup", api.tokens["admin"], None).status_code == 404
+        assert post(api, path, api.tokens["admin"], {"comment": "x" * 1001}).status_code == 422
+        shown = api.get("/api/v1/deployments/listed", api.tokens["reader"]).json()["checklist"]
+        assert [(i["name"], i["kind"], i["status"], i["by"], i["detail"]) for i in shown] == [
+            ("db-backup", "manual", "confirmed", "approver", "snap-1"), ("tests", "command", "pending", None, None),
+            ("logs", "manual", "pending", None, None)], shown
+        assert api.get("/api/v1/deployments/d02", api.tokens["reader"]).json()["checklist"] == []
+    finally:
+        with Store.open(f"sqlite:///{api.root / '.shipyard' / 'state.db'}") as store, store.session() as s:
+            s.delete(s.get(Deployment, "listed"))
+            for e in eq.list_events(s, deployment_id=None, limit=1000):
+                if e.kind.startswith("checklist."):
+                    s.delete(e)
+
+
 def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(api: Api) -> None:
     """Property-based requests from the OpenAPI description (fixed seed: the same cases every run); the
     endless event streams are left out (their cases are in the stream test)."""

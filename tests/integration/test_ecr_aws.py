@@ -10,7 +10,6 @@ services' deployments, desired counts and tags as DescribeServices reports them.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Iterator
@@ -21,33 +20,16 @@ from typing import Any
 import boto3
 import pytest
 
+from aws_world import MEDIA, manifest, next_second
 from shipyard.aws import AwsSettings
 from shipyard.ecr.prune import delete_images, prune
 from shipyard.ecr.retention import Image
 from shipyard.ecr.tags import Tagger, plan_tags
 from shipyard.errors import StageFailed, TargetError
 from shipyard.testing.cli import run_cli
-from shipyard.testing.wait import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 REGION = "us-east-1"
-MEDIA = "application/vnd.docker.distribution.manifest.v2+json"
-
-
-def manifest(n: int) -> str:
-    """A manifest of its own: moto's digest is the sha256 of the layer digests, so each n gets one."""
-    return json.dumps({"schemaVersion": 2, "mediaType": MEDIA,
-                       "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 7,
-                                  "digest": f"sha256:{n + 1:064x}"},
-                       "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
-                                   "size": 100 + n, "digest": f"sha256:{n + 7000:064x}"}]})
-
-
-def next_second() -> None:
-    now = int(time.time())
-    wait_until(lambda: int(time.time()) > now, 3, "the clock to pass a second")
-
-
 @dataclass
 class Aws:
     endpoint: str

@@ -49,6 +49,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     from shipyard.api.routes import (
         actions,
         approvals,
+        checklists,
         daemons,
         deployments,
         events,
@@ -102,4 +103,5 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(hooks.router, prefix=API_PREFIX)
     app.include_router(approvals.router)        # its paths are whole: the API's and the links' /approve pages
     app.include_router(dashboard.router)          # the dashboard's pages, at / (shipyard.web)
+    app.include_router(checklists.router)
     return app

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -56,8 +56,26 @@ class EventOut(_Out):
     data: dict[str, Any] | None
 
 
+class ChecklistItemOut(BaseModel):
+    """One checklist item of a deployment (docs/approvals.md, Checklists): the dashboard renders these."""
+
+    phase: Literal["pre", "post"]
+    name: str
+    kind: Literal["manual", "command", "http", "metric"]
+    status: Literal["pending", "passed", "failed", "confirmed", "skipped"] = Field(
+        description="skipped: its turn never came (the deploy stopped before it).")
+    by: str | None = Field(description="Who confirmed it (a manual item), or `shipyard` (an automated one).")
+    at: str | None = Field(description="When it was confirmed or its check ended (ISO 8601, UTC).")
+    detail: str | None = Field(description="The check's result (output tail, HTTP status, alarm values) or "
+                                           "the confirmer's comment.")
+    on_fail: str | None = Field(description="block (pre items), rollback or notify (automated post items); "
+                                            "null for a manual post item.")
+
+
 class DeploymentDetail(DeploymentOut):
     steps: list[StepOut]
+    checklist: list[ChecklistItemOut] = Field(default_factory=list,
+                                              description="Pre items, then post items, in config order.")
     events: list[EventOut]
 
 

@@ -10,12 +10,14 @@ import typer
 
 from shipyard.cli import render
 from shipyard.cli.analysis_view import show_analysis
+from shipyard.cli.checklist_view import show_items
 from shipyard.cli.group_view import groups_table, render_group, render_groups, show_group
 from shipyard.cli.project import Project
 from shipyard.cli.promotion_view import promotion_dict, promotion_from_api, promotions_table, render_promotions
 from shipyard.cli.remote import remote
 from shipyard.cli.scan_view import show_findings
 from shipyard.errors import UsageError
+from shipyard.store import checklists as cq
 from shipyard.store import deployments as dq
 from shipyard.store import events as eq
 from shipyard.store import lookup
@@ -120,8 +122,8 @@ def show_cmd(
         return
     if server is not None:
         shown = server.get(f"/api/v1/deployments/{quote(record_id.strip(), safe='')}")
-        steps, events = shown.pop("steps"), shown.pop("events")
-        render_deployment(shown, steps, events, output, as_json)
+        steps, events, items = shown.pop("steps"), shown.pop("events"), shown.pop("checklist", [])
+        render_deployment(shown, steps, events, output, as_json, items)
         return
     project = Project.load(config)
     kind, found = resolve_id(project, record_id)
@@ -146,13 +148,14 @@ def show_deployment(project: Project, deployment_id: str, output: bool, as_json:
         events: list[dict[str, Any]] = [{"at": e.at, "kind": e.kind, "message": e.message, "data": e.data}
                                         for e in eq.list_events(s, deployment_id=deployment_id, limit=None,
                                                                 newest_first=False)]
-    render_deployment(dep, steps, events, output, as_json)
+        items = cq.view(s, deployment_id, d.state)
+    render_deployment(dep, steps, events, output, as_json, items)
 
 
 def render_deployment(dep: dict[str, Any], steps: list[dict[str, Any]], events: list[dict[str, Any]],
-                      output: bool, as_json: bool) -> None:
+                      output: bool, as_json: bool, checklist: list[dict[str, Any]] | None = None) -> None:
     if as_json:
-        render.print_json({"deployment": dep, "steps": steps, "events": events})
+        render.print_json({"deployment": dep, "steps": steps, "events": events, "checklist": checklist or []})
         return
     render.console.print(f"[bold]{dep['id']}[/]  {dep['service']}/{dep['env']}  {dep['kind']}  "
                          f"[{render.STATE_STYLE.get(dep['state'], '')}]{dep['state']}[/]")
@@ -164,6 +167,7 @@ def render_deployment(dep: dict[str, Any], steps: list[dict[str, Any]], events: 
     render.table("steps", ["phase", "#", "step", "state", "took", "error"],
                  [(st["phase"], st["idx"] + 1, st["description"], render.styled(st["state"]),
                    render.duration(st["started_at"], st["ended_at"]), st["error"] or "") for st in steps])
+    show_items(checklist or [])
     show_analysis(steps)
     show_findings(steps)
     render.table("events", ["at", "event", "message"],

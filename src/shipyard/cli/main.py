@@ -55,6 +55,7 @@ COMMANDS: dict[str, str] = {
     "notify": "notify:app",
     "hosts": "hosts:app",
     "tokens": "tokens:app",
+    "checklist": "checklist:app",
     "grafana": "grafana:app",
     "aws": "aws:app",
     "ecr": "ecr:app",

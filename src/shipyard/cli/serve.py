@@ -107,7 +107,8 @@ def serve_cmd(
         works.append(Work("aggregates", aggregates_work(project.store, say=render.info)))
     if project.config.retention is not None:
         works.append(Work("retention", retention_work(project.store, project.config.retention, say=render.info)))
-    if any(e.approvals is not None for e in project.config.environments.values()):
+    # Manual checklist items wait in the approval gate: its work takes over and expires them too.
+    if any(e.approvals is not None or e.checklists is not None for e in project.config.environments.values()):
         from shipyard.daemon.approvals import approvals_work
 
         works.append(Work("approvals", approvals_work(project.store, runner.resume, say=render.info,

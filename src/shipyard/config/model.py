@@ -16,6 +16,7 @@ from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_
 from shipyard.config.alerting import Alarm, MetricSource, Notifications, Secrets
 from shipyard.config.approvals import ApprovalLinks, Approvals, Person
 from shipyard.config.base import Name, StrictModel
+from shipyard.config.checklists import Checklists
 from shipyard.config.deploy import Deploy
 from shipyard.config.durations import Duration
 from shipyard.config.groups import ReleaseGroup
@@ -66,6 +67,8 @@ class Environment(StrictModel):
     allow_force: bool = Field(default=False, description="Allow `shipyard rollback --force` to move this "
                               "env's branch with a force-with-lease push (otherwise rollbacks add a revert commit).")
     approvals: Approvals | None = Field(default=None, description="Approval gate before deploying.")
+    checklists: Checklists | None = Field(default=None, description="Items checked before the first step "
+                                          "(`pre`) and after the last (`post`): docs/approvals.md.")
 
     @field_validator("tag")
     @classmethod

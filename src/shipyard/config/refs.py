@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from shipyard.config.approvals import approval_problems
+from shipyard.config.checklists import checklist_problems
 
 Path = tuple[str | int, ...]
 Problem = tuple[Path, str]
@@ -192,4 +193,4 @@ def reference_problems(data: Any) -> list[Problem]:
         return []
     envs = _mapping(data.get("environments"))
     return (_environments(envs) + _services(data, envs) + _routes(data, envs) + approval_problems(data)
-            + _release_groups(data))
+            + _release_groups(data) + checklist_problems(data))

@@ -79,12 +79,16 @@ def granted_at(policy: Policy, requester: str, decisions: list[Decision]) -> dat
 
 
 def verdict(policy: Policy, requester: str, decisions: list[Decision], requested_at: datetime,
-            now: datetime) -> tuple[Verdict, datetime | None]:
-    """The state of the gate now, and the moment it next changes by itself (the wait's end or the deadline)."""
+            now: datetime, pending: int = 0) -> tuple[Verdict, datetime | None]:
+    """The state of the gate now, and the moment it next changes by itself (the wait's end or the deadline).
+
+    `pending` counts the manual checklist items not confirmed yet: the gate stays shut while any is left
+    (and expires at the deadline like missing approvals). A policy requiring no approvals is a gate of
+    checklist items only: granted when it is opened."""
     if any(d.decision == REJECT for d in decisions):
         return Verdict.REJECTED, None
-    granted = granted_at(policy, requester, decisions)
-    if granted is None:
+    granted = requested_at if policy.required == 0 else granted_at(policy, requester, decisions)
+    if granted is None or pending:
         deadline = requested_at + timedelta(seconds=policy.timeout)
         return (Verdict.EXPIRED, None) if now >= deadline else (Verdict.PENDING, deadline)
     ready = granted + timedelta(seconds=policy.wait)

@@ -38,8 +38,9 @@ TERMINAL = frozenset({DeployState.SUCCEEDED, DeployState.FAILED, DeployState.ROL
 # build failure before any instance started); a failure after traffic moved goes through rolling_back.
 # A succeeded deployment may be rolled back later (`shipyard rollback` flips traffic to the warm previous set).
 ALLOWED: dict[DeployState, frozenset[DeployState]] = {
+    # queued -> failed: an automated pre-deploy checklist item failed (before the gate and the lease).
     DeployState.QUEUED: frozenset({DeployState.AWAITING_APPROVAL, DeployState.IN_PROGRESS,
-                                   DeployState.CANCELLED}),
+                                   DeployState.CANCELLED, DeployState.FAILED}),
     DeployState.AWAITING_APPROVAL: frozenset({DeployState.IN_PROGRESS, DeployState.CANCELLED}),
     DeployState.IN_PROGRESS: frozenset({DeployState.SUCCEEDED, DeployState.FAILED,
                                         DeployState.ROLLING_BACK, DeployState.CANCELLED}),

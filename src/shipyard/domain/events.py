@@ -74,6 +74,19 @@ _APPROVAL = (
     EventKind("approval.resumed", "The wait of a deployment whose waiting process died was taken over (the "
               "daemon's approvals work, `shipyard recover`).", "warning", data=("previous_owner", "actor")),
 )
+_ITEM_DATA = ("phase", "item", "item_kind", "on_fail", "seconds", "detail")
+_CHECKLIST = (
+    EventKind("checklist.requested", "A deploy waits for its manual pre-deploy checklist items to be confirmed "
+              "(holding no lease): `shipyard checklist confirm ID NAME`.", "warning",
+              data=("items", "expires_at", "requested_by", "revision")),
+    EventKind("checklist.item.confirmed", "Someone confirmed a manual checklist item (who, through what, and "
+              "the pre items still left).", data=("phase", "item", "item_kind", "by", "via", "comment", "left")),
+    EventKind("checklist.item.passed", "An automated checklist item (command, http, metric) passed.",
+              data=_ITEM_DATA),
+    EventKind("checklist.item.failed", "An automated checklist item failed: a pre item stops the deploy before "
+              "its first step, a post item rolls it back (on_fail: rollback) or only tells (on_fail: notify).",
+              "critical", data=_ITEM_DATA),
+)
 _ROLLBACK = (
     EventKind("rollback.requested", "`shipyard rollback`: traffic flips back to the warm previous set.",
               "critical", data=("revision", "rollback_of")),
@@ -108,9 +121,10 @@ _STEPS = (
               data=("revision",)),
     EventKind("release.activated", "A release target made a release live (or live again); `record` is what it "
               "did (prefix, uploads, command).", data=("revision", "record")),
-    EventKind("release.pruned", "Releases of a release target beyond `keep` were deleted.", data=("pruned", "kept")),
-    EventKind("release.prune_failed", "Deleting old releases failed after a successful deploy (it stays "
-              "succeeded).", "warning", data=("reason",)),
+    EventKind("release.pruned", "Releases of a release target beyond `keep` were deleted, or an ECS service's "
+              "old images in ECR (`target.ecr`).", data=("pruned", "kept", "failures")),
+    EventKind("release.prune_failed", "Deleting old releases (or old ECR images) failed after a successful "
+              "deploy (it stays succeeded).", "warning", data=("reason",)),
 )
 _ALARM_DATA = ("alarm", "state", "previous", "metric", "statistic", "comparison", "threshold", "values",
                "evaluated", "breaching", "reason", "labels")
@@ -150,8 +164,8 @@ _AUDIT = tuple(EventKind(f"secrets.{what}", summary, notified=False, data=_AUDIT
     ("revealed", "`shipyard env show --reveal` printed values."),
 ))
 
-KINDS: dict[str, EventKind] = {k.name: k for k in (*_DEPLOY, *_APPROVAL, *_ROLLBACK, *_STEPS, *_ANALYSIS, *_FLEET,
-                                                   *_AUDIT)}
+KINDS: dict[str, EventKind] = {k.name: k for k in (*_DEPLOY, *_APPROVAL, *_CHECKLIST, *_ROLLBACK, *_STEPS,
+                                                   *_ANALYSIS, *_FLEET, *_AUDIT)}
 
 
 def kind(name: str) -> EventKind | None:

@@ -183,6 +183,18 @@ class Analyze(Step):
 
 
 @dataclass(frozen=True)
+class PostChecklist(Step):
+    """The environment's automated post items (engine.checklists), run once every other step passed: the
+    deployment stays in progress meanwhile, and one with on_fail: rollback failing rolls it back."""
+
+    items: int
+    kind: str = field(init=False, default="checklist")
+
+    def describe(self, new: str = "new", old: str = "old") -> str:
+        return f"post-deploy checklist ({self.items} check{'s' if self.items != 1 else ''} on {new})"
+
+
+@dataclass(frozen=True)
 class Activate(Step):
     """Make the release live as a whole on a release target (a static site, a command): no instances, no
     traffic split. `restore` makes a release that was live before live again (a manual rollback)."""
@@ -206,11 +218,15 @@ class Plan:
     def to_list(self) -> list[dict[str, Any]]:
         return [s.to_dict() for s in self.steps]
 
+    def with_post_checklist(self, items: int) -> Plan:
+        """This plan with the post-deploy checklist as its last step (none when there is nothing to run)."""
+        return Plan(self.strategy, (*self.steps, PostChecklist(items))) if items else self
+
 
 STEP_TYPES: dict[str, type[Step]] = {
     cls.__dataclass_fields__["kind"].default: cls  # type: ignore[misc]
     for cls in (RunHook, Prepare, Migrate, Stage, Scan, StartNew, WaitHealthy, Route, Drain, RetireOld, StopOld, Pause,
-                Analyze, Activate)
+                Analyze, Activate, PostChecklist)
 }
 
 

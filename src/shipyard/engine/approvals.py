@@ -44,6 +44,7 @@ from shipyard.notify.outbox import record_event
 from shipyard.releases.git import git
 from shipyard.store import Store
 from shipyard.store import approvals as aq
+from shipyard.store import checklists as cq
 from shipyard.store import deployments as dq
 from shipyard.store import leases as lq
 from shipyard.store.models import ApprovalRequest, Deployment, QueueEntry
@@ -76,11 +77,17 @@ async def check_branch(e: Environment, revision: Revision) -> None:
 
 # ---- the request -------------------------------------------------------------------------------------
 
+def gate_policy(e: Environment) -> Policy:
+    """The env's approval policy, or for an env with only manual checklist items a gate of those alone (no
+    approvals required, the checklists' timeout)."""
+    return e.settings.approvals or Policy(required=0, approvers=None, wait=0.0, timeout=e.settings.checklist_timeout,
+                                          self_approval=False)
+
+
 def open_request(e: Environment, dep_id: str, revision: Revision) -> None:
     """Move the queued deployment to awaiting_approval, record its request, and cancel the older requests
     of this (service, env): the newest request is the one people are asked about."""
-    policy = e.settings.approvals
-    assert policy is not None
+    policy = gate_policy(e)
     s = e.settings
     with e.store.session() as ses:
         aq.create_request(ses, dep_id, service=s.service, env=s.env, requested_by=e.actor, policy=policy,
@@ -99,8 +106,18 @@ def open_request(e: Environment, dep_id: str, revision: Revision) -> None:
                                    "ref": revision.ref}
         # In the state change's transaction: whoever sees the row awaiting approval sees why, and people
         # are told (the outbox row) exactly when it starts to wait.
-        record_event(ses, e.notifications, "approval.requested", service=s.service, env=s.env, message=message,
-                     deployment_id=dep_id, data=data)
+        if policy.required:
+            record_event(ses, e.notifications, "approval.requested", service=s.service, env=s.env,
+                         message=message, deployment_id=dep_id, data=data)
+        asked = cq.pending_manual_pre(ses, dep_id)
+        if asked:
+            listed = cq.statements(ses, dep_id, asked)
+            message = (f"{s.service}/{s.env} {revision.short} waits for its checklist: {'; '.join(listed)} "
+                       f"(`shipyard checklist confirm {dep_id} NAME`); expires {req.expires_at:%Y-%m-%d %H:%M} UTC")
+            data = {"items": asked, "expires_at": req.expires_at.isoformat(), "requested_by": e.actor,
+                    "revision": revision.sha}
+            record_event(ses, e.notifications, "checklist.requested", service=s.service, env=s.env,
+                         message=message, deployment_id=dep_id, data=data)
     # After the commit, in a transaction of its own: of two requests made at once (on PostgreSQL neither
     # sees the other's uncommitted row), whichever looks last sees both, so exactly the newest survives.
     with e.store.session() as ses:
@@ -132,7 +149,7 @@ def close(ses: Session, dep_id: str, reason: str) -> Deployment | None:
 
 def expire(ses: Session, req: ApprovalRequest, notifications: Any) -> bool:
     """Cancel a request past its deadline without enough approvals, with its `approval.expired` event."""
-    why = _expired_reason(req)
+    why = _expired_reason(req, cq.pending_manual_pre(ses, req.deployment_id))
     row = close(ses, req.deployment_id, why)
     if row is None:
         return False
@@ -168,6 +185,9 @@ def decide(store: Store, dep_id: str, *, approver: str, decision: str = APPROVE,
         if nonce is not None and aq.nonce_used(ses, nonce):
             raise ApprovalRefused("this link was used already: a link counts once")
         policy = aq.policy_of(req)
+        if policy.required == 0 and decision == APPROVE:
+            raise ApprovalRefused(f"{dep_id} needs no approval, only its checklist: `shipyard checklist confirm "
+                                  f"{dep_id} NAME`")
         # The requester may always withdraw (reject) their own request; everything else follows the policy.
         withdraw = decision == REJECT and approver == req.requested_by
         why = None if withdraw else refusal(policy, req.requested_by, approver)
@@ -175,7 +195,8 @@ def decide(store: Store, dep_id: str, *, approver: str, decision: str = APPROVE,
             raise ApprovalRefused(why)
         decisions = aq.as_decisions(aq.list_decisions(ses, dep_id))
         now = utcnow()
-        if verdict(policy, req.requested_by, decisions, req.requested_at, now)[0] is Verdict.EXPIRED:
+        if verdict(policy, req.requested_by, decisions, req.requested_at, now,
+                   len(cq.pending_manual_pre(ses, dep_id)))[0] is Verdict.EXPIRED:
             expired = expire(ses, req, notifications)
         else:
             counted = approvals_that_count(policy, req.requested_by, decisions)
@@ -220,8 +241,10 @@ def _recorded(ses: Session, row: Deployment, req: ApprovalRequest, policy: Polic
             "required": policy.required, "reason": None}
 
 
-def _expired_reason(req: ApprovalRequest) -> str:
+def _expired_reason(req: ApprovalRequest, checklist: list[str] | None = None) -> str:
     timeout = float(dict(req.policy)["timeout"])
+    if checklist and (req.granted_at is not None or not dict(req.policy)["required"]):
+        return f"checklist not confirmed within {format_duration(timeout)} (timeout): {', '.join(checklist)}"
     return f"not approved within {format_duration(timeout)} (timeout)"
 
 
@@ -230,11 +253,12 @@ def expire_due(store: Store, notifications: Any = None, now: datetime | None = N
     now = now or utcnow()
     done = []
     with store.session(readonly=True) as ses:
-        due = [r.deployment_id for _, r in aq.awaiting(ses) if r.granted_at is None and r.expires_at <= now]
+        due = [r.deployment_id for _, r in aq.awaiting(ses) if r.expires_at <= now and
+               (r.granted_at is None or cq.pending_manual_pre(ses, r.deployment_id))]
     for dep_id in due:
         with store.session() as ses:
             req = aq.get_request(ses, dep_id)
-            if req is not None and req.granted_at is None and expire(ses, req, notifications):
+            if req is not None and _verdict(ses, req, now)[0] is Verdict.EXPIRED and expire(ses, req, notifications):
                 done.append(dep_id)
     return done
 
@@ -250,7 +274,7 @@ def status(store: Store, dep_id: str) -> dict[str, Any]:
         if req is None:
             return {"id": dep_id, "env": row.env, "state": row.state, "gate": None, "decisions": []}
         policy = aq.policy_of(req)
-        v, until = verdict(policy, req.requested_by, aq.as_decisions(rows), req.requested_at, utcnow())
+        v, until = _verdict(ses, req, utcnow())
         gate = {**policy.to_dict(), "requested_by": req.requested_by, "requested_at": req.requested_at,
                 "expires_at": req.expires_at, "granted_at": req.granted_at,
                 "approved": approvals_that_count(policy, req.requested_by, aq.as_decisions(rows)),
@@ -303,12 +327,13 @@ async def await_turn(e: Environment, journal: Journal, dep_id: str, lost: asynci
             state, reason, revision = DeployState(row.state), row.reason, row.revision
             decisions = aq.as_decisions(aq.list_decisions(ses, dep_id))
             holder = req.holder
+            pending = cq.pending_manual_pre(ses, dep_id)
         if state is not DeployState.AWAITING_APPROVAL:
             return Outcome(dep_id, state, reason, revision)
         if holder != e.owner:
             raise TakenOver(f"{dep_id}: {holder} waits for its approval now; stopped here")
         policy = aq.policy_of(req)
-        v, until = verdict(policy, req.requested_by, decisions, req.requested_at, utcnow())
+        v, until = verdict(policy, req.requested_by, decisions, req.requested_at, utcnow(), len(pending))
         if v is Verdict.READY:
             return None
         if v is Verdict.EXPIRED:
@@ -317,12 +342,14 @@ async def await_turn(e: Environment, journal: Journal, dep_id: str, lost: asynci
                 if live is not None:
                     expire(ses, live, e.notifications)
             continue
-        now_seen = (v, len(decisions))
+        now_seen = (v, len(decisions), len(pending))
         if now_seen != seen and e.listener is not None:
             counted = approvals_that_count(policy, req.requested_by, decisions)
             said = (f"waiting until {until:%H:%M:%S} UTC, then deploying" if v is Verdict.WAITING and until
                     else f"{len(counted)} of {policy.required} approved{': ' + ', '.join(counted) if counted else ''}"
                          f"; `shipyard approve {dep_id}`")
+            if pending and (not policy.required or len(counted) >= policy.required):
+                said = f"checklist to confirm: {', '.join(pending)}; `shipyard checklist confirm {dep_id} NAME`"
             e.listener("approval.waiting", {"message": said, "deployment_id": dep_id, "verdict": str(v),
                                             "approved": counted, "required": policy.required})
         seen = now_seen
@@ -351,8 +378,13 @@ def is_ready(store: Store, dep_id: str) -> bool:
         req = aq.get_request(ses, dep_id)
         if req is None:
             return False
-        decisions = aq.as_decisions(aq.list_decisions(ses, dep_id))
-    return verdict(aq.policy_of(req), req.requested_by, decisions, req.requested_at, utcnow())[0] is Verdict.READY
+        return _verdict(ses, req, utcnow())[0] is Verdict.READY
+
+
+def _verdict(ses: Session, req: ApprovalRequest, now: datetime) -> tuple[Verdict, datetime | None]:
+    """The gate's verdict with its decisions and the manual checklist items still to confirm."""
+    return verdict(aq.policy_of(req), req.requested_by, aq.as_decisions(aq.list_decisions(ses, req.deployment_id)),
+                   req.requested_at, now, len(cq.pending_manual_pre(ses, req.deployment_id)))
 
 
 def take_over(e: Environment, dep_id: str) -> bool:

@@ -16,7 +16,7 @@ from typing import Any
 from shipyard.domain.deployment import DeployState, StepState
 from shipyard.domain.plan import PIPELINE_KINDS, Drain, Plan, RetireOld, Route, Step, step_from_dict
 from shipyard.domain.types import Instance, Revision
-from shipyard.engine import approvals, release
+from shipyard.engine import approvals, checklists, release
 from shipyard.engine.admission import admit_freeze, as_shipyard_error, record_override, refuse, resolve_env
 from shipyard.engine.environment import RUNNING_STATES, Environment, EnvSource, Outcome
 from shipyard.engine.freeze import FreezeOverride
@@ -27,14 +27,16 @@ from shipyard.engine.run import Run, StepFailed, revision_label
 from shipyard.engine.runstate import RunContext, weights
 from shipyard.engine.settings import ServiceSettings, strategy_named
 from shipyard.errors import LeaseHeldError, ShipyardError, TargetError, UsageError
+from shipyard.monitoring.providers.router import RouterProvider
 from shipyard.releases.git import resolve_revision
+from shipyard.store import checklists as cq
 from shipyard.store import deployments as dq
 from shipyard.store import groups as gq
 from shipyard.store import leases as lq
 from shipyard.store import steps as sq
 from shipyard.store.owner import owner_is_dead
 from shipyard.strategies import AllAtOnce, HostRolling, PlanInput, Strategy, compose
-from shipyard.targets.base import CheckedTarget, PlacingTarget
+from shipyard.targets.base import CheckedTarget, PlacingTarget, PruningTarget
 
 
 def _now() -> datetime:
@@ -111,9 +113,10 @@ async def deploy(e: Environment, ref: str | None = None, *, wait: bool = True, s
         elif isinstance(e.target, CheckedTarget) and kind == "deploy":
             await e.target.preflight()         # every gap at once, before the run exists (exit 2)
         overridden = admit_freeze(e, override, kind)
-        # Rollbacks are not gated: they go back to what was approved and served before.
-        gated = s.approvals is not None and kind == "deploy"
-        if gated:
+        # Rollbacks are not gated (nor checklisted): they go back to what was approved and served before.
+        listed = s.checklist if kind == "deploy" else ()
+        gated = (s.approvals is not None or any(i.phase == "pre" and i.manual for i in listed)) and kind == "deploy"
+        if s.approvals is not None and kind == "deploy":
             await approvals.check_branch(e, revision)
     with e.store.session() as ses:
         row = dq.create_deployment(ses, service=s.service, env=s.env, revision=revision.sha,
@@ -121,15 +124,39 @@ async def deploy(e: Environment, ref: str | None = None, *, wait: bool = True, s
                                    owner=e.owner, rollback_of=rollback_of)
         dep_id = row.id
         _link(e, ses, dep_id, kind)
+        cq.create_items(ses, dep_id, listed)     # in the row's transaction: no deployment without its list
     journal = _journal(e, dep_id)
     record_override(journal, overridden, override, e.actor)
     journal.event("deploy.queued", f"{s.service}/{s.env} {revision.short} ({revision.ref})",
                   revision=revision.sha, ref=revision.ref, actor=e.actor, subject=revision.subject,
                   author=revision.author)
+    if listed:
+        refused = await _pre_checks(e, journal, revision)
+        if refused is not None:
+            return refused
     if gated:
         approvals.open_request(e, dep_id, revision)
         return await _gated(e, journal, dep_id, revision, strat, wait)
     return await _take_turn(e, journal, dep_id, revision, strat, wait, kind)
+
+
+async def _pre_checks(e: Environment, journal: Journal, revision: Revision) -> Outcome | None:
+    """The automated pre items, before anyone is asked and before the lease: one failing ends the
+    deployment failed, nothing started (its Outcome); None when all passed."""
+    reason = await checklists.run_pre(e.store, journal, cwd=e.settings.checklist_dir or e.releases.root,
+                                      revision=revision.sha,
+                                      provider=e.metrics or RouterProvider(e.router.stats))
+    if reason is None:
+        return None
+    journal.transition(DeployState.FAILED, reason, finished_at=_now())
+    journal.event("deploy.failed", reason, reason=reason)
+    return Outcome(journal.deployment_id, DeployState.FAILED, reason, revision.sha)
+
+
+def _post_items(e: Environment, dep_id: str) -> int:
+    """How many automated post items this deployment snapshot (its plan's PostChecklist step runs them)."""
+    with e.store.session(readonly=True) as ses:
+        return sum(1 for r in cq.list_items(ses, dep_id, "post") if r.kind != "manual")
 
 
 async def _gated(e: Environment, journal: Journal, dep_id: str, revision: Revision, strat: Strategy,
@@ -200,7 +227,7 @@ async def _run_new(e: Environment, journal: Journal, dep_id: str, revision: Revi
     ctx = RunContext(old=[i.id for i in olds], old_revision=old_rev, routed=sorted(i.address for i in olds))
     plan = compose(strat, PlanInput(current=len(olds), desired=desired, bake=s.bake,
                                     hooks=frozenset(s.hooks), migrate=s.migrate is not None,
-                                    pipeline=s.pipeline))
+                                    pipeline=s.pipeline)).with_post_checklist(_post_items(e, dep_id))
     journal.transition(DeployState.IN_PROGRESS, None, started_at=_now(), owner=e.owner,
                        previous_revision=old_rev, plan=plan.to_list(), context=ctx.to_dict())
     run = Run(deployment_id=dep_id, revision=revision.sha, settings=s, target=e.target, router=e.router,
@@ -216,7 +243,8 @@ async def _run_release(e: Environment, journal: Journal, dep_id: str, revision: 
     """A release target: all at once, the live record kept as `previous` for the rollback (engine.release)."""
     s = e.settings
     previous = release.live(e)
-    plan = release.rollback_plan(e) if restore else release.deploy_plan(e)
+    plan = (release.rollback_plan(e) if restore else release.deploy_plan(e)).with_post_checklist(
+        _post_items(e, dep_id))
     ctx = RunContext(old_revision=previous["revision"] if previous else None, previous=previous,
                      restore=release.record_of(e, revision.sha) if restore else None)
     journal.transition(DeployState.IN_PROGRESS, None, started_at=_now(), owner=e.owner,
@@ -332,7 +360,22 @@ async def _succeed(e: Environment, run: Run) -> Outcome:
                       revision=run.revision)
     in_use = {i.revision for i in await e.target.instances()}
     e.releases.prune(s.service, s.keep_releases, in_use | {run.revision})
+    if isinstance(e.target, PruningTarget):
+        await _prune_artifacts(run, e.target)
     return Outcome(run.id, DeployState.SUCCEEDED, None, run.revision, run.front)
+
+
+async def _prune_artifacts(run: Run, target: PruningTarget) -> None:
+    try:
+        pruned = await target.prune_artifacts()
+    except (ShipyardError, OSError) as exc:     # the deploy succeeded: a failed cleanup is said, not fatal
+        run.journal.event("release.prune_failed", f"pruning old images failed: {exc}", reason=str(exc))
+        return
+    if pruned.get("pruned"):
+        run.journal.event("release.pruned", f"pruned {len(pruned['pruned'])} old images", **pruned)
+    if pruned.get("failures"):
+        run.journal.event("release.prune_failed", f"{len(pruned['failures'])} old images were not pruned: "
+                          f"{pruned['failures'][0]}", reason="; ".join(pruned["failures"]))
 
 
 async def _succeed_release(e: Environment, run: Run) -> Outcome:

@@ -30,6 +30,7 @@ from shipyard.domain.plan import (
     Migrate,
     Pause,
     Plan,
+    PostChecklist,
     Prepare,
     RetireOld,
     Route,
@@ -43,6 +44,7 @@ from shipyard.domain.plan import (
 )
 from shipyard.domain.types import Instance
 from shipyard.ecr.tags import tag_build_image
+from shipyard.engine import checklists
 from shipyard.engine.activation import StatusMonitor, wait_status
 from shipyard.engine.analysis import Analysis
 from shipyard.engine.commands import CommandResult, run_command
@@ -228,6 +230,8 @@ class Run:
             return self.s.build_timeout + 60 + (TRANSFER_ALLOWANCE if self.s.build_host else 0)
         if isinstance(step, (Pause, Analyze)):
             return step.seconds + self.s.step_timeout
+        if isinstance(step, PostChecklist):
+            return self.s.post_watch + self.s.step_timeout
         if isinstance(step, WaitHealthy):
             return max(self.s.step_timeout, self.s.health_wait + 5)
         if isinstance(step, Activate):
@@ -280,6 +284,10 @@ class Run:
             return {}
         if isinstance(step, Analyze):
             return await self._analyze(step.seconds)
+        if isinstance(step, PostChecklist):
+            return await checklists.run_post(self.journal.store, self.journal, cwd=self._checklist_dir(),
+                                             revision=self.revision,
+                                             provider=self.metrics or RouterProvider(self.router.stats))
         raise StepFailed(f"unknown step kind {step.kind}")
 
     async def _hook(self, name: str, spec: HookSpec, *, release_dir: Path | None = None) -> dict[str, Any]:
@@ -387,7 +395,8 @@ class Run:
         # Those the last Route took out, whichever they are (a placing target picks them by host).
         retire = [i for i in olds if i.address not in self.ctx.routed][: max(0, len(olds) - keep)]
         if self.s.keep_previous > 0 and "keep_warm" in self.target.capabilities:
-            await self.target.keep_warm(retire, time.time() + self.s.keep_previous)
+            # Warm through the post-deploy checklist too: a rollback it causes is then a traffic flip.
+            await self.target.keep_warm(retire, time.time() + self.s.keep_previous + self.s.post_watch)
         else:
             await self.target.stop(retire, self.s.stop_timeout)
         return {"retired": [i.id for i in retire], "warm_for": self.s.keep_previous}
@@ -431,6 +440,11 @@ class Run:
         async with HealthMonitor(self.s.health, [i.address for i in news], prober=reported(self.target)) as monitor:
             detail = await self.analysis.bake(seconds, monitor.unhealthy)
         return {"analyzed_seconds": seconds, "instances": [i.address for i in news], **detail}
+
+    def _checklist_dir(self) -> Path:
+        where = self.s.checklist_dir or self.releases.root
+        where.mkdir(parents=True, exist_ok=True)
+        return where
 
     async def _routed_baseline(self) -> str | None:
         """The old revision while some of its instances still get traffic (what a canary is judged against)."""

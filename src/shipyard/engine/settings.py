@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from shipyard.config.approvals import policy_for
+from shipyard.config.checklists import item_spec
 from shipyard.config.service import STATIC_RUN
 from shipyard.domain.approvals import Policy
+from shipyard.domain.checklists import Item
 from shipyard.domain.launch import fill_argv, split_run
 from shipyard.errors import UnknownEnvironmentError, UnknownServiceError, UsageError
 from shipyard.releases.git import GitSource
@@ -68,6 +70,15 @@ class ServiceSettings:
     stages: dict[str, HookSpec] = field(default_factory=dict)   # command stages: name -> (run, timeout)
     scan: Any = None                 # the config's scan gate (config.pipeline.Scan), None = defaults
     image: Any = None                # the build's ECR image and its tags (config.pipeline.BuildImage), or None
+    checklist: tuple[Item, ...] = ()  # environments.<env>.checklists, pre then post, named alarms written out
+    checklist_timeout: float = 86400.0   # manual pre items not all confirmed by then: cancelled
+    checklist_dir: Path | None = None    # where checklist commands run (the project's directory)
+
+    @property
+    def post_watch(self) -> float:
+        """The longest post item (the post-check phase lasts about that long): the previous set is kept
+        warm that much longer, so a rollback from it is still a traffic flip."""
+        return max((i.seconds for i in self.checklist if i.phase == "post" and not i.manual), default=0.0)
 
     def launch_argv(self, release_dir: Path) -> list[str]:
         """`run` split like a shell would (no shell runs it), with `{env}` and `{publish_dir}` (absolute, in
@@ -140,7 +151,20 @@ def service_settings(cfg: Any, project_root: Path, service: str, env: str) -> Se
         publish_dir=getattr(svc, "publish_dir", None), router_options=_router_options(dep.router),
         router=dep.router, target=dep.target, build_host=_build_host(cfg, svc),
         approvals=policy_for(getattr(envcfg, "approvals", None), dict(getattr(cfg, "approvers", None) or {})),
-        **_pipeline(svc))
+        **checklist_fields(cfg, envcfg, project_root), **_pipeline(svc))
+
+
+def checklist_fields(cfg: Any, envcfg: Any, project_root: Path) -> dict[str, Any]:
+    """The env's checklist items as deployments snapshot them (engine.checklists); commands run in the
+    project's directory (where shipyard.yaml is), so `./bin/check` means the project's script."""
+    lists = getattr(envcfg, "checklists", None)
+    if lists is None:
+        return {}
+    alarms = dict(getattr(cfg, "alarms", None) or {})
+    items = [Item(phase, i.name, i.kind, item_spec(i, alarms),
+                  "block" if phase == "pre" else None if i.kind == "manual" else (i.on_fail or "rollback"))
+             for phase, group in (("pre", lists.pre), ("post", lists.post)) for i in group]
+    return {"checklist": tuple(items), "checklist_timeout": float(lists.timeout), "checklist_dir": project_root}
 
 
 def _pipeline(svc: Any) -> dict[str, Any]:

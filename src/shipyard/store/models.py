@@ -563,3 +563,30 @@ class ReleaseGroupMember(Base):
 
     def __repr__(self) -> str:
         return f"<ReleaseGroupMember {self.group_id} {self.service} {self.state}>"
+
+
+class ChecklistResult(Base):
+    """One checklist item of a deployment: the item as snapshot when the deployment was recorded (`spec`),
+    and what became of it: who confirmed it and when, or an automated check's status, detail (its output's
+    tail, cut) and duration."""
+
+    __tablename__ = "checklist_items"
+    __table_args__ = (UniqueConstraint("deployment_id", "name"), {"sqlite_autoincrement": True})
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    deployment_id: Mapped[str] = mapped_column(
+        String(128), ForeignKey("deployments.id", ondelete="CASCADE"))
+    phase: Mapped[str] = mapped_column(String(8))                      # pre | post
+    position: Mapped[int]
+    name: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))                      # manual | command | http | metric
+    spec: Mapped[dict[str, Any]]                                       # config.checklists.item_spec
+    on_fail: Mapped[str | None] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))                    # pending | passed | failed | confirmed
+    by: Mapped[str | None] = mapped_column(String(255))
+    at: Mapped[datetime | None]
+    detail: Mapped[str | None] = mapped_column(Text)
+    seconds: Mapped[float | None] = mapped_column(Float)
+
+    def __repr__(self) -> str:
+        return f"<ChecklistResult {self.deployment_id} {self.phase}:{self.name} {self.status}>"

@@ -12,7 +12,7 @@ from __future__ import annotations
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
-HEAD = "0012"
+HEAD = "0013"
 
 
 def at_head(engine: Engine) -> bool:

@@ -71,6 +71,17 @@ class CheckedTarget(Protocol):
 
 
 @runtime_checkable
+class PruningTarget(Protocol):
+    """A target whose releases leave artifacts outside shipyard's release store (ECS: images in ECR); the
+    engine asks it to prune them after each successful deploy, once the new release is live and the
+    previous one marked warm, so what serves or may serve again is never pruned."""
+
+    async def prune_artifacts(self) -> dict[str, Any]:
+        """{"pruned": [...], "failures": [...]} ({} when it is configured to keep everything)."""
+        ...
+
+
+@runtime_checkable
 class ProgressTarget(Protocol):
     """A target that tells how a long start or stop moves on (ECS rolling out for minutes); the engine points
     `on_progress` at the deployment's events (`instance.progress`)."""

@@ -29,6 +29,8 @@ from typing import Any
 from shipyard.aws import AwsSettings, calling, client, error_code
 from shipyard.config.ecs import EcsTarget as EcsConfig
 from shipyard.domain.types import Instance
+from shipyard.ecr.prune import prune as prune_images
+from shipyard.ecr.refs import repository_of
 from shipyard.errors import PreflightError, ShipyardError, TargetError
 from shipyard.secrets.redact import REDACT_ENV
 from shipyard.targets.base import LaunchSpec
@@ -378,6 +380,17 @@ class EcsTarget:
                       ).get("TargetHealthDescriptions", [])
         group = (tg or "").split(":targetgroup/", 1)[-1].split("/", 1)[0]
         return unhealthy(svc, f"{self.c.cluster}/{name}", health, group)
+
+    async def prune_artifacts(self) -> dict[str, Any]:
+        """ECR housekeeping (`target.ecr`): the newest `keep` images of each repository stay, and every one
+        a live or warm service of the cluster uses (shipyard.ecr.prune reads that from ECS itself)."""
+        if self.c.ecr is None:
+            return {}
+        repos = self.c.ecr.repositories or [
+            r for r in [repository_of(self.c.image, {"service": self.service, "env": self.env})] if r]
+        results = await prune_images(repos, self.c.ecr.keep, [self.c.cluster], settings=self._aws_settings)
+        return {"pruned": [f"{r.plan.repository}@{d}" for r in results for d in r.deleted],
+                "failures": [f for r in results for f in r.failures]}
 
     async def keep_warm(self, instances: list[Instance], until: float | None) -> None:
         """Mark their services warm until `until` (a tag on the service, so any shipyard process honours

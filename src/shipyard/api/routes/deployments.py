@@ -12,8 +12,17 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from sqlalchemy import and_, or_, select
 
 from shipyard.api.auth import check_env, env_filter, require, store_of
-from shipyard.api.schemas import DeploymentDetail, DeploymentOut, DeploymentPage, EventOut, Problem, StepOut
+from shipyard.api.schemas import (
+    ChecklistItemOut,
+    DeploymentDetail,
+    DeploymentOut,
+    DeploymentPage,
+    EventOut,
+    Problem,
+    StepOut,
+)
 from shipyard.domain.deployment import DeployState
+from shipyard.store import checklists as cq
 from shipyard.store import events as eq
 from shipyard.store import steps as sq
 from shipyard.store.models import ApiToken, Deployment
@@ -86,6 +95,8 @@ def get_deployment(request: Request, deployment_id: str, token: Reader) -> Deplo
             raise HTTPException(404, f"no deployment {deployment_id!r}")
         check_env(token, row.env)
         steps = [StepOut.model_validate(x) for x in sq.list_steps(s, deployment_id)]
+        checklist = [ChecklistItemOut(**x) for x in cq.view(s, deployment_id, row.state)]
         events = [EventOut.model_validate(x) for x in eq.list_events(s, deployment_id=deployment_id, limit=None,
                                                                          newest_first=False)]
-    return DeploymentDetail(**DeploymentOut.model_validate(row).model_dump(), steps=steps, events=events)
+    return DeploymentDetail(**DeploymentOut.model_validate(row).model_dump(), steps=steps, events=events,
+                            checklist=checklist)
