@@ -41,6 +41,8 @@ alarms:
              datapoints_to_alarm: 2, comparison: ">", threshold: 0.10, treat_missing_data: notBreaching}
 """
 DEADLINE_MS = 90_000
+# A post checklist on stg: an automated item that passes, a manual one left for someone to confirm
+CHECKS = 'checklists: {post: [{name: smoke, command: ["true"]}, {name: looked-at, confirm: "Dashboards looked at"}]}'
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
@@ -60,7 +62,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             "      strategy: {type: rolling, batch_size: 1}\n",
             "      strategy: {type: rolling, batch_size: 1}\n      bake: 3s\n      alarms: [high_5xx]\n", 1).replace(
             'prod: {branch: main, promote_from: stg, tag: "deploy-{ts}"}',
-            f'prod: {{branch: main, promote_from: stg, tag: "deploy-{{ts}}", {GATE}}}', 1) + ALARMS)
+            f'prod: {{branch: main, promote_from: stg, tag: "deploy-{{ts}}", {GATE}}}', 1).replace(
+            'tag: "stg-deploy-{ts}", auto_deploy: true}', f'tag: "stg-deploy-{{ts}}", auto_deploy: true, {CHECKS}}}',
+            1) + ALARMS)
         tokens = {}
         for name, scopes in (("deployer", "deploy,read"), ("reader", "read"), ("alice", "approve,read"),
                              ("bob", "approve,read"), ("leaver", "read")):
@@ -195,6 +199,10 @@ def test_overview_follows_a_deploy_live(browser: Any, served: Served, tmp_path: 
         page.evaluate("window.__not_reloaded = true")
         page.wait_for_selector('dd[data-state="succeeded"]', timeout=DEADLINE_MS)
         assert page.evaluate("window.__not_reloaded") is True
+    # the checklist, as the run left it: the smoke command passed, the manual item waits for a person
+    page.wait_for_selector('section.checklist tr[data-check="smoke"][data-status="passed"]', timeout=30_000)
+    assert page.locator('section.checklist tr[data-check="looked-at"]').get_attribute("data-status") == "pending"
+    assert "Dashboards" not in page.locator('section.checklist tr[data-check="smoke"]').inner_text()
     page.wait_for_selector("figure[data-alarm=high_5xx] svg", timeout=30_000)
     svg = page.locator("figure[data-alarm=high_5xx] svg").first
     assert svg.get_attribute("role") == "img"
