@@ -139,7 +139,7 @@ def test_an_ambiguous_prefix_is_one_line_naming_the_candidates(reading: Reading)
     line = assert_one_error(reading.cli("show", "deploy-"), 2)
     assert "ambiguous" in line and reading.good in line and reading.bad in line, line
     line = assert_one_error(reading.cli("show", "deploy-1999"), 2)
-    assert "no deployment or promotion 'deploy-1999'" in line, line
+    assert "no deployment, promotion or release 'deploy-1999'" in line, line
 
 
 # ---- --json on every read command --------------------------------------------------------------------------
@@ -158,7 +158,7 @@ READS: dict[str, tuple[tuple[str, ...], set[str]]] = {
     "status": (("status",), {"status"}),
     "history": (("history",), {"deployments"}),
     "history-promotions": (("history", "--promotions"), {"promotions"}),
-    "show": (("show", "{good}"), {"deployment", "steps", "events"}),
+    "show": (("show", "{good}"), {"deployment", "steps", "events", "checklist"}),
     "show-promotion": (("show", "{promotion}"), {"promotion"}),
     "env-show": (("env", "show", "api", "--env", "stg"), {"service", "env", "values", "missing"}),
     "secrets-list": (("secrets", "list", "--env", "stg"), {"env", "secrets"}),
