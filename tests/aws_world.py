@@ -154,7 +154,8 @@ def build(endpoint: str) -> World:
                                        AssumeRolePolicyDocument=ROLE_POLICY)["Role"]["Arn"]
     w.task_role = iam.create_role(RoleName=f"api-task-{w.suffix}", AssumeRolePolicyDocument=ROLE_POLICY)["Role"]["Arn"]
     w.secret_arn = w.client("secretsmanager").create_secret(
-        Name=f"gli/prod/db-{w.suffix}", SecretString="postgres://api:s3cr3t-pw@db/gli")["ARN"]
+        # not under gli/prod/: moto's backends are one per process, and test_secrets_aws lists that prefix
+        Name=f"ecs-world-{w.suffix}/DATABASE_URL", SecretString="postgres://api:s3cr3t-pw@db/gli")["ARN"]
     return w
 
 
