@@ -117,6 +117,14 @@ def serving(root: Path, *, aggregates: bool) -> Iterator[str]:
     text = config.read_text(encoding="utf-8")
     serve = f"serve: {{outbox: false, aggregates: {str(aggregates).lower()}}}"
     config.write_text(re.sub(r"serve: \{.*\}", serve, text), encoding="utf-8")
+    with serve_process(root) as base:
+        yield base
+
+
+@contextlib.contextmanager
+def serve_process(root: Path) -> Iterator[str]:
+    """A real `shipyard serve` process on the project in `root`, as a user starts it, until the block ends;
+    yields its base URL once /healthz answers."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPYARD_")}
     proc = subprocess.Popen(cli_argv("serve", "--listen", f"127.0.0.1:{port}"), cwd=root, env=env,

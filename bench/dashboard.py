@@ -20,15 +20,13 @@ The overview must stay within 1 s at 1 M deployments: its queries go by index (n
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -38,6 +36,7 @@ import httpx
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from api import serve_process as serving  # noqa: E402
 from report import END, ENVS, SERVICES, fill, generate  # noqa: E402
 
 from shipyard.domain.approvals import Policy  # noqa: E402
@@ -46,10 +45,7 @@ from shipyard.store import approvals as aq  # noqa: E402
 from shipyard.store import tokens as tq  # noqa: E402
 from shipyard.store.folding import fold_closed  # noqa: E402
 from shipyard.store.models import Deployment  # noqa: E402
-from shipyard.testing.cli import cli_argv  # noqa: E402
-from shipyard.testing.processes import stop_process  # noqa: E402
 from shipyard.testing.receivers import free_port  # noqa: E402
-from shipyard.testing.wait import wait_until  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -76,27 +72,6 @@ def timed(tries: int, call: Callable[[], None]) -> list[float]:
         call()
         out.append((time.perf_counter() - t0) * 1000)
     return out
-
-
-@contextlib.contextmanager
-def serving(root: Path) -> Iterator[str]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPYARD_")}
-    proc = subprocess.Popen(cli_argv("serve", "--listen", f"127.0.0.1:{port}"), cwd=root, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else b""
-        try:
-            return httpx.get(f"{base}/healthz", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-    try:
-        wait_until(up, 120, "shipyard serve")
-        yield base
-    finally:
-        stop_process(proc, timeout=30)
 
 
 def browser_load(base: str, token: str, tries: int) -> list[float]:
