@@ -24,11 +24,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shipyard.errors import StoreError
 from shipyard.store.db import (
-    BEGIN_OPTION,
     first_line,
     make_engine,
     mask_url,
     parse_url,
+    read_engine,
     scrub,
     sqlite_path,
     store_errors,
@@ -84,8 +84,7 @@ class Store:
         self.engine = engine
         self.url = mask_url(engine.url)  # safe to print
         self._sessions = sessionmaker(engine, expire_on_commit=False)
-        self._read_sessions = sessionmaker(engine.execution_options(**{BEGIN_OPTION: "DEFERRED"}),
-                                           expire_on_commit=False)
+        self._read_sessions = sessionmaker(read_engine(engine), expire_on_commit=False)
 
     @property
     def display_url(self) -> str:

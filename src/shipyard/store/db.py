@@ -26,8 +26,8 @@ CONNECT_TIMEOUT_S = 10
 LIBPQ_DRIVERS = frozenset({"psycopg", "psycopg2"})
 BEGIN_OPTION = "shipyard_sqlite_begin"  # execution option: "IMMEDIATE" (default) or "DEFERRED"
 
-__all__ = ["BEGIN_OPTION", "anchored", "first_line", "is_sqlite", "make_engine", "mask_url", "parse_url", "scrub",
-           "sqlite_path", "store_errors", "url_problem", "with_hint"]
+__all__ = ["BEGIN_OPTION", "anchored", "first_line", "is_sqlite", "make_engine", "mask_url", "parse_url",
+           "read_engine", "scrub", "sqlite_path", "store_errors", "url_problem", "with_hint"]
 
 _CORRUPT = ("file is not a database", "database disk image is malformed", "file is encrypted")
 
@@ -71,6 +71,16 @@ def make_engine(url: URL) -> Engine:
     engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
     _configure_sqlite(engine, wal=path is not None)
     return engine
+
+
+def read_engine(engine: Engine) -> Engine:
+    """The engine read-only sessions use. SQLite: a deferred BEGIN, so a read neither takes nor waits for the
+    write lock, and sees one snapshot (WAL). PostgreSQL: autocommit. Its default isolation, READ COMMITTED,
+    gives each statement its own snapshot even inside a transaction, so BEGIN and COMMIT would add two round
+    trips to every read and no consistency (a read session never locks rows or writes)."""
+    if is_sqlite(engine.url):
+        return engine.execution_options(**{BEGIN_OPTION: "DEFERRED"})
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def _configure_sqlite(engine: Engine, *, wal: bool) -> None:
