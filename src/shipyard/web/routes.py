@@ -226,7 +226,7 @@ def _deployment(request: Request, token: ApiToken, deployment_id: str) -> dict[s
                 if row.state == DeployState.AWAITING_APPROVAL else None)
     # The checklist comes from the API's own answer for this deployment (the checklists work adds the field
     # there): whatever GET /api/v1/deployments/{id} says is what the page shows, and no field, no panel.
-    detail = dep_routes.get_deployment(request, deployment_id, token).model_dump()
+    detail = dep_routes.deployment_detail(request, deployment_id, token).model_dump()
     return {**data, "checklist": views.checklist_of(detail), "approval": approval}
 
 
@@ -272,7 +272,7 @@ def history(request: Request, service: str | None = None, env: str | None = None
     if env is not None and not tq.allows(token, "read", env):
         return page("error.html", request, token, 403, message=f"the token {token.name!r} may not read {env!r}")
     try:
-        found = dep_routes.list_deployments(request, token, service=service, env=env,
+        found = dep_routes.deployments_page(request, token, service=service, env=env,
                                             state=[DeployState(state)] if state else None, actor=None, since=None,
                                             until=None, limit=50, cursor=cursor)
     except HTTPException as exc:        # a cursor this server did not give out: say so on the page
