@@ -3,6 +3,8 @@
 The history is bench/report.py's (N deployments over 365 days, 5 services x 3 envs, steps for each run
 that was not cancelled, no events, no git): see its docstring. Then, per database, `shipyard serve` runs
 as a user runs it and one keep-alive client measures, sequentially:
+- after WARMUP untimed requests of each kind (a server that has just started fills its connection pool and
+  SQLAlchemy's statement cache on its first requests; the goal is about a running one):
 - history_p99_ms: GET /api/v1/deployments (limit 50) with a random service/env filter or none, and every
   fourth request the next page through its cursor (deep pages included);
 - one_deployment_p99_ms: GET /api/v1/deployments/{id} of random ids (with their steps and events);
@@ -64,6 +66,7 @@ def window(days: int, *, shift: timedelta = timedelta(0)) -> dict[str, str]:
     return {"since": (END - timedelta(days=days) - shift).isoformat(), "until": (END - shift).isoformat()}
 
 
+WARMUP = 30                         # requests of each kind before the timed ones
 ROLLING = timedelta(hours=13)       # a window that starts and ends mid-day, as `--period 30d` from now does
 
 
@@ -94,6 +97,9 @@ def measure(url: str, token: str, ids: list[str], requests: int) -> dict[str, An
         def timed(path: str, **params: Any) -> tuple[float, httpx.Response]:
             return _timed(client, path, **params)
 
+        for _ in range(WARMUP):     # untimed: the first requests of a fresh server fill its pools and caches
+            timed("/api/v1/deployments", limit=50)
+            timed(f"/api/v1/deployments/{rng.choice(ids)}")
         history, cursor = [], None
         for n in range(requests):
             params: dict[str, Any] = {"limit": 50}
