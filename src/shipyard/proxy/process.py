@@ -13,8 +13,12 @@ A generation's life, driven by keeper messages over its channel (channel.py):
 With --workers N > 1 the generation is this process (the lead: table, admin API, keeper channel) and
 N-1 worker processes (worker.py, workerpool.py) accepting from the same sockets; they are told every
 change before it is acknowledged and retire with the lead.
-If the keeper goes away, an active generation keeps serving and waits on router-handoff.sock for the
-next keeper, which adopts it by receiving its sockets; a standby just exits.
+If the keeper goes away, the newest generation told to go keeps serving and waits on router-handoff.sock
+for the next keeper, which adopts it by receiving its sockets; exactly one generation may wait there:
+- a standby exits; one still activating exits unless it already serves the admin socket;
+- a generation that released its admin for a successor (a handover the keeper did not finish) asks
+  router.sock who serves it: a newer generation means it retires, none means it takes the admin back;
+- a retiring one carries on retiring.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from shipyard.adminweb import serve_unix
@@ -48,6 +53,7 @@ from .workerpool import WorkerPool
 log = logging.getLogger("shipyard.router")
 
 RETIRE_BUDGET = 60.0       # seconds an old generation may take to finish requests and tunnels
+SUCCESSOR_PROBE = 3.0      # seconds a released generation waits for a successor to answer router.sock
 
 
 class KeeperListeners:
@@ -58,7 +64,10 @@ class KeeperListeners:
         self.socks: dict[str, socket.socket] = {}
 
     async def acquire(self, listen: str) -> socket.socket:
-        msg, fds = await self.channel.request({"op": "listener", "listen": listen})
+        try:
+            msg, fds = await self.channel.request({"op": "listener", "listen": listen})
+        except (ChannelClosed, TimeoutError) as exc:
+            raise OSError(errno.EIO, f"the keeper did not lend the socket: {exc or 'no answer'}") from exc
         if not msg.get("ok") or not fds:
             for fd in fds:
                 os.close(fd)
@@ -103,17 +112,19 @@ class Generation:
         self.admin: AdminState | None = None
         self.runner: web.AppRunner | None = None
         self.site: web.SockSite | None = None
-        self.role = "standby"
+        self.role = "standby"       # -> activating -> active -> released -> retiring
+        self.keeper_gone = False
         self.done: asyncio.Future[Any] | None = None       # the exit code
         self._go: asyncio.Future[Any] | None = None        # the predecessor's pid (or None)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._released: asyncio.Future[None] | None = None     # the release-admin under way or done
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         self.done = loop.create_future()
         self._go = loop.create_future()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, lambda: self._spawn(self.retire(RETIRE_BUDGET)))
+            loop.add_signal_handler(sig, lambda: self.retire_soon(RETIRE_BUDGET))
         self.channel.start()
         self.channel.send({"op": "hello", "pid": os.getpid(), "generation": self.number})
         await asyncio.wait([self._go, self.done], return_when=asyncio.FIRST_COMPLETED)
@@ -136,12 +147,17 @@ class Generation:
         for fd in fds:                      # nothing the keeper sends unasked carries fds
             os.close(fd)
         op = msg.get("op")
+        # Roles change here, synchronously, not in the tasks spawned: the keeper's last messages and
+        # its channel's end can arrive in one read, and _on_keeper_gone must see what they said.
         if op == "go" and self._go is not None and not self._go.done():
+            self.role = "activating"
             self._go.set_result(msg.get("predecessor"))
         elif op == "release-admin":
-            self._spawn(self._release_admin(msg))
+            if self.role == "active":
+                self.role = "released"
+            self._released = asyncio.ensure_future(self._release_admin(msg))
         elif op == "retire":
-            self._spawn(self.retire(float(msg.get("timeout") or RETIRE_BUDGET)))
+            self.retire_soon(float(msg.get("timeout") or RETIRE_BUDGET))
         else:
             log.warning("unexpected keeper message %r", op)
 
@@ -160,15 +176,34 @@ class Generation:
             self.registry.peers = self.pool
         with contextlib.suppress(ChannelClosed, TimeoutError):
             await self.channel.request({"op": "keep", "listens": self.registry.listens()})
+        if self.keeper_gone or self.role != "activating":
+            # Lost the keeper (or told to retire) before serving the admin socket: what this process
+            # loaded may lack sockets it could not get, and the predecessor that released the admin
+            # takes it back when nobody answers there.
+            log.info("generation %d stops before serving (%s)", self.number,
+                     "keeper gone" if self.keeper_gone else self.role)
+            await self.registry.close_all()
+            self._finish(0)
+            return
         self.admin = AdminState(self.registry, self.number)
-        self.runner, self.site = await serve_unix(make_app(self.admin), self.admin_sock)
-        self.role = "active"
-        self.channel.send({"op": "serving", "pid": os.getpid(), "generation": self.number,
-                           "routers": len(self.registry.servers())})
+        self.runner, self.site = await self._serve_admin()
+        if self.role == "activating":
+            self.role = "active"
+        with contextlib.suppress(ChannelClosed):
+            self.channel.send({"op": "serving", "pid": os.getpid(), "generation": self.number,
+                               "routers": len(self.registry.servers())})
         log.info("router generation %d (pid %d) serving %d routers", self.number, os.getpid(),
                  len(self.registry.servers()))
         if self.pool is not None:
             self.pool.start()
+        if self.keeper_gone and self.role == "active":       # it went while the admin site started
+            self._spawn(self._await_adoption())
+
+    async def _serve_admin(self) -> tuple[web.AppRunner, web.SockSite]:
+        """Serve the admin socket from a dup: stopping the site closes the socket it was given, and the
+        original must stay open to be served again (a handover that did not finish) or handed on."""
+        assert self.admin is not None
+        return await serve_unix(make_app(self.admin), self.admin_sock.dup())
 
     async def _release_admin(self, msg: Message) -> None:
         await self.stop_admin()
@@ -184,13 +219,14 @@ class Generation:
         if self.registry is not None:
             await self.registry.quiesce()
 
-    async def retire(self, budget: float) -> None:
+    def retire_soon(self, budget: float) -> None:
+        if self.role != "retiring":
+            was, self.role = self.role, "retiring"
+            self._spawn(self._retire(was, budget))
+
+    async def _retire(self, was: str, budget: float) -> None:
         """Stop accepting, let what is under way finish (bounded), exit."""
-        if self.role == "retiring":
-            return
-        was = self.role
-        self.role = "retiring"
-        if self.registry is None or was == "standby":
+        if self.registry is None or was in ("standby", "activating"):
             self._finish(0)
             return
         await self.stop_admin()
@@ -205,19 +241,46 @@ class Generation:
 
     # ---- losing the keeper -------------------------------------------------------------------------
     def _on_keeper_gone(self) -> None:
-        if self.role != "active":
-            log.info("keeper gone: generation %d (%s) exits", self.number, self.role)
-            if self.role == "standby":
-                self._finish(0)
+        self.keeper_gone = True
+        if self.role == "active":
+            log.warning("keeper gone: serving on, waiting for a new keeper on %s", self.paths.handoff)
+            self._spawn(self._await_adoption())
+        elif self.role == "released":
+            self._spawn(self._after_unfinished_handover())
+        elif self.role == "standby":
+            log.info("keeper gone: standby generation %d exits", self.number)
+            self._finish(0)
+        else:       # activating: activate() decides; retiring: carries on
+            log.info("keeper gone: generation %d (%s) carries on", self.number, self.role)
+
+    async def _after_unfinished_handover(self) -> None:
+        """The keeper died between asking us for the admin socket and telling us to retire."""
+        if self._released is not None:
+            await self._released            # our own site must not be the one that answers the probe
+        successor = await _admin_generation(self.paths.router_sock, SUCCESSOR_PROBE)
+        if self.role != "released":
             return
-        log.warning("keeper gone: serving on, waiting for a new keeper on %s", self.paths.handoff)
-        self._spawn(self._await_adoption())
+        if successor is not None and successor > self.number:
+            log.info("keeper gone mid-handover: generation %d serves, generation %d retires", successor,
+                     self.number)
+            self.retire_soon(RETIRE_BUDGET)
+            return
+        log.warning("keeper gone mid-handover and no successor serves: generation %d takes the admin "
+                    "socket back and waits for a new keeper on %s", self.number, self.paths.handoff)
+        if self.runner is not None:
+            await self.runner.cleanup()
+        assert self.admin is not None
+        self.admin.frozen = False
+        self.runner, self.site = await self._serve_admin()
+        self.role = "active"
+        await self._await_adoption()
 
     async def _await_adoption(self) -> None:
         """Hand our sockets to the next keeper that connects; its connection becomes our channel."""
         loop = asyncio.get_running_loop()
         try:
             server = bind_unix(self.paths.handoff, socket.SOCK_SEQPACKET, backlog=4)
+            ours = os.stat(self.paths.handoff).st_ino
         except OSError as exc:
             log.error("cannot wait for a new keeper on %s: %s", self.paths.handoff, exc)
             return
@@ -226,8 +289,7 @@ class Generation:
             conn, _ = await loop.sock_accept(server)
         finally:
             server.close()
-            with contextlib.suppress(FileNotFoundError):
-                self.paths.handoff.unlink()
+            _unlink_if(self.paths.handoff, ours)
         assert self.registry is not None
         listens = self.registry.listens()
         conn.setblocking(True)
@@ -236,8 +298,29 @@ class Generation:
                         [self.admin_sock.fileno(), *self.listeners.fds(listens)])
         self.channel = Channel(conn, self._on_message, self._on_keeper_gone)
         self.listeners.channel = self.channel
+        self.keeper_gone = False
         self.channel.start()
         log.info("adopted by a new keeper")
+
+
+async def _admin_generation(sock_path: Path, timeout: float) -> int | None:
+    """The generation serving the admin socket now, or None when nobody answers within `timeout`."""
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(sock_path)),
+                                         timeout=aiohttp.ClientTimeout(total=timeout)) as http, \
+                http.get("http://router/v1/status") as resp:
+            data = await resp.json()
+    except (aiohttp.ClientError, TimeoutError, ValueError, OSError):
+        return None
+    number = data.get("generation") if isinstance(data, dict) else None
+    return number if isinstance(number, int) else None
+
+
+def _unlink_if(path: Path, inode: int) -> None:
+    """Remove the socket file only while it is still ours: a newer generation may have bound its own."""
+    with contextlib.suppress(OSError):
+        if os.stat(path).st_ino == inode:
+            path.unlink()
 
 
 async def _zero() -> int:
