@@ -3,11 +3,14 @@ on the long budget, clients that leave mid-request, requests that must not be se
 
 from __future__ import annotations
 
+import array
 import asyncio
 import base64
+import fcntl
 import os
 import socket
 import struct
+import termios
 
 import aiohttp
 import httpx
@@ -126,6 +129,38 @@ async def test_a_retiring_router_serves_requests_clients_are_sending(router: Rou
         assert (resp.status, resp.body, resp.keep_alive) == (200, b"a", False)   # served, then closed
         assert await client.reader.read() == b""
     assert await asyncio.wait_for(finish, 5) == 0
+
+
+@scenario()
+async def test_a_retiring_router_keeps_a_connection_whose_request_waits_unread(router: RouterServer,
+                                                                               backends: list[LiveBackend]) -> None:
+    """A busy loop may not have read a request the kernel already holds: the connection looks idle, but
+    closing it would reset that request (RST for unread bytes). It is answered, then closed."""
+    a, _ = backends
+    route(router, (a, 1))
+    used = await RawClient.connect(router.listen)
+    used.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert (await used.response()).status == 200
+    (conn,) = router.clients
+    conn.transport.pause_reading()  # the loop "is busy": what arrives stays in the kernel
+    used.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    sock = conn.transport.get_extra_info("socket")
+    await wait_for_condition(lambda: _unread(sock.fileno()) > 0, what="the request in the kernel's buffer")
+    router.stop_accepting()
+    finish = asyncio.create_task(router.finish(5))
+    await wait_for_condition(lambda: not router.keepalive, what="the retiring router's first pass")
+    assert conn in router.clients and not conn.closing
+    conn.transport.resume_reading()
+    resp = await used.response()
+    assert (resp.status, resp.body, resp.keep_alive) == (200, b"a", False)
+    assert await used.reader.read() == b""
+    assert await asyncio.wait_for(finish, 5) == 0
+
+
+def _unread(fd: int) -> int:
+    buf = array.array("i", [0])
+    fcntl.ioctl(fd, termios.FIONREAD, buf)
+    return buf[0]
 
 
 async def test_close_frame_waits_for_the_frame_in_flight() -> None:

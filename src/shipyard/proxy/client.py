@@ -8,7 +8,10 @@ strictly in order (pipelined ones wait in ``queue``), each on a backend picked f
 
 from __future__ import annotations
 
+import array
 import asyncio
+import fcntl
+import termios
 from collections import deque
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
@@ -348,8 +351,21 @@ class ClientConnection(asyncio.Protocol):
                 elif now - self.head_since >= opts.request_timeout:
                     self._close_with(408)
             elif now - self.last_active >= (opts.keepalive_timeout if self.served else opts.request_timeout):
-                self.closing = True  # idle: a silent close, as for any keep-alive connection
-                self.transport.close()
+                self.close_idle()  # a silent close, as for any keep-alive connection
+
+    def close_idle(self) -> bool:
+        """Close this idle connection, unless its next request already waits unread in the kernel.
+
+        The loop may be busy for milliseconds before it reads what arrived; closing then would reset a
+        request the client has sent (a socket closed with unread bytes sends RST). Such a connection is
+        left open: its request is read on the next turn and answered (with Connection: close when the
+        router is retiring).
+        """
+        if _unread_bytes(self.transport):
+            return False
+        self.closing = True
+        self.transport.close()
+        return True
 
     # -- internals --------------------------------------------------------------------------------
     def _timed_out(self) -> None:
@@ -389,3 +405,16 @@ class ClientConnection(asyncio.Protocol):
         if not self.transport.is_closing():
             self.transport.write(error_response(status))
             self.transport.close()
+
+
+def _unread_bytes(transport: asyncio.Transport) -> int:
+    """Bytes received by the kernel that the loop has not read yet (0 when that cannot be told)."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return 0
+    buf = array.array("i", [0])
+    try:
+        fcntl.ioctl(sock.fileno(), termios.FIONREAD, buf)
+    except (OSError, ValueError):
+        return 0
+    return buf[0]

@@ -144,8 +144,7 @@ class RouterServer:
                     # Idle keep-alive: the client opens its next one elsewhere. Not one with a request
                     # head on its way, nor one just accepted that has not sent its first request yet:
                     # closing those would fail a request the client is sending right now.
-                    client.closing = True
-                    client.transport.close()
+                    client.close_idle()
             if not self.clients or now >= deadline:
                 break
             if not went_away and now >= going_away:
