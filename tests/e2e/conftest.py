@@ -9,6 +9,7 @@ agent or a CLI still running there is a leak, and a leak is a failure.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import queue
 import re
@@ -28,6 +29,7 @@ import pytest
 
 from shipyard.agent.daemon import agent_status, stop_agent
 from shipyard.demo.workspace import Workspace, create_workspace
+from shipyard.store import Store
 from shipyard.testing.cli import CliResult as Result
 from shipyard.testing.cli import cli_argv
 from shipyard.testing.cli import run_cli as shared_run_cli
@@ -286,6 +288,44 @@ def stop_serve(server: Background) -> str:
     res = server.finish(timeout=150)
     assert res.returncode == 0, str(res)
     return res.stdout + res.stderr
+
+
+def store_of(e2e: E2E) -> Store:
+    """The workspace's state store, as its config names it (close it: use it as a context manager)."""
+    from shipyard.config import load_config
+
+    return Store.open(load_config(e2e.root / "shipyard.yaml", environ=e2e.env).state_url)
+
+
+def gate_row(e2e: E2E, env: str, dep_id: str | None = None) -> dict[str, Any] | None:
+    """The newest deployment of api to `env` (or `dep_id`) as a gate sees it: its state, times, events,
+    the env's lease, and the approval request's holder, grant and decisions."""
+    from shipyard.store import approvals as aq
+    from shipyard.store import deployments as dq
+    from shipyard.store import events as eq
+    from shipyard.store import leases as lq
+
+    with store_of(e2e) as store, store.session(readonly=True) as s:
+        found = dq.get_deployment(s, dep_id) if dep_id else next(iter(dq.list_deployments(
+            s, service="api", env=env, limit=1)), None)
+        if found is None:
+            return None
+        lease = lq.get_lease(s, "api", env)
+        req = aq.get_request(s, found.id)
+        return {"id": found.id, "state": found.state, "reason": found.reason, "started_at": found.started_at,
+                "finished_at": found.finished_at, "granted_at": req.granted_at if req else None,
+                "holder": req.holder if req else None, "lease": lease.deployment_id if lease else None,
+                "events": [e.kind for e in reversed(eq.list_events(s, deployment_id=found.id, limit=500))],
+                "decisions": [(d.approver, d.decision, d.via) for d in aq.list_decisions(s, found.id)]}
+
+
+def make_tokens(e2e: E2E, scopes: dict[str, str]) -> dict[str, str]:
+    """`shipyard tokens create` for each name (scopes comma-separated); the token texts by name."""
+    made = {}
+    for name, granted in scopes.items():
+        res = assert_ok(e2e.cli("tokens", "create", "--name", name, "--scopes", granted, "--json"))
+        made[name] = json.loads(res.stdout)["token"]
+    return made
 
 
 def make_workspace(root: Path) -> E2E:

@@ -19,13 +19,18 @@ import pytest
 
 from shipyard.demo.workspace import commit_version
 from shipyard.notify.approval_links import mint
-from shipyard.store import Store
-from shipyard.store import approvals as aq
-from shipyard.store import events as eq
-from shipyard.store import leases as lq
 from shipyard.testing.receivers import ThreadedHttpReceiver
 
-from .conftest import E2E, assert_ok, assert_one_error, start_serve, stop_serve, wait_until
+from .conftest import (
+    E2E,
+    assert_ok,
+    assert_one_error,
+    gate_row,
+    make_tokens,
+    start_serve,
+    stop_serve,
+    wait_until,
+)
 
 GATE = ("approvals: {required: 2, approvers: [tech-lead, devops], wait: 2s, branches: [main], timeout: 1h}")
 GROUPS = "\napprovers:\n  tech-lead: [alice, bob]\n  devops: [carol]\n"
@@ -44,28 +49,8 @@ def gated(e2e: E2E, gate: str = GATE, state: str | None = None, extra: str = "")
     e2e.edit_config(edit)
 
 
-def store_of(e2e: E2E) -> Store:
-    from shipyard.config import load_config
-
-    return Store.open(load_config(e2e.root / "shipyard.yaml", environ=e2e.env).state_url)
-
-
 def row(e2e: E2E, dep_id: str | None = None) -> dict[str, Any] | None:
-    """The newest prod deployment of api (or `dep_id`) with its events and decisions."""
-    with store_of(e2e) as store, store.session(readonly=True) as s:
-        from shipyard.store import deployments as dq
-
-        found = dq.get_deployment(s, dep_id) if dep_id else next(iter(dq.list_deployments(
-            s, service="api", env="prod", limit=1)), None)
-        if found is None:
-            return None
-        lease = lq.get_lease(s, "api", "prod")
-        req = aq.get_request(s, found.id)
-        return {"id": found.id, "state": found.state, "reason": found.reason, "started_at": found.started_at,
-                "granted_at": req.granted_at if req else None, "holder": req.holder if req else None,
-                "lease": lease.deployment_id if lease else None,
-                "events": [e.kind for e in reversed(eq.list_events(s, deployment_id=found.id, limit=500))],
-                "decisions": [(d.approver, d.decision, d.via) for d in aq.list_decisions(s, found.id)]}
+    return gate_row(e2e, "prod", dep_id)
 
 
 def awaiting(e2e: E2E, after: str | None = None) -> dict[str, Any]:
@@ -176,11 +161,7 @@ def test_the_timeout_cancels(new_workspace) -> None:  # type: ignore[no-untyped-
 # ---- the daemon ----------------------------------------------------------------------------------------
 
 def tokens(e2e: E2E) -> dict[str, str]:
-    made = {}
-    for name, scopes in (("ci", "deploy,read"), ("alice", "approve"), ("carol", "approve,read"), ("reader", "read")):
-        res = assert_ok(e2e.cli("tokens", "create", "--name", name, "--scopes", scopes, "--json"))
-        made[name] = json.loads(res.stdout)["token"]
-    return made
+    return make_tokens(e2e, {"ci": "deploy,read", "alice": "approve", "carol": "approve,read", "reader": "read"})
 
 
 def post(url: str, path: str, token: str, body: dict[str, Any]) -> httpx.Response:

@@ -21,12 +21,17 @@ import httpx
 import pytest
 
 from shipyard.demo.workspace import commit_version
-from shipyard.store import Store
-from shipyard.store import approvals as aq
-from shipyard.store import events as eq
-from shipyard.store import leases as lq
 
-from .conftest import E2E, assert_ok, assert_one_error, get_version, start_serve, wait_until
+from .conftest import (
+    E2E,
+    assert_ok,
+    assert_one_error,
+    gate_row,
+    get_version,
+    make_tokens,
+    start_serve,
+    wait_until,
+)
 
 STG = 'stg:  {branch: stg, promote_from: dev, tag: "stg-deploy-{ts}", auto_deploy: true}'
 PY = sys.executable
@@ -42,27 +47,8 @@ def checklisted(e2e: E2E, lists: dict[str, Any]) -> None:
     e2e.edit_config(edit)
 
 
-def store_of(e2e: E2E) -> Store:
-    from shipyard.config import load_config
-
-    return Store.open(load_config(e2e.root / "shipyard.yaml", environ=e2e.env).state_url)
-
-
 def row(e2e: E2E, dep_id: str | None = None) -> dict[str, Any] | None:
-    """The newest stg deployment of api (or `dep_id`) with its events, lease and gate holder."""
-    from shipyard.store import deployments as dq
-
-    with store_of(e2e) as store, store.session(readonly=True) as s:
-        found = dq.get_deployment(s, dep_id) if dep_id else next(iter(dq.list_deployments(
-            s, service="api", env="stg", limit=1)), None)
-        if found is None:
-            return None
-        lease = lq.get_lease(s, "api", "stg")
-        req = aq.get_request(s, found.id)
-        return {"id": found.id, "state": found.state, "reason": found.reason, "started_at": found.started_at,
-                "finished_at": found.finished_at, "holder": req.holder if req else None,
-                "lease": lease.deployment_id if lease else None,
-                "events": [e.kind for e in reversed(eq.list_events(s, deployment_id=found.id, limit=500))]}
+    return gate_row(e2e, "stg", dep_id)
 
 
 def awaiting(e2e: E2E) -> dict[str, Any]:
@@ -290,11 +276,7 @@ def test_garbage_checklists_are_refused_in_one_line(module_workspace: E2E, lists
 
 
 def tokens(e2e: E2E) -> dict[str, str]:
-    made = {}
-    for name, scopes in (("ci", "deploy,read"), ("alice", "approve,read"), ("reader", "read")):
-        res = assert_ok(e2e.cli("tokens", "create", "--name", name, "--scopes", scopes, "--json"))
-        made[name] = json.loads(res.stdout)["token"]
-    return made
+    return make_tokens(e2e, {"ci": "deploy,read", "alice": "approve,read", "reader": "read"})
 
 
 def confirm(url: str, dep_id: str, item: str, token: str) -> httpx.Response:
