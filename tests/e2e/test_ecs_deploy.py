@@ -163,6 +163,13 @@ def test_blue_green_creates_the_missing_service_flips_weights_and_rolls_back_to_
     image = world.task_definition(world.revisions(family)[1])["containerDefinitions"][0]["image"]
     assert image.endswith(f"/gli-api:{v2}")
     assert project.last()["revision"] == v2
+    # status asks ECS itself: both colors, the listener's weights, health as ECS and the ALB report it
+    [row] = ok(project.cli("status", "--json")).json()["status"]
+    shown = {i["revision"]: (i["traffic_percent"], i["health"], bool(i["warm_until"])) for i in row["instances"]}
+    assert shown == {v2: (100.0, "healthy", False), v1: (0.0, "healthy", True)}, json.dumps(row)
+    assert row["revision"] == v2 and "router_error" not in row and "target_error" not in row, json.dumps(row)
+    table = ok(project.cli("status")).stdout
+    assert f"{svc}-green@{family}:2" in table and f"{svc}-blue@{family}:1" in table, table
 
     rolled = ok(project.cli("rollback", "api", "--env", "prod", "--json"))
     assert rolled.json()["revision"] == v1 and rolled.json()["state"] == "succeeded", str(rolled)

@@ -7,6 +7,7 @@ apart from the agent, so what is served is known), says that the agent is down, 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,7 +18,14 @@ from shipyard.cli import render
 from shipyard.cli.aio import run
 from shipyard.cli.project import Project
 from shipyard.cli.remote import remote
-from shipyard.errors import AgentError, AgentUnavailableError, RouterError, UnknownEnvironmentError
+from shipyard.errors import (
+    AgentError,
+    AgentUnavailableError,
+    RouterError,
+    ShipyardError,
+    TargetError,
+    UnknownEnvironmentError,
+)
 from shipyard.health.probes import probe
 from shipyard.proxy import RouterClient
 from shipyard.store import deployments as dq
@@ -43,8 +51,12 @@ async def gather_status(project: Project, services: list[str], envs: list[str]) 
     try:
         for service in services:
             for env in envs:
-                if getattr(project.settings(service, env).target, "type", "local") == "ssh":
+                kind = getattr(project.settings(service, env).target, "type", "local")
+                if kind == "ssh":
                     out.append(await _fleet_row(project, closer, service, env))
+                    continue
+                if kind == "ecs":
+                    out.append(await _reported_row(project, closer, service, env))
                     continue
                 row = await _one(project, agent, service, env)
                 if agent is None:
@@ -70,6 +82,29 @@ async def _fleet_row(project: Project, agent: Any, service: str, env: str) -> di
     records = [{"id": i.id, "revision": i.revision, "address": i.address, "state": i.state,
                 "restarts": i.restarts, "host": i.labels.get("host")} for i in insts]
     await _fill_instances(project, s, agent, row, records)
+    return row
+
+
+async def _reported_row(project: Project, agent: Any, service: str, env: str) -> dict[str, Any]:
+    """A service whose platform runs and health-checks it (ECS): its revisions as the target lists them,
+    their health as the platform reports it (never a probe of a target group ARN), the listener's weights."""
+    from shipyard.plugins import build_target
+    from shipyard.targets.base import ReportingTarget
+
+    row = await _one(project, None, service, env)
+    s = project.settings(service, env)
+    target = build_target(s.target, project.build_context(s, agent))
+    assert isinstance(target, ReportingTarget)
+    row["agent"] = True               # this row does not need the local agent
+    try:
+        insts = await target.instances()
+    except ShipyardError as exc:      # AWS unreachable or refusing: the history part of the row still shows
+        row["target_error"] = str(exc)
+        return row
+    records = [{"id": i.id, "revision": i.revision, "address": i.address, "state": i.state,
+                "restarts": i.restarts, "expires_at": float(w) if (w := i.labels.get("warm_until")) else None}
+               for i in insts]
+    await _fill_instances(project, s, agent, row, records, reported=target.instance_health)
     return row
 
 
@@ -121,22 +156,36 @@ async def _one(project: Project, agent: Any, service: str, env: str) -> dict[str
 
 
 async def _fill_instances(project: Project, s: Any, agent: Any, row: dict[str, Any],
-                          instances: list[dict[str, Any]]) -> None:
-    """Health and the router's traffic share of each instance, into the row."""
+                          instances: list[dict[str, Any]],
+                          reported: Callable[[str], Awaitable[str | None]] | None = None) -> None:
+    """Health (probed, or as the platform reports it) and the router's traffic share of each instance."""
     try:
         stats = await project.router(s, agent).stats()
-    except RouterError as exc:          # an external router (HAProxy) down: the rest of the row still shows
+    except (RouterError, TargetError) as exc:   # HAProxy down, AWS refusing: the rest of the row still shows
         stats, row["router_error"] = {"backends": []}, str(exc)
     row["listen"] = stats.get("listen") or s.listen      # the address the router picked when listen is unset
-    weights = {b["address"]: int(b["weight"]) for b in stats.get("backends", [])}
+    # A router of processes lists backends; a load balancer's listener lists target weights.
+    weights = {b["address"]: int(b["weight"]) for b in stats.get("backends", [])} or \
+        {str(a): int(w) for a, w in (stats.get("weights") or {}).items()}
     total = sum(weights.values()) or 1
     live = [i for i in instances if i.get("state") not in ("stopped", "exited")]
-    probes = await asyncio.gather(*(probe(s.health, i["address"]) for i in live))
-    for inst, result in zip(live, probes, strict=True):
+
+    async def health(address: str) -> tuple[bool, str]:
+        if reported is None:
+            result = await probe(s.health, address)
+            return result.ok, result.detail
+        try:
+            why = await reported(address)
+        except ShipyardError as exc:
+            why = str(exc)
+        return why is None, why or "healthy (as the platform reports it)"
+
+    checks = await asyncio.gather(*(health(i["address"]) for i in live))
+    for inst, (ok, detail) in zip(live, checks, strict=True):
         row["instances"].append({
             "id": inst["id"], "revision": inst["revision"], "address": inst["address"], "state": inst["state"],
-            "restarts": inst.get("restarts", 0), "health": "healthy" if result.ok else "unhealthy",
-            "health_detail": result.detail, "traffic_percent": round(100 * weights.get(inst["address"], 0) / total, 1),
+            "restarts": inst.get("restarts", 0), "health": "healthy" if ok else "unhealthy",
+            "health_detail": detail, "traffic_percent": round(100 * weights.get(inst["address"], 0) / total, 1),
             "warm_until": inst.get("expires_at"), **({"host": inst["host"]} if inst.get("host") else {})})
     serving = {i["revision"] for i in row["instances"] if i["traffic_percent"] > 0}
     row["revision"] = serving.pop() if len(serving) == 1 else (sorted(serving) or None)
