@@ -359,9 +359,10 @@ class ClientConnection(asyncio.Protocol):
         The loop may be busy for milliseconds before it reads what arrived; closing then would reset a
         request the client has sent (a socket closed with unread bytes sends RST). Such a connection is
         left open: its request is read on the next turn and answered (with Connection: close when the
-        router is retiring).
+        router is retiring). One the router itself holds back (``paused``) would not get to them soon,
+        so it is closed anyway.
         """
-        if _unread_bytes(self.transport):
+        if not self.paused and _unread_bytes(self.transport):
             return False
         self.closing = True
         self.transport.close()
