@@ -13,9 +13,34 @@ import fcntl
 import json
 import os
 import socket
-from collections.abc import Callable
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
+
+_RECENT_PORTS: deque[int] = deque(maxlen=256)
+_PORTS_LOCK = threading.Lock()
+
+
+def free_port(host: str = "127.0.0.1", exclude: Iterable[int] = ()) -> int:
+    """A TCP port nobody listens on right now, and none of the last 256 this process handed out.
+
+    The kernel may give the same port to two bind(0) calls in a row: a port handed out is only bound
+    later by whoever gets it (a config is written with the router's and the server's ports before
+    either listens), so without the memory two of them can be promised one port.
+    """
+    taken = set(exclude)
+    with _PORTS_LOCK:
+        for _ in range(50):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind((host, 0))
+                port = int(s.getsockname()[1])
+            if port not in taken and port not in _RECENT_PORTS:
+                _RECENT_PORTS.append(port)
+                return port
+    raise OSError("no free port found")
+
 
 # sun_path is 108 bytes on Linux including the trailing NUL; keep a margin.
 _MAX_SUN_PATH = 100

@@ -14,7 +14,6 @@ import os
 import queue
 import re
 import signal
-import socket
 import sqlite3
 import subprocess
 import threading
@@ -29,6 +28,7 @@ import pytest
 
 from shipyard.agent.daemon import agent_status, stop_agent
 from shipyard.demo.workspace import Workspace, create_workspace
+from shipyard.ipc import free_port
 from shipyard.store import Store
 from shipyard.testing.cli import CliResult as Result
 from shipyard.testing.cli import cli_argv
@@ -41,10 +41,6 @@ CLEANUP_TIMEOUT = 15.0      # processes of a stopped agent must be gone by then
 UNFINISHED = ("queued", "awaiting_approval", "in_progress", "rolling_back")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cli_env(**extra: str) -> dict[str, str]:

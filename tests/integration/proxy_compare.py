@@ -21,6 +21,7 @@ from typing import Any
 
 import httptools
 
+from shipyard.ipc import free_port
 from shipyard.proxy import Backend, RouterOptions, RouterServer
 from shipyard.testing.haproxy import haproxy_binary as find_haproxy
 from shipyard.testing.processes import start_process, stop_process
@@ -94,10 +95,6 @@ def haproxy_binary() -> str:
     return find_haproxy() or missing_server("haproxy is missing (scripts/bootstrap installs it)")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

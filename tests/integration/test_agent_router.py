@@ -21,6 +21,7 @@ import pytest
 from shipyard.agent import procs
 from shipyard.agent.daemon import restart_agent
 from shipyard.demo.load import LoadRunner
+from shipyard.ipc import free_port
 from shipyard.proxy import RouterConflict, RouterNotFound, RouterOptions
 
 try:
@@ -279,7 +280,7 @@ async def test_router_handover_fails_no_request(harness: Harness) -> None:
 
 
 async def test_metrics_listen_serves_only_metrics(harness: Harness) -> None:
-    port = procs.free_port()
+    port = free_port()
     harness.paths.ensure_dirs()
     with open(harness.paths.log, "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "shipyard.agent", "--state-dir", str(harness.state_dir),

@@ -6,7 +6,6 @@ import asyncio
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,14 +16,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from shipyard.ipc import free_port
+
 APPS = Path(__file__).resolve().parents[2] / "src" / "shipyard" / "demo" / "apps"
 START_DEADLINE = 15.0  # generous: the box may be busy; a healthy start takes ~0.3 s
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

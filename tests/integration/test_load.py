@@ -15,14 +15,11 @@ import pytest
 from aiohttp import web
 
 from shipyard.demo.load import LoadRunner, run_load
+from shipyard.ipc import free_port
 
 APPS = Path(__file__).resolve().parents[2] / "src" / "shipyard" / "demo" / "apps"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Counts:

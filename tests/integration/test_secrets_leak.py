@@ -13,7 +13,6 @@ import json
 import os
 import re
 import signal
-import socket
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ import pytest
 
 from shipyard.agent.daemon import agent_status, stop_agent
 from shipyard.demo.workspace import Workspace, create_workspace
+from shipyard.ipc import free_port
 from shipyard.testing.wait import wait_until
 
 try:
@@ -44,10 +44,6 @@ HOOKS = """\
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def configure(ws: Workspace, hooks: str, secrets_line: str) -> None:

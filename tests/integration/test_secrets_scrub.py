@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ import pytest
 
 from shipyard.agent.daemon import agent_status, stop_agent
 from shipyard.demo.workspace import Workspace, create_workspace
+from shipyard.ipc import free_port
 
 try:
     from .test_secrets_support import cli_env, new_master_key, run_cli
@@ -47,10 +47,6 @@ POISON = {
 KEEP = {"GIT_CONFIG_NOSYSTEM": "1", "LC_MEASUREMENT": "C"}   # allowed: git settings, locale
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

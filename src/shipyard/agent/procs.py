@@ -13,7 +13,6 @@ import contextlib
 import os
 import signal
 import socket
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -150,15 +149,3 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
         except OSError:
             return True
     return False
-
-
-def free_port(host: str = "127.0.0.1", exclude: Iterable[int] = ()) -> int:
-    """A port nobody listens on right now, skipping ports already promised to other instances."""
-    taken = set(exclude)
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind((host, 0))
-            port = int(s.getsockname()[1])
-        if port not in taken:
-            return port
-    raise OSError("no free port found")

@@ -32,6 +32,7 @@ from shipyard.agent.errors import AgentRequestError, ConflictError, NotFoundErro
 from shipyard.agent.spec import Backoff, InstanceSpec, new_instance_id, take_redact
 from shipyard.agent.state import BACKOFF, EXITED, LIVE, RUNNING, STOPPED, STOPPING, TERMINAL, InstanceRecord
 from shipyard.domain.launch import fill_argv  # `{instance}` in argv: only the agent knows the id
+from shipyard.ipc import free_port
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ class Supervisor:
         if spec.port is not None and (spec.port in used or procs.port_in_use(spec.port)):
             # Refused now with a clear reason, instead of a crash loop the caller would have to decode.
             raise ConflictError(f"port {spec.port} is already in use on 127.0.0.1")
-        port = spec.port if spec.port is not None else procs.free_port(exclude=used)
+        port = spec.port if spec.port is not None else free_port(exclude=used)
         iid = spec.id or new_instance_id(spec.service, spec.env, spec.revision)
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         environ = dict(spec.environ)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import tempfile
 import time
 from pathlib import Path
@@ -16,12 +15,7 @@ from shipyard.cli import render
 from shipyard.cli.aio import run
 from shipyard.cli.project import Project
 from shipyard.engine import deployer
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from shipyard.ipc import free_port
 
 
 def demo_cmd(

@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from typing import Any
 
 from shipyard.agent.client import AgentClient
 from shipyard.domain.types import Instance
+from shipyard.ipc import free_port
 from shipyard.targets.base import LaunchSpec
-
-
-def free_port() -> int:
-    """A port for `{port}` in the run command (the agent also exports it as $PORT)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def to_instance(rec: dict[str, Any]) -> Instance:

@@ -14,7 +14,6 @@ import asyncio
 import hashlib
 import hmac
 import json
-import socket
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -23,11 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from shipyard.ipc import free_port
 
 
 @dataclass

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import asyncssh
 
+from shipyard.ipc import free_port
 from shipyard.testing.processes import stop_process
 
 SSHD = "/usr/sbin/sshd"
@@ -28,10 +29,6 @@ def sshd_available() -> bool:
     return os.path.exists(SSHD) and os.geteuid() == 0
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_key(path: Path) -> asyncssh.SSHKey:
