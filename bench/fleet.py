@@ -37,6 +37,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from shipyard.ipc import free_port
+
 PYTHON = sys.executable
 HERE = Path(__file__).resolve()
 SHIPYARD = ["-m", "shipyard.cli.main"]
@@ -112,10 +114,6 @@ async def relay(listen_port: int, target_port: int, latency: float) -> None:
 
 
 # -- processes ------------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:

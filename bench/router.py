@@ -35,6 +35,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from shipyard.ipc import free_port
+
 PYTHON = sys.executable
 HERE = Path(__file__).resolve()
 REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
@@ -58,10 +60,6 @@ def ensure_tool(binary: str, packages: list[str]) -> str:
     raise SystemExit(f"bench: {binary} is missing and could not be installed (apt-get install {packages[0]})")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_http(port: int, log: Path, timeout: float = 15.0) -> None:

@@ -13,7 +13,6 @@ import os
 import pwd
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -23,6 +22,8 @@ from pathlib import Path
 
 import psycopg
 from sqlalchemy.engine import URL, make_url
+
+from shipyard.ipc import free_port
 
 ENV_URL = "SHIPYARD_TEST_PG_URL"
 START_DEADLINE = 60.0
@@ -47,10 +48,6 @@ def find_bindir() -> Path | None:
     return None
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def libpq_dsn(url: str | URL) -> str:

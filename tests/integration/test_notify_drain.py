@@ -10,7 +10,6 @@ exactly once.
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 
 from shipyard.agent.daemon import agent_status, stop_agent
 from shipyard.demo.workspace import Workspace, create_workspace
+from shipyard.ipc import free_port
 from shipyard.store import Store
 from shipyard.store import outbox as ob
 from shipyard.store.deployments import list_deployments
@@ -35,10 +35,6 @@ DRAIN = 5.0       # cli/notify.py DRAIN_AFTER_DEPLOY, as docs/notifications.md p
 MARGIN = 3.5      # closing the agent client and the interpreter, on a loaded 2-core machine
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
